@@ -1,0 +1,114 @@
+"""The one interface every meta-learner implements: a mapping from a task to a model.
+
+``adapt(support_x, support_y) -> state`` is g_φ(D^tr); ``predict(state, x)`` runs the adapted
+model; ``meta_gradients(batch)`` returns ∇φ of the meta-loss
+L_meta(φ) = (1/B) Σ_T L(predict(adapt(D^tr_T)), D^ts_T) over a batch of tasks, which the trainer
+hands to any ``torch.optim`` optimizer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from metamap.errors import TaskShapeError
+from metamap.learners.functional import LossName, Params
+from metamap.tasks.task import TaskBatch
+
+__all__ = ["AdaptedState", "MetaLearner", "MetaStep"]
+
+
+@dataclass
+class AdaptedState:
+    """What ``adapt`` returns: the task-specific model θ_T (as fast weights and buffers)."""
+
+    params: Params
+    buffers: Params = field(default_factory=dict)
+    support_losses: list[float] = field(default_factory=list)
+
+
+@dataclass
+class MetaStep:
+    """One meta-gradient: the detached mean query ``loss``/``metric`` and ∇φ by parameter name."""
+
+    loss: Tensor
+    metric: Tensor
+    grads: Params
+
+
+class MetaLearner(nn.Module, ABC):
+    """Base class of all meta-learners. ``self.model`` is the base network."""
+
+    model: nn.Module
+    loss_name: LossName
+
+    @abstractmethod
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
+        """Map one task's support set ``(S, *feature)``, ``(S, *target)`` to a model."""
+
+    @abstractmethod
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        """Outputs of the adapted model on ``x: (N, *feature)``: ``(N, *out)``."""
+
+    @abstractmethod
+    def meta_gradients(self, batch: TaskBatch) -> MetaStep:
+        """∇φ L_meta over ``batch``, keyed like ``self.named_parameters()``."""
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """The differentiable meta-loss (per-task loop); ``meta_gradients`` is the fast path."""
+        raise NotImplementedError(f"{type(self).__name__} has no differentiable meta-loss")
+
+    def apply_gradients(self, step: MetaStep) -> None:
+        """Store ``step.grads`` in ``.grad`` of each parameter, ready for ``optimizer.step()``."""
+        for name, p in self.named_parameters():
+            g = step.grads.get(name)
+            p.grad = None if g is None else g.detach().to(p.dtype)
+
+    # ---- input checks, run before any work --------------------------------------------
+    def check_batch(self, batch: TaskBatch) -> None:
+        """Raise :class:`TaskShapeError` naming the problem if ``batch`` cannot be used."""
+        self.check_task(batch.support_x[0], batch.support_y[0])
+        self.check_targets(batch.query_y, "query")
+
+    def check_task(self, support_x: Tensor, support_y: Tensor) -> None:
+        self.check_targets(support_y, "support")
+        try:
+            with torch.no_grad():
+                out = self.model(support_x[:1].to(_param_dtype(self.model)))
+        except (ValueError, RuntimeError) as e:
+            raise TaskShapeError(
+                f"support inputs of shape {tuple(support_x.shape)} do not fit the model: {e}"
+            ) from e
+        if self.loss_name == "mse" and out.shape[1:] != support_y.shape[1:]:
+            raise TaskShapeError(
+                f"targets have shape {tuple(support_y.shape)} but the model outputs "
+                f"{tuple(out.shape[1:])} per point"
+            )
+
+    def check_targets(self, y: Tensor, name: str) -> None:
+        if self.loss_name == "cross_entropy":
+            ways = _out_features(self.model)
+            if y.dtype != torch.long:
+                raise TaskShapeError(f"{name} labels must be int64 class indices, got {y.dtype}")
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or (ways is not None and hi >= ways):
+                raise TaskShapeError(
+                    f"{name} labels must lie in [0, {ways}) for a {ways}-way model; "
+                    f"got labels from {lo} to {hi}. Remap labels to 0..ways-1 per task."
+                )
+        elif not y.is_floating_point():
+            raise TaskShapeError(f"{name} regression targets must be floating point, got {y.dtype}")
+
+
+def _param_dtype(model: nn.Module) -> torch.dtype:
+    p = next(model.parameters(), None)
+    return torch.get_default_dtype() if p is None else p.dtype
+
+
+def _out_features(model: nn.Module) -> int | None:
+    head = getattr(model, "head", None)
+    out = getattr(head, "out_features", None)
+    return int(out) if out is not None else None

@@ -1,0 +1,70 @@
+"""Reptile.
+
+Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms", 2018 (Algorithm 2,
+batched version). Each task is solved by k steps of SGD from θ, giving θ̃_T; the meta-update is
+
+    θ ← θ + ε (1/B) Σ_T (θ̃_T − θ).
+
+metamap expresses it as the meta-gradient g = θ − mean_T θ̃_T, so plain SGD with learning rate ε
+is exactly Reptile, and Adam on g is the paper's Adam variant. The inner loop runs on the support
+set; the logged loss is the query loss after adaptation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from metamap.learners.base import MetaStep
+from metamap.learners.functional import LossName, Params, StepSize
+from metamap.learners.gradient import _MODEL, Batching, GradientLearner
+from metamap.tasks.task import TaskBatch
+
+__all__ = ["Reptile"]
+
+
+class Reptile(GradientLearner):
+    """k steps of SGD with step size ``inner_lr`` per task; meta-gradient θ − mean θ̃."""
+
+    second_order = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: LossName = "mse",
+        inner_steps: int = 5,
+        inner_lr: float = 0.01,
+        batching: Batching = "auto",
+    ) -> None:
+        super().__init__(model, loss, inner_steps, batching)
+        if inner_lr <= 0:
+            raise ValueError(f"inner_lr must be positive, got {inner_lr}")
+        self.inner_lr = float(inner_lr)
+
+    def step_sizes(self, meta: Params, steps: int) -> list[StepSize]:
+        return [self.inner_lr] * steps
+
+    def _solve(
+        self, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor, use_func: bool
+    ) -> tuple[Params, Tensor, Tensor]:
+        sizes = self.step_sizes(meta, self.inner_steps)
+        adapted, _ = self._adapt(meta, sx, sy, sizes, False, use_func)
+        pred = self._run(adapted, qx).detach()
+        return {k: v.detach() for k, v in adapted.items()}, self._loss(pred, qy), self._metric(pred, qy)
+
+    def meta_gradients(self, batch: TaskBatch) -> MetaStep:
+        self.check_batch(batch)
+        meta = {k: v.detach() for k, v in self.named_parameters()}
+        if self.batching == "vmap":
+            adapted, losses, metrics = torch.func.vmap(
+                lambda *t: self._solve(meta, *t, use_func=True)
+            )(*batch.tensors())
+            mean_adapted = {k: v.mean(0) for k, v in adapted.items()}
+        else:
+            meta = {k: v.requires_grad_(True) for k, v in meta.items()}
+            results = [self._solve(meta, *t, use_func=False) for t in zip(*batch.tensors(), strict=True)]
+            mean_adapted = {k: torch.stack([r[0][k] for r in results]).mean(0) for k in results[0][0]}
+            losses = torch.stack([r[1] for r in results])
+            metrics = torch.stack([r[2] for r in results])
+        grads = {_MODEL + k: meta[_MODEL + k].detach() - v for k, v in mean_adapted.items()}
+        return MetaStep(losses.mean(), metrics.mean(), grads)

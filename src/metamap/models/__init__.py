@@ -1,0 +1,8 @@
+"""Base learners. They know nothing of meta-learning: plain ``nn.Module`` s with a ``body``
+(feature extractor) and a ``head`` (last linear layer), usable through
+``torch.func.functional_call``."""
+
+from metamap.models.conv4 import BatchNormPolicy, Conv4, conv4_feature_dim
+from metamap.models.mlp import MLP
+
+__all__ = ["MLP", "BatchNormPolicy", "Conv4", "conv4_feature_dim"]

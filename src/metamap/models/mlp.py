@@ -1,0 +1,40 @@
+"""Multi-layer perceptron, split into a ``body`` (features) and a linear ``head``.
+
+The sinusoid network of MAML §5.1 is ``MLP(1, 1, hidden=(40, 40))``: 1-40-40-1 with ReLU.
+Shapes: ``(N, in_features) -> (N, out_features)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """``in → hidden[0] → … → hidden[-1] → out`` with ReLU between layers."""
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (40, 40)) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden):
+            raise ValueError(
+                f"MLP sizes must be positive: in={in_features}, out={out_features}, hidden={hidden}"
+            )
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.in_features = in_features
+        self.feature_dim = width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"MLP expects input of shape (N, {self.in_features}), got {tuple(x.shape)}"
+            )
+        return self.head(self.body(x))

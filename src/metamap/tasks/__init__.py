@@ -1,0 +1,18 @@
+"""Task generation: tasks, batches of tasks, and task distributions p(T)."""
+
+from metamap.tasks.distribution import TaskDistribution, check_counts, make_generator
+from metamap.tasks.regression import LinearTasks, PolynomialTasks, RegressionTasks, SinusoidTasks
+from metamap.tasks.task import Task, TaskBatch, stack_tasks
+
+__all__ = [
+    "LinearTasks",
+    "PolynomialTasks",
+    "RegressionTasks",
+    "SinusoidTasks",
+    "Task",
+    "TaskBatch",
+    "TaskDistribution",
+    "check_counts",
+    "make_generator",
+    "stack_tasks",
+]
