@@ -1,0 +1,46 @@
+"""Training and evaluation: configs, the resumable trainer, checkpoints, metrics."""
+
+from metamap.train.build import build_learner, build_model, build_tasks, from_config
+from metamap.train.checkpoint import load_checkpoint, save_checkpoint
+from metamap.train.config import (
+    EvalConfig,
+    LearnerConfig,
+    ModelConfig,
+    RunConfig,
+    TaskConfig,
+    TrainConfig,
+    apply_overrides,
+    load_config,
+    parse_config,
+)
+from metamap.train.evaluate import Summary, evaluate, summarize
+from metamap.train.metrics import MetricsLog, read_metrics
+from metamap.train.protocol import evaluate_run, learner_from_checkpoint
+from metamap.train.trainer import TrainResult, Trainer
+
+__all__ = [
+    "EvalConfig",
+    "LearnerConfig",
+    "MetricsLog",
+    "ModelConfig",
+    "RunConfig",
+    "Summary",
+    "TaskConfig",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "apply_overrides",
+    "build_learner",
+    "build_model",
+    "build_tasks",
+    "evaluate",
+    "evaluate_run",
+    "from_config",
+    "learner_from_checkpoint",
+    "load_checkpoint",
+    "load_config",
+    "parse_config",
+    "read_metrics",
+    "save_checkpoint",
+    "summarize",
+]

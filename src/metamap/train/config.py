@@ -1,0 +1,196 @@
+"""Typed run configuration, loaded from YAML (``safe_load``) with command-line overrides.
+
+Every field can be overridden as ``section.field=value`` (the value is parsed as YAML). Unknown
+keys and ill-typed values are rejected with a :class:`~metamap.errors.ConfigError` naming them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import NonNegativeFloat, NonNegativeInt, model_validator
+
+from metamap.errors import ConfigError
+
+__all__ = [
+    "EvalConfig",
+    "LearnerConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(_Section):
+    """The task distribution p(T)."""
+
+    family: Literal["sinusoid", "linear", "polynomial"] = "sinusoid"
+    shots: PositiveInt = 10
+    queries: PositiveInt = 10
+    noise_std: NonNegativeFloat = 0.0
+    degree: NonNegativeInt = 3
+    """Polynomial degree (``family: polynomial`` only)."""
+
+
+class ModelConfig(_Section):
+    """The base network (``mlp`` for regression, ``conv4`` for images)."""
+
+    name: Literal["mlp", "conv4"] = "mlp"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [40, 40])
+    ways: PositiveInt = 5
+    in_channels: PositiveInt = 1
+    width: PositiveInt = 64
+    image_size: PositiveInt = 28
+    batch_norm: Literal["transductive", "inductive"] = "transductive"
+
+
+class LearnerConfig(_Section):
+    """The meta-learner and its inner loop."""
+
+    name: Literal["maml", "fomaml", "anil", "metasgd", "reptile"] = "maml"
+    inner_steps: PositiveInt = 1
+    inner_lr: PositiveFloat | list[PositiveFloat] = 0.01
+    learn_inner_lr: bool = False
+    first_order: bool = False
+    batching: Literal["auto", "vmap", "loop"] = "auto"
+
+    @model_validator(mode="after")
+    def _lrs(self) -> LearnerConfig:
+        if isinstance(self.inner_lr, list) and len(self.inner_lr) not in (1, self.inner_steps):
+            raise ValueError(
+                f"inner_lr has {len(self.inner_lr)} values; give one or one per inner step "
+                f"({self.inner_steps})"
+            )
+        return self
+
+
+class TrainConfig(_Section):
+    """The outer loop: meta-optimizer, schedule, validation and checkpoints."""
+
+    steps: PositiveInt = 1000
+    meta_batch: PositiveInt = 25
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: PositiveFloat = 1e-3
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: PositiveFloat | None = None
+    dtype: Literal["float32", "float64"] = "float32"
+    device: str = "cpu"
+    val_every: PositiveInt = 500
+    val_tasks: PositiveInt = 100
+    ckpt_every: PositiveInt = 500
+    log_every: PositiveInt = 50
+    progress: bool = True
+
+
+class EvalConfig(_Section):
+    """The fixed, seeded evaluation protocol."""
+
+    tasks: PositiveInt = 600
+    shots: list[PositiveInt] = Field(default_factory=lambda: [5])
+    steps: list[NonNegativeInt] = Field(default_factory=lambda: [1, 5, 10])
+    queries: PositiveInt = 100
+    seed: int = 1234
+
+
+class RunConfig(_Section):
+    """A whole run: ``seed``, where it writes, and the five sections."""
+
+    name: str = "run"
+    seed: int = 0
+    out_dir: str = "runs/run"
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the trained weights (not paths, logging or eval)."""
+        d = self.model_dump(mode="json")
+        for k in ("name", "out_dir", "eval"):
+            d.pop(k)
+        for k in ("val_every", "val_tasks", "ckpt_every", "log_every", "progress", "device"):
+            d["train"].pop(k)
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{where}' (check the spelling; see configs/ for examples)")
+        else:
+            lines.append(f"'{where}': {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def parse_config(data: Mapping[str, Any]) -> RunConfig:
+    """Validate a plain mapping into a :class:`RunConfig`."""
+    try:
+        return RunConfig.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a config mapping."""
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from None
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: '{p}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(
+                f"config file {str(p)!r} does not exist; see configs/ for examples "
+                "(e.g. configs/sinusoid/maml.yaml)"
+            )
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
+        data = loaded
+    return parse_config(apply_overrides(data, overrides))

@@ -1,0 +1,180 @@
+"""The meta-training loop: sample a batch of tasks, take a meta-gradient step, validate, save.
+
+Resumable: ``checkpoints/last.pt`` holds the learner, the optimizer, the schedule, the task
+sampler's RNG state and the step, so a run killed at any moment and resumed ends with exactly the
+weights of an uninterrupted run. ``checkpoints/best.pt`` holds the weights with the best
+validation score on a fixed, seeded set of tasks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from metamap.errors import CheckpointError, NonFiniteLossError
+from metamap.learners import GradientLearner
+from metamap.tasks import RegressionTasks, TaskBatch, make_generator
+from metamap.train.build import dtype_of, from_config
+from metamap.train.checkpoint import load_checkpoint, save_checkpoint
+from metamap.train.config import RunConfig
+from metamap.train.evaluate import evaluate
+from metamap.train.metrics import MetricsLog
+
+__all__ = ["TrainResult", "Trainer", "VAL_SEED_OFFSET"]
+
+VAL_SEED_OFFSET = 10_000
+"""Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    step: int
+    best_step: int
+    best_val: float
+    last_loss: float
+
+
+def _lr_lambda(schedule: str, warmup: int, total: int):  # type: ignore[no-untyped-def]
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            t = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        return 1.0
+
+    return f
+
+
+class Trainer:
+    """Meta-trains the learner a :class:`RunConfig` describes, writing into ``out_dir``."""
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
+        self.tasks: RegressionTasks
+        self.learner: GradientLearner
+        self.tasks, self.learner = from_config(cfg)
+        t = cfg.train
+        params = list(self.learner.parameters())
+        self.optimizer: torch.optim.Optimizer = (
+            torch.optim.Adam(params, lr=t.lr) if t.optimizer == "adam" else torch.optim.SGD(params, lr=t.lr)
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(t.schedule, t.warmup_steps, t.steps)
+        )
+        self.generator = make_generator(cfg.seed)
+        self.val_tasks: TaskBatch = self.tasks.fixed_tasks(t.val_tasks, cfg.seed + VAL_SEED_OFFSET)
+        self.step = 0
+        self.best_step = 0
+        self.best_val = math.inf
+        self.last_loss = math.nan
+
+    # ---- paths ---------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "best.pt"
+
+    # ---- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.model_dump(mode="json"),
+            "fingerprint": self.cfg.fingerprint(),
+            "step": self.step,
+            "best_step": self.best_step,
+            "best_val": self.best_val,
+            "learner": self.learner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        if state.get("fingerprint") != self.cfg.fingerprint():
+            raise CheckpointError(
+                f"checkpoint {source!r} was written by a run with another configuration "
+                f"(fingerprint {state.get('fingerprint')} ≠ {self.cfg.fingerprint()}); "
+                "use a new out_dir, or the same config to resume"
+            )
+        self.learner.load_state_dict(state["learner"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        self.best_step = int(state["best_step"])
+        self.best_val = float(state["best_val"])
+
+    def resume(self) -> bool:
+        """Load ``checkpoints/last.pt`` if present; returns whether it did."""
+        if not self.last_path.exists():
+            return False
+        self.load_state_dict(load_checkpoint(self.last_path), str(self.last_path))
+        return True
+
+    # ---- the loop ------------------------------------------------------------------------
+    def validate(self) -> float:
+        """Mean query MSE after the trained number of inner steps on the validation tasks."""
+        k = self.learner.inner_steps
+        return evaluate(self.learner, self.val_tasks, [k])[k].mean
+
+    def fit(self, resume: bool = True, stop_after: int | None = None) -> TrainResult:
+        """Train to ``train.steps`` (or stop after ``stop_after`` steps, as a kill would)."""
+        cfg, t = self.cfg, self.cfg.train
+        resumed = self.resume() if resume else False
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(cfg.to_yaml())
+        log = MetricsLog(self.out_dir / "metrics.jsonl", self.step if resumed else None)
+        device, dtype = torch.device(t.device), dtype_of(cfg)
+        bar = tqdm(total=t.steps, initial=self.step, disable=not t.progress, desc=cfg.name,
+                   dynamic_ncols=True, leave=False)
+        start = time.perf_counter()
+        try:
+            while self.step < t.steps:
+                if stop_after is not None and self.step >= stop_after:
+                    break
+                self._one_step(self.tasks.sample(t.meta_batch, self.generator).to(device, dtype))
+                record: dict[str, Any] = {}
+                if self.step % t.val_every == 0 or self.step == t.steps:
+                    val = self.validate()
+                    record["val_mse"] = val
+                    if val < self.best_val:
+                        self.best_val, self.best_step = val, self.step
+                        save_checkpoint(self.best_path, self.state_dict())
+                if self.step % t.log_every == 0 or record:
+                    log.write({"step": self.step, "loss": self.last_loss,
+                               "lr": self.scheduler.get_last_lr()[0],
+                               "time": round(time.perf_counter() - start, 3), **record})
+                if self.step % t.ckpt_every == 0 or self.step == t.steps:
+                    save_checkpoint(self.last_path, self.state_dict())
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.last_loss:.4f}",
+                                best_val=f"{self.best_val:.4f}", refresh=False)
+        finally:
+            bar.close()
+        return TrainResult(self.out_dir, self.step, self.best_step, self.best_val, self.last_loss)
+
+    def _one_step(self, batch: TaskBatch) -> None:
+        step = self.step + 1
+        ms = self.learner.meta_gradients(batch)
+        loss = float(ms.loss)
+        if not math.isfinite(loss) or not all(torch.isfinite(g).all() for g in ms.grads.values()):
+            last = str(self.last_path) if self.last_path.exists() else None
+            raise NonFiniteLossError(step, loss, last)
+        self.learner.apply_gradients(ms)
+        if self.cfg.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.learner.parameters(), self.cfg.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step = step
+        self.last_loss = loss
