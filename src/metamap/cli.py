@@ -34,15 +34,23 @@ def _parser() -> argparse.ArgumentParser:
 
     over = argparse.ArgumentParser(add_help=False)
     over.add_argument(
-        "-o", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "-o",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config field, e.g. -o train.steps=1000 -o learner.inner_lr=0.02",
     )
 
     t = sub.add_parser("train", parents=[over], help="meta-train from a YAML config")
     t.add_argument("config", help="YAML config file, e.g. configs/sinusoid/maml.yaml")
     t.add_argument("--out", help="output folder (default: the config's out_dir)")
-    t.add_argument("--restart", action="store_true",
-                   help="ignore an existing checkpoint in the output folder and start afresh")
+    t.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore an existing checkpoint in the output folder and start afresh",
+    )
     t.add_argument("--eval", action="store_true", help="evaluate the best checkpoint afterwards")
 
     e = sub.add_parser("eval", parents=[over], help="evaluate a checkpoint on fixed tasks")
@@ -53,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir", help="a run folder written by `metamap train`")
     pl.add_argument("--steps", default="0,1,10", help="inner-step counts to draw (default 0,1,10)")
 
-    d = sub.add_parser("demo", parents=[over],
-                       help="train sinusoid MAML on the embedded default, evaluate, plot")
+    d = sub.add_parser(
+        "demo", parents=[over], help="train sinusoid MAML on the embedded default, evaluate, plot"
+    )
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     return p
 
@@ -63,8 +72,10 @@ def _print_scores(results: dict[str, Any]) -> None:
     metric = results["metric"].upper()
     print(f"{metric} on {results['tasks']} fixed tasks (seed {results['seed']}), mean ± 95% CI")
     for shots, by_step in results["scores"].items():
-        cells = [f"{k} step{'s' if k != '1' else ''}: {v['mean']:.3f} ± {v['ci95']:.3f}"
-                 for k, v in by_step.items()]
+        cells = [
+            f"{k} step{'s' if k != '1' else ''}: {v['mean']:.3f} ± {v['ci95']:.3f}"
+            for k, v in by_step.items()
+        ]
         print(f"  {shots:>8}  " + "   ".join(cells))
 
 
@@ -73,8 +84,10 @@ def _train(cfg: RunConfig, out: str | None, restart: bool) -> Trainer:
     if not restart and trainer.last_path.exists():
         print(f"resuming from {trainer.last_path}", file=sys.stderr)
     result = trainer.fit(resume=not restart)
-    print(f"trained {result.step} steps into {result.out_dir}; best validation MSE "
-          f"{result.best_val:.4f} at step {result.best_step}")
+    print(
+        f"trained {result.step} steps into {result.out_dir}; best validation MSE "
+        f"{result.best_val:.4f} at step {result.best_step}"
+    )
     return trainer
 
 
@@ -111,12 +124,21 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     cfg, learner, _ = learner_from_checkpoint(ckpt)
     family = build_tasks(cfg.task, queries=cfg.eval.queries)
     task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
-    paths = [adaptation_plot(learner, family, task, run_dir / "adaptation.png", steps,
-                             f"{cfg.learner.name.upper()} on a {cfg.task.family} task")]
+    paths = [
+        adaptation_plot(
+            learner,
+            family,
+            task,
+            run_dir / "adaptation.png",
+            steps,
+            f"{cfg.learner.name.upper()} on a {cfg.task.family} task",
+        )
+    ]
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
-        paths.append(learning_curve_plot(read_metrics(metrics), run_dir / "learning_curve.png",
-                                         cfg.name))
+        paths.append(
+            learning_curve_plot(read_metrics(metrics), run_dir / "learning_curve.png", cfg.name)
+        )
     for p in paths:
         print(f"wrote {p}")
     return paths
@@ -155,8 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metamap: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("metamap: interrupted; the last checkpoint is kept, run again to resume",
-              file=sys.stderr)
+        print(
+            "metamap: interrupted; the last checkpoint is kept, run again to resume",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

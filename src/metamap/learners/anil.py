@@ -42,23 +42,25 @@ class ANIL(MAML):
         first_order: bool = False,
         batching: Batching = "auto",
     ) -> None:
-        if not (isinstance(getattr(model, "body", None), nn.Module) and isinstance(
-            getattr(model, "head", None), nn.Module
-        )):
+        if not (
+            isinstance(getattr(model, "body", None), nn.Module)
+            and isinstance(getattr(model, "head", None), nn.Module)
+        ):
             raise ValueError("ANIL needs a model with `body` and `head` sub-modules (MLP, Conv4)")
         super().__init__(model, loss, inner_steps, inner_lr, learn_inner_lr, first_order, batching)
 
     def task_objective(
         self, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor, use_func: bool
     ) -> tuple[Tensor, Tensor]:
-        body, head = self.model.body, self.model.head
+        body, head = self.model.get_submodule("body"), self.model.get_submodule("head")
         fast, frozen = self._split(meta)
         body_state = (_sub(frozen, "body."), dict(body.named_buffers()))
         zs = functional_call(body, body_state, (sx,))
         zq = functional_call(body, body_state, (qx,))
 
         def run_head(p: Params, z: Tensor) -> Tensor:
-            return functional_call(head, _sub(p, "head."), (z,))
+            out: Tensor = functional_call(head, _sub(p, "head."), (z,))
+            return out
 
         fast, _ = inner_loop(
             lambda p: self._loss(run_head(p, zs), sy),

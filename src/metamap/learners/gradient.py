@@ -103,7 +103,8 @@ class GradientLearner(MetaLearner):
 
     def _run(self, params: Params, x: Tensor) -> Tensor:
         buffers = dict(self.model.named_buffers())
-        return functional_call(self.model, (params, buffers), (x,))
+        out: Tensor = functional_call(self.model, (params, buffers), (x,))
+        return out
 
     def _adapt(
         self,
@@ -159,7 +160,9 @@ class GradientLearner(MetaLearner):
                 sizes = self.step_sizes(meta, k)[done:]
                 with torch.enable_grad():
                     adapted, ls = self._adapt(meta, support_x, support_y, sizes, False, False)
-                meta.update({_MODEL + n: v.detach().requires_grad_(True) for n, v in adapted.items()})
+                meta.update(
+                    {_MODEL + n: v.detach().requires_grad_(True) for n, v in adapted.items()}
+                )
                 losses += [float(v) for v in ls]
                 done = k
             params = {n[len(_MODEL) :]: v.detach() for n, v in meta.items() if n.startswith(_MODEL)}
@@ -167,7 +170,8 @@ class GradientLearner(MetaLearner):
         return out
 
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
-        return functional_call(self.model, (state.params, state.buffers), (x,))
+        out: Tensor = functional_call(self.model, (state.params, state.buffers), (x,))
+        return out
 
     # ---- the meta-gradient over a batch of tasks ----------------------------------------
     def meta_gradients(self, batch: TaskBatch) -> MetaStep:
@@ -179,8 +183,10 @@ class GradientLearner(MetaLearner):
     def _meta_gradients_vmap(self, batch: TaskBatch) -> MetaStep:
         meta = {k: v.detach() for k, v in self.named_parameters()}
 
-        def objective(m: Params, *task: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-            loss, metric = self.task_objective(m, *task, use_func=True)
+        def objective(
+            m: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
+        ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+            loss, metric = self.task_objective(m, sx, sy, qx, qy, use_func=True)
             return loss, (loss.detach(), metric)
 
         per_task = torch.func.grad(objective, has_aux=True)
@@ -210,7 +216,7 @@ class GradientLearner(MetaLearner):
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         self.check_batch(batch)
-        meta = dict(self.named_parameters())
+        meta: Params = dict(self.named_parameters())
         losses = [
             self.task_objective(meta, sx, sy, qx, qy, use_func=False)[0]
             for sx, sy, qx, qy in zip(*batch.tensors(), strict=True)

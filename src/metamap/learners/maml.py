@@ -38,7 +38,9 @@ class MAML(GradientLearner):
         batching: Batching = "auto",
     ) -> None:
         super().__init__(model, loss, inner_steps, batching)
-        lrs = [float(inner_lr)] if isinstance(inner_lr, int | float) else [float(a) for a in inner_lr]
+        lrs = (
+            [float(inner_lr)] if isinstance(inner_lr, int | float) else [float(a) for a in inner_lr]
+        )
         if len(lrs) not in (1, inner_steps):
             raise ValueError(
                 f"inner_lr has {len(lrs)} values; give one, or one per inner step ({inner_steps})"

@@ -39,7 +39,10 @@ class MetaSGD(GradientLearner):
             raise ValueError(f"inner_lr (the initial α) must be positive, got {inner_lr}")
         self.second_order = not first_order
         self.inner_lrs = nn.ParameterDict(
-            {_key(n): nn.Parameter(torch.full_like(p, inner_lr)) for n, p in model.named_parameters()}
+            {
+                _key(n): nn.Parameter(torch.full_like(p, inner_lr))
+                for n, p in model.named_parameters()
+            }
         )
 
     def step_sizes(self, meta: Params, steps: int) -> list[StepSize]:

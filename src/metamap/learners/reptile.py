@@ -50,20 +50,29 @@ class Reptile(GradientLearner):
         sizes = self.step_sizes(meta, self.inner_steps)
         adapted, _ = self._adapt(meta, sx, sy, sizes, False, use_func)
         pred = self._run(adapted, qx).detach()
-        return {k: v.detach() for k, v in adapted.items()}, self._loss(pred, qy), self._metric(pred, qy)
+        return (
+            {k: v.detach() for k, v in adapted.items()},
+            self._loss(pred, qy),
+            self._metric(pred, qy),
+        )
 
     def meta_gradients(self, batch: TaskBatch) -> MetaStep:
         self.check_batch(batch)
         meta = {k: v.detach() for k, v in self.named_parameters()}
         if self.batching == "vmap":
             adapted, losses, metrics = torch.func.vmap(
-                lambda *t: self._solve(meta, *t, use_func=True)
+                lambda sx, sy, qx, qy: self._solve(meta, sx, sy, qx, qy, use_func=True)
             )(*batch.tensors())
             mean_adapted = {k: v.mean(0) for k, v in adapted.items()}
         else:
             meta = {k: v.requires_grad_(True) for k, v in meta.items()}
-            results = [self._solve(meta, *t, use_func=False) for t in zip(*batch.tensors(), strict=True)]
-            mean_adapted = {k: torch.stack([r[0][k] for r in results]).mean(0) for k in results[0][0]}
+            results = [
+                self._solve(meta, sx, sy, qx, qy, use_func=False)
+                for sx, sy, qx, qy in zip(*batch.tensors(), strict=True)
+            ]
+            mean_adapted = {
+                k: torch.stack([r[0][k] for r in results]).mean(0) for k in results[0][0]
+            }
             losses = torch.stack([r[1] for r in results])
             metrics = torch.stack([r[2] for r in results])
         grads = {_MODEL + k: meta[_MODEL + k].detach() - v for k, v in mean_adapted.items()}

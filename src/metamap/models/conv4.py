@@ -71,7 +71,8 @@ class Conv4(nn.Module):
                 f"Conv4 expects images of shape (N, {self.in_channels}, {self.image_size}, "
                 f"{self.image_size}), got {tuple(x.shape)}"
             )
-        return self.head(self.body(x))
+        out: Tensor = self.head(self.body(x))
+        return out
 
     def to_channels_last(self) -> Conv4:
         """Use the channels-last memory format (faster convolutions on many CPUs and GPUs)."""

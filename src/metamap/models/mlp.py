@@ -16,7 +16,9 @@ __all__ = ["MLP"]
 class MLP(nn.Module):
     """``in → hidden[0] → … → hidden[-1] → out`` with ReLU between layers."""
 
-    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (40, 40)) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, hidden: Sequence[int] = (40, 40)
+    ) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden):
             raise ValueError(
@@ -37,4 +39,5 @@ class MLP(nn.Module):
             raise ValueError(
                 f"MLP expects input of shape (N, {self.in_features}), got {tuple(x.shape)}"
             )
-        return self.head(self.body(x))
+        out: Tensor = self.head(self.body(x))
+        return out

@@ -63,10 +63,14 @@ class RegressionTasks(ABC):
             y = y + self.noise_std * torch.randn(y.shape, generator=g)
         return y
 
-    def _batch(self, params: dict[str, Tensor], sx: Tensor, qx: Tensor, g: torch.Generator) -> TaskBatch:
+    def _batch(
+        self, params: dict[str, Tensor], sx: Tensor, qx: Tensor, g: torch.Generator
+    ) -> TaskBatch:
         n = sx.shape[0]
         per_task = [{k: float(v[i]) for k, v in params.items()} for i in range(n)]
-        return TaskBatch(sx, self._targets(params, sx, g), qx, self._targets(params, qx, g), per_task)
+        return TaskBatch(
+            sx, self._targets(params, sx, g), qx, self._targets(params, qx, g), per_task
+        )
 
     def sample(self, batch_size: int, generator: torch.Generator) -> TaskBatch:
         """``batch_size`` tasks of ``shots`` support and ``queries`` query points each."""

@@ -11,7 +11,7 @@ by the loss on ``D^ts``. Shapes:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -86,10 +86,8 @@ class Task:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Task:
         """Move to ``device``; a floating ``dtype`` applies to inputs and float targets only."""
-        return Task(
-            *(_move(t, device, dtype) for t in self.tensors()),
-            params=dict(self.params),
-        )
+        sx, sy, qx, qy = (_move(t, device, dtype) for t in self.tensors())
+        return Task(sx, sy, qx, qy, params=dict(self.params))
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return (self.support_x, self.support_y, self.query_x, self.query_y)
@@ -133,15 +131,13 @@ class TaskBatch:
             params=dict(self.params[i]) if self.params else {},
         )
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Task]:
         return (self[i] for i in range(len(self)))
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
         """Move to ``device``; a floating ``dtype`` applies to inputs and float targets only."""
-        return TaskBatch(
-            *(_move(t, device, dtype) for t in self.tensors()),
-            params=[dict(p) for p in self.params],
-        )
+        sx, sy, qx, qy = (_move(t, device, dtype) for t in self.tensors())
+        return TaskBatch(sx, sy, qx, qy, params=[dict(p) for p in self.params])
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return (self.support_x, self.support_y, self.query_x, self.query_y)
@@ -160,7 +156,10 @@ def stack_tasks(tasks: Sequence[Task]) -> TaskBatch:
     first = tasks[0]
     for i, t in enumerate(tasks):
         for name, a, b in zip(
-            ("support_x", "support_y", "query_x", "query_y"), first.tensors(), t.tensors(), strict=True
+            ("support_x", "support_y", "query_x", "query_y"),
+            first.tensors(),
+            t.tensors(),
+            strict=True,
         ):
             if a.shape != b.shape:
                 raise TaskShapeError(

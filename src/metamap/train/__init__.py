@@ -16,7 +16,7 @@ from metamap.train.config import (
 from metamap.train.evaluate import Summary, evaluate, summarize
 from metamap.train.metrics import MetricsLog, read_metrics
 from metamap.train.protocol import evaluate_run, learner_from_checkpoint
-from metamap.train.trainer import TrainResult, Trainer
+from metamap.train.trainer import Trainer, TrainResult
 
 __all__ = [
     "EvalConfig",

@@ -23,8 +23,10 @@ class MetricsLog:
             self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     def write(self, record: dict[str, Any]) -> None:
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                 for k, v in record.items()}
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
         with self.path.open("a") as f:
             f.write(json.dumps(clean) + "\n")
 

@@ -26,7 +26,7 @@ from metamap.train.config import RunConfig
 from metamap.train.evaluate import evaluate
 from metamap.train.metrics import MetricsLog
 
-__all__ = ["TrainResult", "Trainer", "VAL_SEED_OFFSET"]
+__all__ = ["VAL_SEED_OFFSET", "TrainResult", "Trainer"]
 
 VAL_SEED_OFFSET = 10_000
 """Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
@@ -65,7 +65,9 @@ class Trainer:
         t = cfg.train
         params = list(self.learner.parameters())
         self.optimizer: torch.optim.Optimizer = (
-            torch.optim.Adam(params, lr=t.lr) if t.optimizer == "adam" else torch.optim.SGD(params, lr=t.lr)
+            torch.optim.Adam(params, lr=t.lr)
+            if t.optimizer == "adam"
+            else torch.optim.SGD(params, lr=t.lr)
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(t.schedule, t.warmup_steps, t.steps)
@@ -136,8 +138,14 @@ class Trainer:
         (self.out_dir / "config.yaml").write_text(cfg.to_yaml())
         log = MetricsLog(self.out_dir / "metrics.jsonl", self.step if resumed else None)
         device, dtype = torch.device(t.device), dtype_of(cfg)
-        bar = tqdm(total=t.steps, initial=self.step, disable=not t.progress, desc=cfg.name,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            total=t.steps,
+            initial=self.step,
+            disable=not t.progress,
+            desc=cfg.name,
+            dynamic_ncols=True,
+            leave=False,
+        )
         start = time.perf_counter()
         try:
             while self.step < t.steps:
@@ -152,14 +160,21 @@ class Trainer:
                         self.best_val, self.best_step = val, self.step
                         save_checkpoint(self.best_path, self.state_dict())
                 if self.step % t.log_every == 0 or record:
-                    log.write({"step": self.step, "loss": self.last_loss,
-                               "lr": self.scheduler.get_last_lr()[0],
-                               "time": round(time.perf_counter() - start, 3), **record})
+                    log.write(
+                        {
+                            "step": self.step,
+                            "loss": self.last_loss,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "time": round(time.perf_counter() - start, 3),
+                            **record,
+                        }
+                    )
                 if self.step % t.ckpt_every == 0 or self.step == t.steps:
                     save_checkpoint(self.last_path, self.state_dict())
                 bar.update(1)
-                bar.set_postfix(loss=f"{self.last_loss:.4f}",
-                                best_val=f"{self.best_val:.4f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", refresh=False
+                )
         finally:
             bar.close()
         return TrainResult(self.out_dir, self.step, self.best_step, self.best_val, self.last_loss)

@@ -12,11 +12,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from metamap.learners import GradientLearner  # noqa: E402
-from metamap.tasks import RegressionTasks, Task  # noqa: E402
+from metamap.learners import GradientLearner
+from metamap.tasks import RegressionTasks, Task
 
 __all__ = ["adaptation_plot", "learning_curve_plot"]
 
@@ -45,8 +45,15 @@ def adaptation_plot(
             pred = learner.predict(states[k], x.to(p)).cpu()
             label = "pre-update" if k == 0 else f"after {k} step{'s' if k > 1 else ''}"
             ax.plot(x[:, 0], pred[:, 0], ls=styles[i % len(styles)], color=f"C{i}", label=label)
-    ax.scatter(task.support_x[:, 0].cpu(), task.support_y[:, 0].cpu(), marker="^", s=60,
-               color="purple", zorder=5, label=f"{task.shots} support points")
+    ax.scatter(
+        task.support_x[:, 0].cpu(),
+        task.support_y[:, 0].cpu(),
+        marker="^",
+        s=60,
+        color="purple",
+        zorder=5,
+        label=f"{task.shots} support points",
+    )
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title(title or f"{type(learner).__name__}: {task.shots}-shot adaptation")
@@ -59,7 +66,9 @@ def adaptation_plot(
     return out
 
 
-def learning_curve_plot(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def learning_curve_plot(
+    records: Sequence[dict[str, Any]], path: str | Path, title: str = ""
+) -> Path:
     """Training meta-loss and validation MSE against meta-iterations (log scale)."""
     train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
     val = [(r["step"], r["val_mse"]) for r in records if r.get("val_mse") is not None]

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from metamap.errors import ConfigError
+from metamap.train import RunConfig, apply_overrides, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_shipped_config_validates() -> None:
+    paths = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert paths, "configs/ holds no YAML files"
+    for p in paths:
+        cfg = load_config(p)
+        assert isinstance(cfg, RunConfig)
+
+
+def test_overrides_change_nested_fields_and_parse_yaml_values() -> None:
+    cfg = load_config(
+        None,
+        [
+            "train.steps=7",
+            "learner.inner_lr=[0.1, 0.2]",
+            "learner.inner_steps=2",
+            "eval.shots=[5,10]",
+        ],
+    )
+    assert cfg.train.steps == 7
+    assert cfg.learner.inner_lr == [0.1, 0.2]
+    assert cfg.eval.shots == [5, 10]
+
+
+def test_yaml_scientific_notation_string_is_accepted_as_float() -> None:
+    # PyYAML reads `1e-3` as a string; a learning rate written that way must still work.
+    assert load_config(None, ["train.lr=1e-3"]).train.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("train.stepz=5", "unknown key 'train.stepz'"),
+        ("trian.steps=5", "unknown key 'trian'"),
+        ("train.steps=-1", "'train.steps'"),
+        ("train.steps=many", "'train.steps'"),
+        ("learner.name=mamal", "'learner.name'"),
+        ("model.hidden=[40, 0]", "'model.hidden.1'"),
+    ],
+)
+def test_bad_keys_and_values_are_named(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert needle in str(e.value)
+
+
+def test_per_step_lrs_must_match_inner_steps() -> None:
+    with pytest.raises(ConfigError, match="one per inner step"):
+        load_config(None, ["learner.inner_steps=3", "learner.inner_lr=[0.1, 0.2]"])
+
+
+def test_malformed_override_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        apply_overrides({}, ["train.steps"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_fingerprint_ignores_paths_and_logging_but_not_training() -> None:
+    a = parse_config({})
+    assert (
+        a.fingerprint() == parse_config({"out_dir": "x", "train": {"log_every": 3}}).fingerprint()
+    )
+    assert a.fingerprint() != parse_config({"train": {"lr": 0.5}}).fingerprint()
+    assert a.fingerprint() != parse_config({"seed": 1}).fingerprint()

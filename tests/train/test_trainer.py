@@ -1,0 +1,113 @@
+"""Resumability, determinism, validation/best checkpoint and failure handling of the trainer."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from metamap.errors import CheckpointError, NonFiniteLossError
+from metamap.learners import MetaStep
+from metamap.train import Trainer, load_checkpoint, load_config, read_metrics
+
+FAST = [
+    "train.steps=12",
+    "train.meta_batch=4",
+    "train.val_every=4",
+    "train.val_tasks=8",
+    "train.ckpt_every=3",
+    "train.log_every=1",
+    "train.progress=false",
+    "model.hidden=[16,16]",
+    "train.schedule=cosine",
+    "train.warmup_steps=2",
+]
+
+
+def _weights(t: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in t.learner.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("learner", ["maml", "metasgd", "reptile"])
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path: Path, learner: str) -> None:
+    cfg = load_config(None, [*FAST, f"learner.name={learner}"])
+    full = Trainer(cfg, tmp_path / "full")
+    full.fit()
+    part = Trainer(cfg, tmp_path / "part")
+    part.fit(stop_after=7)  # "killed" after step 7; the last checkpoint is from step 6
+    assert load_checkpoint(part.last_path)["step"] == 6
+    resumed = Trainer(cfg, tmp_path / "part")
+    resumed.fit()
+    assert resumed.step == 12
+    assert _same(_weights(full), _weights(resumed))
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == 12
+    # the metrics log is consistent: one line per step, none duplicated by the replay
+    steps = [r["step"] for r in read_metrics(tmp_path / "part" / "metrics.jsonl")]
+    assert steps == list(range(1, 13))
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path: Path) -> None:
+    a = Trainer(load_config(None, FAST), tmp_path / "a")
+    a.fit()
+    b = Trainer(load_config(None, FAST), tmp_path / "b")
+    b.fit()
+    c = Trainer(load_config(None, [*FAST, "seed=1"]), tmp_path / "c")
+    c.fit()
+    assert _same(_weights(a), _weights(b))
+    assert not _same(_weights(a), _weights(c))
+
+
+def test_training_reduces_validation_error_and_keeps_best(tmp_path: Path) -> None:
+    cfg = load_config(
+        None,
+        [
+            "train.steps=300",
+            "train.val_every=100",
+            "train.val_tasks=50",
+            "train.progress=false",
+            "train.lr=0.003",
+        ],
+    )
+    t = Trainer(cfg, tmp_path)
+    before = t.validate()
+    t.fit()
+    vals = [r["val_mse"] for r in read_metrics(tmp_path / "metrics.jsonl") if "val_mse" in r]
+    assert len(vals) == 3
+    assert t.best_val == min(vals) < before
+    best = load_checkpoint(t.best_path)
+    assert best["step"] == t.best_step and math.isclose(best["best_val"], t.best_val)
+    assert (tmp_path / "config.yaml").read_text().startswith("name:")
+
+
+def test_resume_refuses_checkpoint_of_another_config(tmp_path: Path) -> None:
+    Trainer(load_config(None, FAST), tmp_path).fit()
+    other = Trainer(load_config(None, [*FAST, "train.lr=0.5"]), tmp_path)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        other.fit()
+
+
+def test_non_finite_loss_stops_names_step_and_keeps_last_good(tmp_path: Path) -> None:
+    cfg = load_config(None, [*FAST, "train.ckpt_every=1"])
+    t = Trainer(cfg, tmp_path)
+    real = t.learner.meta_gradients
+
+    def poisoned(batch):  # type: ignore[no-untyped-def]
+        step = real(batch)
+        if t.step == 4:  # the 5th step goes bad
+            return MetaStep(torch.tensor(float("nan")), step.metric, step.grads)
+        return step
+
+    t.learner.meta_gradients = poisoned  # type: ignore[method-assign]
+    with pytest.raises(NonFiniteLossError) as e:
+        t.fit()
+    assert e.value.step == 5 and "step 5" in str(e.value)
+    assert str(t.last_path) in str(e.value)
+    good = load_checkpoint(t.last_path)
+    assert good["step"] == 4
+    assert all(torch.isfinite(v).all() for v in good["learner"].values())
+    json.dumps(read_metrics(tmp_path / "metrics.jsonl"))  # the log stays valid JSON
