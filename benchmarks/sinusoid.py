@@ -48,6 +48,7 @@ def run(learner: str, steps: int | None, out_root: Path, threads: int) -> dict[s
         "steps_trained": result.step,
         "best_step": result.best_step,
         "best_val_mse": result.best_val,
+        "train_seconds": round(result.train_seconds, 1),
         "train_seconds_this_invocation": round(train_s, 1),
         "eval_seconds": round(time.perf_counter() - t0, 1),
         "batching": best.batching,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from metamap.errors import TaskShapeError
 from metamap.learners.functional import LossName, Params
@@ -71,13 +72,17 @@ class MetaLearner(nn.Module, ABC):
     def check_batch(self, batch: TaskBatch) -> None:
         """Raise :class:`TaskShapeError` naming the problem if ``batch`` cannot be used."""
         self.check_task(batch.support_x[0], batch.support_y[0])
+        self.check_targets(batch.support_y, "support")
         self.check_targets(batch.query_y, "query")
 
     def check_task(self, support_x: Tensor, support_y: Tensor) -> None:
         self.check_targets(support_y, "support")
+        # On copies of the buffers, so that the check never updates BatchNorm running statistics.
+        buffers = {k: v.clone() for k, v in self.model.named_buffers()}
         try:
             with torch.no_grad():
-                out = self.model(support_x[:1].to(_param_dtype(self.model)))
+                x = support_x[:1].to(_param_dtype(self.model))
+                out = functional_call(self.model, buffers, (x,))
         except (ValueError, RuntimeError) as e:
             raise TaskShapeError(
                 f"support inputs of shape {tuple(support_x.shape)} do not fit the model: {e}"

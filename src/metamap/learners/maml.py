@@ -52,7 +52,8 @@ class MAML(GradientLearner):
         self.learn_inner_lr = learn_inner_lr
         self.fixed_lrs = lrs
         if learn_inner_lr:
-            self.inner_lrs = nn.Parameter(torch.tensor(lrs))
+            dtype = next(model.parameters()).dtype
+            self.inner_lrs = nn.Parameter(torch.tensor(lrs, dtype=dtype))
 
     def step_sizes(self, meta: Params, steps: int) -> list[StepSize]:
         if self.learn_inner_lr:

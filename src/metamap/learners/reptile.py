@@ -56,6 +56,13 @@ class Reptile(GradientLearner):
             self._metric(pred, qy),
         )
 
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Reptile's update is not the gradient of a loss; use :meth:`meta_gradients`."""
+        raise NotImplementedError(
+            "Reptile has no differentiable meta-loss (its update θ - mean θ̃ is not a gradient); "
+            "use meta_gradients(batch)"
+        )
+
     def meta_gradients(self, batch: TaskBatch) -> MetaStep:
         self.check_batch(batch)
         meta = {k: v.detach() for k, v in self.named_parameters()}

@@ -93,9 +93,17 @@ class RegressionTasks(ABC):
         g = make_generator(seed)
         params = self.sample_params(n, g)
         qx = self._points(n, self.queries, g)
-        pool = self._points(n, max(k, 64), g)
+        # The support pool (points and noise) is drawn in blocks of 64 points per task, and the
+        # query noise before it, so that neither the first k points nor the query set depend on k.
+        blocks = range((k + 63) // 64)
+        pool = torch.cat([self._points(n, 64, g) for _ in blocks], dim=1)
         g_noise = make_generator(seed + 1)
-        return self._batch(params, pool[:, :k], qx, g_noise)
+        qy = self._targets(params, qx, g_noise)
+        sy = torch.cat(
+            [self._targets(params, pool[:, 64 * b : 64 * (b + 1)], g_noise) for b in blocks], 1
+        )
+        per_task = [{name: float(v[i]) for name, v in params.items()} for i in range(n)]
+        return TaskBatch(pool[:, :k], sy[:, :k], qx, qy, per_task)
 
     def curve(self, params: dict[str, float], points: int = 200) -> tuple[Tensor, Tensor]:
         """The noiseless true function of one task on a grid, for plots: ``(points, 1)`` each."""

@@ -21,12 +21,17 @@ __all__ = ["Summary", "evaluate", "summarize"]
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean, 95% CI half-width and the per-task values they summarise."""
+    """Mean, 95% CI half-width and the per-task values they summarise.
+
+    ``nonfinite`` counts tasks whose score is NaN or infinite (an adaptation that diverged); when
+    it is non-zero the mean and interval are not finite either, and reports should say so.
+    """
 
     mean: float
     ci95: float
     n: int
     values: tuple[float, ...]
+    nonfinite: int = 0
 
     def __str__(self) -> str:
         return f"{self.mean:.4f} ± {self.ci95:.4f} (n={self.n})"
@@ -38,7 +43,8 @@ def summarize(values: Sequence[float]) -> Summary:
     if n == 0:
         raise ValueError("cannot summarise an empty list of scores")
     sd = float(t.std(unbiased=True)) if n > 1 else 0.0
-    return Summary(float(t.mean()), 1.96 * sd / math.sqrt(n), n, tuple(float(v) for v in t))
+    bad = int((~torch.isfinite(t)).sum())
+    return Summary(float(t.mean()), 1.96 * sd / math.sqrt(n), n, tuple(float(v) for v in t), bad)
 
 
 def evaluate(learner: MetaLearner, tasks: TaskBatch, steps: Sequence[int]) -> dict[int, Summary]:

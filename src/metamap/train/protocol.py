@@ -49,6 +49,7 @@ def evaluate_run(cfg: RunConfig, learner: GradientLearner) -> dict[str, Any]:
         fixed = tasks.fixed_tasks(e.tasks, e.seed, shots=shots)
         summary = evaluate(learner, fixed, e.steps)
         results["scores"][f"{shots}-shot"] = {
-            str(k): {"mean": s.mean, "ci95": s.ci95, "n": s.n} for k, s in summary.items()
+            str(k): {"mean": s.mean, "ci95": s.ci95, "n": s.n, "nonfinite": s.nonfinite}
+            for k, s in summary.items()
         }
     return results

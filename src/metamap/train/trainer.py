@@ -39,6 +39,8 @@ class TrainResult:
     best_step: int
     best_val: float
     last_loss: float
+    train_seconds: float
+    """Wall-clock seconds spent training, summed over every resumed session."""
 
 
 def _lr_lambda(schedule: str, warmup: int, total: int):  # type: ignore[no-untyped-def]
@@ -78,6 +80,7 @@ class Trainer:
         self.best_step = 0
         self.best_val = math.inf
         self.last_loss = math.nan
+        self.train_seconds = 0.0
 
     # ---- paths ---------------------------------------------------------------------------
     @property
@@ -100,6 +103,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
+            "train_seconds": self.train_seconds,
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
@@ -116,6 +120,7 @@ class Trainer:
         self.step = int(state["step"])
         self.best_step = int(state["best_step"])
         self.best_val = float(state["best_val"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def resume(self) -> bool:
         """Load ``checkpoints/last.pt`` if present; returns whether it did."""
@@ -146,12 +151,13 @@ class Trainer:
             dynamic_ncols=True,
             leave=False,
         )
-        start = time.perf_counter()
+        start = time.perf_counter() - self.train_seconds
         try:
             while self.step < t.steps:
                 if stop_after is not None and self.step >= stop_after:
                     break
                 self._one_step(self.tasks.sample(t.meta_batch, self.generator).to(device, dtype))
+                self.train_seconds = time.perf_counter() - start
                 record: dict[str, Any] = {}
                 if self.step % t.val_every == 0 or self.step == t.steps:
                     val = self.validate()
@@ -177,7 +183,14 @@ class Trainer:
                 )
         finally:
             bar.close()
-        return TrainResult(self.out_dir, self.step, self.best_step, self.best_val, self.last_loss)
+        return TrainResult(
+            self.out_dir,
+            self.step,
+            self.best_step,
+            self.best_val,
+            self.last_loss,
+            self.train_seconds,
+        )
 
     def _one_step(self, batch: TaskBatch) -> None:
         step = self.step + 1
