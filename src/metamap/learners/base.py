@@ -24,9 +24,13 @@ __all__ = ["AdaptedState", "MetaLearner", "MetaStep"]
 
 @dataclass
 class AdaptedState:
-    """What ``adapt`` returns: the task-specific model θ_T (as fast weights and buffers)."""
+    """What ``adapt`` returns: the task-specific model θ_T.
 
-    params: Params
+    Gradient-based learners fill ``params``/``buffers`` (fast weights); other families subclass
+    this with their own state (prototypes, a closed-form head, ...).
+    """
+
+    params: Params = field(default_factory=dict)
     buffers: Params = field(default_factory=dict)
     support_losses: list[float] = field(default_factory=list)
 
