@@ -1,11 +1,17 @@
 """Task generation: tasks, batches of tasks, and task distributions p(T)."""
 
 from metamap.tasks.distribution import TaskDistribution, check_counts, make_generator
+from metamap.tasks.episodes import EpisodePlan, EpisodeSampler
+from metamap.tasks.metadataset import MetaDatasetEpisode, MetaDatasetSampler
 from metamap.tasks.regression import LinearTasks, PolynomialTasks, RegressionTasks, SinusoidTasks
 from metamap.tasks.task import Task, TaskBatch, stack_tasks
 
 __all__ = [
+    "EpisodePlan",
+    "EpisodeSampler",
     "LinearTasks",
+    "MetaDatasetEpisode",
+    "MetaDatasetSampler",
     "PolynomialTasks",
     "RegressionTasks",
     "SinusoidTasks",
