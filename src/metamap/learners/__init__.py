@@ -9,23 +9,51 @@ from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.functional import Params, gd_step, inner_loop, loss_function
 from metamap.learners.gradient import Batching, GradientLearner, choose_batching
 from metamap.learners.maml import FOMAML, MAML
+from metamap.learners.matching import MatchingNet, MatchingState
 from metamap.learners.metasgd import MetaSGD
+from metamap.learners.metric import EncoderLearner, check_labels
+from metamap.learners.pretrain import LinearState, PretrainBaseline
+from metamap.learners.protonet import ProtoNet, PrototypeState
+from metamap.learners.r2d2 import R2D2, RidgeState
+from metamap.learners.relation import (
+    RelationNet,
+    RelationState,
+    relation_embedding,
+    relation_feature_shape,
+)
 from metamap.learners.reptile import Reptile
+from metamap.learners.svm import SVMHead, SVMState
 
 __all__ = [
     "ANIL",
     "FOMAML",
     "MAML",
+    "R2D2",
     "AdaptedState",
     "Batching",
+    "EncoderLearner",
     "GradientLearner",
+    "LinearState",
+    "MatchingNet",
+    "MatchingState",
     "MetaLearner",
     "MetaSGD",
     "MetaStep",
     "Params",
+    "PretrainBaseline",
+    "ProtoNet",
+    "PrototypeState",
+    "RelationNet",
+    "RelationState",
     "Reptile",
+    "RidgeState",
+    "SVMHead",
+    "SVMState",
+    "check_labels",
     "choose_batching",
     "gd_step",
     "inner_loop",
     "loss_function",
+    "relation_embedding",
+    "relation_feature_shape",
 ]

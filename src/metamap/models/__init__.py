@@ -4,5 +4,6 @@
 
 from metamap.models.conv4 import BatchNormPolicy, Conv4, conv4_feature_dim
 from metamap.models.mlp import MLP
+from metamap.models.resnet12 import ResBlock, ResNet12
 
-__all__ = ["MLP", "BatchNormPolicy", "Conv4", "conv4_feature_dim"]
+__all__ = ["MLP", "BatchNormPolicy", "Conv4", "ResBlock", "ResNet12", "conv4_feature_dim"]

@@ -1,0 +1,58 @@
+"""Matching Networks (without full context embeddings).
+
+Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra, "Matching Networks for One Shot
+Learning", NeurIPS 2016. The label of a query x̂ is a distribution: an attention-weighted sum of
+the support labels (Eq. 1), the attention a softmax over cosine similarities (Eq. 2):
+
+    P(ŷ | x̂, S) = Σ_i a(x̂, x_i) y_i,     a(x̂, x_i) = exp c(f(x̂), g(x_i)) / Σ_j exp c(f(x̂), g(x_j)),
+
+with c the cosine similarity and y_i one-hot. Here f = g = the encoder; the *full context
+embeddings* (a bidirectional LSTM over the support set for g and an attention LSTM for f,
+paper §2.1.2) are **not implemented**.
+
+Shapes: support embeddings ``(..., S, D)``, one-hot ``(..., S, W)``; query embeddings
+``(..., Q, D)`` → attention ``(..., Q, S)`` → probabilities ``(..., Q, W)``. ``predict`` returns
+the *log*-probabilities as logits: ``softmax(log P) = P``, so cross-entropy on them is the
+paper's negative log-likelihood, and since cosines lie in [−1, 1] every probability is at least
+``e^{-2}/S`` (no log of zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metamap.learners.base import AdaptedState
+from metamap.learners.metric import EncoderLearner, expect_state
+
+__all__ = ["MatchingNet", "MatchingState"]
+
+
+@dataclass(kw_only=True)
+class MatchingState(AdaptedState):
+    """The memory of the support set: unit-norm embeddings ``(S, D)`` and one-hot ``(S, W)``."""
+
+    keys: Tensor
+    labels: Tensor
+
+
+class MatchingNet(EncoderLearner):
+    """Matching Networks on any encoder ``(N, ...) -> (N, D)`` (f = g, no FCE)."""
+
+    def __init__(self, encoder: nn.Module, per_task_forward: bool = False) -> None:
+        super().__init__(encoder, per_task_forward)
+
+    def fit(self, support: Tensor, onehot: Tensor, steps: int | None = None) -> MatchingState:
+        return MatchingState(keys=F.normalize(support, dim=-1), labels=onehot)
+
+    def attention(self, state: MatchingState, query: Tensor) -> Tensor:
+        """a(x̂, x_i): softmax over the support of cosine similarities, ``(..., Q, S)``."""
+        cosine = F.normalize(query, dim=-1) @ state.keys.mT
+        return cosine.softmax(dim=-1)
+
+    def score(self, state: AdaptedState, query: Tensor) -> Tensor:
+        memory = expect_state(state, MatchingState)
+        probs = self.attention(memory, query) @ memory.labels
+        return probs.log()

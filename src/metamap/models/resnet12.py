@@ -1,0 +1,103 @@
+"""ResNet-12: four residual blocks, the backbone of TADAM and MetaOptNet.
+
+Oreshkin, Rodríguez & Lacoste, "TADAM: Task dependent adaptive metric for improved few-shot
+learning", NeurIPS 2018, and Lee, Maji, Ravichandran & Soatto, "Meta-Learning with
+Differentiable Convex Optimization", CVPR 2019 (MetaOptNet). Each block is three
+3×3 conv → BatchNorm → LeakyReLU(0.1) (the last without the activation), plus a
+1×1 conv → BatchNorm shortcut, then LeakyReLU(0.1) and 2×2 max-pool. The widths are
+(64, 160, 320, 640) as in MetaOptNet (about 12.4 M parameters); TADAM uses (64, 128, 256, 512).
+A global average pool ends the ``body``; the ``head`` is a linear classifier.
+
+Shapes: ``(N, C, H, W) -> body -> (N, widths[-1]) -> head -> (N, out_features)``;
+84×84 inputs give 5×5 maps before the pool, 32×32 inputs 2×2 (H, W ≥ 16).
+
+Not implemented: DropBlock (Ghiasi et al. 2018), which MetaOptNet uses as regulariser in the
+last two blocks; it would draw from the global RNG, which metamap never touches.
+
+BatchNorm policy as in :class:`~metamap.models.Conv4`: ``"inductive"`` (default here, as in
+TADAM and MetaOptNet) tracks running statistics and uses them in ``eval()`` mode;
+``"transductive"`` always normalises with the statistics of the current batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from metamap.models.conv4 import BatchNormPolicy
+
+__all__ = ["ResBlock", "ResNet12"]
+
+
+class ResBlock(nn.Module):
+    """``(N, c_in, H, W) -> (N, c_out, H/2, W/2)``: three 3×3 convs + 1×1 shortcut, max-pool."""
+
+    def __init__(self, c_in: int, c_out: int, batch_norm: BatchNormPolicy) -> None:
+        super().__init__()
+        track = batch_norm == "inductive"
+
+        def conv_bn(a: int, b: int, k: int) -> list[nn.Module]:
+            return [
+                nn.Conv2d(a, b, k, padding=k // 2, bias=False),
+                nn.BatchNorm2d(b, track_running_stats=track),
+            ]
+
+        act = 0.1
+        self.convs = nn.Sequential(
+            *conv_bn(c_in, c_out, 3),
+            nn.LeakyReLU(act),
+            *conv_bn(c_out, c_out, 3),
+            nn.LeakyReLU(act),
+            *conv_bn(c_out, c_out, 3),
+        )
+        self.shortcut = nn.Sequential(*conv_bn(c_in, c_out, 1))
+        self.out = nn.Sequential(nn.LeakyReLU(act), nn.MaxPool2d(2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.out(self.convs(x) + self.shortcut(x))
+        return out
+
+
+class ResNet12(nn.Module):
+    """Four :class:`ResBlock` s and a global average pool (``body``), then a linear ``head``."""
+
+    def __init__(
+        self,
+        out_features: int,
+        in_channels: int = 3,
+        widths: Sequence[int] = (64, 160, 320, 640),
+        batch_norm: BatchNormPolicy = "inductive",
+    ) -> None:
+        super().__init__()
+        if batch_norm not in ("transductive", "inductive"):
+            raise ValueError(
+                f"batch_norm must be 'transductive' or 'inductive', got {batch_norm!r}"
+            )
+        if len(widths) != 4 or any(w < 1 for w in widths) or out_features < 1:
+            raise ValueError(
+                f"ResNet12 needs 4 positive widths and out_features ≥ 1, got widths={widths}, "
+                f"out_features={out_features}"
+            )
+        blocks: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            blocks.append(ResBlock(c, w, batch_norm))
+            c = w
+        self.in_channels = in_channels
+        self.batch_norm = batch_norm
+        self.feature_dim = c
+        self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(c, out_features)
+        for m in self.body.modules():  # MetaOptNet's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels or min(x.shape[-2:]) < 16:
+            raise ValueError(
+                f"ResNet12 expects images of shape (N, {self.in_channels}, H, W) with H, W ≥ 16, "
+                f"got {tuple(x.shape)}"
+            )
+        out: Tensor = self.head(self.body(x))
+        return out
