@@ -16,6 +16,7 @@ from metamap import learners, models, tasks
 from metamap.errors import (
     CheckpointError,
     ConfigError,
+    DataError,
     MetamapError,
     NonFiniteLossError,
     TaskShapeError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "MetamapError",
     "NonFiniteLossError",
     "TaskShapeError",

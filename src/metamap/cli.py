@@ -17,6 +17,7 @@ from metamap.errors import MetamapError
 from metamap.train import (
     RunConfig,
     Trainer,
+    describe,
     evaluate_run,
     learner_from_checkpoint,
     load_config,
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_scores(results: dict[str, Any]) -> None:
     metric = results["metric"].upper()
+    print(results["protocol"])
     print(f"{metric} on {results['tasks']} fixed tasks (seed {results['seed']}), mean ± 95% CI")
     for shots, by_step in results["scores"].items():
         cells = [
@@ -84,9 +86,10 @@ def _train(cfg: RunConfig, out: str | None, restart: bool) -> Trainer:
     if not restart and trainer.last_path.exists():
         print(f"resuming from {trainer.last_path}", file=sys.stderr)
     result = trainer.fit(resume=not restart)
+    what = "validation accuracy" if trainer.higher_is_better else "validation MSE"
     print(
-        f"trained {result.step} steps into {result.out_dir}; best validation MSE "
-        f"{result.best_val:.4f} at step {result.best_step}"
+        f"trained {result.step} steps into {result.out_dir}; best {what} "
+        f"{result.best_val:.4f} at step {result.best_step} [{describe(cfg)}]"
     )
     return trainer
 
@@ -117,23 +120,20 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
+    from metamap.learners import GradientLearner
+    from metamap.tasks import RegressionTasks
     from metamap.train.build import build_tasks
     from metamap.viz import adaptation_plot, learning_curve_plot
 
     ckpt = run_dir / "checkpoints" / "best.pt"
     cfg, learner, _ = learner_from_checkpoint(ckpt)
-    family = build_tasks(cfg.task, queries=cfg.eval.queries)
-    task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
-    paths = [
-        adaptation_plot(
-            learner,
-            family,
-            task,
-            run_dir / "adaptation.png",
-            steps,
-            f"{cfg.learner.name.upper()} on a {cfg.task.family} task",
-        )
-    ]
+    family = build_tasks(cfg, "test", queries=cfg.eval.queries)
+    paths: list[Path] = []
+    if isinstance(family, RegressionTasks) and isinstance(learner, GradientLearner):
+        task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
+        title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
+        out = run_dir / "adaptation.png"
+        paths.append(adaptation_plot(learner, family, task, out, steps, title))
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         paths.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "MetamapError",
     "NonFiniteLossError",
     "TaskShapeError",
@@ -25,6 +26,14 @@ class ConfigError(MetamapError, ValueError):
 
 class CheckpointError(MetamapError, RuntimeError):
     """A checkpoint is missing, corrupt, or belongs to another configuration."""
+
+
+class DataError(MetamapError, RuntimeError):
+    """A dataset is missing, corrupt, fails its checksum, or is laid out differently than expected.
+
+    The message names the file or folder at fault and says how to fix it (where to get the data,
+    which environment variable or argument points at it, what layout is expected).
+    """
 
 
 class NonFiniteLossError(MetamapError, FloatingPointError):

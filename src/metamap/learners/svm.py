@@ -20,10 +20,10 @@ projected gradient with step 1/λ_max(K), Euclidean projection onto the simplex 
 linearly in practice), for a **fixed number of iterations**: ``iterations`` (default 50) in
 meta-training, ``test_iterations`` (default 200, or ``adapt(steps=...)``) in :meth:`adapt`.
 In checks on random 5-way 5-shot problems with C = 0.1, 50 iterations left the primal weights
-within about 1% of the optimum and 200 iterations a duality gap below 1e-6. Gradients come from **unrolling** the
-iterations with autograd: exact derivatives of the computed head (not of the exact optimum),
-robust where the dual solution is not unique (K is rank-deficient whenever S > D or points
-repeat), at a memory cost of O(iterations · S · W) per task. λ_max comes from
+within about 1% of the optimum and 200 iterations a duality gap below 1e-6. Gradients come
+from **unrolling** the iterations with autograd: exact derivatives of the computed head (not of
+the exact optimum), robust where the dual solution is not unique (K is rank-deficient whenever
+S > D or points repeat), at a memory cost of O(iterations · S · W) per task. λ_max comes from
 ``torch.linalg.eigvalsh`` and is differentiated too. :func:`duality_gap` certifies convergence.
 
 Unlike MetaOptNet's code, K gets no added ridge term (they add I to make qpth's problem strictly

@@ -1,6 +1,6 @@
 """Training and evaluation: configs, the resumable trainer, checkpoints, metrics."""
 
-from metamap.train.build import build_learner, build_model, build_tasks, from_config
+from metamap.train.build import build_learner, build_model, build_tasks, describe, from_config
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
 from metamap.train.config import (
     EvalConfig,
@@ -33,6 +33,7 @@ __all__ = [
     "build_learner",
     "build_model",
     "build_tasks",
+    "describe",
     "evaluate",
     "evaluate_run",
     "from_config",

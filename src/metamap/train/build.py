@@ -1,61 +1,188 @@
-"""Build tasks, models and learners from a :class:`~metamap.train.config.RunConfig`."""
+"""Build tasks, models and learners from a :class:`~metamap.train.config.RunConfig`.
+
+This is the only place that maps config names to classes; learners and models stay unaware of
+configs, files and datasets.
+"""
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
+import numpy as np
 import torch
 from torch import nn
 
-from metamap.learners import ANIL, FOMAML, MAML, GradientLearner, MetaSGD, Reptile
+from metamap.data import ImageClassDataset, OmniglotSplit, image_folder, omniglot
+from metamap.errors import ConfigError
+from metamap.learners import (
+    ANIL,
+    MAML,
+    R2D2,
+    MatchingNet,
+    MetaLearner,
+    MetaSGD,
+    ProtoNet,
+    Reptile,
+    SVMHead,
+)
 from metamap.learners.functional import LossName
-from metamap.models import MLP, Conv4
-from metamap.tasks import LinearTasks, PolynomialTasks, RegressionTasks, SinusoidTasks
-from metamap.train.config import LearnerConfig, ModelConfig, RunConfig, TaskConfig
+from metamap.models import MLP, Conv4, ResNet12
+from metamap.tasks import (
+    EpisodeSampler,
+    LinearTasks,
+    PolynomialTasks,
+    RegressionTasks,
+    SinusoidTasks,
+    TaskDistribution,
+)
+from metamap.train.config import DataConfig, LearnerConfig, RunConfig, TaskConfig
 
-__all__ = ["build_learner", "build_model", "build_tasks", "dtype_of", "from_config"]
+__all__ = [
+    "Split",
+    "build_learner",
+    "build_model",
+    "build_tasks",
+    "dtype_of",
+    "from_config",
+    "load_images",
+]
+
+Split = Literal["train", "val", "test"]
 
 
-def build_tasks(cfg: TaskConfig, queries: int | None = None) -> RegressionTasks:
-    q = cfg.queries if queries is None else queries
+def _regression(cfg: TaskConfig, queries: int) -> RegressionTasks:
     if cfg.family == "sinusoid":
-        return SinusoidTasks(cfg.shots, q, noise_std=cfg.noise_std)
+        return SinusoidTasks(cfg.shots, queries, noise_std=cfg.noise_std)
     if cfg.family == "linear":
-        return LinearTasks(cfg.shots, q, noise_std=cfg.noise_std)
-    return PolynomialTasks(cfg.shots, q, degree=cfg.degree, noise_std=cfg.noise_std)
+        return LinearTasks(cfg.shots, queries, noise_std=cfg.noise_std)
+    return PolynomialTasks(cfg.shots, queries, degree=cfg.degree, noise_std=cfg.noise_std)
 
 
-def build_model(cfg: ModelConfig, seed: int) -> nn.Module:
-    """The base network, initialised from ``seed`` (without touching the global RNG)."""
+@functools.lru_cache(maxsize=8)
+def _load_images(data_json: str, split: str) -> ImageClassDataset:
+    d = DataConfig.model_validate_json(data_json)
+    if d.name == "omniglot":
+        if d.protocol == "folder":
+            raise ConfigError("data.protocol 'folder' is for data.name 'folder'")
+        return omniglot(
+            split, d.protocol, root=d.root, image_size=d.image_size, cache_dir=d.cache_dir
+        )
+    if d.root is None:
+        raise ConfigError(
+            "data.name 'folder' needs data.root: a folder with one sub-folder per class"
+        )
+    full = image_folder(d.root, d.image_size, "L" if d.channels == 1 else "RGB", d.cache_dir)
+    return _class_split(full, split, d.split_fractions)
+
+
+def _class_split(
+    full: ImageClassDataset, split: str, fractions: tuple[float, float, float]
+) -> ImageClassDataset:
+    """A seeded split of a folder's classes into train/val/test (disjoint classes)."""
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"a folder dataset has splits train/val/test, not {split!r}")
+    n = full.num_classes
+    perm = np.random.default_rng(0).permutation(n)
+    a = round(fractions[0] * n)
+    b = a + round(fractions[1] * n)
+    chosen = np.sort({"train": perm[:a], "val": perm[a:b], "test": perm[b:]}[split])
+    if chosen.size < 2:
+        raise ConfigError(
+            f"the folder {full.name!r} has {n} classes: too few for a {split} split of "
+            f"{fractions}; add classes or change data.split_fractions"
+        )
+    keep = np.isin(full.labels, chosen)
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[chosen] = np.arange(chosen.size)
+    return ImageClassDataset(
+        np.asarray(full.images[keep]),
+        remap[full.labels[keep]],
+        [full.class_names[i] for i in chosen],
+        [s for s, k in zip(full.sources, keep, strict=True) if k] if full.sources else (),
+        name=f"{full.name}:{split}",
+    )
+
+
+def load_images(cfg: RunConfig, split: Split) -> ImageClassDataset:
+    """The decoded (cached) images of one split named by ``cfg.data``."""
+    name = {"train": cfg.data.train_split, "val": cfg.data.val_split, "test": cfg.data.test_split}
+    return _load_images(cfg.data.model_dump_json(), name[split])
+
+
+def build_tasks(
+    cfg: RunConfig,
+    split: Split = "train",
+    queries: int | None = None,
+    ways: int | None = None,
+) -> TaskDistribution:
+    """The task distribution of ``split``: a regression family or an episode sampler."""
+    t = cfg.task
+    q = t.queries if queries is None else queries
+    if t.family != "episodes":
+        return _regression(t, q)
+    data = load_images(cfg, split)
+    rot = base = None
+    if isinstance(data, OmniglotSplit):
+        rot, base = data.class_rotations, data.class_base
+    return EpisodeSampler(
+        data, t.ways if ways is None else ways, t.shots, q, class_rotations=rot, class_base=base
+    )
+
+
+def build_model(cfg: RunConfig) -> nn.Module:
+    """The base network, initialised from ``cfg.seed`` (without touching the global RNG)."""
+    m = cfg.model
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if cfg.name == "mlp":
-            return MLP(1, 1, cfg.hidden)
-        return Conv4(cfg.ways, cfg.in_channels, cfg.width, cfg.image_size, cfg.batch_norm)
+        torch.manual_seed(cfg.seed)
+        if m.name == "mlp":
+            return MLP(1, 1, m.hidden)
+        c, size = cfg.data.channels, cfg.data.image_size
+        if m.name == "conv4":
+            return Conv4(cfg.task.ways, c, m.width, size, m.batch_norm)
+        w = m.width
+        return ResNet12(cfg.task.ways, c, (w, int(2.5 * w), 5 * w, 10 * w), m.batch_norm)
 
 
-def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> GradientLearner:
+def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaLearner:
+    """The meta-learner named by ``cfg`` around ``model`` (encoders use ``model.body``)."""
     lr = cfg.inner_lr
+    scalar = lr[0] if isinstance(lr, list) else lr
     if cfg.name in ("maml", "fomaml", "anil"):
         first_order = cfg.first_order or cfg.name == "fomaml"
         cls = ANIL if cfg.name == "anil" else MAML
         return cls(model, loss, cfg.inner_steps, lr, cfg.learn_inner_lr, first_order, cfg.batching)
-    scalar = lr[0] if isinstance(lr, list) else lr
     if cfg.name == "metasgd":
         return MetaSGD(model, loss, cfg.inner_steps, scalar, cfg.first_order, cfg.batching)
-    return Reptile(model, loss, cfg.inner_steps, scalar, cfg.batching)
+    if cfg.name == "reptile":
+        return Reptile(model, loss, cfg.inner_steps, scalar, cfg.batching)
+    encoder = model.get_submodule("body")
+    if cfg.name == "protonet":
+        return ProtoNet(encoder)
+    if cfg.name == "matching":
+        return MatchingNet(encoder)
+    if cfg.name == "r2d2":
+        return R2D2(encoder)
+    return SVMHead(encoder)
 
 
 def dtype_of(cfg: RunConfig) -> torch.dtype:
     return torch.float64 if cfg.train.dtype == "float64" else torch.float32
 
 
-def from_config(cfg: RunConfig) -> tuple[RegressionTasks, GradientLearner]:
-    """The task distribution and the learner (on the configured device and dtype)."""
-    if cfg.model.name != "mlp":
-        raise NotImplementedError(
-            "image tasks are not wired into the trainer yet; use model.name=mlp with a "
-            "regression family"
-        )
-    tasks = build_tasks(cfg.task)
-    learner = build_learner(cfg.learner, build_model(cfg.model, cfg.seed), "mse")
-    _ = FOMAML  # the registry name 'fomaml' maps to MAML(first_order=True)
-    return tasks, learner.to(device=cfg.train.device, dtype=dtype_of(cfg))
+def from_config(cfg: RunConfig) -> tuple[TaskDistribution, MetaLearner]:
+    """The training task distribution and the learner (on the configured device and dtype)."""
+    loss: LossName = "cross_entropy" if cfg.task.family == "episodes" else "mse"
+    learner = build_learner(cfg.learner, build_model(cfg), loss)
+    return build_tasks(cfg, "train"), learner.to(device=cfg.train.device, dtype=dtype_of(cfg))
+
+
+def describe(cfg: RunConfig) -> str:
+    """One line naming the protocol, printed beside every result (BatchNorm policy included)."""
+    t, m = cfg.task, cfg.model
+    if t.family != "episodes":
+        return f"{t.family} regression, {t.shots}-shot, {m.name} {m.hidden}"
+    return (
+        f"{cfg.data.name} ({cfg.data.protocol} split), {t.ways}-way {t.shots}-shot, "
+        f"{m.name} width {m.width}, BatchNorm {m.batch_norm}"
+    )

@@ -28,6 +28,7 @@ from pydantic import (
 from metamap.errors import ConfigError
 
 __all__ = [
+    "DataConfig",
     "EvalConfig",
     "LearnerConfig",
     "ModelConfig",
@@ -40,14 +41,41 @@ __all__ = [
 ]
 
 
+_ENCODER_LEARNERS = ("protonet", "matching", "r2d2", "svm")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class TaskConfig(_Section):
-    """The task distribution p(T)."""
+class DataConfig(_Section):
+    """Where episodes come from (``task.family: episodes`` only).
 
-    family: Literal["sinusoid", "linear", "polynomial"] = "sinusoid"
+    ``root`` falls back to the dataset's environment variable (``METAMAP_OMNIGLOT`` for Omniglot)
+    and ``cache_dir`` to ``$METAMAP_CACHE`` or ``~/.cache/metamap``. ``protocol`` picks the
+    class split: ``vinyals`` (ProtoNets: 1,200 characters × 4 rotations for training) or
+    ``maml`` (seeded 1,100 / 100 / 423 characters) for Omniglot, ``folder`` for your own images
+    (``root/<class>/*.png``; the split is a seeded class split by ``split_fractions``).
+    """
+
+    name: Literal["omniglot", "folder"] = "omniglot"
+    root: str | None = None
+    cache_dir: str | None = None
+    protocol: Literal["vinyals", "maml", "folder"] = "vinyals"
+    image_size: PositiveInt = 28
+    channels: Literal[1, 3] = 1
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+
+
+class TaskConfig(_Section):
+    """The task distribution p(T): a regression family, or N-way K-shot episodes of images."""
+
+    family: Literal["sinusoid", "linear", "polynomial", "episodes"] = "sinusoid"
+    ways: PositiveInt = 5
+    """Classes per episode (``episodes`` only)."""
     shots: PositiveInt = 10
     queries: PositiveInt = 10
     noise_std: NonNegativeFloat = 0.0
@@ -56,21 +84,25 @@ class TaskConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The base network (``mlp`` for regression, ``conv4`` for images)."""
+    """The base network: ``mlp`` for regression, ``conv4`` or ``resnet12`` for images.
 
-    name: Literal["mlp", "conv4"] = "mlp"
+    Gradient-based learners use the whole network with a ``task.ways``-way head; metric and
+    closed-form learners use its ``body`` as the encoder. Image size and channels come from
+    ``data``.
+    """
+
+    name: Literal["mlp", "conv4", "resnet12"] = "mlp"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [40, 40])
-    ways: PositiveInt = 5
-    in_channels: PositiveInt = 1
     width: PositiveInt = 64
-    image_size: PositiveInt = 28
     batch_norm: Literal["transductive", "inductive"] = "transductive"
 
 
 class LearnerConfig(_Section):
     """The meta-learner and its inner loop."""
 
-    name: Literal["maml", "fomaml", "anil", "metasgd", "reptile"] = "maml"
+    name: Literal[
+        "maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "matching", "r2d2", "svm"
+    ] = "maml"
     inner_steps: PositiveInt = 1
     inner_lr: PositiveFloat | list[PositiveFloat] = 0.01
     learn_inner_lr: bool = False
@@ -94,8 +126,11 @@ class TrainConfig(_Section):
     meta_batch: PositiveInt = 25
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: PositiveFloat = 1e-3
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "step"] = "constant"
     warmup_steps: NonNegativeInt = 0
+    decay_every: PositiveInt = 2000
+    """``schedule: step`` multiplies the rate by ``decay_factor`` every ``decay_every`` steps."""
+    decay_factor: PositiveFloat = 0.5
     grad_clip: PositiveFloat | None = None
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
@@ -107,9 +142,10 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """The fixed, seeded evaluation protocol."""
+    """The fixed, seeded evaluation protocol (``ways``: default ``task.ways``)."""
 
     tasks: PositiveInt = 600
+    ways: PositiveInt | None = None
     shots: list[PositiveInt] = Field(default_factory=lambda: [5])
     steps: list[NonNegativeInt] = Field(default_factory=lambda: [1, 5, 10])
     queries: PositiveInt = 100
@@ -122,17 +158,33 @@ class RunConfig(_Section):
     name: str = "run"
     seed: int = 0
     out_dir: str = "runs/run"
+    data: DataConfig = Field(default_factory=DataConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        images = self.task.family == "episodes"
+        if images and self.model.name == "mlp":
+            raise ValueError("task.family 'episodes' needs model.name 'conv4' or 'resnet12'")
+        if not images and self.model.name != "mlp":
+            raise ValueError(f"regression tasks need model.name 'mlp', not {self.model.name!r}")
+        if not images and self.learner.name in _ENCODER_LEARNERS:
+            raise ValueError(f"learner {self.learner.name!r} is for classification episodes")
+        return self
+
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained weights (not paths, logging or eval)."""
         d = self.model_dump(mode="json")
         for k in ("name", "out_dir", "eval"):
             d.pop(k)
+        d["data"].pop("root")
+        d["data"].pop("cache_dir")
+        if self.task.family != "episodes":
+            d.pop("data")
         for k in ("val_every", "val_tasks", "ckpt_every", "log_every", "progress", "device"):
             d["train"].pop(k)
         blob = json.dumps(d, sort_keys=True).encode()

@@ -16,7 +16,7 @@ from metamap.learners import GradientLearner, MetaLearner
 from metamap.learners.functional import metric_function
 from metamap.tasks import TaskBatch
 
-__all__ = ["Summary", "evaluate", "summarize"]
+__all__ = ["Summary", "evaluate", "evaluate_scores", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,13 @@ def evaluate(learner: MetaLearner, tasks: TaskBatch, steps: Sequence[int]) -> di
     Returns ``{steps: Summary}``; a learner without inner steps reports its one mapping under
     every requested count.
     """
+    return {k: summarize(v) for k, v in evaluate_scores(learner, tasks, steps).items()}
+
+
+def evaluate_scores(
+    learner: MetaLearner, tasks: TaskBatch, steps: Sequence[int]
+) -> dict[int, list[float]]:
+    """The per-task scores behind :func:`evaluate` (to accumulate over chunks of tasks)."""
     p = next(learner.parameters())
     tasks = tasks.to(p.device, p.dtype)
     metric = metric_function(learner.loss_name)
@@ -72,4 +79,4 @@ def evaluate(learner: MetaLearner, tasks: TaskBatch, steps: Sequence[int]) -> di
                     per_step[k].append(float(metric(pred, task.query_y)))
     finally:
         learner.train(was_training)
-    return {k: summarize(v) for k, v in per_step.items()}
+    return per_step

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from metamap.errors import CheckpointError, ConfigError
-from metamap.learners import GradientLearner
-from metamap.tasks import RegressionTasks
-from metamap.train.build import build_tasks, from_config
+from metamap.learners import MetaLearner
+from metamap.tasks import EpisodeSampler, TaskBatch
+from metamap.train.build import build_tasks, describe, from_config
 from metamap.train.checkpoint import load_checkpoint
 from metamap.train.config import RunConfig, parse_config
-from metamap.train.evaluate import evaluate
+from metamap.train.evaluate import evaluate_scores, summarize
 
 __all__ = ["evaluate_run", "learner_from_checkpoint"]
 
+_CHUNK = 100
 
-def learner_from_checkpoint(path: str | Path) -> tuple[RunConfig, GradientLearner, dict[str, Any]]:
+
+def learner_from_checkpoint(path: str | Path) -> tuple[RunConfig, MetaLearner, dict[str, Any]]:
     """Rebuild the run's config and learner from a checkpoint and load its weights."""
     state = load_checkpoint(path)
     try:
@@ -34,22 +37,35 @@ def learner_from_checkpoint(path: str | Path) -> tuple[RunConfig, GradientLearne
     return cfg, learner, state
 
 
-def evaluate_run(cfg: RunConfig, learner: GradientLearner) -> dict[str, Any]:
+def _chunks(cfg: RunConfig, shots: int) -> Iterator[TaskBatch]:
+    e = cfg.eval
+    dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways)
+    if isinstance(dist, EpisodeSampler):  # large image sets are materialised chunk by chunk
+        yield from dist.fixed_task_chunks(e.tasks, e.seed, _CHUNK, shots=shots)
+    else:
+        yield dist.fixed_tasks(e.tasks, e.seed, shots=shots)
+
+
+def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
     """``{"<shots>-shot": {"<steps>": {"mean", "ci95", "n"}}}`` on ``cfg.eval``'s fixed tasks."""
     e = cfg.eval
-    tasks: RegressionTasks = build_tasks(cfg.task, queries=e.queries)
     results: dict[str, Any] = {
+        "protocol": describe(cfg),
         "metric": "mse" if learner.loss_name == "mse" else "accuracy",
+        "ways": e.ways or cfg.task.ways if cfg.task.family == "episodes" else None,
         "tasks": e.tasks,
         "queries": e.queries,
         "seed": e.seed,
         "scores": {},
     }
+    steps = e.steps if hasattr(learner, "inner_steps") else [0]
     for shots in e.shots:
-        fixed = tasks.fixed_tasks(e.tasks, e.seed, shots=shots)
-        summary = evaluate(learner, fixed, e.steps)
+        scores: dict[int, list[float]] = {k: [] for k in steps}
+        for chunk in _chunks(cfg, shots):
+            for k, values in evaluate_scores(learner, chunk, steps).items():
+                scores[k] += values
         results["scores"][f"{shots}-shot"] = {
             str(k): {"mean": s.mean, "ci95": s.ci95, "n": s.n, "nonfinite": s.nonfinite}
-            for k, s in summary.items()
+            for k, s in ((k, summarize(v)) for k, v in scores.items())
         }
     return results

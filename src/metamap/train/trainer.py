@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,11 @@ import torch
 from tqdm import tqdm
 
 from metamap.errors import CheckpointError, NonFiniteLossError
-from metamap.learners import GradientLearner
-from metamap.tasks import RegressionTasks, TaskBatch, make_generator
-from metamap.train.build import dtype_of, from_config
+from metamap.learners import MetaLearner
+from metamap.tasks import TaskBatch, TaskDistribution, make_generator
+from metamap.train.build import build_tasks, dtype_of, from_config
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
-from metamap.train.config import RunConfig
+from metamap.train.config import RunConfig, TrainConfig
 from metamap.train.evaluate import evaluate
 from metamap.train.metrics import MetricsLog
 
@@ -43,10 +44,14 @@ class TrainResult:
     """Wall-clock seconds spent training, summed over every resumed session."""
 
 
-def _lr_lambda(schedule: str, warmup: int, total: int):  # type: ignore[no-untyped-def]
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    schedule, warmup, total = cfg.schedule, cfg.warmup_steps, cfg.steps
+
     def f(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
+        if schedule == "step":
+            return float(cfg.decay_factor ** (step // cfg.decay_every))
         if schedule == "cosine":
             t = (step - warmup) / max(1, total - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
@@ -61,9 +66,11 @@ class Trainer:
     def __init__(self, cfg: RunConfig, out_dir: str | Path | None = None) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
-        self.tasks: RegressionTasks
-        self.learner: GradientLearner
+        self.tasks: TaskDistribution
+        self.learner: MetaLearner
         self.tasks, self.learner = from_config(cfg)
+        self.higher_is_better = self.learner.loss_name == "cross_entropy"
+        self.val_name = "val_accuracy" if self.higher_is_better else "val_mse"
         t = cfg.train
         params = list(self.learner.parameters())
         self.optimizer: torch.optim.Optimizer = (
@@ -71,14 +78,13 @@ class Trainer:
             if t.optimizer == "adam"
             else torch.optim.SGD(params, lr=t.lr)
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(t.schedule, t.warmup_steps, t.steps)
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(t))
         self.generator = make_generator(cfg.seed)
-        self.val_tasks: TaskBatch = self.tasks.fixed_tasks(t.val_tasks, cfg.seed + VAL_SEED_OFFSET)
+        val_dist = build_tasks(cfg, "val") if cfg.task.family == "episodes" else self.tasks
+        self.val_tasks: TaskBatch = val_dist.fixed_tasks(t.val_tasks, cfg.seed + VAL_SEED_OFFSET)
         self.step = 0
         self.best_step = 0
-        self.best_val = math.inf
+        self.best_val = -math.inf if self.higher_is_better else math.inf
         self.last_loss = math.nan
         self.train_seconds = 0.0
 
@@ -131,9 +137,15 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def validate(self) -> float:
-        """Mean query MSE after the trained number of inner steps on the validation tasks."""
-        k = self.learner.inner_steps
+        """Mean query MSE (regression) or accuracy (classification) on the validation tasks,
+        after the trained number of inner steps."""
+        k = int(getattr(self.learner, "inner_steps", 0))
         return evaluate(self.learner, self.val_tasks, [k])[k].mean
+
+    def _better(self, val: float) -> bool:
+        if not math.isfinite(val):
+            return False
+        return val > self.best_val if self.higher_is_better else val < self.best_val
 
     def fit(self, resume: bool = True, stop_after: int | None = None) -> TrainResult:
         """Train to ``train.steps`` (or stop after ``stop_after`` steps, as a kill would)."""
@@ -161,8 +173,8 @@ class Trainer:
                 record: dict[str, Any] = {}
                 if self.step % t.val_every == 0 or self.step == t.steps:
                     val = self.validate()
-                    record["val_mse"] = val
-                    if val < self.best_val:
+                    record[self.val_name] = val
+                    if self._better(val):
                         self.best_val, self.best_step = val, self.step
                         save_checkpoint(self.best_path, self.state_dict())
                 if self.step % t.log_every == 0 or record:

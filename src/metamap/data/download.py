@@ -1,0 +1,182 @@
+"""Downloading a dataset file: sha256-verified, resumable, standard library only (``urllib``).
+
+:func:`download_url` streams a URL into ``<dest>.part``. If a ``.part`` file is already there (an
+earlier download was interrupted), it asks the server for the rest with an HTTP ``Range`` request
+and appends; a server that ignores ranges sends the whole file, which then replaces the partial
+one. A connection that drops mid-way is retried (resuming) a few times. When the file is complete
+its sha256 is checked: on a mismatch the partial file is deleted and :class:`DataError` names the
+file and both hashes; on a match the ``.part`` file is renamed to ``dest`` (atomically), so
+``dest`` only ever exists complete and verified.
+
+``sha256=None`` means "not pinned": the file is accepted as downloaded (its hash is logged). The
+official Omniglot and CIFAR-100 archives are used that way, since their hashes could not be
+verified when this code was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import logging
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from metamap.errors import DataError
+
+__all__ = ["download_url"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download_url(
+    url: str,
+    dest: str | os.PathLike[str],
+    sha256: str | None = None,
+    *,
+    retries: int = 3,
+    timeout: float = 60.0,
+    progress: bool = False,
+) -> Path:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify its sha256, return ``dest``.
+
+    If ``dest`` already exists and matches ``sha256`` (or ``sha256`` is None), nothing is
+    downloaded. An existing ``dest`` that does not match is downloaded again. ``retries`` is the
+    number of extra attempts (each resuming) after a network error or a short read; when they are
+    used up, :class:`DataError` says so and the ``.part`` file is kept, so calling again resumes.
+    """
+    dest = Path(dest)
+    expected = sha256.lower() if sha256 else None
+    if dest.is_file():
+        if expected is None or _sha256(dest) == expected:
+            return dest
+        log.warning("%s does not match its sha256; downloading it again", dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+
+    last_error: BaseException | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(2.0**attempt, 10.0) * 0.1)
+        try:
+            complete = _fetch(url, part, timeout=timeout, progress=progress)
+        except (OSError, http.client.HTTPException) as e:
+            if isinstance(e, urllib.error.HTTPError) and e.code not in (
+                408,
+                429,
+                500,
+                502,
+                503,
+                504,
+            ):
+                raise DataError(
+                    f"cannot download {url} to {dest}: HTTP {e.code} {e.reason}. Check the URL, "
+                    "or download the file by hand and put it at that path"
+                ) from e
+            last_error = e
+            continue
+        if complete:
+            break
+        last_error = ConnectionError("the connection closed before the end of the file")
+    else:
+        raise DataError(
+            f"cannot download {url} to {dest} after {retries + 1} attempts ({last_error}). "
+            f"The partial download is kept at {part}: run again to resume, or download the file "
+            "by hand and put it at that path"
+        ) from last_error
+
+    actual = _sha256(part)
+    if expected is not None and actual != expected:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        raise DataError(
+            f"checksum mismatch for {dest.name} downloaded from {url}: expected sha256 {expected}, "
+            f"got {actual}. The partial download was removed; try again, and if it keeps "
+            "failing the file at that URL has changed — download it by hand and check it"
+        )
+    if expected is None:
+        log.info("%s downloaded; sha256 %s (not pinned)", dest, actual)
+    os.replace(part, dest)
+    return dest
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> bool:
+    """One attempt: append the rest of ``url`` to ``part``. True if the file is now complete."""
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "metamap"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # nothing left to send: the partial file is complete
+            return True
+        raise
+    with response:
+        status = getattr(response, "status", 200)
+        total: int | None = None
+        if status == 206:
+            m = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if m is None or int(m.group(1)) != have:  # not the range we asked for: start over
+                part.unlink(missing_ok=True)
+                return False
+            total = None if m.group(3) == "*" else int(m.group(3))
+            mode = "ab"
+        else:  # 200 (or a non-HTTP URL): the server sends the whole file
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            have = 0
+            mode = "wb"
+        from tqdm import tqdm
+
+        with (
+            open(part, mode) as f,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=part.name[: -len(".part")],
+                disable=not progress,
+            ) as bar,
+        ):
+            shutil.copyfileobj(_Counting(response, bar.update), f, _CHUNK)
+    size = part.stat().st_size
+    return total is None or size >= total
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class _Counting:
+    """A read-only stream wrapper reporting the bytes read (for the progress bar)."""
+
+    def __init__(self, stream: _Readable, report: Callable[[int], object]) -> None:
+        self._stream = stream
+        self._report = report
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._report(len(data))
+        return data

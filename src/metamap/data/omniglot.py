@@ -1,0 +1,522 @@
+"""Omniglot (Lake, Salakhutdinov & Tenenbaum 2015, Science 350:1332): decoded once, split 3 ways.
+
+1,623 handwritten characters from 50 alphabets, each drawn by 20 people: 32,460 PNGs of 105×105,
+1-bit. The official archives are ``images_background.zip`` (30 alphabets, 964 characters) and
+``images_evaluation.zip`` (20 alphabets, 659 characters) from github.com/brendenlake/omniglot.
+
+**Preprocessing** (fixed, part of the cache key): each image is converted to 8-bit grey, resized
+to 28×28 (Vinyals et al. 2016; Finn et al. 2017) with a Lanczos filter, i.e. antialiased, and
+*inverted*, ``pixel = 255 - value``, so that the background is 0 and the strokes are bright — the
+convention of the Prototypical Networks (``1 - x``) and MAML code. Note that Pillow resizes mode
+``"1"`` images with nearest-neighbour whatever filter is asked for, so code that resizes the raw
+PNGs gets binary 28×28 images; converting to grey first, as here, gives the antialiased images the
+papers describe. All 32,460 images are decoded once into a ~25 MB cache (:mod:`metamap.data.cache`)
+and every split is a selection of it.
+
+**Splits** (:func:`omniglot`):
+
+* ``protocol="vinyals"`` (Vinyals et al. 2016, as distributed with Prototypical Networks, Snell et
+  al. 2017): class lists ``train``/``val``/``trainval``/``test`` (1,028 / 172 / 1,200 / 423
+  characters), each line ``<Alphabet>/character<NN>/rot<DDD>``; a *class* is a character at one
+  rotation, so there are 4×as many classes (4,112 / 688 / 4,800 / 1,692). The lists are read from
+  ``splits_root`` (default ``<root>/splits/vinyals``); they are not shipped with metamap.
+* ``protocol="maml"`` (Finn et al. 2017, after Santoro et al. 2016): a seeded random permutation of
+  all 1,623 characters into 1,100 train, 100 val (together ``trainval``) and 423 test characters.
+  MAML's own code shuffled ``os.listdir`` order with Python's ``random.seed(1)``, which is not
+  reproducible across file systems; here the characters are in sorted order (background alphabets,
+  then evaluation alphabets) and permuted by ``numpy.random.default_rng(seed)``. Rotations are off
+  by default; ``rotations=True`` adds the 90/180/270° rotations as extra classes (the augmentation
+  of Santoro et al. and MAML).
+* ``protocol="lake"``: the original ``background`` (964 characters) / ``evaluation`` (659) sets.
+
+**Rotations.** Images are stored once, unrotated. An :class:`OmniglotSplit` lists its *episode
+classes* with ``class_base[c]`` (the character, an index into ``class_names``/``labels``) and
+``class_rotations[c] = k``: class ``c`` is character ``class_base[c]`` rotated by ``k × 90°``
+**counter-clockwise**, i.e. ``np.rot90(img, k, axes=(-2, -1))`` (= ``torch.rot90(x, k, (-2, -1))``
+= PIL ``Image.rotate(90 * k)``). That is what ``rot090`` means in the Vinyals lists: the
+Prototypical Networks code applies ``Image.rotate(90)`` (counter-clockwise) to the raw image.
+(That code then also transposes every image, which changes no class; metamap does not transpose.)
+Rotating the 28×28 image equals rotating before resizing up to small interpolation
+differences (Pillow's resampling grid is not exactly mirror-symmetric: a few pixels differ).
+
+**One-shot runs** (:func:`omniglot_one_shot_runs`): Lake et al.'s 20 within-alphabet 20-way
+one-shot classification runs (``one-shot-classification/all_runs``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from metamap.data.archive import extract_archive
+from metamap.data.cache import (
+    CachePlan,
+    cache_key,
+    cached_images,
+    folder_fingerprint,
+    resolve_cache_dir,
+)
+from metamap.data.dataset import ImageClassDataset
+from metamap.data.download import download_url
+from metamap.data.images import (
+    Resample,
+    decode_image,
+    decode_images,
+    image_names,
+    list_images,
+    parse_size,
+)
+from metamap.errors import DataError
+
+__all__ = [
+    "OMNIGLOT_ENV",
+    "OMNIGLOT_SETS",
+    "OMNIGLOT_SHA256",
+    "OMNIGLOT_URLS",
+    "OmniglotProtocol",
+    "OmniglotSplit",
+    "OneShotRun",
+    "omniglot",
+    "omniglot_images",
+    "omniglot_one_shot_runs",
+    "omniglot_root",
+]
+
+OMNIGLOT_ENV = "METAMAP_OMNIGLOT"
+OMNIGLOT_SETS = ("images_background", "images_evaluation")
+_BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
+OMNIGLOT_URLS = {name: f"{_BASE_URL}{name}.zip" for name in OMNIGLOT_SETS}
+OMNIGLOT_SHA256: dict[str, str | None] = dict.fromkeys(OMNIGLOT_SETS)
+"""sha256 of the official zips: ``None``, i.e. not pinned. They could not be obtained to verify a
+hash when this was written; the content is checked instead (official layout, every image must
+decode), and the hash of a downloaded zip is logged."""
+
+OmniglotProtocol = Literal["vinyals", "maml", "lake"]
+_SPLITS: dict[str, tuple[str, ...]] = {
+    "vinyals": ("train", "val", "trainval", "test"),
+    "maml": ("train", "val", "trainval", "test"),
+    "lake": ("background", "evaluation"),
+}
+MAML_TRAIN, MAML_VAL = 1100, 100
+_ROT = re.compile(r"rot(\d{3})")
+
+
+def _howto(where: str) -> str:
+    return (
+        f"Omniglot not found {where}. Either pass download=True (fetches "
+        f"{OMNIGLOT_URLS['images_background']} and {OMNIGLOT_URLS['images_evaluation']} into the "
+        "cache folder and extracts them there), or download those two zips yourself and pass "
+        f"root=<folder holding them> (or set {OMNIGLOT_ENV}), or point root= / {OMNIGLOT_ENV} at "
+        "an extracted copy laid out as <root>/images_background/<Alphabet>/character<NN>/*.png "
+        "and <root>/images_evaluation/<Alphabet>/character<NN>/*.png"
+    )
+
+
+def _has_sets(folder: Path) -> bool:
+    return all((folder / s).is_dir() for s in OMNIGLOT_SETS)
+
+
+def _extract_sets(zips: dict[str, Path], dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, zip_path in zips.items():
+        if (dest / name).is_dir():
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+        try:
+            extract_archive(zip_path, tmp)
+            if not (tmp / name).is_dir():
+                raise DataError(
+                    f"{zip_path} does not hold a top-level folder {name}/ as the official "
+                    "Omniglot zip does; download it again"
+                )
+            os.replace(tmp / name, dest / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def omniglot_root(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> Path:
+    """The folder holding ``images_background/`` and ``images_evaluation/``.
+
+    Looked up in ``root``, else ``$METAMAP_OMNIGLOT``, else ``<cache>/omniglot``. A folder that
+    holds the two official zips instead is extracted (safely) into ``<cache>/omniglot``. With
+    ``download=True`` and no data found, the zips are downloaded into ``<cache>/downloads``.
+    """
+    cache = resolve_cache_dir(cache_dir)
+    extracted = cache / "omniglot"
+    if root is not None:
+        candidate, where = Path(root).expanduser(), f"at root={str(root)!r}"
+    elif os.environ.get(OMNIGLOT_ENV):
+        candidate = Path(os.environ[OMNIGLOT_ENV]).expanduser()
+        where = f"at {OMNIGLOT_ENV}={str(candidate)!r}"
+    else:
+        candidate, where = extracted, f"(no root= given, {OMNIGLOT_ENV} unset, not in {extracted})"
+    if _has_sets(candidate):
+        return candidate
+    zips = {s: candidate / f"{s}.zip" for s in OMNIGLOT_SETS}
+    if not all(z.is_file() for z in zips.values()):
+        zips = {s: cache / "downloads" / f"{s}.zip" for s in OMNIGLOT_SETS}
+    if not all(z.is_file() for z in zips.values()):
+        if not download:
+            raise DataError(_howto(where))
+        for s, z in zips.items():
+            download_url(OMNIGLOT_URLS[s], z, OMNIGLOT_SHA256[s])
+    target = candidate if candidate == extracted else extracted
+    _extract_sets(zips, target)
+    return target
+
+
+def _scan(root: Path) -> tuple[list[str], list[str], list[list[str]]]:
+    """(class names, their set, their image paths relative to root), sorted set/alphabet/char."""
+    names: list[str] = []
+    sets: list[str] = []
+    files: list[list[str]] = []
+    for s in OMNIGLOT_SETS:
+        alphabets = sorted(p.name for p in (root / s).iterdir() if p.is_dir())
+        if not alphabets:
+            raise DataError(
+                f"{root / s} holds no alphabet folders; expected "
+                f"{root / s}/<Alphabet>/character<NN>/*.png"
+            )
+        for alphabet in alphabets:
+            for char in sorted(p.name for p in (root / s / alphabet).iterdir() if p.is_dir()):
+                rel = f"{s}/{alphabet}/{char}"
+                imgs = image_names(root / rel)
+                if not imgs:
+                    raise DataError(f"Omniglot character folder {root / rel} holds no images")
+                names.append(f"{alphabet}/{char}")
+                sets.append(s)
+                files.append([f"{rel}/{name}" for name in imgs])
+    if len(set(names)) != len(names):
+        raise DataError(f"{root}: an alphabet appears in both {OMNIGLOT_SETS}")
+    return names, sets, files
+
+
+def omniglot_images(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    image_size: int | Sequence[int] = 28,
+    resample: Resample = "lanczos",
+    cache_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    progress: bool = False,
+) -> ImageClassDataset:
+    """All Omniglot images (32,460 for the real data), one class per character, decoded once.
+
+    Classes are ``"<Alphabet>/character<NN>"``: the background alphabets (sorted), then the
+    evaluation alphabets. Images: ``(N, 1, H, W)`` uint8, background 0, strokes bright.
+    """
+    data_root = omniglot_root(root, cache_dir=cache_dir, download=download)
+    names, sets, files = _scan(data_root)
+    rel = [f for fs in files for f in fs]
+    flat = [os.path.join(data_root, f) for f in rel]
+    hw = parse_size(image_size)
+    key = cache_key(
+        source=folder_fingerprint(data_root, flat),
+        loader="omniglot",
+        size=hw,
+        mode="L",
+        resample=resample,
+        invert=True,
+    )
+
+    def plan() -> CachePlan:
+        def fill(out: npt.NDArray[np.uint8]) -> None:
+            decode_images(
+                flat,
+                out,
+                hw,
+                "L",
+                resample=resample,
+                invert=True,
+                progress=progress,
+                desc="omniglot",
+            )
+
+        return CachePlan(
+            labels=np.repeat(np.arange(len(files), dtype=np.int64), [len(f) for f in files]),
+            class_names=names,
+            sources=rel,
+            image_shape=(1, *hw),
+            fill=fill,
+            meta={"class_sets": sets, "root": str(data_root.resolve())},
+        )
+
+    return cached_images("omniglot", key, plan, cache_dir).dataset
+
+
+@dataclass(frozen=True, kw_only=True)
+class OmniglotSplit(ImageClassDataset):
+    """An Omniglot split: unrotated characters plus the (character, rotation) episode classes.
+
+    The :class:`ImageClassDataset` fields describe the stored characters: ``class_names[i]`` is
+    ``"<Alphabet>/character<NN>"`` and ``labels`` index them, so a sampler unaware of rotations
+    sees plain characters. Episode class ``c`` (``0 <= c < num_episode_classes``) is character
+    ``class_base[c]`` rotated by ``class_rotations[c] × 90°`` counter-clockwise
+    (``np.rot90(x, k, axes=(-2, -1))``); :meth:`episode_class_images` returns its images.
+    """
+
+    class_base: npt.NDArray[np.int64]
+    class_rotations: npt.NDArray[np.int64]
+    episode_class_names: tuple[str, ...]
+    protocol: str
+    split: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.class_base.shape
+        if self.class_rotations.shape != n or len(self.episode_class_names) != n[0]:
+            raise ValueError(f"{self.name}: class_base, class_rotations and names differ in length")
+        if n[0] and (self.class_base.min() < 0 or self.class_base.max() >= self.num_classes):
+            raise ValueError(f"{self.name}: class_base must lie in [0, {self.num_classes})")
+        if n[0] and (self.class_rotations.min() < 0 or self.class_rotations.max() > 3):
+            raise ValueError(f"{self.name}: class_rotations must lie in [0, 3]")
+
+    @property
+    def num_episode_classes(self) -> int:
+        """How many (character, rotation) classes episodes are drawn from."""
+        return int(self.class_base.shape[0])
+
+    def episode_class_images(self, c: int) -> npt.NDArray[np.uint8]:
+        """Images of episode class ``c``: its character's images, rotated (a new array)."""
+        idx = np.flatnonzero(self.labels == self.class_base[c])
+        k = int(self.class_rotations[c])
+        return np.ascontiguousarray(np.rot90(self.images[idx], k, axes=(-2, -1)))
+
+
+def _read_vinyals(path: Path, known: dict[str, int]) -> list[tuple[int, int, str]]:
+    if not path.is_file():
+        raise DataError(
+            f"Vinyals split list {path} not found. It is not shipped with metamap: take "
+            "data/omniglot/splits/vinyals/{train,val,trainval,test}.txt from "
+            "github.com/jakesnell/prototypical-networks and pass splits_root=<that folder> "
+            "(default: <omniglot root>/splits/vinyals)"
+        )
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        char, _, rot = line.rpartition("/")
+        m = _ROT.fullmatch(rot)
+        if m is None or int(m.group(1)) % 90 or int(m.group(1)) >= 360:
+            raise DataError(
+                f"{path}:{n}: {line!r} is not '<Alphabet>/character<NN>/rot<000|090|180|270>'"
+            )
+        if char not in known:
+            raise DataError(f"{path}:{n}: character {char!r} is not in the Omniglot data")
+        rows.append((known[char], int(m.group(1)) // 90, line))
+    if not rows:
+        raise DataError(f"Vinyals split list {path} is empty")
+    return rows
+
+
+def omniglot(
+    split: str = "train",
+    protocol: OmniglotProtocol = "vinyals",
+    *,
+    root: str | os.PathLike[str] | None = None,
+    splits_root: str | os.PathLike[str] | None = None,
+    rotations: bool | None = None,
+    seed: int = 1,
+    image_size: int | Sequence[int] = 28,
+    resample: Resample = "lanczos",
+    cache_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    progress: bool = False,
+) -> OmniglotSplit:
+    """One split of Omniglot under a protocol (see the module docstring).
+
+    ``split``: ``train``/``val``/``trainval``/``test`` (``vinyals``, ``maml``) or
+    ``background``/``evaluation`` (``lake``). ``rotations``: ``None`` keeps the protocol's
+    default (``vinyals``: the rotations its lists name; ``maml``/``lake``: none); ``True`` makes
+    every character at 0/90/180/270° a class; ``False`` keeps each character once, unrotated.
+    ``seed`` only matters for ``maml``.
+    """
+    if protocol not in _SPLITS:
+        raise ValueError(f"protocol must be one of {sorted(_SPLITS)}, got {protocol!r}")
+    if split not in _SPLITS[protocol]:
+        raise ValueError(f"split of protocol {protocol!r} must be one of {_SPLITS[protocol]}")
+    data_root = omniglot_root(root, cache_dir=cache_dir, download=download)
+    full = omniglot_images(
+        data_root,
+        image_size=image_size,
+        resample=resample,
+        cache_dir=cache_dir,
+        download=download,
+        progress=progress,
+    )
+    names = list(full.class_names)
+    rows: list[tuple[int, int, str]]
+    if protocol == "vinyals":
+        sroot = (
+            Path(splits_root).expanduser()
+            if splits_root is not None
+            else data_root / "splits" / "vinyals"
+        )
+        rows = _read_vinyals(sroot / f"{split}.txt", {n: i for i, n in enumerate(names)})
+    else:
+        if protocol == "maml":
+            if len(names) <= MAML_TRAIN + MAML_VAL:
+                raise DataError(
+                    f"the MAML split needs more than {MAML_TRAIN + MAML_VAL} characters; the "
+                    f"Omniglot data found has {len(names)}. Is it complete?"
+                )
+            perm = np.random.default_rng(seed).permutation(len(names))
+            parts = {
+                "train": perm[:MAML_TRAIN],
+                "val": perm[MAML_TRAIN : MAML_TRAIN + MAML_VAL],
+                "trainval": perm[: MAML_TRAIN + MAML_VAL],
+                "test": perm[MAML_TRAIN + MAML_VAL :],
+            }
+            chars = np.sort(parts[split]).tolist()
+        else:
+            sets = _class_sets(full)
+            want = "images_background" if split == "background" else "images_evaluation"
+            chars = [i for i, s in enumerate(sets) if s == want]
+        rows = [(c, 0, f"{names[c]}/rot000") for c in chars]
+    if rotations is True:
+        chars = sorted({c for c, _, _ in rows})
+        rows = [(c, k, f"{names[c]}/rot{90 * k:03d}") for c in chars for k in range(4)]
+    elif rotations is False:
+        seen: dict[int, None] = {}
+        for c, _, _ in rows:
+            seen.setdefault(c)
+        rows = [(c, 0, f"{names[c]}/rot000") for c in seen]
+    return _select(full, rows, protocol, split)
+
+
+def _class_sets(full: ImageClassDataset) -> list[str]:
+    """Which official set (``images_background``/``images_evaluation``) each character is in."""
+    sets = [""] * full.num_classes
+    for source, label in zip(full.sources, full.labels.tolist(), strict=True):
+        sets[label] = source.split("/", 1)[0]
+    return sets
+
+
+def _select(
+    full: ImageClassDataset, rows: list[tuple[int, int, str]], protocol: str, split: str
+) -> OmniglotSplit:
+    base_chars = sorted({c for c, _, _ in rows})
+    position = {c: i for i, c in enumerate(base_chars)}
+    per_class = full.class_indices()
+    idx = np.concatenate([per_class[c] for c in base_chars])
+    images = np.asarray(full.images[idx])
+    images.setflags(write=False)
+    labels = np.concatenate(
+        [np.full(len(per_class[c]), position[c], dtype=np.int64) for c in base_chars]
+    )
+    return OmniglotSplit(
+        images=images,
+        labels=labels,
+        class_names=tuple(full.class_names[c] for c in base_chars),
+        sources=tuple(full.sources[i] for i in idx.tolist()) if full.sources else (),
+        name=f"omniglot-{protocol}-{split}",
+        class_base=np.asarray([position[c] for c, _, _ in rows], dtype=np.int64),
+        class_rotations=np.asarray([k for _, k, _ in rows], dtype=np.int64),
+        episode_class_names=tuple(name for _, _, name in rows),
+        protocol=protocol,
+        split=split,
+    )
+
+
+@dataclass(frozen=True)
+class OneShotRun:
+    """One of Lake et al.'s 20-way one-shot runs: 20 training images (one per class), 20 tests.
+
+    ``answers[j]`` is the index into ``train_images`` of test item ``j``'s class. Images are
+    preprocessed like :func:`omniglot_images` (grey, resized, inverted).
+    """
+
+    name: str
+    train_images: npt.NDArray[np.uint8]
+    test_images: npt.NDArray[np.uint8]
+    answers: npt.NDArray[np.int64]
+    train_sources: tuple[str, ...]
+    test_sources: tuple[str, ...]
+
+
+def _runs_folder(root: str | os.PathLike[str] | None) -> Path:
+    if root is None and not os.environ.get(OMNIGLOT_ENV):
+        raise DataError(
+            "Omniglot one-shot runs: pass root= or set "
+            f"{OMNIGLOT_ENV} to the Omniglot folder holding one-shot-classification/all_runs/"
+            "run01..run20 (from all_runs.zip in github.com/brendenlake/omniglot, python/"
+            "one-shot-classification/)"
+        )
+    base = Path(root if root is not None else os.environ[OMNIGLOT_ENV]).expanduser()
+    for candidate in (base / "one-shot-classification" / "all_runs", base / "all_runs", base):
+        if (candidate / "run01").is_dir():
+            return candidate
+    raise DataError(
+        f"no Omniglot one-shot runs under {base}: expected {base}/one-shot-classification/"
+        "all_runs/runNN/{class_labels.txt,training/classNN.png,test/itemNN.png} (unzip "
+        "all_runs.zip from github.com/brendenlake/omniglot, python/one-shot-classification/)"
+    )
+
+
+def omniglot_one_shot_runs(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    image_size: int | Sequence[int] = 28,
+    resample: Resample = "lanczos",
+) -> list[OneShotRun]:
+    """Lake et al. (2015)'s 20 one-shot classification runs (800 small images: not cached).
+
+    ``root``: the Omniglot folder (holding ``one-shot-classification/all_runs``), ``all_runs``
+    itself, or ``$METAMAP_OMNIGLOT``.
+    """
+    folder = _runs_folder(root)
+    hw = parse_size(image_size)
+    runs = []
+    for run_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("run")):
+        labels_file = run_dir / "class_labels.txt"
+        if not labels_file.is_file():
+            raise DataError(f"{labels_file} is missing; the one-shot runs are incomplete")
+        train_files = list_images(run_dir / "training")
+        train_names = [f"{run_dir.name}/training/{f.name}" for f in train_files]
+        pairs = []
+        for n, line in enumerate(labels_file.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in train_names:
+                raise DataError(
+                    f"{labels_file}:{n}: expected '<run>/test/itemNN.png "
+                    f"<run>/training/classNN.png' naming a file of {run_dir / 'training'}"
+                )
+            pairs.append((parts[0], train_names.index(parts[1])))
+        pairs.sort()
+        test_paths = [folder / t for t, _ in pairs]
+
+        def load(paths: Sequence[Path]) -> npt.NDArray[np.uint8]:
+            return np.stack(
+                [decode_image(p, hw, "L", resample=resample, invert=True) for p in paths]
+            )
+
+        runs.append(
+            OneShotRun(
+                name=run_dir.name,
+                train_images=load(train_files),
+                test_images=load(test_paths),
+                answers=np.asarray([a for _, a in pairs], dtype=np.int64),
+                train_sources=tuple(train_names),
+                test_sources=tuple(t for t, _ in pairs),
+            )
+        )
+    if not runs:
+        raise DataError(f"{folder} holds no runNN folders")
+    return runs

@@ -1,0 +1,223 @@
+"""Omniglot loader on a small synthetic copy in the official layout (the real data: *_real.py)."""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from metamap.data.images import decode_image
+from metamap.data.omniglot import (
+    OMNIGLOT_URLS,
+    omniglot,
+    omniglot_images,
+    omniglot_one_shot_runs,
+)
+from metamap.errors import DataError
+
+omniglot_mod = importlib.import_module(
+    "metamap.data.omniglot"
+)  # the package's `omniglot` is the function
+
+LAYOUT = {"images_background": {"Alpha": 3, "Beta": 2}, "images_evaluation": {"Gamma": 2}}
+
+
+def glyph(char: int, sample: int) -> Image.Image:
+    """A 105×105 mode-'1' image, white background, a black L-shaped stroke (rotation-visible)."""
+    a = np.ones((105, 105), dtype=bool)
+    top = 10 + 8 * char + sample
+    a[top : top + 50, 20:28] = False  # vertical bar
+    a[top + 42 : top + 50, 20:70] = False  # foot to the right
+    return Image.fromarray(a)
+
+
+def make_omniglot(root: Path, per_char: int = 3) -> Path:
+    char = 0
+    for s, alphabets in LAYOUT.items():
+        for alphabet, count in alphabets.items():
+            for c in range(1, count + 1):
+                d = root / s / alphabet / f"character{c:02d}"
+                d.mkdir(parents=True)
+                for k in range(1, per_char + 1):
+                    glyph(char, k).save(d / f"{char + 1:04d}_{k:02d}.png")
+                char += 1
+    vinyals = root / "splits" / "vinyals"
+    vinyals.mkdir(parents=True)
+    rots = ("rot000", "rot090", "rot180", "rot270")
+    chars = {
+        "train": ["Alpha/character01", "Alpha/character02", "Beta/character01"],
+        "val": ["Alpha/character03"],
+        "test": ["Beta/character02", "Gamma/character01", "Gamma/character02"],
+    }
+    chars["trainval"] = chars["train"] + chars["val"]
+    for split, names in chars.items():
+        (vinyals / f"{split}.txt").write_text("".join(f"{n}/{r}\n" for n in names for r in rots))
+    return root
+
+
+@pytest.fixture
+def omni(tmp_path: Path) -> Path:
+    return make_omniglot(tmp_path / "omniglot")
+
+
+def test_all_images_inverted_and_reopened_without_decoding(
+    omni: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = omniglot_images(omni, cache_dir=cache_dir)
+    assert full.images.shape == (21, 1, 28, 28) and isinstance(full.images, np.memmap)
+    assert list(full.class_names) == [
+        "Alpha/character01",
+        "Alpha/character02",
+        "Alpha/character03",
+        "Beta/character01",
+        "Beta/character02",
+        "Gamma/character01",
+        "Gamma/character02",
+    ]
+    assert full.sources[0] == "images_background/Alpha/character01/0001_01.png"
+    assert full.labels.tolist() == np.repeat(np.arange(7), 3).tolist()
+    img = full.images[0, 0]
+    assert img[0, 0] == 0 and img.max() == 255  # background 0, strokes bright
+    raw = np.asarray(glyph(0, 1).convert("L").resize((28, 28), Image.Resampling.LANCZOS))
+    assert (img == 255 - raw).all()
+    with monkeypatch.context() as m:
+        m.setattr("PIL.Image.open", lambda *a, **k: pytest.fail("decoded again"))
+        again = omniglot_images(omni, cache_dir=cache_dir)
+        omniglot("train", root=omni, cache_dir=cache_dir)
+    assert (np.asarray(again.images) == np.asarray(full.images)).all()
+
+
+def test_vinyals_split_stores_characters_once_with_rotated_episode_classes(
+    omni: Path, cache_dir: Path
+) -> None:
+    s = omniglot("train", root=omni, cache_dir=cache_dir)
+    assert s.num_classes == 3 and len(s) == 9 and s.num_episode_classes == 12
+    assert s.class_base.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert s.class_rotations.tolist() == [0, 1, 2, 3] * 3
+    assert s.episode_class_names[5] == "Alpha/character02/rot090"
+    assert not s.images.flags.writeable
+    base = s.images[s.labels == 1]
+    for c in range(4, 8):
+        k = int(s.class_rotations[c])
+        assert (s.episode_class_images(c) == np.rot90(base, k, axes=(-2, -1))).all()
+    # 'rot090' = PIL Image.rotate(90) (counter-clockwise) of the raw image, as Prototypical Nets
+    raw = omni / "images_background" / "Alpha" / "character02" / "0002_01.png"
+    rotated = omni.parent / "rotated.png"
+    Image.open(raw).rotate(90).save(rotated)
+    expect = decode_image(rotated, 28, "L", invert=True).astype(int)
+    ours = s.episode_class_images(5)[0].astype(int)
+    # equal up to Pillow's resampling, which is not exactly mirror-symmetric (a few pixels)
+    assert np.abs(ours - expect).mean() < 2
+    assert np.abs(ours - expect).mean() < np.abs(np.rot90(ours, 2, (-2, -1)) - expect).mean() / 5
+    counts = {
+        split: omniglot(split, root=omni, cache_dir=cache_dir).num_episode_classes
+        for split in ("val", "trainval", "test")
+    }
+    assert counts == {"val": 4, "trainval": 16, "test": 12}
+
+
+def test_rotation_options_and_lake_protocol(omni: Path, cache_dir: Path) -> None:
+    s = omniglot("train", root=omni, cache_dir=cache_dir, rotations=False)
+    assert s.num_episode_classes == 3 and s.class_rotations.tolist() == [0, 0, 0]
+    bg = omniglot("background", "lake", root=omni, cache_dir=cache_dir)
+    ev = omniglot("evaluation", "lake", root=omni, cache_dir=cache_dir, rotations=True)
+    assert bg.num_classes == 5 and bg.num_episode_classes == 5
+    assert ev.num_classes == 2 and ev.num_episode_classes == 8
+    assert list(ev.class_names) == ["Gamma/character01", "Gamma/character02"]
+    with pytest.raises(ValueError, match="split of protocol 'lake'"):
+        omniglot("train", "lake", root=omni, cache_dir=cache_dir)
+    with pytest.raises(DataError, match="needs more than 1200 characters"):
+        omniglot("train", "maml", root=omni, cache_dir=cache_dir)
+
+
+def test_missing_data_says_how_to_get_it(tmp_path: Path, cache_dir: Path) -> None:
+    with pytest.raises(DataError) as e:
+        omniglot("train", cache_dir=cache_dir)
+    msg = str(e.value)
+    assert OMNIGLOT_URLS["images_background"] in msg and OMNIGLOT_URLS["images_evaluation"] in msg
+    assert "METAMAP_OMNIGLOT" in msg and "download=True" in msg
+    assert "images_background/<Alphabet>/character<NN>/*.png" in msg
+    with pytest.raises(DataError, match="at root="):
+        omniglot_images(tmp_path / "elsewhere", cache_dir=cache_dir)
+
+
+def test_environment_variable_and_split_list_errors(
+    omni: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("METAMAP_OMNIGLOT", str(omni))
+    assert omniglot("val", cache_dir=cache_dir).num_classes == 1
+    with pytest.raises(DataError, match="prototypical-networks"):
+        omniglot("train", cache_dir=cache_dir, splits_root=tmp_path / "nosplits")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "train.txt").write_text("Alpha/character01/rot000\nAlpha/character01/rot045\n")
+    with pytest.raises(DataError, match=r"train\.txt:2: 'Alpha/character01/rot045'"):
+        omniglot("train", cache_dir=cache_dir, splits_root=bad)
+    (bad / "train.txt").write_text("Delta/character01/rot000\n")
+    with pytest.raises(DataError, match="'Delta/character01' is not in the Omniglot data"):
+        omniglot("train", cache_dir=cache_dir, splits_root=bad)
+
+
+def zip_sets(omni: Path, dest: Path) -> dict[str, bytes]:
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for s in LAYOUT:
+        path = dest / f"{s}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for f in sorted((omni / s).rglob("*.png")):
+                zf.write(f, f.relative_to(omni).as_posix())
+        out[s] = path.read_bytes()
+    return out
+
+
+def test_official_zips_are_extracted_once(omni: Path, tmp_path: Path, cache_dir: Path) -> None:
+    zips = tmp_path / "zips"
+    zip_sets(omni, zips)
+    full = omniglot_images(zips, cache_dir=cache_dir)
+    assert len(full) == 21 and (cache_dir / "omniglot" / "images_evaluation" / "Gamma").is_dir()
+    assert not list((cache_dir / "omniglot").glob(".extract-*"))
+    assert len(omniglot_images(zips, cache_dir=cache_dir)) == 21
+
+
+def test_download_true_fetches_the_official_zips(
+    omni: Path, tmp_path: Path, cache_dir: Path, http_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = zip_sets(omni, tmp_path / "zips")
+    urls = {s: http_server.serve(f"/{s}.zip", data) for s, data in blobs.items()}
+    monkeypatch.setattr(omniglot_mod, "OMNIGLOT_URLS", urls)
+    full = omniglot_images(cache_dir=cache_dir, download=True)
+    assert len(full) == 21
+    assert (cache_dir / "downloads" / "images_background.zip").is_file()
+    assert {r["path"] for r in http_server.state.requests} == {
+        "/images_background.zip",
+        "/images_evaluation.zip",
+    }
+
+
+def test_one_shot_runs(tmp_path: Path) -> None:
+    runs_root = tmp_path / "omniglot" / "one-shot-classification" / "all_runs"
+    for r in (1, 2):
+        run = runs_root / f"run{r:02d}"
+        (run / "training").mkdir(parents=True)
+        (run / "test").mkdir()
+        lines = []
+        for c in range(1, 4):
+            glyph(c, 0).save(run / "training" / f"class{c:02d}.png")
+            glyph(4 - c, 1).save(run / "test" / f"item{c:02d}.png")  # item c is class 4 - c
+            lines.append(
+                f"run{r:02d}/test/item{c:02d}.png run{r:02d}/training/class{4 - c:02d}.png"
+            )
+        (run / "class_labels.txt").write_text("\n".join(reversed(lines)) + "\n")
+    runs = omniglot_one_shot_runs(tmp_path / "omniglot")
+    assert [r.name for r in runs] == ["run01", "run02"]
+    assert runs[0].train_images.shape == (3, 1, 28, 28) == runs[0].test_images.shape
+    assert runs[0].answers.tolist() == [2, 1, 0]
+    assert runs[0].test_sources[0] == "run01/test/item01.png"
+    with pytest.raises(DataError, match="one-shot-classification/all_runs"):
+        omniglot_one_shot_runs(tmp_path / "nothing")
+    with pytest.raises(DataError, match="METAMAP_OMNIGLOT"):
+        omniglot_one_shot_runs()
