@@ -65,7 +65,7 @@ def sinusoid_table() -> str:
         "initialisation. Training: "
         f"{c['train']['steps']:,} meta-iterations, meta-batch {c['train']['meta_batch']}, "
         f"K={c['task']['shots']}, Adam {c['train']['lr']}, inner lr {c['learner']['inner_lr']} "
-        "(Reptile: 5 inner steps, inner lr 0.1); best checkpoint by validation MSE on 100 "
+        "(Reptile: 5 inner steps); best checkpoint by validation MSE on 100 "
         "separate fixed tasks.",
         "Training time on this machine (1 CPU thread): "
         + ", ".join(

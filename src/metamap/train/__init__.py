@@ -15,7 +15,7 @@ from metamap.train.config import (
 )
 from metamap.train.evaluate import Summary, evaluate, summarize
 from metamap.train.metrics import MetricsLog, read_metrics
-from metamap.train.protocol import evaluate_run, learner_from_checkpoint
+from metamap.train.protocol import evaluate_run, lake_one_shot_error, learner_from_checkpoint
 from metamap.train.trainer import Trainer, TrainResult
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "evaluate",
     "evaluate_run",
     "from_config",
+    "lake_one_shot_error",
     "learner_from_checkpoint",
     "load_checkpoint",
     "load_config",

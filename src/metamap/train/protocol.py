@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from metamap.data import OneShotRun
 from metamap.errors import CheckpointError, ConfigError
 from metamap.learners import MetaLearner
 from metamap.tasks import EpisodeSampler, TaskBatch
@@ -14,7 +17,7 @@ from metamap.train.checkpoint import load_checkpoint
 from metamap.train.config import RunConfig, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 
-__all__ = ["evaluate_run", "learner_from_checkpoint"]
+__all__ = ["evaluate_run", "lake_one_shot_error", "learner_from_checkpoint"]
 
 _CHUNK = 100
 
@@ -69,3 +72,23 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
             for k, s in ((k, summarize(v)) for k, v in scores.items())
         }
     return results
+
+
+def lake_one_shot_error(learner: MetaLearner, runs: Sequence[OneShotRun]) -> dict[str, Any]:
+    """Error rate on Lake et al.'s 20 within-alphabet 20-way one-shot runs (Science 2015).
+
+    Each run is one task: the 20 training images (one per class) are the support set and the 20
+    test images the queries. Humans: 4.5% error (Lake et al. 2015).
+    """
+    p = next(learner.parameters())
+    errors = []
+    for run in runs:
+        sx = torch.from_numpy(run.train_images).to(p.device, p.dtype) / 255.0
+        qx = torch.from_numpy(run.test_images).to(p.device, p.dtype) / 255.0
+        sy = torch.arange(len(sx), device=p.device)
+        state = learner.adapt(sx, sy)
+        with torch.no_grad():
+            pred = learner.predict(state, qx).argmax(-1).cpu()
+        errors.append(float((pred != torch.from_numpy(run.answers)).float().mean()))
+    s = summarize(errors)
+    return {"error": s.mean, "ci95": s.ci95, "runs": s.n, "per_run": list(s.values)}
