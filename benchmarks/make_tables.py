@@ -31,12 +31,15 @@ def _load(pattern: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
 
 
-def _cell(s: dict[str, Any] | None) -> str:
+def _cell(s: dict[str, Any] | None, base: float = math.inf) -> str:
     if s is None:
         return "–"
     if s.get("nonfinite") or not math.isfinite(s["mean"]):
-        return f"diverges ({s.get('nonfinite', '?')}/{s['n']} tasks)"
-    return f"{s['mean']:.3f} ± {s['ci95']:.3f}"
+        return f"diverges ({s.get('nonfinite', '?')}/{s['n']} tasks) †"
+    mark = " †" if s["mean"] > base else ""
+    return (
+        f"{s['mean']:.3g} ± {s['ci95']:.2g}{mark}" if mark else f"{s['mean']:.3f} ± {s['ci95']:.3f}"
+    )
 
 
 def sinusoid_table() -> str:
@@ -51,7 +54,8 @@ def sinusoid_table() -> str:
     for shots in first["scores"]:
         for name in [n for n in ORDER if n in runs]:
             sc = runs[name]["scores"][shots]
-            cells = [_cell(sc.get(s)) for s in steps]
+            base = sc["0"]["mean"] if "0" in sc else math.inf
+            cells = [_cell(sc.get(s), base) for s in steps]
             lines.append(f"| {NAMES[name]} | {shots} | " + " | ".join(cells) + " |")
         if shots == "5-shot":
             paper = ["–"] + [f"{PAPER_MAML_5SHOT[s]:.2f}" for s in steps[1:]]
@@ -67,11 +71,57 @@ def sinusoid_table() -> str:
         f"K={c['task']['shots']}, Adam {c['train']['lr']}, inner lr {c['learner']['inner_lr']} "
         "(Reptile: 5 inner steps); best checkpoint by validation MSE on 100 "
         "separate fixed tasks.",
+        "† worse than not adapting at all (0 steps): ANIL and Meta-SGD are meta-trained for one "
+        "inner step, and the step they learn (Meta-SGD's per-parameter rates; ANIL's feature "
+        "scale under a fixed rate) overshoots when it is repeated. Use them with the number of "
+        "steps they were trained for, or train them with more inner steps.",
         "Training time on this machine (1 CPU thread): "
         + ", ".join(
             f"{NAMES[n]} {runs[n]['train_seconds'] / 60:.1f} min" for n in ORDER if n in runs
         )
-        + f"; torch {r['torch']}. Command: `{r['command']}`.",
+        + f"; torch {r['torch']}. Commands: "
+        + "; ".join(sorted({f"`{x['command']}`" for x in runs.values()}))
+        + ".",
+    ]
+    return "\n".join(lines + notes)
+
+
+PAPER_OMNIGLOT = {
+    "protonet": {"5w1s": 98.8, "5w5s": 99.7, "20w1s": 96.0, "20w5s": 98.9},
+    "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
+}
+
+
+def omniglot_table() -> str:
+    runs = [r for r in _load("omniglot_*.json") if r.get("benchmark") == "omniglot"]
+    if not runs:
+        return "_No results yet: run `python benchmarks/omniglot.py`._"
+    settings = ["5w1s", "5w5s", "20w1s", "20w5s"]
+    lines = [
+        "| method (config) | " + " | ".join(settings) + " | Lake error | trained | CPU time |",
+        "|" + "---|" * (len(settings) + 4),
+    ]
+    for r in runs:
+        paper = PAPER_OMNIGLOT.get(r["learner"], {})
+        cells = []
+        for s in settings:
+            sc = r["scores"].get(s)
+            target = f" (paper {paper[s]})" if s in paper else ""
+            cells.append(f"{100 * sc['mean']:.2f} ± {100 * sc['ci95']:.2f}{target}" if sc else "–")
+        lake = r["lake_one_shot"]
+        budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} episodes"
+        lines.append(
+            f"| {r['learner']} ({r['config']}) | "
+            + " | ".join(cells)
+            + f" | {100 * lake['error']:.1f}% | {budget} | "
+            f"{r['train_seconds'] / 60:.0f} min, {r['threads']} thread(s) |"
+        )
+    notes = [
+        "",
+        "Protocol of each row: " + "; ".join(sorted({r["protocol"] for r in runs})) + ".",
+        "Rows trained for fewer episodes than the published schedule are short of the paper "
+        "for that reason: these CPUs run about one 60-way ProtoNet episode per second.",
+        "Commands: " + "; ".join(f"`{r['command']}`" for r in runs) + ".",
     ]
     return "\n".join(lines + notes)
 
@@ -93,16 +143,17 @@ def speed_table() -> str:
 
 
 def replace(text: str, name: str, table: str) -> str:
-    pat = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", re.S)
+    pat = re.compile(rf"(<!-- BEGIN {name} -->\n)(?:.*?\n)?(<!-- END {name} -->)", re.S)
     if not pat.search(text):
         raise SystemExit(f"README.md has no <!-- BEGIN {name} --> ... <!-- END {name} --> block")
-    return pat.sub(lambda m: m.group(1) + table + m.group(2), text)
+    return pat.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
 
 
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     text = replace(text, "sinusoid", sinusoid_table())
+    text = replace(text, "omniglot", omniglot_table())
     text = replace(text, "speed", speed_table())
     readme.write_text(text)
     print(f"updated {readme}")

@@ -1,0 +1,97 @@
+"""Omniglot few-shot classification benchmark (Vinyals split, 1,000 fixed test episodes).
+
+Trains one config from configs/omniglot/ (optionally with a shorter step budget, since these
+CPUs are slow), then evaluates its best-validation checkpoint on every requested test setting
+(ways × shots) and on Lake et al.'s 20 within-alphabet one-shot runs. Results:
+benchmarks/results/omniglot_<config>.json; `python benchmarks/make_tables.py` renders them.
+
+    python benchmarks/omniglot.py --config protonet-5w1s --steps 1500 --settings 5w1s 20w1s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from metamap.data import omniglot_one_shot_runs
+from metamap.train import (
+    Trainer,
+    evaluate_run,
+    lake_one_shot_error,
+    learner_from_checkpoint,
+    load_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--config", required=True, help="name in configs/omniglot/, e.g. protonet-5w1s")
+    ap.add_argument("--steps", type=int, default=None, help="training budget (default: config's)")
+    ap.add_argument("--settings", nargs="+", default=None, help="test settings, e.g. 5w1s 20w1s")
+    ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--data", type=Path, default=SHARED / "omniglot")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    over = [f"data.root={args.data}", "train.progress=false", f"eval.tasks={args.tasks}"]
+    if args.steps is not None:
+        over.append(f"train.steps={args.steps}")
+    cfg = load_config(ROOT / "configs" / "omniglot" / f"{args.config}.yaml", over)
+    trainer = Trainer(cfg, args.runs / f"omniglot-{args.config}")
+    result = trainer.fit()
+    cfg, learner, state = learner_from_checkpoint(trainer.best_path)
+    settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]
+    scores = {}
+    for s in settings:
+        m = re.fullmatch(r"(\d+)w(\d+)s", s)
+        if m is None:
+            raise SystemExit(f"setting {s!r} must look like 5w1s")
+        ways, shots = int(m.group(1)), int(m.group(2))
+        c = cfg.model_copy(deep=True)
+        c.eval.ways, c.eval.shots = ways, [shots]
+        res = evaluate_run(c, learner)
+        scores[s] = next(iter(next(iter(res["scores"].values())).values()))
+        print(f"{args.config} {s}: {scores[s]['mean']:.4f} ± {scores[s]['ci95']:.4f}", flush=True)
+    lake = lake_one_shot_error(learner, omniglot_one_shot_runs(args.data))
+    print(f"Lake 20-run one-shot error: {lake['error']:.3f}", flush=True)
+    out = {
+        "benchmark": "omniglot",
+        "config": args.config,
+        "learner": cfg.learner.name,
+        "protocol": res["protocol"],
+        "command": " ".join(["python", *sys.argv]),
+        "config_dump": cfg.model_dump(mode="json"),
+        "steps_trained": result.step,
+        "steps_in_paper_schedule": load_config(
+            ROOT / "configs" / "omniglot" / f"{args.config}.yaml"
+        ).train.steps,
+        "best_step": int(state["step"]),
+        "train_seconds": round(result.train_seconds, 1),
+        "threads": args.threads,
+        "test_tasks": args.tasks,
+        "queries": cfg.eval.queries,
+        "scores": scores,
+        "lake_one_shot": {k: v for k, v in lake.items() if k != "per_run"},
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"omniglot_{args.config}.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
