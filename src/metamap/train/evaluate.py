@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,7 +30,7 @@ class Summary:
     mean: float
     ci95: float
     n: int
-    values: tuple[float, ...]
+    values: tuple[float, ...] = field(repr=False)
     nonfinite: int = 0
 
     def __str__(self) -> str:
