@@ -2,8 +2,8 @@
 
 Skipped when the shared Omniglot copy is absent (``$METAMAP_SHARED_DATA`` or ``../shared/data``
 beside the repository). The target is far below the paper's 98.8% because the run is 60 episodes
-long (the untrained encoder already scores well above chance, so the test also
-requires a clear gain over it); it fails if training, episodes, data or evaluation is broken (chance is 20%).
+long; the untrained encoder already scores well above chance (20%), so the test also requires a
+clear gain over it. It fails if training, episodes, data or evaluation is broken.
 """
 
 import os
