@@ -82,6 +82,10 @@ def _print_scores(results: dict[str, Any]) -> None:
 
 
 def _train(cfg: RunConfig, out: str | None, restart: bool) -> Trainer:
+    if cfg.train.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.train.threads)
     trainer = Trainer(cfg, out)
     if not restart and trainer.last_path.exists():
         print(f"resuming from {trainer.last_path}", file=sys.stderr)

@@ -134,6 +134,9 @@ class TrainConfig(_Section):
     grad_clip: PositiveFloat | None = None
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
+    threads: PositiveInt | None = None
+    """CPU threads for torch (``None``: torch's default). Small models run fastest on 1: more
+    threads only add synchronisation, and on a shared machine they can slow a run many-fold."""
     val_every: PositiveInt = 500
     val_tasks: PositiveInt = 100
     ckpt_every: PositiveInt = 500
@@ -185,7 +188,15 @@ class RunConfig(_Section):
         d["data"].pop("cache_dir")
         if self.task.family != "episodes":
             d.pop("data")
-        for k in ("val_every", "val_tasks", "ckpt_every", "log_every", "progress", "device"):
+        for k in (
+            "val_every",
+            "val_tasks",
+            "ckpt_every",
+            "log_every",
+            "progress",
+            "device",
+            "threads",
+        ):
             d["train"].pop(k)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
