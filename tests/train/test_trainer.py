@@ -111,3 +111,20 @@ def test_non_finite_loss_stops_names_step_and_keeps_last_good(tmp_path: Path) ->
     assert good["step"] == 4
     assert all(torch.isfinite(v).all() for v in good["learner"].values())
     json.dumps(read_metrics(tmp_path / "metrics.jsonl"))  # the log stays valid JSON
+
+
+def test_a_finished_run_can_be_extended_unless_the_schedule_depends_on_its_length(
+    tmp_path: Path,
+) -> None:
+    base = [o for o in FAST if not o.startswith(("train.schedule", "train.warmup"))]
+    Trainer(load_config(None, base), tmp_path / "short").fit()
+    extended = Trainer(load_config(None, [*base, "train.steps=18"]), tmp_path / "short")
+    extended.fit()
+    straight = Trainer(load_config(None, [*base, "train.steps=18"]), tmp_path / "long")
+    straight.fit()
+    assert extended.step == 18
+    assert _same(_weights(extended), _weights(straight))
+    cosine = [*base, "train.schedule=cosine"]
+    Trainer(load_config(None, cosine), tmp_path / "cos").fit()
+    with pytest.raises(CheckpointError, match="another configuration"):
+        Trainer(load_config(None, [*cosine, "train.steps=18"]), tmp_path / "cos").fit()

@@ -180,7 +180,11 @@ class RunConfig(_Section):
         return self
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the trained weights (not paths, logging or eval)."""
+        """Hash of everything that changes the trained weights (not paths, logging or eval).
+
+        ``train.steps`` counts only under the cosine schedule: with a constant or step schedule
+        the first N steps do not depend on the total, so a finished run can be extended.
+        """
         d = self.model_dump(mode="json")
         for k in ("name", "out_dir", "eval"):
             d.pop(k)
@@ -198,6 +202,8 @@ class RunConfig(_Section):
             "threads",
         ):
             d["train"].pop(k)
+        if self.train.schedule != "cosine":
+            d["train"].pop("steps")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
