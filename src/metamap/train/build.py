@@ -23,10 +23,12 @@ from metamap.learners import (
     MetaLearner,
     MetaSGD,
     ProtoNet,
+    RelationNet,
     Reptile,
     SVMHead,
 )
 from metamap.learners.functional import LossName
+from metamap.learners.relation import relation_embedding, relation_feature_shape
 from metamap.models import MLP, Conv4, ResNet12
 from metamap.tasks import (
     EpisodeSampler,
@@ -156,6 +158,8 @@ def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaL
         return MetaSGD(model, loss, cfg.inner_steps, scalar, cfg.first_order, cfg.batching)
     if cfg.name == "reptile":
         return Reptile(model, loss, cfg.inner_steps, scalar, cfg.batching)
+    if cfg.name == "relation":
+        raise ValueError("RelationNet needs its own embedding: build it with from_config")
     encoder = model.get_submodule("body")
     if cfg.name == "protonet":
         return ProtoNet(encoder)
@@ -170,10 +174,29 @@ def dtype_of(cfg: RunConfig) -> torch.dtype:
     return torch.float64 if cfg.train.dtype == "float64" else torch.float32
 
 
+def _relation_net(cfg: RunConfig) -> RelationNet:
+    """Sung et al.'s own embedding (unpooled maps) and relation module, seeded like models."""
+    c, size, w = cfg.data.channels, cfg.data.image_size, cfg.model.width
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        encoder = relation_embedding(c, w, cfg.model.batch_norm)
+        return RelationNet(
+            encoder,
+            relation_feature_shape(size, w),
+            width=w,
+            padding=1 if size < 40 else 0,
+            batch_norm=cfg.model.batch_norm,
+        )
+
+
 def from_config(cfg: RunConfig) -> tuple[TaskDistribution, MetaLearner]:
     """The training task distribution and the learner (on the configured device and dtype)."""
     loss: LossName = "cross_entropy" if cfg.task.family == "episodes" else "mse"
-    learner = build_learner(cfg.learner, build_model(cfg), loss)
+    learner: MetaLearner
+    if cfg.learner.name == "relation":
+        learner = _relation_net(cfg)
+    else:
+        learner = build_learner(cfg.learner, build_model(cfg), loss)
     return build_tasks(cfg, "train"), learner.to(device=cfg.train.device, dtype=dtype_of(cfg))
 
 

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-_ENCODER_LEARNERS = ("protonet", "matching", "r2d2", "svm")
+_ENCODER_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm")
 
 
 class _Section(BaseModel):
@@ -101,7 +101,16 @@ class LearnerConfig(_Section):
     """The meta-learner and its inner loop."""
 
     name: Literal[
-        "maml", "fomaml", "anil", "metasgd", "reptile", "protonet", "matching", "r2d2", "svm"
+        "maml",
+        "fomaml",
+        "anil",
+        "metasgd",
+        "reptile",
+        "protonet",
+        "matching",
+        "relation",
+        "r2d2",
+        "svm",
     ] = "maml"
     inner_steps: PositiveInt = 1
     inner_lr: PositiveFloat | list[PositiveFloat] = 0.01
