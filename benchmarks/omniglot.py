@@ -65,7 +65,7 @@ def main() -> None:
         c.eval.ways, c.eval.shots = ways, [shots]
         res = evaluate_run(c, learner)
         by_step = next(iter(res["scores"].values()))
-        scores[s] = by_step[str(max(int(k) for k in by_step))]  # after the most inner steps
+        scores[s] = dict(by_step[str(max(int(k) for k in by_step))])  # after the most steps
         scores[s]["by_step"] = by_step
         print(f"{args.config} {s}: {scores[s]['mean']:.4f} ± {scores[s]['ci95']:.4f}", flush=True)
     try:
