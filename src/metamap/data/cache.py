@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import numpy.typing as npt
 
 from metamap.data.dataset import ImageClassDataset
 from metamap.errors import DataError
+from metamap.fileio import atomic_write
 
 __all__ = [
     "CACHE_ENV",
@@ -136,28 +136,6 @@ def cache_key(**parts: Any) -> str:
     """The sha256 of the JSON of ``parts`` (sorted keys): source checksum + preprocessing."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Write a file through ``write(f)`` on a temporary file in the same folder, then rename it.
-
-    The rename (``os.replace``) is atomic: readers see the old file or the new one, never a torn
-    one. The temporary file is removed if ``write`` fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 @dataclass(frozen=True)
