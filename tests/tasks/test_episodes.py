@@ -336,3 +336,26 @@ def test_bad_rotation_of_non_square_images_and_bad_calls() -> None:
         EpisodePlan(plan.classes, plan.images, shots=2, queries=1)
     with pytest.raises(TaskShapeError, match="needs an ImageClassDataset"):
         EpisodeSampler("omniglot", ways=2, shots=1, queries=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_labelled_batches_for_pretraining(ds: ImageClassDataset, in_memory: bool) -> None:
+    """Supervised batches: each image is an image of its label's class, rotated as that class
+    says, and every (class, image) pair is drawn."""
+    base = np.repeat(np.arange(10), 4)
+    rot = np.tile(np.arange(4), 10)
+    s = EpisodeSampler(
+        ds, ways=5, shots=1, queries=1, class_base=base, class_rotations=rot, in_memory=in_memory
+    )
+    x, y = s.sample_labelled(5000, make_generator(3))
+    assert x.shape == (5000, 2, 5, 5) and x.dtype == torch.float32 and y.dtype == torch.int64
+    got = decode(x, ds, rotations=True)  # (5000, 2): dataset row, quarter turns
+    labels = torch.from_numpy(ds.labels)
+    assert torch.equal(labels[got[:, 0]], torch.from_numpy(base)[y])
+    assert torch.equal(got[:, 1], torch.from_numpy(rot)[y])
+    pairs = {(int(c), int(r)) for c, r in zip(y, got[:, 0], strict=True)}
+    assert len(pairs) == 4 * len(ds)  # 5000 draws of 392 pairs: every pair appears
+    again, _ = s.sample_labelled(5000, make_generator(3))
+    assert torch.equal(x, again)
+    with pytest.raises(TaskShapeError, match="batch_size"):
+        s.sample_labelled(0, make_generator(3))

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from metamap.train import Trainer, evaluate_run, load_config
+from metamap.learners import PretrainBaseline
+from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_config, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(
-    "learner", ["protonet", "matching", "relation", "r2d2", "svm", "maml", "fomaml", "anil"]
+    "learner",
+    ["protonet", "matching", "relation", "r2d2", "svm", "maml", "fomaml", "anil", "pretrain"],
 )
 def test_image_learner_trains_validates_and_evaluates(
     folder: Path, tmp_path: Path, learner: str
@@ -51,6 +54,7 @@ def test_image_learner_trains_validates_and_evaluates(
             *inner,
             "train.steps=3",
             "train.meta_batch=2",
+            "train.batch_size=8",
             "train.val_every=3",
             "train.val_tasks=4",
             "train.ckpt_every=3",
@@ -69,3 +73,48 @@ def test_image_learner_trains_validates_and_evaluates(
     scores = res["scores"]["1-shot"]
     assert all(s["n"] == 6 and 0.0 <= s["mean"] <= 1.0 for s in scores.values())
     assert "BatchNorm transductive" in res["protocol"]
+
+
+def test_pretrain_baseline_learns_base_classes_and_resumes_exactly(
+    folder: Path, tmp_path: Path
+) -> None:
+    """Supervised pre-training: the base-class loss falls, the checkpoint reloads without the
+    data, and a killed-and-resumed run ends with the uninterrupted run's weights."""
+    over = [
+        "task.family=episodes",
+        "data.name=folder",
+        "data.protocol=folder",
+        f"data.root={folder}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "task.ways=2",
+        "task.shots=1",
+        "task.queries=2",
+        "model.name=conv4",
+        "model.width=8",
+        "model.batch_norm=inductive",
+        "learner.name=pretrain",
+        "train.steps=30",
+        "train.batch_size=16",
+        "train.lr=0.01",
+        "train.val_every=10",
+        "train.val_tasks=4",
+        "train.ckpt_every=5",
+        "train.log_every=1",
+        "train.progress=false",
+    ]
+    cfg = load_config(None, over)
+    full = Trainer(cfg, tmp_path / "full")
+    assert isinstance(full.learner, PretrainBaseline)
+    assert full.learner.classifier.out_features == 6  # the 6 training classes of the folder
+    full.fit()
+    losses = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+    killed = Trainer(cfg, tmp_path / "killed")
+    killed.fit(stop_after=12)
+    resumed = Trainer(cfg, tmp_path / "killed")
+    resumed.fit()
+    a, b = full.learner.state_dict(), resumed.learner.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _, loaded, _ = learner_from_checkpoint(full.last_path)
+    assert isinstance(loaded, PretrainBaseline)
+    assert all(torch.equal(loaded.state_dict()[k], a[k]) for k in a)

@@ -461,6 +461,27 @@ class EpisodeSampler:
         classes, images = self._draw(batch_size, generator, self.shots)
         return self._materialise(classes, images, self.shots, self.queries)
 
+    def sample_labelled(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A plain supervised batch: images ``(batch_size, C, H, W)`` float32 drawn uniformly
+        (with replacement) from all images of all sampler classes, and their sampler class ids
+        ``(batch_size,)`` int64 in ``[0, num_classes)`` — what supervised pre-training on the
+        base classes consumes (rotations count as classes, as in episodes)."""
+        if batch_size < 1:
+            raise TaskShapeError(f"batch_size must be at least 1, got {batch_size}")
+        ends = torch.cumsum(self._counts, 0)
+        flat = torch.randint(0, int(ends[-1]), (batch_size,), generator=generator)
+        classes = torch.searchsorted(ends, flat, right=True)
+        slots = flat - (ends[classes] - self._counts[classes])
+        if self._pool_start is not None:
+            x = self._images.index_select(0, self._pool_start[classes] + slots)
+        else:
+            x = self._images.index_select(0, self._table[classes, slots])
+            if self._rotations:
+                rotate_groups(x, self._rot[classes], self._rotations)
+        out = torch.empty((batch_size, *self.image_shape), dtype=torch.float32)
+        to_float(out, x, self._norm)
+        return out, classes
+
     def _check_shots(self, shots: int | None) -> int:
         k = self.shots if shots is None else int(shots)
         check_counts(k, self.queries)

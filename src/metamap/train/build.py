@@ -22,6 +22,7 @@ from metamap.learners import (
     MatchingNet,
     MetaLearner,
     MetaSGD,
+    PretrainBaseline,
     ProtoNet,
     RelationNet,
     Reptile,
@@ -44,6 +45,7 @@ __all__ = [
     "Split",
     "build_learner",
     "build_model",
+    "build_run_learner",
     "build_tasks",
     "dtype_of",
     "from_config",
@@ -158,8 +160,8 @@ def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaL
         return MetaSGD(model, loss, cfg.inner_steps, scalar, cfg.first_order, cfg.batching)
     if cfg.name == "reptile":
         return Reptile(model, loss, cfg.inner_steps, scalar, cfg.batching)
-    if cfg.name == "relation":
-        raise ValueError("RelationNet needs its own embedding: build it with from_config")
+    if cfg.name in ("relation", "pretrain"):
+        raise ValueError(f"learner {cfg.name!r} is built by build_run_learner (it needs the run)")
     encoder = model.get_submodule("body")
     if cfg.name == "protonet":
         return ProtoNet(encoder)
@@ -189,15 +191,36 @@ def _relation_net(cfg: RunConfig) -> RelationNet:
         )
 
 
-def from_config(cfg: RunConfig) -> tuple[TaskDistribution, MetaLearner]:
-    """The training task distribution and the learner (on the configured device and dtype)."""
+def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLearner:
+    """The run's learner, on the configured device and dtype, without loading any data.
+
+    ``base_classes`` (``learner.name: pretrain`` only) is the size of the supervised classifier:
+    the number of training classes (rotations included).
+    """
     loss: LossName = "cross_entropy" if cfg.task.family == "episodes" else "mse"
     learner: MetaLearner
     if cfg.learner.name == "relation":
         learner = _relation_net(cfg)
+    elif cfg.learner.name == "pretrain":
+        if base_classes is None:
+            raise ValueError("learner 'pretrain' needs base_classes (the training classes)")
+        model = build_model(cfg)
+        dim = int(getattr(model, "feature_dim"))  # noqa: B009 - Conv4 and ResNet12 both have it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 1)
+            learner = PretrainBaseline(
+                model.get_submodule("body"), base_classes, dim, head=cfg.learner.head
+            )
     else:
         learner = build_learner(cfg.learner, build_model(cfg), loss)
-    return build_tasks(cfg, "train"), learner.to(device=cfg.train.device, dtype=dtype_of(cfg))
+    return learner.to(device=cfg.train.device, dtype=dtype_of(cfg))
+
+
+def from_config(cfg: RunConfig) -> tuple[TaskDistribution, MetaLearner]:
+    """The training task distribution and the learner (on the configured device and dtype)."""
+    tasks = build_tasks(cfg, "train")
+    base = tasks.num_classes if isinstance(tasks, EpisodeSampler) else None
+    return tasks, build_run_learner(cfg, base)
 
 
 def describe(cfg: RunConfig) -> str:

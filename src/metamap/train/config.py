@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-_ENCODER_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm")
+_ENCODER_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm", "pretrain")
 
 
 class _Section(BaseModel):
@@ -111,12 +111,18 @@ class LearnerConfig(_Section):
         "relation",
         "r2d2",
         "svm",
+        "pretrain",
     ] = "maml"
+    """``pretrain`` is the supervised pre-train-then-fine-tune baseline (no episodes in
+    training: batches of ``train.batch_size`` base-class images; a ``head`` per test task)."""
     inner_steps: PositiveInt = 1
     inner_lr: PositiveFloat | list[PositiveFloat] = 0.01
     learn_inner_lr: bool = False
     first_order: bool = False
     batching: Literal["auto", "vmap", "loop"] = "auto"
+    head: Literal["prototype", "logistic"] = "prototype"
+    """Test-time head of ``pretrain``: nearest centroid or logistic regression on normalised
+    features."""
 
     @model_validator(mode="after")
     def _lrs(self) -> LearnerConfig:
@@ -133,6 +139,8 @@ class TrainConfig(_Section):
 
     steps: PositiveInt = 1000
     meta_batch: PositiveInt = 25
+    batch_size: PositiveInt = 128
+    """Images per step of supervised pre-training (``learner.name: pretrain`` only)."""
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: PositiveFloat = 1e-3
     schedule: Literal["constant", "cosine", "step"] = "constant"

@@ -12,7 +12,7 @@ from metamap.data import OneShotRun
 from metamap.errors import CheckpointError, ConfigError
 from metamap.learners import MetaLearner
 from metamap.tasks import EpisodeSampler, TaskBatch
-from metamap.train.build import build_tasks, describe, from_config
+from metamap.train.build import build_run_learner, build_tasks, describe
 from metamap.train.checkpoint import load_checkpoint
 from metamap.train.config import RunConfig, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
@@ -29,7 +29,15 @@ def learner_from_checkpoint(path: str | Path) -> tuple[RunConfig, MetaLearner, d
         cfg = parse_config(state["config"])
     except (KeyError, ConfigError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} holds no usable config: {e}") from None
-    _, learner = from_config(cfg)
+    weights = state.get("learner")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no learner weights")
+    head = weights.get("classifier.weight")
+    base = int(head.shape[0]) if isinstance(head, torch.Tensor) else None
+    try:
+        learner = build_run_learner(cfg, base)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {e}") from None
     try:
         learner.load_state_dict(state["learner"])
     except RuntimeError as e:

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from metamap.errors import CheckpointError, NonFiniteLossError
-from metamap.learners import MetaLearner
-from metamap.tasks import TaskBatch, TaskDistribution, make_generator
+from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError
+from metamap.learners import MetaLearner, MetaStep, PretrainBaseline
+from metamap.tasks import EpisodeSampler, TaskBatch, TaskDistribution, make_generator
 from metamap.train.build import build_tasks, dtype_of, from_config
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
 from metamap.train.config import RunConfig, TrainConfig
@@ -168,7 +168,7 @@ class Trainer:
             while self.step < t.steps:
                 if stop_after is not None and self.step >= stop_after:
                     break
-                self._one_step(self.tasks.sample(t.meta_batch, self.generator).to(device, dtype))
+                self._one_step(self._gradients(device, dtype))
                 self.train_seconds = time.perf_counter() - start
                 record: dict[str, Any] = {}
                 if self.step % t.val_every == 0 or self.step == t.steps:
@@ -204,9 +204,20 @@ class Trainer:
             self.train_seconds,
         )
 
-    def _one_step(self, batch: TaskBatch) -> None:
+    def _gradients(self, device: torch.device, dtype: torch.dtype) -> MetaStep:
+        """∇ of one training step: a meta-batch of tasks, or (``pretrain``) a supervised batch
+        of base-class images labelled with their class among all training classes."""
+        t = self.cfg.train
+        if isinstance(self.learner, PretrainBaseline):
+            if not isinstance(self.tasks, EpisodeSampler):
+                raise ConfigError("learner 'pretrain' needs task.family 'episodes' (images)")
+            x, y = self.tasks.sample_labelled(t.batch_size, self.generator)
+            return self.learner.supervised_gradients(x.to(device, dtype), y.to(device))
+        batch = self.tasks.sample(t.meta_batch, self.generator).to(device, dtype)
+        return self.learner.meta_gradients(batch)
+
+    def _one_step(self, ms: MetaStep) -> None:
         step = self.step + 1
-        ms = self.learner.meta_gradients(batch)
         loss = float(ms.loss)
         if not math.isfinite(loss) or not all(torch.isfinite(g).all() for g in ms.grads.values()):
             last = str(self.last_path) if self.last_path.exists() else None
