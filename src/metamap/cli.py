@@ -1,4 +1,5 @@
-"""The ``metamap`` command line: ``train``, ``eval``, ``plot`` and ``demo``.
+"""The ``metamap`` command line: ``train``, ``eval``, ``plot``, ``demo``, and the feature
+commands ``extract``, ``fewshot`` and ``export`` (:mod:`metamap.cli_features`).
 
 Every user mistake is reported as one line naming the problem, with exit status 2; the library
 never imports this module.
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metamap.cli_features import add_feature_commands, run_feature_command
 from metamap.errors import MetamapError
 from metamap.train import (
     RunConfig,
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[over], help="train sinusoid MAML on the embedded default, evaluate, plot"
     )
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    add_feature_commands(sub)
     return p
 
 
@@ -177,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             trainer = _train(cfg, args.out, restart=False)
             _evaluate(trainer.best_path, [], trainer.out_dir / "eval.json")
             _plot(trainer.out_dir, [0, 1, 10])
+        else:
+            run_feature_command(args)
     except MetamapError as e:
         print(f"metamap: error: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from metamap.learners.maml import FOMAML, MAML
 from metamap.learners.matching import MatchingNet, MatchingState
 from metamap.learners.metasgd import MetaSGD
 from metamap.learners.metric import EncoderLearner, check_labels
-from metamap.learners.pretrain import LinearState, PretrainBaseline
+from metamap.learners.pretrain import LinearState, PretrainBaseline, fit_logistic
 from metamap.learners.protonet import ProtoNet, PrototypeState
 from metamap.learners.r2d2 import R2D2, RidgeState
 from metamap.learners.relation import (
@@ -51,6 +51,7 @@ __all__ = [
     "SVMState",
     "check_labels",
     "choose_batching",
+    "fit_logistic",
     "gd_step",
     "inner_loop",
     "loss_function",

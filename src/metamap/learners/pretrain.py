@@ -34,7 +34,7 @@ from metamap.learners.metric import EncoderLearner, accuracy, expect_state
 from metamap.learners.protonet import PrototypeState, class_means
 from metamap.tasks.task import TaskBatch
 
-__all__ = ["LinearState", "PretrainBaseline"]
+__all__ = ["LinearState", "PretrainBaseline", "fit_logistic"]
 
 Head = Literal["prototype", "logistic"]
 
@@ -45,6 +45,40 @@ class LinearState(AdaptedState):
 
     weight: Tensor
     bias: Tensor
+
+
+def fit_logistic(
+    z: Tensor, onehot: Tensor, c: float = 1.0, steps: int = 100
+) -> tuple[Tensor, Tensor]:
+    """Multinomial logistic regression ``min ½‖W‖² + c Σ_n CE(W z_n + b, y_n)`` from zero.
+
+    ``z`` ``(..., S, D)`` features, ``onehot`` ``(..., S, W)`` → ``weight`` ``(..., W, D)``,
+    ``bias`` ``(..., W)`` (detached). Full-batch L-BFGS with strong-Wolfe line search:
+    deterministic; every task of a batch is solved jointly (the objective is a sum over tasks).
+    """
+    z = z.detach()
+    ways, lead = onehot.shape[-1], onehot.shape[:-2]
+    w = z.new_zeros((*lead, ways, z.shape[-1]), requires_grad=True)
+    b = z.new_zeros((*lead, ways), requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1,
+        max_iter=steps,
+        tolerance_grad=1e-9,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
+
+    def objective() -> Tensor:
+        logits = z @ w.mT + b.unsqueeze(-2)
+        ce = -(onehot * logits.log_softmax(dim=-1)).sum()
+        loss = 0.5 * w.pow(2).sum() + c * ce
+        w.grad, b.grad = torch.autograd.grad(loss, (w, b))
+        return loss.detach()
+
+    with torch.enable_grad():
+        opt.step(objective)  # type: ignore[no-untyped-call]
+    return w.detach(), b.detach()
 
 
 class PretrainBaseline(EncoderLearner):
@@ -119,28 +153,8 @@ class PretrainBaseline(EncoderLearner):
         return self._logistic(z, onehot, self.logistic_steps if steps is None else steps)
 
     def _logistic(self, z: Tensor, onehot: Tensor, steps: int) -> LinearState:
-        ways, lead = onehot.shape[-1], onehot.shape[:-2]
-        w = z.new_zeros((*lead, ways, z.shape[-1]), requires_grad=True)
-        b = z.new_zeros((*lead, ways), requires_grad=True)
-        opt = torch.optim.LBFGS(
-            [w, b],
-            lr=1,
-            max_iter=steps,
-            tolerance_grad=1e-9,
-            tolerance_change=0.0,
-            line_search_fn="strong_wolfe",
-        )
-
-        def objective() -> Tensor:
-            logits = z @ w.mT + b.unsqueeze(-2)
-            ce = -(onehot * logits.log_softmax(dim=-1)).sum()
-            loss = 0.5 * w.pow(2).sum() + self.logistic_c * ce
-            w.grad, b.grad = torch.autograd.grad(loss, (w, b))
-            return loss.detach()
-
-        with torch.enable_grad():
-            opt.step(objective)  # type: ignore[no-untyped-call]
-        return LinearState(weight=w.detach(), bias=b.detach())
+        w, b = fit_logistic(z, onehot, self.logistic_c, steps)
+        return LinearState(weight=w, bias=b)
 
     def score(self, state: AdaptedState, query: Tensor) -> Tensor:
         z = F.normalize(query, dim=-1)

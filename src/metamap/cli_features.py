@@ -1,0 +1,155 @@
+"""The feature-extraction commands of the ``metamap`` CLI: ``extract``, ``fewshot``, ``export``.
+
+Part of the command line (the library never imports it); each handler raises
+:class:`~metamap.errors.MetamapError` for user mistakes, which :func:`metamap.cli.main` prints as
+one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metamap.errors import MetamapError
+
+__all__ = ["add_feature_commands", "run_feature_command"]
+
+
+def add_feature_commands(sub: Any) -> None:
+    """Register ``extract``, ``fewshot`` and ``export`` on the CLI's sub-parsers."""
+    x = sub.add_parser("extract", help="embed images with a checkpoint's encoder")
+    x.add_argument("checkpoint", help="a metamap checkpoint, e.g. runs/x/checkpoints/best.pt")
+    x.add_argument("data", help="an image, a folder of images, or a folder of class folders")
+    x.add_argument("--out", required=True, help="output file: .npz (NumPy) or .parquet")
+    x.add_argument("--batch-size", type=int, default=256)
+    x.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fix transductive BatchNorm statistics on DATA first (features then do not "
+        "depend on how images are batched)",
+    )
+
+    f = sub.add_parser("fewshot", help="classify new images from a few labelled examples")
+    f.add_argument("checkpoint")
+    f.add_argument("--support", required=True, help="folder with one sub-folder per new class")
+    f.add_argument(
+        "--query", required=True, help="folder of images to classify (or of class folders)"
+    )
+    f.add_argument("--head", default="prototype", help="prototype, ridge, logistic or finetune")
+    f.add_argument(
+        "--out", default="predictions.csv", help="CSV of predictions (default: %(default)s)"
+    )
+
+    e = sub.add_parser("export", help="export the encoder to TorchScript, torch.export and ONNX")
+    e.add_argument("checkpoint")
+    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument(
+        "--format",
+        default="torchscript,export,onnx",
+        help="comma-separated: torchscript, export, onnx (default: all)",
+    )
+
+
+def _note(loaded: Any, spec: Any, what: str) -> None:
+    if loaded.converted:
+        print(
+            f"note: {loaded.converted} of {len(loaded.files)} {what} images were converted to "
+            f"{spec} (another size or colour mode)",
+            file=sys.stderr,
+        )
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from metamap.features import FeatureExtractor, load_image_files
+
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".parquet"):
+        raise MetamapError(f"--out must end in .npz or .parquet, got {str(out)!r}")
+    ext = FeatureExtractor.from_checkpoint(args.checkpoint)
+    loaded = load_image_files(args.data, ext.spec)
+    _note(loaded, ext.spec, "input")
+    if args.calibrate:
+        ext = ext.calibrate(loaded, args.batch_size)
+    z = ext.embed(loaded, args.batch_size, progress=True).numpy()
+    names = [loaded.class_names[i] for i in loaded.labels] if loaded.labels is not None else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(
+            out,
+            features=z,
+            labels=loaded.labels if loaded.labels is not None else np.full(len(z), -1),
+            class_names=np.array(loaded.class_names, dtype=str),
+            files=np.array(loaded.files, dtype=str),
+        )
+    else:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise MetamapError(
+                "Parquet output needs pyarrow: pip install 'metamap[features]', or use .npz"
+            ) from None
+        cols: dict[str, Any] = {"file": loaded.files, "label": names}
+        cols.update({f"f{j}": z[:, j] for j in range(z.shape[1])})
+        pq.write_table(pa.table(cols), out)
+    print(f"wrote {len(z)} × {z.shape[1]} features to {out} [{ext}]")
+
+
+def _fewshot(args: argparse.Namespace) -> None:
+    from metamap.features import HEADS, FeatureExtractor, FewShotClassifier, load_image_files
+
+    if args.head not in HEADS:
+        raise MetamapError(f"--head must be one of {', '.join(HEADS)}, got {args.head!r}")
+    ext = FeatureExtractor.from_checkpoint(args.checkpoint)
+    support = load_image_files(args.support, ext.spec, labelled=True)
+    query = load_image_files(args.query, ext.spec)
+    _note(support, ext.spec, "support")
+    _note(query, ext.spec, "query")
+    clf = FewShotClassifier(ext, args.head).fit(support)
+    proba = clf.predict_proba(query)
+    pred = clf.classes_[proba.argmax(1)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "prediction", "probability", *[f"p_{c}" for c in clf.classes_]])
+        for i, file in enumerate(query.files):
+            w.writerow([file, pred[i], f"{proba[i].max():.4f}", *[f"{p:.4f}" for p in proba[i]]])
+    width = max(len(Path(f).name) for f in query.files)
+    for i, file in enumerate(query.files):
+        print(f"{Path(file).name:<{width}}  {pred[i]}  ({proba[i].max():.3f})")
+    counts = ", ".join(
+        f"{c}: {int(np.sum(support.labels == k))}" for k, c in enumerate(support.class_names)
+    )
+    print(f"{len(pred)} images, {len(clf.classes_)} classes ({counts}), head {args.head} → {out}")
+    if query.labels is not None:  # a labelled query folder: report accuracy too
+        truth = np.array(query.class_names)[query.labels]
+        print(f"accuracy {float(np.mean(pred == truth)):.4f} on {len(truth)} labelled queries")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from metamap.features import FeatureExtractor
+    from metamap.features.export import FORMATS, export_extractor
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise MetamapError(f"--format takes {', '.join(FORMATS)}; got {args.format!r}")
+    ext = FeatureExtractor.from_checkpoint(args.checkpoint)
+    for r in export_extractor(ext, args.out, formats):
+        print(f"{r.format:<12} {r.path}  max |Δ| vs eager {r.max_abs_error:.2e}")
+
+
+def run_feature_command(args: argparse.Namespace) -> bool:
+    """Run ``args.command`` if it is a feature command; returns whether it was one."""
+    handlers = {"extract": _extract, "fewshot": _fewshot, "export": _export}
+    handler = handlers.get(args.command)
+    if handler is None:
+        return False
+    handler(args)
+    return True

@@ -1,0 +1,185 @@
+"""Few-shot classification of new classes on top of a feature extractor.
+
+``FewShotClassifier(extractor, head).fit(support_images, labels)`` fits a head on the support
+features; ``predict`` / ``predict_proba`` classify new images. Labels can be anything hashable
+(class names, ints); ``classes_`` holds them sorted, in the column order of ``predict_proba``.
+
+Heads (features z = f_φ(x), ``(N, D)``):
+
+* ``"prototype"`` — Snell et al. 2017: logits ``−‖z − c_k‖²``, c_k the mean support feature of
+  class k (what ProtoNet is trained for).
+* ``"ridge"`` — Bertinetto et al. 2019 (R2D2): ridge regression of one-hot labels on
+  L2-normalised features in closed form, ``W = Zᵀ(ZZᵀ + λI)⁻¹Y``; probabilities are
+  ``softmax(scale · ẑW)`` (``ridge_scale``: ridge scores are not calibrated probabilities).
+* ``"logistic"`` — Tian et al. 2020: multinomial logistic regression on L2-normalised features
+  (L-BFGS, C = ``logistic_c``).
+* ``"finetune"`` — the encoder and a linear head (initialised from the prototypes as
+  ``w_k = 2c_k, b_k = −‖c_k‖²``, Triantafillou et al. 2020) fine-tuned together by Adam on the
+  support cross-entropy for ``finetune_steps`` full-batch steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metamap.errors import TaskShapeError
+from metamap.features.extractor import FeatureExtractor
+from metamap.features.inputs import ImageSource, LoadedImages, load_image_files
+from metamap.learners import fit_logistic
+from metamap.learners.r2d2 import ridge_woodbury
+
+__all__ = ["HEADS", "FewShotClassifier", "Head"]
+
+Head = Literal["prototype", "ridge", "logistic", "finetune"]
+HEADS: tuple[Head, ...] = ("prototype", "ridge", "logistic", "finetune")
+
+
+class FewShotClassifier:
+    """A head fitted on the support features of a few labelled images of new classes."""
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        head: Head = "prototype",
+        *,
+        ridge_lambda: float = 1.0,
+        ridge_scale: float = 10.0,
+        logistic_c: float = 10.0,
+        logistic_steps: int = 100,
+        finetune_steps: int = 50,
+        finetune_lr: float = 1e-3,
+        batch_size: int = 256,
+    ) -> None:
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+        self.extractor = extractor
+        self.head = head
+        self.ridge_lambda, self.ridge_scale = ridge_lambda, ridge_scale
+        self.logistic_c, self.logistic_steps = logistic_c, logistic_steps
+        self.finetune_steps, self.finetune_lr = finetune_steps, finetune_lr
+        self.batch_size = batch_size
+        self.classes_: npt.NDArray[Any] = np.empty(0)
+        self._state: dict[str, Tensor] = {}
+        self._encoder: nn.Module | None = None
+
+    # ---- fitting -------------------------------------------------------------------------
+    def fit(self, images: ImageSource, labels: Sequence[Any] | None = None) -> FewShotClassifier:
+        """Fit the head on support ``images`` with ``labels`` (or a folder of class folders)."""
+        x, y_raw = self._support(images, labels)
+        classes, y = np.unique(np.asarray(y_raw), return_inverse=True)
+        if len(classes) < 2:
+            raise TaskShapeError(
+                f"the support set has {len(classes)} class; a classifier needs at least 2"
+            )
+        self.classes_ = classes
+        onehot = F.one_hot(torch.from_numpy(y.astype(np.int64)), len(classes)).float()
+        self._encoder = None
+        if self.head == "finetune":
+            self._fit_finetune(x, onehot)
+            return self
+        z = self.extractor.embed(x, self.batch_size)
+        if self.head == "prototype":
+            self._state = {"prototypes": (onehot.T @ z) / onehot.sum(0).unsqueeze(1)}
+        elif self.head == "ridge":
+            zn = F.normalize(z, dim=-1)
+            self._state = {"weight": ridge_woodbury(zn, onehot, self.ridge_lambda)}
+        else:
+            w, b = fit_logistic(
+                F.normalize(z, dim=-1), onehot, self.logistic_c, self.logistic_steps
+            )
+            self._state = {"weight": w, "bias": b}
+        return self
+
+    def _support(self, images: ImageSource, labels: Sequence[Any] | None) -> tuple[Tensor, Any]:
+        if labels is None:
+            if isinstance(images, LoadedImages):
+                loaded = images
+            elif isinstance(images, str | os.PathLike):
+                loaded = load_image_files(images, self.extractor.spec, labelled=True)
+            else:
+                raise TaskShapeError(
+                    "give labels, or a folder with one sub-folder of images per class"
+                )
+            assert loaded.labels is not None
+            names = np.array(loaded.class_names)
+            return self.extractor.images(loaded.images), names[loaded.labels]
+        x = self.extractor.images(images)
+        if len(labels) != len(x):
+            raise TaskShapeError(f"{len(x)} support images but {len(labels)} labels")
+        return x, list(labels)
+
+    def _fit_finetune(self, x: Tensor, onehot: Tensor) -> None:
+        ext = self.extractor
+        encoder = copy.deepcopy(ext.encoder).eval().requires_grad_(True)
+        with torch.no_grad():
+            z = encoder(x.to(ext.device, ext.dtype))
+            c = (onehot.T.to(z) @ z) / onehot.sum(0).to(z).unsqueeze(1)
+        w = (2 * c).clone().requires_grad_(True)
+        b = (-c.pow(2).sum(1)).clone().requires_grad_(True)
+        opt = torch.optim.Adam([*encoder.parameters(), w, b], lr=self.finetune_lr)
+        target = onehot.argmax(1).to(ext.device)
+        with torch.enable_grad():
+            for _ in range(self.finetune_steps):
+                logits = encoder(x.to(ext.device, ext.dtype)) @ w.T + b
+                loss = F.cross_entropy(logits, target)
+                opt.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+        self._encoder = encoder.requires_grad_(False)
+        self._state = {"weight": w.detach(), "bias": b.detach()}
+
+    # ---- prediction ----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self._state:
+            raise RuntimeError("this FewShotClassifier is not fitted yet: call fit first")
+
+    def decision_function(self, images: ImageSource) -> npt.NDArray[np.float32]:
+        """Logits ``(N, W)`` of ``images`` for the classes ``classes_``."""
+        self._check_fitted()
+        if self._encoder is not None:
+            ext = self.extractor
+            x = ext.images(images)
+            with torch.inference_mode():
+                z = torch.cat(
+                    [
+                        self._encoder(x[s : s + self.batch_size].to(ext.device, ext.dtype))
+                        for s in range(0, len(x), self.batch_size)
+                    ]
+                ).float()
+        else:
+            z = self.extractor.embed(images, self.batch_size)
+        s = self._state
+        if self.head == "prototype":
+            logits = -torch.cdist(z, s["prototypes"]).pow(2)
+        elif self.head == "ridge":
+            logits = self.ridge_scale * F.normalize(z, dim=-1) @ s["weight"]
+        elif self.head == "logistic":
+            logits = F.normalize(z, dim=-1) @ s["weight"].T + s["bias"]
+        else:
+            logits = z.to(s["weight"]) @ s["weight"].T + s["bias"]
+        out: npt.NDArray[np.float32] = logits.float().cpu().numpy()
+        return out
+
+    def predict_proba(self, images: ImageSource) -> npt.NDArray[np.float32]:
+        """Class probabilities ``(N, W)``, columns in the order of ``classes_``."""
+        logits = torch.from_numpy(self.decision_function(images))
+        out: npt.NDArray[np.float32] = logits.softmax(-1).numpy()
+        return out
+
+    def predict(self, images: ImageSource) -> npt.NDArray[Any]:
+        """The most probable class of each image (values from ``classes_``)."""
+        out: npt.NDArray[Any] = self.classes_[self.decision_function(images).argmax(1)]
+        return out
+
+    def score(self, images: ImageSource, labels: Sequence[Any]) -> float:
+        """Accuracy of :meth:`predict` against ``labels``."""
+        return float(np.mean(self.predict(images) == np.asarray(labels)))

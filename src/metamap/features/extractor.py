@@ -1,0 +1,210 @@
+"""A meta-learned feature extractor: the encoder f_φ of any metamap checkpoint, as a product.
+
+Meta-training learns a mapping x ↦ f_φ(x) in which a new task is solved from a few examples
+(Snell et al. 2017; Raghu et al. 2020 show that even MAML's benefit is mostly this feature
+reuse). :class:`FeatureExtractor` loads the encoder of a checkpoint — the ``body`` of the
+network of MAML / FOMAML / ANIL / Meta-SGD / Reptile, the encoder of ProtoNet, Matching, Relation,
+R2D2, SVM and the pre-train baseline — and embeds images ``(N, C, H, W)`` → features ``(N, D)``
+in batches, in inference mode, optionally channels-last.
+
+BatchNorm. An ``"inductive"`` checkpoint normalises with its running statistics: an image's
+feature does not depend on the other images of the batch. A ``"transductive"`` checkpoint was
+trained with the statistics of each batch (as MAML did); it has no running statistics, so by
+default every batch of ``batch_size`` images is normalised with its own statistics, and features
+depend on how images are grouped (embed a task's support or query set as one batch, as in
+training). :meth:`FeatureExtractor.calibrate` estimates fixed statistics from a set of images
+(e.g. your unlabelled data) and makes the features per-image deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from metamap.data import ImageClassDataset
+from metamap.errors import CheckpointError, TaskShapeError
+from metamap.features.inputs import (
+    ImageSource,
+    InputSpec,
+    LoadedImages,
+    as_image_tensor,
+    load_image_files,
+)
+from metamap.learners import EncoderLearner, GradientLearner, MetaLearner
+from metamap.train import RunConfig, build_model, learner_from_checkpoint
+
+__all__ = ["FeatureExtractor", "encoder_of"]
+
+Normalization = Literal["running", "batch"]
+
+
+def encoder_of(learner: MetaLearner) -> nn.Module:
+    """The image encoder of ``learner`` (images ``(N, C, H, W)`` → features ``(N, ...)``)."""
+    if isinstance(learner, EncoderLearner):
+        return learner.model
+    if isinstance(learner, GradientLearner):
+        body = getattr(learner.model, "body", None)
+        if isinstance(body, nn.Module) and hasattr(learner.model, "in_channels"):
+            return body
+    raise CheckpointError(
+        f"a {type(learner).__name__} on {type(learner.model).__name__} has no image encoder; "
+        "feature extraction needs a checkpoint of an image model (conv4 or resnet12)"
+    )
+
+
+class FeatureExtractor:
+    """Embeds images with a (meta-)trained encoder: ``embed(images) -> (N, D)`` features."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        spec: InputSpec,
+        *,
+        batch_norm: Literal["transductive", "inductive"] = "inductive",
+        channels_last: bool = False,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.batch_norm = batch_norm
+        self.info = dict(info or {})
+        flat = nn.Sequential(copy.deepcopy(encoder), nn.Flatten())
+        self.encoder = flat.eval().requires_grad_(False)
+        self.channels_last = channels_last
+        if channels_last:
+            self.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.normalization: Normalization = "running" if batch_norm == "inductive" else "batch"
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules()):
+            self.normalization = "running"  # nothing depends on the batch
+        p = next(self.encoder.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        with torch.inference_mode():
+            probe = self._forward(torch.zeros(2, *spec.shape))
+        self.feature_dim = int(probe.shape[1])
+
+    # ---- construction --------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], *, device: str = "cpu", channels_last: bool = False
+    ) -> FeatureExtractor:
+        """The encoder of a metamap checkpoint (``runs/<run>/checkpoints/best.pt``).
+
+        A checkpoint of a regression model, of another format version, or whose weights do not
+        match its config raises :class:`CheckpointError` saying so.
+        """
+        cfg, learner, state = learner_from_checkpoint(Path(path))
+        if cfg.task.family != "episodes":
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is a {cfg.task.family} regression model; feature "
+                "extraction needs a checkpoint of an image model (conv4 or resnet12)"
+            )
+        info = {
+            "checkpoint": str(path),
+            "run": cfg.name,
+            "learner": cfg.learner.name,
+            "model": cfg.model.name,
+            "step": int(state["step"]),
+        }
+        return cls(
+            encoder_of(learner).to(device),
+            InputSpec(cfg.data.channels, cfg.data.image_size),
+            batch_norm=cfg.model.batch_norm,
+            channels_last=channels_last,
+            info=info,
+        )
+
+    @classmethod
+    def random(cls, cfg: RunConfig, *, channels_last: bool = False) -> FeatureExtractor:
+        """The untrained encoder a run with ``cfg`` starts from (a baseline for comparisons)."""
+        model = build_model(cfg)
+        return cls(
+            model.get_submodule("body"),
+            InputSpec(cfg.data.channels, cfg.data.image_size),
+            batch_norm=cfg.model.batch_norm,
+            channels_last=channels_last,
+            info={"run": cfg.name, "learner": "random", "model": cfg.model.name, "step": 0},
+        )
+
+    # ---- BatchNorm statistics -------------------------------------------------------------
+    def calibrate(self, images: ImageSource, batch_size: int = 256) -> FeatureExtractor:
+        """Fix BatchNorm statistics to the mean over ``images`` (batches of ``batch_size``).
+
+        Returns a new extractor whose features no longer depend on the batch (``normalization
+        == "running"``); this one is unchanged.
+        """
+        x = self.images(images)
+        if len(x) < 2:
+            raise TaskShapeError("calibrate needs at least 2 images")
+        new = copy.copy(self)
+        new.encoder = copy.deepcopy(self.encoder)
+        for m in new.encoder.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.track_running_stats = True
+                m.momentum = None  # cumulative average over the calibration batches
+                m.register_buffer("running_mean", torch.zeros(n, device=self.device))
+                m.register_buffer("running_var", torch.ones(n, device=self.device))
+                m.register_buffer("num_batches_tracked", torch.tensor(0, device=self.device))
+                m.reset_running_stats()
+        new.encoder.train()
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                chunk = x[start : start + batch_size]
+                if len(chunk) > 1:
+                    new._forward(chunk)
+        new.encoder.eval()
+        new.normalization = "running"
+        return new
+
+    # ---- embedding -----------------------------------------------------------------------
+    def images(self, source: ImageSource) -> Tensor:
+        """``source`` as float32 images ``(N, C, H, W)`` in [0, 1] (files are decoded)."""
+        if isinstance(source, ImageClassDataset | LoadedImages):
+            return as_image_tensor(torch.from_numpy(np.asarray(source.images)), self.spec)
+        if isinstance(source, str | os.PathLike) or (
+            isinstance(source, list | tuple) and all(isinstance(s, str | Path) for s in source)
+        ):
+            return as_image_tensor(load_image_files(source, self.spec).images, self.spec)
+        return as_image_tensor(source, self.spec)  # type: ignore[arg-type]
+
+    def _forward(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out: Tensor = self.encoder(x)
+        return out
+
+    def embed(self, source: ImageSource, batch_size: int = 256, progress: bool = False) -> Tensor:
+        """Features ``(N, D)`` (float32, on the CPU) of the images in ``source``.
+
+        With uncalibrated transductive BatchNorm each batch of ``batch_size`` is normalised with
+        its own statistics (see the module docstring); otherwise batching changes nothing.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        x = self.images(source)
+        if len(x) == 0:
+            raise TaskShapeError("no images to embed")
+        out = torch.empty(len(x), self.feature_dim, dtype=torch.float32)
+        starts = range(0, len(x), batch_size)
+        with torch.inference_mode():
+            for s in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
+                out[s : s + batch_size] = self._forward(x[s : s + batch_size]).float().cpu()
+        return out
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Differentiable forward of a float batch ``(N, C, H, W)`` (for fine-tuning heads)."""
+        return self._forward(as_image_tensor(x, self.spec))
+
+    def __repr__(self) -> str:
+        src = self.info.get("checkpoint") or self.info.get("learner", "?")
+        return (
+            f"FeatureExtractor({src}, {self.info.get('model', '?')}, input {self.spec}, "
+            f"D={self.feature_dim}, BatchNorm {self.batch_norm} → {self.normalization})"
+        )

@@ -1,0 +1,183 @@
+"""Turning what a user hands the feature extractor into image tensors of the model's shape.
+
+Accepted: a tensor or NumPy array of images ``(N, C, H, W)`` (or ``(N, H, W)`` for one channel;
+uint8 in 0…255 or floating point in [0, 1]), an :class:`~metamap.data.ImageClassDataset`, one
+image file, a list of image files, a folder of images (unlabelled), or a folder with one
+sub-folder of images per class (labelled by sub-folder name).
+
+Tensors must already have the model's shape (a clear :class:`TaskShapeError` says which shape
+otherwise). Files are converted to the model's colour mode and resized to its size (as the
+datasets are), and :attr:`LoadedImages.converted` counts how many needed it, so that callers can
+say so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+from torch import Tensor
+
+from metamap.data import ImageClassDataset
+from metamap.data.images import IMAGE_EXTENSIONS, decode_image, list_images
+from metamap.errors import DataError, TaskShapeError
+
+__all__ = ["ImageSource", "InputSpec", "LoadedImages", "as_image_tensor", "load_image_files"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The images a backbone takes: ``channels`` × ``image_size`` × ``image_size``."""
+
+    channels: int
+    image_size: int
+
+    @property
+    def mode(self) -> str:
+        return "L" if self.channels == 1 else "RGB"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    def __str__(self) -> str:
+        return f"{self.channels}×{self.image_size}×{self.image_size} ({self.mode})"
+
+
+@dataclass
+class LoadedImages:
+    """Decoded images ``(N, C, H, W)`` uint8 with their files and (for class folders) labels."""
+
+    images: npt.NDArray[np.uint8]
+    files: list[str]
+    labels: npt.NDArray[np.int64] | None = None
+    class_names: list[str] = field(default_factory=list)
+    converted: int = 0
+    """How many files had another size or colour mode and were converted."""
+
+
+ImageSource: TypeAlias = (
+    Tensor
+    | npt.NDArray[np.generic]
+    | ImageClassDataset
+    | LoadedImages
+    | str
+    | os.PathLike[str]
+    | Sequence[str | os.PathLike[str]]
+)
+
+
+def _decode(paths: Sequence[Path], spec: InputSpec) -> tuple[npt.NDArray[np.uint8], int]:
+    out = np.empty((len(paths), *spec.shape), dtype=np.uint8)
+    converted = 0
+    size = (spec.image_size, spec.image_size)
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:  # header only: the original size and mode
+                converted += int(im.size != size or im.mode != spec.mode)
+        except Exception:  # decode_image below names the file and the problem
+            pass
+        out[i] = decode_image(p, spec.image_size, spec.mode)  # type: ignore[arg-type]
+    return out, converted
+
+
+def load_image_files(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    spec: InputSpec,
+    *,
+    labelled: bool | None = None,
+) -> LoadedImages:
+    """Decode a file, a list of files, a folder of images or a folder of class folders.
+
+    ``labelled=True`` requires class folders, ``False`` a flat folder; ``None`` accepts either.
+    Raises :class:`DataError` naming the path for a missing path, an empty folder, a class
+    folder with no images, a file that is not an image, or a folder mixing images and folders.
+    """
+    if not isinstance(source, str | os.PathLike):
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise DataError("no image files given")
+        if labelled:
+            raise DataError("a list of files has no class labels; give a folder of class folders")
+        for p in paths:
+            if not p.is_file():
+                raise DataError(f"image file {str(p)!r} does not exist")
+        images, converted = _decode(paths, spec)
+        return LoadedImages(images, [str(p) for p in paths], converted=converted)
+    root = Path(source).expanduser()
+    if root.is_file():
+        if labelled:
+            raise DataError(f"{str(root)!r} is a file; give a folder with one folder per class")
+        return load_image_files([root], spec, labelled=False)
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} does not exist; give an image file or a folder of images")
+    entries = [e for e in sorted(root.iterdir()) if not e.name.startswith(".")]
+    dirs = [e for e in entries if e.is_dir()]
+    if not entries:
+        raise DataError(f"folder {str(root)!r} is empty; put images (or class folders) in it")
+    if dirs and len(dirs) != len(entries):
+        stray = [e.name for e in entries if not e.is_dir()][:3]
+        raise DataError(
+            f"{str(root)!r} mixes class folders with files ({', '.join(stray)}); keep either "
+            "one folder per class or only images"
+        )
+    if not dirs:
+        if labelled:
+            raise DataError(
+                f"{str(root)!r} holds images but no class folders; put each class's images in "
+                "its own sub-folder (root/<class>/<image>)"
+            )
+        files = list_images(root)  # names any non-image file
+        images, converted = _decode(files, spec)
+        return LoadedImages(images, [str(p) for p in files], converted=converted)
+    if labelled is False:
+        raise DataError(f"{str(root)!r} holds folders; give a folder of images")
+    files, labels = [], []
+    for label, d in enumerate(dirs):
+        imgs = list_images(d)
+        if not imgs:
+            raise DataError(
+                f"class folder {str(d)!r} holds no images; add images "
+                f"({', '.join(sorted(IMAGE_EXTENSIONS))}) or remove the folder"
+            )
+        files += imgs
+        labels += [label] * len(imgs)
+    images, converted = _decode(files, spec)
+    return LoadedImages(
+        images,
+        [str(p) for p in files],
+        np.asarray(labels, dtype=np.int64),
+        [d.name for d in dirs],
+        converted,
+    )
+
+
+def as_image_tensor(images: Tensor | npt.NDArray[np.generic], spec: InputSpec) -> Tensor:
+    """Images ``(N, C, H, W)`` (or ``(N, H, W)`` with one channel) as a float32 tensor in [0, 1].
+
+    uint8 is divided by 255; floating point is taken as already in [0, 1]. Any other shape or
+    dtype raises :class:`TaskShapeError` naming the expected shape.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if not isinstance(x, Tensor):
+        raise TaskShapeError(f"images must be a tensor or an array, got {type(images).__name__}")
+    if x.dim() == 3 and spec.channels == 1:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or tuple(x.shape[1:]) != spec.shape:
+        raise TaskShapeError(
+            f"images have shape {tuple(x.shape)} but this backbone takes (N, {spec.channels}, "
+            f"{spec.image_size}, {spec.image_size}) — {spec}. Resize them, or pass the image "
+            "files or a folder, which are converted and resized automatically"
+        )
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32) / 255.0
+    if not x.is_floating_point():
+        raise TaskShapeError(f"images must be uint8 (0…255) or floating point (0…1), got {x.dtype}")
+    return x.to(torch.float32)

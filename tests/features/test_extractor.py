@@ -1,0 +1,124 @@
+"""FeatureExtractor: the checkpoint's encoder, batched embedding, BatchNorm policies, inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from metamap.errors import CheckpointError, DataError, TaskShapeError
+from metamap.features import FeatureExtractor, load_image_files
+from metamap.learners import MAML, ProtoNet
+from metamap.train import learner_from_checkpoint, load_checkpoint, load_config, save_checkpoint
+
+
+def test_protonet_encoder_equals_the_learners(protonet_ckpt: Path, image_root: Path) -> None:
+    ext = FeatureExtractor.from_checkpoint(protonet_ckpt)
+    _, learner, _ = learner_from_checkpoint(protonet_ckpt)
+    assert isinstance(learner, ProtoNet)
+    loaded = load_image_files(image_root, ext.spec)
+    x = torch.from_numpy(loaded.images).float() / 255
+    learner.eval()
+    with torch.no_grad():
+        want = learner.encode(x)
+    z = ext.embed(loaded)
+    assert z.shape == (72, ext.feature_dim) == (72, 16)
+    torch.testing.assert_close(z, want)
+    # Inductive BatchNorm: batching changes nothing; uint8, float and files agree.
+    torch.testing.assert_close(ext.embed(x, batch_size=5), z)
+    torch.testing.assert_close(ext.embed(loaded.images), z)
+    torch.testing.assert_close(ext.embed(loaded.files[:10]), z[:10])
+    assert ext.info["learner"] == "protonet" and ext.normalization == "running"
+
+
+def test_maml_encoder_is_the_body_and_calibration_fixes_batch_statistics(
+    maml_ckpt: Path, image_root: Path
+) -> None:
+    ext = FeatureExtractor.from_checkpoint(maml_ckpt)
+    _, learner, _ = learner_from_checkpoint(maml_ckpt)
+    assert isinstance(learner, MAML)
+    x = ext.images(image_root)
+    with torch.no_grad():
+        want = learner.model.body(x[:12])
+    torch.testing.assert_close(ext.embed(x[:12]), want)  # one batch: the batch's statistics
+    assert ext.normalization == "batch"
+    split = ext.embed(x, batch_size=7)
+    whole = ext.embed(x, batch_size=100)
+    assert not torch.allclose(split, whole, atol=1e-4)  # transductive: depends on the batch
+    cal = ext.calibrate(x)
+    assert cal.normalization == "running" and ext.normalization == "batch"
+    a, b = cal.embed(x, batch_size=7), cal.embed(x, batch_size=100)
+    torch.testing.assert_close(a, b)
+    # Calibrated statistics are those of the data: close to one batch of everything (BatchNorm's
+    # running variance is the unbiased estimate, hence not exactly equal).
+    torch.testing.assert_close(whole, b, atol=1e-2, rtol=5e-2)
+
+
+def test_channels_last_gives_the_same_features(protonet_ckpt: Path, image_root: Path) -> None:
+    a = FeatureExtractor.from_checkpoint(protonet_ckpt)
+    b = FeatureExtractor.from_checkpoint(protonet_ckpt, channels_last=True)
+    x = a.images(image_root)
+    torch.testing.assert_close(a.embed(x), b.embed(x), atol=1e-5, rtol=1e-5)
+
+
+def test_bad_images_are_named(protonet_ckpt: Path, tmp_path: Path) -> None:
+    ext = FeatureExtractor.from_checkpoint(protonet_ckpt)
+    with pytest.raises(TaskShapeError, match=r"takes \(N, 1, 28, 28\)"):
+        ext.embed(torch.rand(3, 3, 28, 28))
+    with pytest.raises(TaskShapeError, match="uint8"):
+        ext.embed(torch.ones(3, 1, 28, 28, dtype=torch.int32))
+    with pytest.raises(DataError, match="does not exist"):
+        ext.embed(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        ext.embed(tmp_path / "empty")
+    (tmp_path / "mixed" / "a").mkdir(parents=True)
+    (tmp_path / "mixed" / "b.png").write_bytes(b"")
+    with pytest.raises(DataError, match="mixes class folders"):
+        ext.embed(tmp_path / "mixed")
+    (tmp_path / "notes").mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "notes" / "a.png")
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    with pytest.raises(DataError, match=r"readme\.txt"):
+        ext.embed(tmp_path / "notes")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"bad\.png"):
+        ext.embed([tmp_path / "bad.png"])
+
+
+def test_other_sizes_and_modes_are_converted_and_counted(
+    protonet_ckpt: Path, tmp_path: Path
+) -> None:
+    ext = FeatureExtractor.from_checkpoint(protonet_ckpt)
+    rgb = np.zeros((60, 40, 3), np.uint8)
+    rgb[10:30, 10:20] = 255
+    Image.fromarray(rgb, mode="RGB").save(tmp_path / "big.png")
+    Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(tmp_path / "ok.png")
+    loaded = load_image_files(tmp_path, ext.spec)
+    assert loaded.images.shape == (2, 1, 28, 28) and loaded.converted == 1
+    assert loaded.images[0].max() > 0  # the square survived the conversion
+
+
+def test_checkpoints_that_cannot_be_used_say_why(protonet_ckpt: Path, tmp_path: Path) -> None:
+    from metamap.train import Trainer
+
+    reg = Trainer(
+        load_config(None, ["train.steps=1", "train.progress=false", "train.val_tasks=2"]),
+        tmp_path / "sin",
+    )
+    reg.fit()
+    with pytest.raises(CheckpointError, match="regression model"):
+        FeatureExtractor.from_checkpoint(reg.last_path)
+    state = load_checkpoint(protonet_ckpt)
+    state["format_version"] = 99
+    save_checkpoint(tmp_path / "future.pt", {k: v for k, v in state.items() if k != "format"})
+    with pytest.raises(CheckpointError, match="format version"):
+        FeatureExtractor.from_checkpoint(tmp_path / "future.pt")
+    state = load_checkpoint(protonet_ckpt)
+    state["config"]["model"]["width"] = 32  # weights of another model
+    save_checkpoint(tmp_path / "other.pt", {k: v for k, v in state.items() if k != "format"})
+    with pytest.raises(CheckpointError, match="does not match"):
+        FeatureExtractor.from_checkpoint(tmp_path / "other.pt")
