@@ -1,4 +1,4 @@
-"""The feature-extraction commands of the ``metamap`` CLI: ``extract``, ``fewshot``, ``export``.
+"""The feature commands of the ``metamap`` CLI: ``extract``, ``fewshot``, ``export``, ``explain``.
 
 Part of the command line (the library never imports it); each handler raises
 :class:`~metamap.errors.MetamapError` for user mistakes, which :func:`metamap.cli.main` prints as
@@ -52,6 +52,27 @@ def add_feature_commands(sub: Any) -> None:
         "--format",
         default="torchscript,export,onnx",
         help="comma-separated: torchscript, export, onnx (default: all)",
+    )
+
+    x = sub.add_parser(
+        "explain", help="interpretability plots: embeddings, adaptation, per-task losses"
+    )
+    x.add_argument("checkpoint")
+    x.add_argument("--out", required=True, help="output folder for the PNGs and explain.json")
+    x.add_argument("--tasks", type=int, default=200, help="fixed test tasks (default 200)")
+    x.add_argument("--steps", type=int, default=10, help="inner steps to profile (default 10)")
+    x.add_argument(
+        "--data",
+        help="a folder of class folders to draw episodes from (default: the run's test split)",
+    )
+    x.add_argument(
+        "-o",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the run's config, e.g. -o data.root=/data/omniglot -o eval.ways=20",
     )
 
 
@@ -145,9 +166,94 @@ def _export(args: argparse.Namespace) -> None:
         print(f"{r.format:<12} {r.path}  max |Δ| vs eager {r.max_abs_error:.2e}")
 
 
+def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
+    """The fixed tasks to explain on, and the class names of the first one (if known)."""
+    from metamap.data import ImageClassDataset
+    from metamap.features import InputSpec, load_image_files
+    from metamap.tasks import EpisodeSampler
+    from metamap.train import build_tasks
+
+    e = cfg.eval
+    shots = e.shots[0]
+    if args.data is None:
+        dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways)
+    else:
+        if cfg.task.family != "episodes":
+            raise MetamapError("--data is for image classifiers; this checkpoint is a regression")
+        loaded = load_image_files(
+            args.data, InputSpec(cfg.data.channels, cfg.data.image_size), labelled=True
+        )
+        assert loaded.labels is not None
+        smallest = int(np.bincount(loaded.labels).min())
+        if smallest <= shots:
+            raise MetamapError(
+                f"every class of --data needs more than {shots} images (shots + at least one "
+                f"query); the smallest has {smallest}"
+            )
+        ways = min(e.ways or cfg.task.ways, len(loaded.class_names))
+        data = ImageClassDataset(loaded.images, loaded.labels, loaded.class_names)
+        dist = EpisodeSampler(data, ways, shots, min(e.queries, smallest - shots))
+    names = None
+    if isinstance(dist, EpisodeSampler):
+        plan = dist.fixed_episode_indices(1, e.seed, shots)
+        names = [dist.class_name(int(c)) for c in plan.classes[0]]
+    return dist.fixed_tasks(args.tasks, e.seed, shots=shots), names
+
+
+def _explain(args: argparse.Namespace) -> None:
+    import json
+
+    from metamap.features import FeatureExtractor, InputSpec, encoder_of
+    from metamap.features.explain import adaptation_profile, per_task_scores, project_episode
+    from metamap.learners import GradientLearner
+    from metamap.train import learner_from_checkpoint, parse_config
+    from metamap.train.config import apply_overrides
+    from metamap.viz.explain import adaptation_profile_plot, embedding_plot, task_scores_plot
+
+    if args.tasks < 2 or args.steps < 1:
+        raise MetamapError("--tasks must be at least 2 and --steps at least 1")
+    cfg, learner, state = learner_from_checkpoint(Path(args.checkpoint))
+    if args.overrides:
+        cfg = parse_config(apply_overrides(cfg.model_dump(mode="json"), args.overrides))
+    tasks, names = _explain_tasks(args, cfg)
+    out = Path(args.out)
+    title = f"{cfg.learner.name} ({cfg.name}, step {int(state['step'])})"
+    losses, metrics = per_task_scores(learner, tasks)
+    metric = "mse" if learner.loss_name == "mse" else "accuracy"
+    written = [task_scores_plot(losses, metrics, metric, out / "task_scores.png", title)]
+    report: dict[str, Any] = {
+        "checkpoint": args.checkpoint,
+        "tasks": len(tasks),
+        "per_task": {"loss": losses.tolist(), metric: metrics.tolist()},
+    }
+    if isinstance(learner, GradientLearner):
+        prof = adaptation_profile(learner, tasks, range(args.steps + 1))
+        written.append(adaptation_profile_plot(prof, out / "adaptation.png", title))
+        report["adaptation"] = {
+            "steps": prof.steps,
+            metric: [[s.mean, s.ci95] for s in prof.metric],
+            "loss": [[s.mean, s.ci95] for s in prof.loss],
+            "delta_norms": prof.delta_norms,
+        }
+    if cfg.task.family == "episodes":
+        ext = FeatureExtractor(
+            encoder_of(learner),
+            InputSpec(cfg.data.channels, cfg.data.image_size),
+            batch_norm=cfg.model.batch_norm,
+        )
+        proj = project_episode(ext, tasks[0])
+        written.append(embedding_plot(proj, out / "embedding.png", names, f"{title}: one episode"))
+        report["embedding_explained_variance"] = list(proj.explained)
+    (out / "explain.json").write_text(json.dumps(report, indent=1) + "\n")
+    for p in written:
+        print(f"wrote {p}")
+    worst = metrics.min() if metric == "accuracy" else metrics.max()
+    print(f"per-task {metric}: mean {metrics.mean():.4f}, worst {worst:.4f} ({len(tasks)} tasks)")
+
+
 def run_feature_command(args: argparse.Namespace) -> bool:
     """Run ``args.command`` if it is a feature command; returns whether it was one."""
-    handlers = {"extract": _extract, "fewshot": _fewshot, "export": _export}
+    handlers = {"extract": _extract, "fewshot": _fewshot, "export": _export, "explain": _explain}
     handler = handlers.get(args.command)
     if handler is None:
         return False

@@ -1,0 +1,132 @@
+"""Interpretability: adaptation profiles, per-task scores, projections, `metamap explain`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metamap.cli import main
+from metamap.features import FeatureExtractor
+from metamap.features.explain import adaptation_profile, per_task_scores, project_episode
+from metamap.learners import ANIL, MAML
+from metamap.models import MLP
+from metamap.tasks import SinusoidTasks
+from metamap.train import evaluate
+
+
+@pytest.fixture(scope="module")
+def tasks():  # type: ignore[no-untyped-def]
+    return SinusoidTasks(5, 10).fixed_tasks(12, seed=3)
+
+
+def test_profile_agrees_with_evaluate_and_measures_the_adaptation(tasks) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    maml = MAML(MLP(1, 1, [20, 20]), "mse", inner_steps=1, inner_lr=0.01)
+    prof = adaptation_profile(maml, tasks, [0, 1, 3])
+    ref = evaluate(maml, tasks, [0, 1, 3])
+    for i, k in enumerate([0, 1, 3]):
+        assert prof.metric[i].mean == pytest.approx(ref[k].mean, rel=1e-6)
+        assert prof.loss[i].mean == pytest.approx(ref[k].mean, rel=1e-6)  # MSE: loss = metric
+    assert all(v[0] == 0.0 for v in prof.delta_norms.values())  # no step, no change
+    assert all(v[1] > 0 and v[2] > v[1] for v in prof.delta_norms.values())
+    losses, metrics = per_task_scores(maml, tasks)
+    assert losses.shape == (12,) and metrics.mean() == pytest.approx(ref[1].mean, rel=1e-6)
+
+
+def test_anil_moves_only_its_head(tasks) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    anil = ANIL(MLP(1, 1, [20, 20]), "mse", inner_steps=1, inner_lr=0.01)
+    prof = adaptation_profile(anil, tasks, [0, 2])
+    moved = {k for k, v in prof.delta_norms.items() if v[-1] > 0}
+    assert moved and all(k.startswith("head") for k in moved), moved
+
+
+def test_projection_keeps_prototypes_at_the_support_means(
+    protonet_ckpt: Path, image_root: Path
+) -> None:
+    from metamap.data import ImageClassDataset
+    from metamap.features import load_image_files
+    from metamap.tasks import EpisodeSampler
+
+    ext = FeatureExtractor.from_checkpoint(protonet_ckpt)
+    loaded = load_image_files(image_root, ext.spec)
+    data = ImageClassDataset(loaded.images, loaded.labels, loaded.class_names)  # type: ignore[arg-type]
+    task = EpisodeSampler(data, 5, 3, 3).fixed_tasks(1, 0)[0]
+    proj = project_episode(ext, task)
+    assert proj.support.shape == (15, 2) and proj.query.shape == (15, 2)
+    for c in range(5):
+        np.testing.assert_allclose(
+            proj.prototypes[c], proj.support[proj.support_y == c].mean(0), atol=1e-9
+        )
+    assert (
+        0 < proj.explained[0] + proj.explained[1] <= 1 + 1e-9
+        and proj.explained[0] >= proj.explained[1]
+    )
+
+
+@pytest.mark.parametrize("ckpt", ["protonet_ckpt", "maml_ckpt"])
+def test_explain_command_writes_plots(
+    ckpt: str, request: pytest.FixtureRequest, image_root: Path, tmp_path: Path
+) -> None:
+    path = request.getfixturevalue(ckpt)
+    argv = [
+        "explain",
+        str(path),
+        "--out",
+        str(tmp_path),
+        "--data",
+        str(image_root),
+        "--tasks",
+        "6",
+        "--steps",
+        "3",
+    ]
+    assert main(argv) == 0
+    pngs = {p.name for p in tmp_path.glob("*.png")}
+    want = {"task_scores.png", "embedding.png"} | (
+        {"adaptation.png"} if ckpt == "maml_ckpt" else set()
+    )
+    assert pngs == want
+    for p in pngs:
+        assert (tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "explain.json").read_text())
+    assert len(report["per_task"]["accuracy"]) == 6
+    if ckpt == "maml_ckpt":
+        assert report["adaptation"]["steps"] == [0, 1, 2, 3]
+
+
+def test_explain_regression_checkpoint_and_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metamap.train import Trainer, load_config
+
+    t = Trainer(
+        load_config(None, ["train.steps=2", "train.progress=false", "train.val_tasks=2"]),
+        tmp_path / "sin",
+    )
+    t.fit()
+    assert (
+        main(
+            [
+                "explain",
+                str(t.last_path),
+                "--out",
+                str(tmp_path / "x"),
+                "--tasks",
+                "5",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert {p.name for p in (tmp_path / "x").glob("*.png")} == {"task_scores.png", "adaptation.png"}
+    assert (
+        main(["explain", str(t.last_path), "--out", str(tmp_path / "y"), "--data", str(tmp_path)])
+        == 2
+    )
+    assert "regression" in capsys.readouterr().err
