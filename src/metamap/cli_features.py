@@ -26,7 +26,9 @@ def add_feature_commands(sub: Any) -> None:
     x.add_argument("checkpoint", help="a metamap checkpoint, e.g. runs/x/checkpoints/best.pt")
     x.add_argument("data", help="an image, a folder of images, or a folder of class folders")
     x.add_argument("--out", required=True, help="output file: .npz (NumPy) or .parquet")
-    x.add_argument("--batch-size", type=int, default=256)
+    x.add_argument(
+        "--batch-size", type=int, default=None, help="images per forward (default: automatic)"
+    )
     x.add_argument(
         "--calibrate",
         action="store_true",
@@ -95,7 +97,7 @@ def _extract(args: argparse.Namespace) -> None:
     loaded = load_image_files(args.data, ext.spec)
     _note(loaded, ext.spec, "input")
     if args.calibrate:
-        ext = ext.calibrate(loaded, args.batch_size)
+        ext = ext.calibrate(loaded, args.batch_size or 256)
     z = ext.embed(loaded, args.batch_size, progress=True).numpy()
     names = [loaded.class_names[i] for i in loaded.labels] if loaded.labels is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,9 @@ def test_maml_encoder_is_the_body_and_calibration_fixes_batch_statistics(
 
 
 def test_channels_last_gives_the_same_features(protonet_ckpt: Path, image_root: Path) -> None:
-    a = FeatureExtractor.from_checkpoint(protonet_ckpt)
-    b = FeatureExtractor.from_checkpoint(protonet_ckpt, channels_last=True)
+    a = FeatureExtractor.from_checkpoint(protonet_ckpt, channels_last=False)
+    b = FeatureExtractor.from_checkpoint(protonet_ckpt)
+    assert b.channels_last and not a.channels_last  # automatic for convolutional encoders
     x = a.images(image_root)
     torch.testing.assert_close(a.embed(x), b.embed(x), atol=1e-5, rtol=1e-5)
 

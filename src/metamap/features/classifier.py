@@ -16,6 +16,9 @@ Heads (features z = f_φ(x), ``(N, D)``):
 * ``"finetune"`` — the encoder and a linear head (initialised from the prototypes as
   ``w_k = 2c_k, b_k = −‖c_k‖²``, Triantafillou et al. 2020) fine-tuned together by Adam on the
   support cross-entropy for ``finetune_steps`` full-batch steps.
+
+With an uncalibrated transductive-BatchNorm extractor the support set and each set of images
+passed to ``predict`` are normalised together (one batch each), as in episodic evaluation.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class FewShotClassifier:
         logistic_steps: int = 100,
         finetune_steps: int = 50,
         finetune_lr: float = 1e-3,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
@@ -86,7 +89,7 @@ class FewShotClassifier:
         if self.head == "finetune":
             self._fit_finetune(x, onehot)
             return self
-        z = self.extractor.embed(x, self.batch_size)
+        z = self.extractor.embed(x, self._batch(len(x)))
         if self.head == "prototype":
             self._state = {"prototypes": (onehot.T @ z) / onehot.sum(0).unsqueeze(1)}
         elif self.head == "ridge":
@@ -137,6 +140,16 @@ class FewShotClassifier:
         self._encoder = encoder.requires_grad_(False)
         self._state = {"weight": w.detach(), "bias": b.detach()}
 
+    def _batch(self, n: int) -> int:
+        """The batch size: given, or a whole set at once under batch-statistics BatchNorm (a
+        support or query set is normalised together, as in episodic training and evaluation),
+        or the extractor's default."""
+        if self.batch_size is not None:
+            return self.batch_size
+        if self.extractor.normalization == "batch":
+            return max(1, n)
+        return self.extractor.default_batch_size
+
     # ---- prediction ----------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not self._state:
@@ -148,15 +161,17 @@ class FewShotClassifier:
         if self._encoder is not None:
             ext = self.extractor
             x = ext.images(images)
+            bs = self._batch(len(x))
             with torch.inference_mode():
                 z = torch.cat(
                     [
-                        self._encoder(x[s : s + self.batch_size].to(ext.device, ext.dtype))
-                        for s in range(0, len(x), self.batch_size)
+                        self._encoder(x[s : s + bs].to(ext.device, ext.dtype))
+                        for s in range(0, len(x), bs)
                     ]
                 ).float()
         else:
-            z = self.extractor.embed(images, self.batch_size)
+            x = self.extractor.images(images)
+            z = self.extractor.embed(x, self._batch(len(x)))
         s = self._state
         if self.head == "prototype":
             logits = -torch.cdist(z, s["prototypes"]).pow(2)

@@ -47,7 +47,7 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self,
         checkpoint: str | None = None,
         extractor: FeatureExtractor | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         calibrate: bool = False,
     ) -> None:
         self.checkpoint = checkpoint
@@ -76,7 +76,7 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if self.calibrate and ext.normalization == "batch":
             if len(x) < 2:
                 raise ValueError("calibrate=True needs at least 2 samples")
-            ext = ext.calibrate(self._images(x, ext), self.batch_size)
+            ext = ext.calibrate(self._images(x, ext), self.batch_size or 256)
         self.extractor_ = ext
         self._n_features_out = ext.feature_dim
         return self
