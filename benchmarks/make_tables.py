@@ -89,6 +89,8 @@ def sinusoid_table() -> str:
 PAPER_OMNIGLOT = {
     "protonet": {"5w1s": 98.8, "5w5s": 99.7, "20w1s": 96.0, "20w5s": 98.9},
     "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
+    "fomaml": {"5w1s": 98.3, "5w5s": 99.2},
+    "matching": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5},
 }
 
 
@@ -109,7 +111,10 @@ def omniglot_table() -> str:
             target = f" (paper {paper[s]})" if s in paper else ""
             cells.append(f"{100 * sc['mean']:.2f} ± {100 * sc['ci95']:.2f}{target}" if sc else "–")
         lake = r["lake_one_shot"]
-        budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} episodes"
+        unit = "episodes"
+        if r["learner"] == "pretrain":
+            unit = f"steps of {r['config_dump']['train']['batch_size']} images"
+        budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} {unit}"
         lines.append(
             f"| {r['learner']} ({r['config']}) | "
             + " | ".join(cells)
@@ -121,12 +126,81 @@ def omniglot_table() -> str:
         "",
         "Protocol of each row: " + "; ".join(sorted({r["protocol"] for r in runs})) + ".",
         "Gradient-based rows report accuracy after the most test-time inner steps (MAML: 3); their "
-        "fixed 5-way head cannot take Lake's 20-way runs (n/a). "
+        "fixed 5-way head cannot take Lake's 20-way runs (n/a). The pre-train row is supervised "
+        "training on all 4,800 base classes (no episodes), then a prototype head on normalised "
+        "features per test task. "
         "Rows trained for fewer episodes than the published schedule are short of the paper "
         "for that reason: these CPUs run about one 60-way ProtoNet episode per second.",
         "Commands: " + "; ".join(f"`{r['command']}`" for r in runs) + ".",
     ]
     return "\n".join(lines + notes)
+
+
+BACKBONE_NAMES = {
+    "protonet": "ProtoNet (meta-trained)",
+    "maml": "MAML (meta-trained)",
+    "pretrain": "supervised pre-training",
+    "pretrain+adabn": "supervised pre-training + AdaBN",
+    "random": "random initialisation",
+}
+
+
+def features_table() -> str:
+    path = RESULTS / "features.json"
+    if not path.exists():
+        return "_No results yet: run `python benchmarks/features.py`._"
+    data = json.loads(path.read_text())
+    cols = ["omniglot/5w1s", "omniglot/5w5s", "gratings/5w1s", "gratings/5w5s"]
+    names = ["Omniglot 5w1s", "Omniglot 5w5s", "gratings 5w1s", "gratings 5w5s"]
+    lines = ["| backbone | head | " + " | ".join(names) + " |", "|" + "---|" * (len(cols) + 2)]
+    for key, row in data["backbones"].items():
+        for head in data["heads"]:
+            cells = []
+            for c in cols:
+                v = row[f"{c}/{head}"]
+                cells.append(f"{100 * v['mean']:.2f} ± {100 * v['ci95']:.2f}")
+            lines.append(f"| {BACKBONE_NAMES.get(key, key)} | {head} | " + " | ".join(cells) + " |")
+    probe = ["", "| backbone | linear probe, Omniglot | linear probe, gratings |", "|---|---|---|"]
+    for key, row in data["backbones"].items():
+        probe.append(
+            f"| {BACKBONE_NAMES.get(key, key)} | {100 * row['omniglot/probe']:.1f} | "
+            f"{100 * row['gratings/probe']:.1f} |"
+        )
+    notes = [
+        "",
+        f"Few-shot accuracy (%, mean ± 95% CI) over {data['episodes']} fixed 5-way test episodes "
+        f"({data['queries']} queries per class) per cell, through "
+        "`FewShotClassifier(FeatureExtractor.from_checkpoint(ckpt), head)`. Linear probe: "
+        f"accuracy (%) of a logistic regression on the features of {data['probe_classes']} "
+        "classes, trained on half of each class's images and tested on the other half. "
+        f"torch {data['torch']}, {data['threads']} thread(s). Produced by `{data['command']}`.",
+    ]
+    return "\n".join(lines + probe + notes)
+
+
+def embed_speed_table() -> str:
+    path = RESULTS / "embed_speed.json"
+    if not path.exists():
+        return "_No results yet: run `python benchmarks/embed_speed.py`._"
+    data = json.loads(path.read_text())
+    lines = [
+        "| backbone | naive loop | batch 256 | batch 256, channels-last | metamap default "
+        "| default / naive |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['backbone']} | {r['naive_per_s']:.0f} | {r['batch256_per_s']:.0f} | "
+            f"{r['batch256_channels_last_per_s']:.0f} | {r['default_per_s']:.0f} "
+            f"(batch {r['default_batch_size']}) | {r['default_per_s'] / r['naive_per_s']:.2f}× |"
+        )
+    lines += [
+        "",
+        f"Images per second on the CPU ({data['threads']} thread(s), torch {data['torch']}, "
+        f"best of 3), random-initialised backbones, outputs checked to agree. Produced by "
+        f"`{data['command']}`.",
+    ]
+    return "\n".join(lines)
 
 
 def speed_table() -> str:
@@ -158,6 +232,8 @@ def main() -> None:
     text = replace(text, "sinusoid", sinusoid_table())
     text = replace(text, "omniglot", omniglot_table())
     text = replace(text, "speed", speed_table())
+    text = replace(text, "features", features_table())
+    text = replace(text, "embed_speed", embed_speed_table())
     readme.write_text(text)
     print(f"updated {readme}")
 
