@@ -81,8 +81,8 @@ class FeatureExtractor:
         if channels_last is None:
             channels_last = any(isinstance(m, nn.Conv2d) for m in encoder.modules())
         self.channels_last = channels_last
-        if channels_last:
-            self.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.encoder.to(memory_format=fmt)  # type: ignore[call-overload]
         self.normalization: Normalization = "running" if batch_norm == "inductive" else "batch"
         if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules()):
             self.normalization = "running"  # nothing depends on the batch
