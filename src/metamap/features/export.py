@@ -56,7 +56,7 @@ class ExportReport:
 
 def _eager_module(extractor: FeatureExtractor) -> nn.Module:
     module = copy.deepcopy(extractor.encoder)  # exports take plain contiguous images
-    module = module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     return module.eval()
 
 
