@@ -48,7 +48,10 @@ bench-env: venv
 	tar -xzf $(L2L_BUILD)/learn2learn-0.2.0.tar.gz -C $(L2L_BUILD)
 	$(VENV)/bin/cython -3 $(L2L_BUILD)/learn2learn-0.2.0/learn2learn/data/*.pyx
 	$(PIP) install -q --no-deps --no-build-isolation $(L2L_BUILD)/learn2learn-0.2.0
-	$(PIP) list 2>/dev/null | grep -E "^(torch|learn2learn) "
+	# easyfsl 1.5.0 (benchmarks/speed_easyfsl.py) is pure Python; --no-deps for the same reason
+	# (its torchvision is stubbed by the benchmark, PrototypicalNetworks never calls it).
+	$(PIP) install -q --no-deps "easyfsl==1.5.0"
+	$(PIP) list 2>/dev/null | grep -E "^(torch|learn2learn|easyfsl) "
 
 tables: venv
 	$(PY) benchmarks/make_tables.py

@@ -53,8 +53,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.abc
-import importlib.machinery
 import json
 import os
 import platform
@@ -63,7 +61,6 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -78,49 +75,14 @@ from metamap.learners import MAML, choose_batching
 from metamap.models import MLP, Conv4
 from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from import_stubs import install_stubs
+
 ROOT = Path(__file__).resolve().parents[1]
 STUBBED = ("torchvision", "gym")
 
 
-# ---- import stubs for learn2learn's unused optional dependencies -----------------------------
-class _StubMeta(type):
-    """Placeholder classes: any attribute is another placeholder, so that module-level code like
-    ``class CIFARFS(torchvision.datasets.ImageFolder)`` or ``register(...)`` runs harmlessly."""
-
-    def __getattr__(cls, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _StubMeta(name, (_Stub,), {"__module__": cls.__module__})
-
-
-class _Stub(metaclass=_StubMeta):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        pass
-
-
-class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves an empty package for each name in ``STUBBED`` and every submodule below it."""
-
-    def find_spec(self, name: str, path: object, target: object = None) -> Any:
-        if name.split(".")[0] in STUBBED:
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
-        return None  # the default module object
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        module.__path__ = []
-
-        def __getattr__(name: str) -> Any:
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _StubMeta(name, (_Stub,), {"__module__": module.__name__})
-
-        module.__getattr__ = __getattr__  # type: ignore[method-assign]
-
-
-sys.meta_path.insert(0, _StubFinder())
+install_stubs(STUBBED)
 import learn2learn as l2l  # noqa: E402  (must come after the stubs)
 
 

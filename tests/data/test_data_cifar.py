@@ -152,3 +152,39 @@ def test_download_true(tmp_path: Path, cache_dir: Path, http_server, monkeypatch
     monkeypatch.setattr(cifar_mod, "CIFAR100_BINARY_URL", http_server.serve("/c.tgz", blob))
     assert fc100("test", cache_dir=cache_dir, download=True).num_classes == 20
     assert (cache_dir / "downloads" / "cifar-100-binary.tar.gz").read_bytes() == blob
+
+
+def test_configs_name_cifar_fs_and_fc100(tmp_path: Path, cache_dir: Path) -> None:
+    """`data.name: cifar_fs` / `fc100` in a run config reach these loaders (train, val, test)."""
+    from metamap.train import Trainer, build_tasks, load_config
+
+    archive = make_cifar(tmp_path / "cifar-100-binary.tar.gz")
+    over = [
+        "task.family=episodes",
+        "data.name=cifar_fs",
+        f"data.root={archive}",
+        f"data.cache_dir={cache_dir}",
+        "data.image_size=32",
+        "data.channels=3",
+        "task.ways=5",
+        "task.shots=1",
+        "task.queries=1",
+        "model.name=conv4",
+        "model.width=4",
+        "learner.name=protonet",
+        "train.steps=2",
+        "train.val_every=2",
+        "train.val_tasks=2",
+        "train.progress=false",
+    ]
+    cfg = load_config(None, over)
+    t = Trainer(cfg, tmp_path / "run")
+    assert t.fit().step == 2
+    assert t.tasks.num_classes == 64  # type: ignore[attr-defined]
+    assert build_tasks(cfg, "test").num_classes == 20  # type: ignore[attr-defined]
+    fc = load_config(None, [*over, "data.name=fc100"])
+    assert build_tasks(fc, "train").num_classes == 60  # type: ignore[attr-defined]
+    from metamap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="3×32×32"):
+        load_config(None, [*over, "data.image_size=84"])

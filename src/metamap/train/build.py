@@ -13,7 +13,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from metamap.data import ImageClassDataset, OmniglotSplit, image_folder, omniglot
+from metamap.data import (
+    ImageClassDataset,
+    OmniglotSplit,
+    cifar_fs,
+    cub,
+    fc100,
+    image_folder,
+    mini_imagenet,
+    omniglot,
+    tiered_imagenet,
+)
 from metamap.errors import ConfigError
 from metamap.learners import (
     ANIL,
@@ -71,6 +81,33 @@ def _load_images(data_json: str, split: str) -> ImageClassDataset:
             raise ConfigError("data.protocol 'folder' is for data.name 'folder'")
         return omniglot(
             split, d.protocol, root=d.root, image_size=d.image_size, cache_dir=d.cache_dir
+        )
+    if d.name in ("mini_imagenet", "tiered_imagenet"):
+        load = mini_imagenet if d.name == "mini_imagenet" else tiered_imagenet
+        return load(
+            split,  # type: ignore[arg-type]
+            imagenet_root=d.root,
+            splits_root=d.splits_root,
+            image_size=d.image_size,
+            cache_dir=d.cache_dir,
+        )
+    if d.name in ("cifar_fs", "fc100"):
+        if d.name == "cifar_fs":
+            return cifar_fs(
+                split,  # type: ignore[arg-type]
+                root=d.root,
+                splits_root=d.splits_root,
+                cache_dir=d.cache_dir,
+                download=d.download,
+            )
+        return fc100(split, root=d.root, cache_dir=d.cache_dir, download=d.download)  # type: ignore[arg-type]
+    if d.name == "cub":
+        return cub(
+            split,  # type: ignore[arg-type]
+            root=d.root,
+            splits_root=d.splits_root,
+            image_size=d.image_size,
+            cache_dir=d.cache_dir,
         )
     if d.root is None:
         raise ConfigError(
@@ -228,7 +265,8 @@ def describe(cfg: RunConfig) -> str:
     t, m = cfg.task, cfg.model
     if t.family != "episodes":
         return f"{t.family} regression, {t.shots}-shot, {m.name} {m.hidden}"
+    split = f" ({cfg.data.protocol} split)" if cfg.data.name in ("omniglot", "folder") else ""
     return (
-        f"{cfg.data.name} ({cfg.data.protocol} split), {t.ways}-way {t.shots}-shot, "
+        f"{cfg.data.name}{split}, {t.ways}-way {t.shots}-shot, "
         f"{m.name} width {m.width}, BatchNorm {m.batch_norm}"
     )

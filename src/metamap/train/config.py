@@ -55,11 +55,26 @@ class DataConfig(_Section):
     and ``cache_dir`` to ``$METAMAP_CACHE`` or ``~/.cache/metamap``. ``protocol`` picks the
     class split: ``vinyals`` (ProtoNets: 1,200 characters × 4 rotations for training) or
     ``maml`` (seeded 1,100 / 100 / 423 characters) for Omniglot, ``folder`` for your own images
-    (``root/<class>/*.png``; the split is a seeded class split by ``split_fractions``).
+    (``root/<class>/*.png``; the split is a seeded class split by ``split_fractions``); the other
+    datasets have one standard split each and ignore it. ``image_size``/``channels`` must match
+    the dataset (CIFAR: 32/3; ImageNet and CUB: any size, 3 channels).
     """
 
-    name: Literal["omniglot", "folder"] = "omniglot"
+    name: Literal[
+        "omniglot", "folder", "mini_imagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub"
+    ] = "omniglot"
     root: str | None = None
+    """The dataset's source: Omniglot's folder or archives, your image folder, an ImageNet
+    train folder (mini/tiered-ImageNet), the CIFAR-100 *binary* archive or its folder (CIFAR-FS,
+    FC100), the CUB-200-2011 folder or archive. Falls back to the dataset's environment
+    variable (``METAMAP_OMNIGLOT``, ``METAMAP_IMAGENET``, ``METAMAP_CIFAR100``,
+    ``METAMAP_CUB``)."""
+    splits_root: str | None = None
+    """Split lists where the dataset needs them (Vinyals lists for Omniglot are found beside
+    the data; mini/tiered-ImageNet CSVs; optional CIFAR-FS lists)."""
+    download: bool = False
+    """Download the source from its official address (sha256-checked) where it is missing
+    (CIFAR-FS, FC100)."""
     cache_dir: str | None = None
     protocol: Literal["vinyals", "maml", "folder"] = "vinyals"
     image_size: PositiveInt = 28
@@ -187,6 +202,13 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        d = self.data
+        if d.name in ("cifar_fs", "fc100") and (d.image_size, d.channels) != (32, 3):
+            raise ValueError(
+                f"data.name {d.name!r} has 3×32×32 images: set image_size 32, channels 3"
+            )
+        if d.name in ("mini_imagenet", "tiered_imagenet", "cub") and d.channels != 3:
+            raise ValueError(f"data.name {d.name!r} has colour images: set data.channels 3")
         images = self.task.family == "episodes"
         if images and self.model.name == "mlp":
             raise ValueError("task.family 'episodes' needs model.name 'conv4' or 'resnet12'")
