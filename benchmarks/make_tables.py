@@ -203,6 +203,34 @@ def embed_speed_table() -> str:
     return "\n".join(lines)
 
 
+def easyfsl_table() -> str:
+    path = RESULTS / "speed_easyfsl.json"
+    if not path.exists():
+        return "_No results yet: run `python benchmarks/speed_easyfsl.py`._"
+    data = json.loads(path.read_text())
+    lines = [
+        "| episode | easyfsl eps/s | metamap eps/s | metamap / easyfsl "
+        "| metamap contiguous eps/s | contiguous / easyfsl |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['episode']} | {r['easyfsl_eps']:.3f} | {r['metamap_eps']:.3f} | "
+            f"{r['ratio']:.2f}× | {r['metamap_contiguous_eps']:.3f} | "
+            f"{r['ratio_contiguous']:.2f}× |"
+        )
+    lines += [
+        "",
+        "ProtoNet training episodes per second (forward, backward, Adam step), Conv-4 with 64 "
+        f"filters, median over {data['rounds']} interleaved rounds of {data['steps_per_round']} "
+        f"episodes; easyfsl {data['easyfsl']}, torch {data['torch']}, {data['threads']} "
+        "thread(s). Same episodes and initial weights; the script first checks that both compute "
+        "the same prototype distances. Produced by "
+        f"`{data['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
 def speed_table() -> str:
     path = RESULTS / "speed_learn2learn.json"
     if not path.exists():
@@ -233,6 +261,7 @@ def main() -> None:
     text = replace(text, "omniglot", omniglot_table())
     text = replace(text, "speed", speed_table())
     text = replace(text, "features", features_table())
+    text = replace(text, "easyfsl", easyfsl_table())
     text = replace(text, "embed_speed", embed_speed_table())
     readme.write_text(text)
     print(f"updated {readme}")

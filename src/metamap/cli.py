@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[over], help="train sinusoid MAML on the embedded default, evaluate, plot"
     )
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    add_feature_commands(sub)
+    add_feature_commands(sub, over)
     return p
 
 

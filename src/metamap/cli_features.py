@@ -20,8 +20,9 @@ from metamap.errors import MetamapError
 __all__ = ["add_feature_commands", "run_feature_command"]
 
 
-def add_feature_commands(sub: Any) -> None:
-    """Register ``extract``, ``fewshot`` and ``export`` on the CLI's sub-parsers."""
+def add_feature_commands(sub: Any, overrides: argparse.ArgumentParser) -> None:
+    """Register ``extract``, ``fewshot``, ``export`` and ``explain`` on the CLI's sub-parsers
+    (``overrides``: the parent parser of the ``-o KEY=VALUE`` option)."""
     x = sub.add_parser("extract", help="embed images with a checkpoint's encoder")
     x.add_argument("checkpoint", help="a metamap checkpoint, e.g. runs/x/checkpoints/best.pt")
     x.add_argument("data", help="an image, a folder of images, or a folder of class folders")
@@ -57,7 +58,9 @@ def add_feature_commands(sub: Any) -> None:
     )
 
     x = sub.add_parser(
-        "explain", help="interpretability plots: embeddings, adaptation, per-task losses"
+        "explain",
+        parents=[overrides],
+        help="interpretability plots: embeddings, adaptation, per-task losses",
     )
     x.add_argument("checkpoint")
     x.add_argument("--out", required=True, help="output folder for the PNGs and explain.json")
@@ -66,15 +69,6 @@ def add_feature_commands(sub: Any) -> None:
     x.add_argument(
         "--data",
         help="a folder of class folders to draw episodes from (default: the run's test split)",
-    )
-    x.add_argument(
-        "-o",
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the run's config, e.g. -o data.root=/data/omniglot -o eval.ways=20",
     )
 
 

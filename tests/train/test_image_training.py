@@ -29,6 +29,22 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def folder_run(folder: Path, tmp_path: Path) -> list[str]:
+    """Overrides for 2-way 1-shot episodes of the folder with a narrow Conv-4."""
+    return [
+        "task.family=episodes",
+        "data.name=folder",
+        "data.protocol=folder",
+        f"data.root={folder}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "task.ways=2",
+        "task.shots=1",
+        "task.queries=2",
+        "model.name=conv4",
+        "model.width=8",
+    ]
+
+
 @pytest.mark.parametrize(
     "learner",
     ["protonet", "matching", "relation", "r2d2", "svm", "maml", "fomaml", "anil", "pretrain"],
@@ -40,16 +56,7 @@ def test_image_learner_trains_validates_and_evaluates(
     cfg = load_config(
         None,
         [
-            "task.family=episodes",
-            "data.name=folder",
-            "data.protocol=folder",
-            f"data.root={folder}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "task.ways=2",
-            "task.shots=1",
-            "task.queries=2",
-            "model.name=conv4",
-            "model.width=8",
+            *folder_run(folder, tmp_path),
             f"learner.name={learner}",
             *inner,
             "train.steps=3",
@@ -81,16 +88,7 @@ def test_pretrain_baseline_learns_base_classes_and_resumes_exactly(
     """Supervised pre-training: the base-class loss falls, the checkpoint reloads without the
     data, and a killed-and-resumed run ends with the uninterrupted run's weights."""
     over = [
-        "task.family=episodes",
-        "data.name=folder",
-        "data.protocol=folder",
-        f"data.root={folder}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "task.ways=2",
-        "task.shots=1",
-        "task.queries=2",
-        "model.name=conv4",
-        "model.width=8",
+        *folder_run(folder, tmp_path),
         "model.batch_norm=inductive",
         "learner.name=pretrain",
         "train.steps=30",
