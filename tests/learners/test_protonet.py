@@ -4,6 +4,8 @@ in float64, one batched forward = mean of per-task gradients where it should, ba
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -308,3 +310,25 @@ def test_relation_per_task_forward_gives_the_mean_of_per_task_gradients() -> Non
     torch.testing.assert_close(step.loss, loss)
     for k, g in grads.items():
         torch.testing.assert_close(step.grads[k], g)
+
+
+def test_channels_last_is_the_default_for_conv_encoders_and_changes_nothing() -> None:
+    """Same meta-gradients (float64) in the channels-last and contiguous memory formats."""
+    torch.manual_seed(0)
+    body = Conv4(5, 1, 8, 28, "transductive").body.double()
+    fast = ProtoNet(copy.deepcopy(body))
+    slow = ProtoNet(copy.deepcopy(body)).use_channels_last(False)
+    assert fast.channels_last and not slow.channels_last
+    assert fast.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not ProtoNet(MLP(4, 3, [8]).body).channels_last  # no convolutions: left alone
+    g = torch.Generator().manual_seed(1)
+    batch = TaskBatch(
+        torch.rand(2, 5, 1, 28, 28, generator=g, dtype=torch.float64),
+        torch.arange(5).repeat(2, 1),
+        torch.rand(2, 10, 1, 28, 28, generator=g, dtype=torch.float64),
+        torch.arange(5).repeat_interleave(2).repeat(2, 1),
+    )
+    a, b = fast.meta_gradients(batch), slow.meta_gradients(batch)
+    torch.testing.assert_close(a.loss, b.loss, rtol=1e-12, atol=1e-12)
+    for k in a.grads:
+        torch.testing.assert_close(a.grads[k], b.grads[k], rtol=1e-9, atol=1e-10)
