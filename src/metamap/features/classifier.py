@@ -38,6 +38,7 @@ from metamap.errors import TaskShapeError
 from metamap.features.extractor import FeatureExtractor
 from metamap.features.inputs import ImageSource, LoadedImages, load_image_files
 from metamap.learners import fit_logistic
+from metamap.learners.protonet import class_means
 from metamap.learners.r2d2 import ridge_woodbury
 
 __all__ = ["HEADS", "FewShotClassifier", "Head"]
@@ -91,7 +92,7 @@ class FewShotClassifier:
             return self
         z = self.extractor.embed(x, self._batch(len(x)))
         if self.head == "prototype":
-            self._state = {"prototypes": (onehot.T @ z) / onehot.sum(0).unsqueeze(1)}
+            self._state = {"prototypes": class_means(z, onehot)}
         elif self.head == "ridge":
             zn = F.normalize(z, dim=-1)
             self._state = {"weight": ridge_woodbury(zn, onehot, self.ridge_lambda)}
@@ -125,7 +126,7 @@ class FewShotClassifier:
         encoder = copy.deepcopy(ext.encoder).eval().requires_grad_(True)
         with torch.no_grad():
             z = encoder(x.to(ext.device, ext.dtype))
-            c = (onehot.T.to(z) @ z) / onehot.sum(0).to(z).unsqueeze(1)
+            c = class_means(z, onehot.to(z))
         w = (2 * c).clone().requires_grad_(True)
         b = (-c.pow(2).sum(1)).clone().requires_grad_(True)
         opt = torch.optim.Adam([*encoder.parameters(), w, b], lr=self.finetune_lr)

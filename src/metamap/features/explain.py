@@ -20,11 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from metamap.features.extractor import FeatureExtractor
 from metamap.learners import GradientLearner, MetaLearner
 from metamap.learners.functional import loss_function, metric_function
+from metamap.learners.protonet import class_means
 from metamap.tasks import Task, TaskBatch
 from metamap.train.evaluate import Summary, summarize
 
@@ -56,7 +58,7 @@ def project_episode(extractor: FeatureExtractor, task: Task) -> Projection:
     zq = extractor.embed(task.query_x, batch_size=len(task.query_x)).double()
     ys, yq = task.support_y.cpu(), task.query_y.cpu()
     ways = int(ys.max()) + 1
-    protos = torch.stack([zs[ys == c].mean(0) for c in range(ways)])
+    protos = class_means(zs, F.one_hot(ys, ways).to(zs))
     z = torch.cat([zs, zq])
     mean = z.mean(0)
     _, s, v = torch.linalg.svd(z - mean, full_matrices=False)
