@@ -267,3 +267,21 @@ def test_loop_path_works_with_inductive_batchnorm() -> None:
     assert torch.isfinite(step.loss)
     assert all(torch.isfinite(g).all() for g in step.grads.values())
     assert _norm(step.grads) > 0
+
+
+def test_channels_last_is_on_for_conv4_and_gives_the_same_meta_gradient() -> None:
+    fast = MAML(_conv4(), loss="cross_entropy", inner_steps=2, inner_lr=0.3).double()
+    plain = MAML(_conv4(), loss="cross_entropy", inner_steps=2, inner_lr=0.3).double()
+    plain.use_channels_last(False)
+    assert fast.channels_last and not plain.channels_last
+    assert fast.model.body[4].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not MAML(_mlp()).channels_last  # nothing to gain without convolutions
+    batch = _images()
+    assert_same_step(fast.meta_gradients(batch), plain.meta_gradients(batch))
+
+
+def test_channels_last_is_refused_on_the_vmap_path() -> None:
+    v = MAML(_conv4(), loss="cross_entropy", batching="vmap")
+    assert not v.channels_last  # torch.func.vmap cannot batch channels-last weights
+    with pytest.raises(ValueError, match="batching='loop'"):
+        v.use_channels_last()

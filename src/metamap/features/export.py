@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from metamap.errors import MetamapError
 from metamap.features.extractor import FeatureExtractor
+from metamap.models.layout import set_channels_last
 
 __all__ = ["FORMATS", "ExportError", "ExportReport", "Format", "export_extractor"]
 
@@ -56,7 +57,7 @@ class ExportReport:
 
 def _eager_module(extractor: FeatureExtractor) -> nn.Module:
     module = copy.deepcopy(extractor.encoder)  # exports take plain contiguous images
-    module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    set_channels_last(module, False)
     return module.eval()
 
 

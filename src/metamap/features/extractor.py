@@ -38,6 +38,8 @@ from metamap.features.inputs import (
     load_image_files,
 )
 from metamap.learners import EncoderLearner, GradientLearner, MetaLearner
+from metamap.models.layout import channels_last as to_channels_last
+from metamap.models.layout import set_channels_last
 from metamap.train import RunConfig, build_model, learner_from_checkpoint
 
 __all__ = ["FeatureExtractor", "encoder_of"]
@@ -81,8 +83,7 @@ class FeatureExtractor:
         if channels_last is None:
             channels_last = any(isinstance(m, nn.Conv2d) for m in encoder.modules())
         self.channels_last = channels_last
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.encoder.to(memory_format=fmt)  # type: ignore[call-overload]
+        set_channels_last(self.encoder, channels_last)
         self.normalization: Normalization = "running" if batch_norm == "inductive" else "batch"
         if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules()):
             self.normalization = "running"  # nothing depends on the batch
@@ -197,7 +198,7 @@ class FeatureExtractor:
     def _forward(self, x: Tensor) -> Tensor:
         x = x.to(self.device, self.dtype)
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = to_channels_last(x)
         out: Tensor = self.encoder(x)
         return out
 

@@ -17,6 +17,7 @@ from torch.func import functional_call
 
 from metamap.errors import TaskShapeError
 from metamap.learners.functional import LossName, Params
+from metamap.models.layout import set_channels_last
 from metamap.tasks.task import TaskBatch
 
 __all__ = ["AdaptedState", "MetaLearner", "MetaStep"]
@@ -49,6 +50,18 @@ class MetaLearner(nn.Module, ABC):
 
     model: nn.Module
     loss_name: LossName
+    channels_last: bool = False
+
+    def use_channels_last(self, enabled: bool = True) -> MetaLearner:
+        """Run the model's convolutions channels-last (NHWC), or in the default layout.
+
+        Learners switch it on for convolutional models (encoder learners for any, gradient
+        learners for models whose layers pin the layout, as Conv-4's do; see
+        :mod:`metamap.models.layout`). Results agree with the default layout to rounding.
+        """
+        set_channels_last(self.model, enabled)
+        self.channels_last = enabled
+        return self
 
     @abstractmethod
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:

@@ -42,6 +42,7 @@ from torch.func import functional_call
 from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.functional import Params
+from metamap.models.layout import channels_last
 from metamap.tasks.task import TaskBatch
 
 __all__ = ["EncoderLearner", "accuracy", "check_labels", "expect_state"]
@@ -122,18 +123,9 @@ class EncoderLearner(MetaLearner):
         self.model = encoder
         self.loss_name = "cross_entropy"
         self.per_task_forward = per_task_forward
-        self.channels_last = False
+        # Episodes of hundreds of images train 1.35-1.5× faster channels-last on our CPUs
+        # (benchmarks/speed_easyfsl.py).
         self.use_channels_last(any(isinstance(m, nn.Conv2d) for m in encoder.modules()))
-
-    def use_channels_last(self, enabled: bool = True) -> EncoderLearner:
-        """Run the encoder's convolutions in the channels-last memory format (the default for
-        convolutional encoders: episodes of hundreds of images train 1.35× faster on our CPUs,
-        see benchmarks/speed_easyfsl.py; results agree with the contiguous format to rounding).
-        """
-        fmt = torch.channels_last if enabled else torch.contiguous_format
-        self.model.to(memory_format=fmt)  # type: ignore[call-overload]
-        self.channels_last = enabled
-        return self
 
     # ---- hooks ---------------------------------------------------------------------------
     @abstractmethod
@@ -154,8 +146,8 @@ class EncoderLearner(MetaLearner):
     # ---- the mapping g_φ -------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
         """Embeddings ``(N, *E)`` of inputs ``(N, ...)``: ``(N, D)`` if :attr:`flatten`."""
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        if self.channels_last:
+            x = channels_last(x)
         out: Tensor = self.model(x)
         return out.flatten(1) if self.flatten else out
 
