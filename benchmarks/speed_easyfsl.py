@@ -4,9 +4,11 @@ One training step = encode one episode's support and query images with a Conv-4 
 transductive BatchNorm), prototypes, query loss, backward, Adam step:
 
 * easyfsl — its documented loop: ``model.process_support_set(sx, sy); scores = model(qx);
-  F.cross_entropy(scores, qy).backward(); optimizer.step()`` with ``PrototypicalNetworks``;
-* metamap — ``ProtoNet.meta_gradients(batch)``, ``apply_gradients``, ``optimizer.step()``
-  (its default: channels-last convolutions for convolutional encoders);
+  F.cross_entropy(scores, qy).backward(); optimizer.step()`` with ``PrototypicalNetworks``, on
+  the textbook Conv-4 (conv → BN → ReLU → pool, default layout; ``benchmarks/textbook.py``);
+* metamap — ``ProtoNet.meta_gradients(batch)``, ``apply_gradients``, ``optimizer.step()`` on its
+  ``Conv4`` body (pool before ReLU; its default: channels-last, pinned, for convolutional
+  encoders). Same weights, same function;
 * metamap, contiguous — the same with ``use_channels_last(False)``, to show where the gain is.
 
 Scenarios: Omniglot-shaped 60-way 1-shot 5-query episodes of 28×28×1 images (ProtoNet's
@@ -46,6 +48,7 @@ from metamap.tasks import TaskBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
+from textbook import textbook
 
 install_stubs(["torchvision"])  # easyfsl.modules imports it; PrototypicalNetworks never does
 from easyfsl.methods import PrototypicalNetworks  # noqa: E402
@@ -69,7 +72,7 @@ def episode(ways: int, shots: int, queries: int, c: int, size: int, seed: int) -
 def check_same_computation(body: nn.Module, batch: TaskBatch) -> float:
     """max |easyfsl score² − (−metamap logit)| relative to the largest distance, eval-mode BN."""
     ours = ProtoNet(copy.deepcopy(body)).eval()
-    theirs = PrototypicalNetworks(copy.deepcopy(body)).eval()
+    theirs = PrototypicalNetworks(textbook(body)).eval()
     with torch.no_grad():
         want = -ours.predict(ours.adapt(batch.support_x[0], batch.support_y[0]), batch.query_x[0])
         theirs.process_support_set(batch.support_x[0], batch.support_y[0])
@@ -96,7 +99,7 @@ def main() -> None:
         batches = [episode(ways, shots, queries, c, size, s) for s in range(args.steps)]
 
         def easyfsl_variant(body: nn.Module, batches: list[TaskBatch]) -> Callable[[], None]:
-            model = PrototypicalNetworks(copy.deepcopy(body)).train()
+            model = PrototypicalNetworks(textbook(body)).train()
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
             def run() -> None:

@@ -1,12 +1,20 @@
 """Speed and memory of metamap's MAML against learn2learn 0.2.0's, on identical initial weights.
 
-Scenarios (both libraries run the same ``metamap.models`` network, copied weight for weight):
+Scenarios (both libraries start from the same weights, copied weight for weight):
 
 * ``sinusoid``: MLP 1-40-40-1, K=10 support and 10 query points, one inner step α=0.01,
   meta-batch 25 (MAML §5.1); second order (``maml``) and first order (``fomaml``).
 * ``conv4``: Omniglot-shaped Conv-4 (64 filters, transductive BatchNorm, 28×28×1 random images),
   5-way 1-shot with 15 queries per class, one inner step α=0.4, meta-batch 32; second order, and
   first order as an extra row.
+
+The networks: on the MLP both run ``metamap.models.MLP``. On Conv-4, metamap runs its
+``Conv4`` (blocks conv → BN → max-pool → ReLU, channels-last pinned at every order of
+differentiation, see ``metamap.models.layout``); learn2learn runs the textbook block
+conv → BN → ReLU → max-pool in the default layout, as its own ``l2l.vision.models.ConvBlock``
+builds it. The two compute the same function (ReLU commutes with max; tested in
+tests/models/test_layout.py, and checked here: same meta-gradient). To show what the network
+alone is worth, ``l2l-metamap-net`` runs learn2learn's loop on metamap's ``Conv4``.
 
 One meta-iteration is the whole update, Adam step included:
 
@@ -77,6 +85,7 @@ from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
+from textbook import textbook
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBBED = ("torchvision", "gym")
@@ -179,7 +188,12 @@ QUICK = {"sinusoid": Plan(3, 1, 0.1, 25, 25), "conv4": Plan(1, 1, 0.0, 1, 2)}
 
 
 # ---- one meta-iteration of each library ----------------------------------------------------------
-VARIANTS = ("metamap-vmap", "metamap-loop", "l2l")
+VARIANTS = ("metamap-vmap", "metamap-loop", "l2l", "l2l-metamap-net")
+
+
+def variants(name: str) -> tuple[str, ...]:
+    """The variants timed for a scenario (the two networks differ only on Conv-4)."""
+    return VARIANTS if name.startswith("conv4") else VARIANTS[:3]
 
 
 def build(variant: str, sc: Scenario, model: nn.Module) -> tuple[nn.Module, Callable[..., None]]:
@@ -203,6 +217,10 @@ def build(variant: str, sc: Scenario, model: nn.Module) -> tuple[nn.Module, Call
 
         return learner, metamap_step
 
+    if variant == "l2l":
+        model = textbook(model)
+    elif isinstance(model, Conv4):  # l2l-metamap-net: the network as metamap's learners run it
+        model.to_channels_last()
     maml = l2l.algorithms.MAML(model, lr=sc.inner_lr, first_order=sc.first_order)
     opt = torch.optim.Adam(maml.parameters(), lr=1e-3)
     loss_fn = F.mse_loss if sc.loss == "mse" else F.cross_entropy
@@ -317,10 +335,11 @@ def run_worker(variant: str, sc: Scenario, plan: Plan, threads: int) -> dict[str
 
 def speed_and_memory(sc: Scenario, plan: Plan, threads: int) -> dict[str, Any]:
     """Rounds of A B C (order rotated each round); median it/s and max peak memory per variant."""
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    names = variants(sc.name)
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in names}
     for r in range(plan.rounds):
-        k = r % len(VARIANTS)
-        for v in VARIANTS[k:] + VARIANTS[:k]:
+        k = r % len(names)
+        for v in names[k:] + names[:k]:
             runs[v].append(run_worker(v, sc, plan, threads))
     return {
         v: {
@@ -413,14 +432,15 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         res = speed_and_memory(sc, plan, args.threads)
         load = [load_before, os.getloadavg()[0]]
-        its = {v: res[v]["median_it_s"] for v in VARIANTS}
-        cpu = {v: res[v]["median_cpu_s_per_it"] for v in VARIANTS}
-        mem = {v: res[v]["peak_increase_mib"] for v in VARIANTS}
+        names = variants(name)
+        its = {v: res[v]["median_it_s"] for v in names}
+        cpu = {v: res[v]["median_cpu_s_per_it"] for v in names}
+        mem = {v: res[v]["peak_increase_mib"] for v in names}
         print(
             f"[{name}] it/s: "
-            + ", ".join(f"{v} {its[v]:.3g}" for v in VARIANTS)
+            + ", ".join(f"{v} {its[v]:.3g}" for v in names)
             + " | peak MiB: "
-            + ", ".join(f"{v} {mem[v]:.0f}" for v in VARIANTS),
+            + ", ".join(f"{v} {mem[v]:.0f}" for v in names),
             flush=True,
         )
         d = f"metamap-{default}"
@@ -452,10 +472,13 @@ def main() -> None:
                 "metamap vmap it/s": f"{its['metamap-vmap']:.3g}",
                 "metamap loop it/s": f"{its['metamap-loop']:.3g}",
                 "learn2learn it/s": f"{its['l2l']:.3g}",
+                "learn2learn on metamap's net it/s": (
+                    f"{its['l2l-metamap-net']:.3g}" if "l2l-metamap-net" in its else "same net"
+                ),
                 "default / l2l": f"{its[d] / its['l2l']:.2f}x",
                 "best / l2l": f"{max(its['metamap-vmap'], its['metamap-loop']) / its['l2l']:.2f}x",
                 "default / l2l by CPU time": f"{cpu['l2l'] / cpu[d]:.2f}x",
-                "peak MiB vmap / loop / l2l": " / ".join(f"{mem[v]:.0f}" for v in VARIANTS),
+                "peak MiB vmap / loop / l2l": " / ".join(f"{mem[v]:.0f}" for v in VARIANTS[:3]),
                 "max abs grad diff": f"{worst:.1e}",
             }
         )
@@ -490,7 +513,10 @@ def main() -> None:
             "after imports and model creation. By CPU time: the ratio of process CPU seconds per "
             "meta-iteration, less sensitive than wall time to other load on the machine (the "
             "1-minute load average around each scenario is in the JSON). Max abs grad diff: "
-            "worse of metamap's two paths against learn2learn, float64. "
+            "worse of metamap's two paths against learn2learn, float64. On Conv-4, learn2learn "
+            "runs the textbook conv-BN-ReLU-pool network in the default layout (as its own "
+            "ConvBlock); 'learn2learn on metamap's net' runs its loop on metamap's Conv4 "
+            "(pool before ReLU, channels-last pinned), which computes the same function. "
             "Produced by `python benchmarks/speed_learn2learn.py`."
         ),
         "scenarios": results,
