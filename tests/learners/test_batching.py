@@ -285,3 +285,23 @@ def test_channels_last_is_refused_on_the_vmap_path() -> None:
     assert not v.channels_last  # torch.func.vmap cannot batch channels-last weights
     with pytest.raises(ValueError, match="batching='loop'"):
         v.use_channels_last()
+
+
+def test_support_pass_runs_in_the_default_layout_and_query_pass_channels_last() -> None:
+    """Why: BatchNorm's double backward is slower channels-last (see GradientLearner._adapt)."""
+    learner = MAML(_conv4(), loss="cross_entropy", inner_lr=0.3).double()
+    batch = _images(queries=4)  # support 3 images, query 12
+    seen: dict[int, set[bool]] = {}
+
+    def record(_m: nn.Module, inputs: tuple[Tensor, ...], _out: Tensor) -> None:
+        x = inputs[0]
+        seen.setdefault(x.shape[0], set()).add(x.stride(1) == 1)
+
+    hooks = [
+        m.register_forward_hook(record) for m in learner.model.body if isinstance(m, nn.BatchNorm2d)
+    ]
+    learner.meta_gradients(batch)
+    for h in hooks:
+        h.remove()
+    seen.pop(1)  # check_batch's one-image probe of the model
+    assert seen == {3: {False}, 12: {True}}

@@ -13,7 +13,9 @@ from metamap.models import Conv4
 from metamap.models.layout import (
     ChannelsLastConv2d,
     channels_last,
+    default_layout,
     is_channels_last,
+    pinning,
     pins_layout,
     set_channels_last,
 )
@@ -105,3 +107,25 @@ def test_conv4_runs_every_block_channels_last() -> None:
     set_channels_last(m, False)
     assert not any(mod.channels_last for mod in m.modules() if isinstance(mod, ChannelsLastConv2d))
     assert not pins_layout(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
+
+
+def test_default_layout_gives_plain_nchw_strides_differentiably() -> None:
+    w = torch.randn(8, 1, 3, 3).contiguous(memory_format=torch.channels_last)
+    w = torch.empty_like(w, memory_format=torch.channels_last).copy_(w)  # NHWC strides
+    assert w.stride() == (9, 1, 3, 1) and w.is_contiguous()  # "contiguous", NHWC all the same
+    w.requires_grad_(True)
+    out = default_layout(w)
+    assert out.stride() == (9, 9, 3, 1)
+    torch.testing.assert_close(out, w)
+    (g,) = torch.autograd.grad(out.pow(2).sum(), w)
+    torch.testing.assert_close(g, 2 * w.detach())
+    plain = torch.randn(2, 3, 4, 4)
+    assert default_layout(plain) is plain
+
+
+def test_pinning_switches_layers_temporarily() -> None:
+    m = Conv4(3, width=4, image_size=16).to_channels_last()
+    convs = [mod for mod in m.modules() if isinstance(mod, ChannelsLastConv2d)]
+    with pinning(m, False):
+        assert not any(c.channels_last for c in convs)
+    assert all(c.channels_last for c in convs)

@@ -17,6 +17,7 @@ A batch of tasks runs on one of two paths that give the same numbers (tested):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Literal
 
 import torch
@@ -32,7 +33,7 @@ from metamap.learners.functional import (
     loss_function,
     metric_function,
 )
-from metamap.models.layout import pins_layout
+from metamap.models.layout import default_layout, pinning, pins_layout
 from metamap.tasks.task import TaskBatch
 
 __all__ = ["Batching", "GradientLearner", "choose_batching"]
@@ -131,13 +132,22 @@ class GradientLearner(MetaLearner):
     ) -> tuple[Params, list[Tensor]]:
         """Adapt from the meta-parameters; returns the full adapted model parameter dict."""
         fast, frozen = self._split(meta)
-        fast, losses = inner_loop(
-            lambda p: self._loss(self._run({**frozen, **p}, sx), sy),
-            fast,
-            sizes,
-            create_graph=create_graph,
-            use_func=use_func,
-        )
+        support_frozen = frozen
+        if self.channels_last:
+            # The support pass is differentiated twice, and torch's BatchNorm double backward
+            # mixes layouts (its per-channel terms come out NCHW): channels-last is slower there
+            # (5-shot MAML: 1.5×), so the inner loop runs in the default layout and only the
+            # query pass runs channels-last.
+            fast = {k: default_layout(v) for k, v in fast.items()}
+            support_frozen = {k: default_layout(v) for k, v in frozen.items()}
+        with pinning(self.model, False) if self.channels_last else nullcontext():
+            fast, losses = inner_loop(
+                lambda p: self._loss(self._run({**support_frozen, **p}, sx), sy),
+                fast,
+                sizes,
+                create_graph=create_graph,
+                use_func=use_func,
+            )
         return {**frozen, **fast}, losses
 
     def task_objective(

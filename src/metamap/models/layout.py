@@ -22,6 +22,8 @@ are plain ``nn.Conv2d`` / ``nn.ReLU`` otherwise, with the same parameter names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -31,7 +33,9 @@ __all__ = [
     "ChannelsLastConv2d",
     "ChannelsLastReLU",
     "channels_last",
+    "default_layout",
     "is_channels_last",
+    "pinning",
     "pins_layout",
     "set_channels_last",
 ]
@@ -67,6 +71,20 @@ class _ChannelsLast(torch.autograd.Function):
     def vmap(info: Any, in_dims: tuple[int | None], x: Tensor) -> tuple[Tensor, int | None]:
         # Under vmap the layout of the batched tensor is the transform's business: identity.
         return x.view_as(x), in_dims[0]
+
+
+def default_layout(x: Tensor) -> Tensor:
+    """``x`` with plain NCHW strides (differentiable copy, or ``x`` itself if it has them).
+
+    Also for one channel: a ``(C_out, 1, 3, 3)`` weight with NHWC strides counts as contiguous,
+    yet makes a convolution choose channels-last.
+    """
+    if x.dim() != 4:
+        return x
+    _, c, h, w = x.shape
+    if x.stride() == (c * h * w, h * w, w, 1):
+        return x
+    return torch.empty_like(x, memory_format=torch.contiguous_format).copy_(x)
 
 
 def channels_last(x: Tensor) -> Tensor:
@@ -111,6 +129,20 @@ def set_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
         if isinstance(m, ChannelsLastConv2d | ChannelsLastReLU):
             m.channels_last = enabled
     return module
+
+
+@contextmanager
+def pinning(module: nn.Module, enabled: bool) -> Iterator[None]:
+    """Temporarily switch ``module``'s pinning layers on or off (restored on exit)."""
+    layers = [m for m in module.modules() if isinstance(m, ChannelsLastConv2d | ChannelsLastReLU)]
+    saved = [m.channels_last for m in layers]
+    for m in layers:
+        m.channels_last = enabled
+    try:
+        yield
+    finally:
+        for m, s in zip(layers, saved, strict=True):
+            m.channels_last = s
 
 
 def pins_layout(module: nn.Module) -> bool:
