@@ -125,12 +125,14 @@ def omniglot_table() -> str:
     notes = [
         "",
         "Protocol of each row: " + "; ".join(sorted({r["protocol"] for r in runs})) + ".",
-        "Gradient-based rows report accuracy after the most test-time inner steps (MAML: 3); their "
-        "fixed 5-way head cannot take Lake's 20-way runs (n/a). The pre-train row is supervised "
+        "Gradient-based rows report accuracy after the most test-time inner steps (MAML 5-way: 3, "
+        "20-way: 5); a fixed 5-way head cannot take Lake's 20-way runs (n/a), and the 20-way MAML "
+        "row's 20w5s figure is its 1-shot-trained model tested with 5 shots. "
+        "The pre-train row is supervised "
         "training on all 4,800 base classes (no episodes), then a prototype head on normalised "
         "features per test task. "
         "Rows trained for fewer episodes than the published schedule are short of the paper "
-        "for that reason: these CPUs run about one 60-way ProtoNet episode per second.",
+        "for that reason: these CPUs run about two 60-way ProtoNet episodes per second.",
         "Commands: " + "; ".join(f"`{r['command']}`" for r in runs) + ".",
     ]
     return "\n".join(lines + notes)
