@@ -17,7 +17,7 @@ A batch of tasks runs on one of two paths that give the same numbers (tested):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
@@ -133,6 +133,7 @@ class GradientLearner(MetaLearner):
         """Adapt from the meta-parameters; returns the full adapted model parameter dict."""
         fast, frozen = self._split(meta)
         support_frozen = frozen
+        layout: AbstractContextManager[None] = nullcontext()
         if self.channels_last:
             # The support pass is differentiated twice, and torch's BatchNorm double backward
             # mixes layouts (its per-channel terms come out NCHW): channels-last is slower there
@@ -140,7 +141,8 @@ class GradientLearner(MetaLearner):
             # query pass runs channels-last.
             fast = {k: default_layout(v) for k, v in fast.items()}
             support_frozen = {k: default_layout(v) for k, v in frozen.items()}
-        with pinning(self.model, False) if self.channels_last else nullcontext():
+            layout = pinning(self.model, False)
+        with layout:
             fast, losses = inner_loop(
                 lambda p: self._loss(self._run({**support_frozen, **p}, sx), sy),
                 fast,

@@ -118,6 +118,10 @@ class ChannelsLastReLU(nn.ReLU):
         return channels_last(out) if self.channels_last else out
 
 
+def _pinning_layers(module: nn.Module) -> list[ChannelsLastConv2d | ChannelsLastReLU]:
+    return [m for m in module.modules() if isinstance(m, ChannelsLastConv2d | ChannelsLastReLU)]
+
+
 def set_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
     """Convert ``module``'s parameters to channels-last (or back) and switch its pinning layers.
 
@@ -125,16 +129,15 @@ def set_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
     just see channels-last parameters. Returns ``module``.
     """
     module.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)  # type: ignore[call-overload]
-    for m in module.modules():
-        if isinstance(m, ChannelsLastConv2d | ChannelsLastReLU):
-            m.channels_last = enabled
+    for m in _pinning_layers(module):
+        m.channels_last = enabled
     return module
 
 
 @contextmanager
 def pinning(module: nn.Module, enabled: bool) -> Iterator[None]:
     """Temporarily switch ``module``'s pinning layers on or off (restored on exit)."""
-    layers = [m for m in module.modules() if isinstance(m, ChannelsLastConv2d | ChannelsLastReLU)]
+    layers = _pinning_layers(module)
     saved = [m.channels_last for m in layers]
     for m in layers:
         m.channels_last = enabled
@@ -147,4 +150,4 @@ def pinning(module: nn.Module, enabled: bool) -> Iterator[None]:
 
 def pins_layout(module: nn.Module) -> bool:
     """True if ``module`` contains layers that pin the channels-last layout."""
-    return any(isinstance(m, ChannelsLastConv2d | ChannelsLastReLU) for m in module.modules())
+    return bool(_pinning_layers(module))
