@@ -137,7 +137,7 @@ class GradientLearner(MetaLearner):
         if self.channels_last:
             # The support pass is differentiated twice, and torch's BatchNorm double backward
             # mixes layouts (its per-channel terms come out NCHW): channels-last is slower there
-            # (5-shot MAML: 1.5×), so the inner loop runs in the default layout and only the
+            # (markedly at 5 shots), so the inner loop runs in the default layout and only the
             # query pass runs channels-last.
             fast = {k: default_layout(v) for k, v in fast.items()}
             support_frozen = {k: default_layout(v) for k, v in frozen.items()}

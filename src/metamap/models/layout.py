@@ -1,11 +1,10 @@
 """Memory layout: keep image activations channels-last through every order of differentiation.
 
 On CPUs (oneDNN) and GPUs (cuDNN), convolutions and 2×2 max-pooling run much faster on
-channels-last (NHWC) tensors: measured on our CPU at Conv-4 Omniglot sizes, max-pool forward
-8.7× and convolution forward+backward 1.4× (``benchmarks/speed_learn2learn.py`` has the
-end-to-end figure). The gain is lost as soon as one tensor in the chain arrives in the other
-format: mixed-format kernels fall back to slow paths and copies. Two things cause that in
-meta-learning:
+channels-last (NHWC) tensors (``benchmarks/speed_learn2learn.py`` and
+``benchmarks/speed_easyfsl.py`` measure the end-to-end gain). The gain is lost as soon as one
+tensor in the chain arrives in the other format: mixed-format kernels fall back to slow paths
+and copies. Two things cause that in meta-learning:
 
 * a single-channel image batch ``(N, 1, H, W)`` counts as "contiguous in both formats", so
   ``x.contiguous(memory_format=torch.channels_last)`` leaves its NCHW strides and the first
