@@ -76,3 +76,12 @@ def test_fingerprint_ignores_paths_and_logging_but_not_training() -> None:
     )
     assert a.fingerprint() != parse_config({"train": {"lr": 0.5}}).fingerprint()
     assert a.fingerprint() != parse_config({"seed": 1}).fingerprint()
+
+
+def test_fingerprint_of_episodes_ignores_where_the_data_lives_but_not_what_it_is() -> None:
+    ep = {"task": {"family": "episodes"}, "model": {"name": "conv4"}}
+    a = parse_config(ep)
+    moved = {"root": "/a", "splits_root": "/b", "cache_dir": "/c", "download": True}
+    assert a.fingerprint() == parse_config({**ep, "data": moved}).fingerprint()
+    assert a.fingerprint() != parse_config({**ep, "data": {"protocol": "maml"}}).fingerprint()
+    assert a.fingerprint() != parse_config({**ep, "data": {"image_size": 32}}).fingerprint()

@@ -9,7 +9,7 @@ import torch
 
 from metamap.errors import CheckpointError, NonFiniteLossError
 from metamap.learners import MetaStep
-from metamap.train import Trainer, load_checkpoint, load_config, read_metrics
+from metamap.train import Trainer, load_checkpoint, load_config, read_metrics, save_checkpoint
 
 FAST = [
     "train.steps=12",
@@ -89,6 +89,18 @@ def test_resume_refuses_checkpoint_of_another_config(tmp_path: Path) -> None:
     other = Trainer(load_config(None, [*FAST, "train.lr=0.5"]), tmp_path)
     with pytest.raises(CheckpointError, match="another configuration"):
         other.fit()
+
+
+def test_resume_takes_a_checkpoint_written_before_a_config_field_existed(tmp_path: Path) -> None:
+    """A field added to the config later (at its default) must not orphan old checkpoints."""
+    Trainer(load_config(None, FAST), tmp_path).fit(stop_after=6)
+    old = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    del old["config"]["data"]["splits_root"], old["config"]["train"]["threads"]
+    old["fingerprint"] = "from-an-older-version"
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", old)
+    t = Trainer(load_config(None, FAST), tmp_path)
+    t.fit()
+    assert t.step == 12
 
 
 def test_non_finite_loss_stops_names_step_and_keeps_last_good(tmp_path: Path) -> None:

@@ -222,13 +222,15 @@ class RunConfig(_Section):
         """Hash of everything that changes the trained weights (not paths, logging or eval).
 
         ``train.steps`` counts only under the cosine schedule: with a constant or step schedule
-        the first N steps do not depend on the total, so a finished run can be extended.
+        the first N steps do not depend on the total, so a finished run can be extended. Where
+        the data, its split lists and its cache live, and whether it may be downloaded, do not
+        count either: moving the data does not stop a run from resuming.
         """
         d = self.model_dump(mode="json")
         for k in ("name", "out_dir", "eval"):
             d.pop(k)
-        d["data"].pop("root")
-        d["data"].pop("cache_dir")
+        for k in ("root", "splits_root", "cache_dir", "download"):
+            d["data"].pop(k)
         if self.task.family != "episodes":
             d.pop("data")
         for k in (

@@ -23,7 +23,7 @@ from metamap.learners import MetaLearner, MetaStep, PretrainBaseline
 from metamap.tasks import EpisodeSampler, TaskBatch, TaskDistribution, make_generator
 from metamap.train.build import build_tasks, dtype_of, from_config
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
-from metamap.train.config import RunConfig, TrainConfig
+from metamap.train.config import RunConfig, TrainConfig, parse_config
 from metamap.train.evaluate import evaluate
 from metamap.train.metrics import MetricsLog
 
@@ -31,6 +31,20 @@ __all__ = ["VAL_SEED_OFFSET", "TrainResult", "Trainer"]
 
 VAL_SEED_OFFSET = 10_000
 """Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
+
+
+def _stored_fingerprint(state: dict[str, Any]) -> str | None:
+    """The fingerprint of the config a checkpoint stores, recomputed by this version of metamap.
+
+    Recomputing (rather than trusting the stored hash) lets a checkpoint written before a config
+    field was added, or before a field stopped counting, resume: the new field takes its default.
+    A stored config this version cannot parse falls back to the stored hash.
+    """
+    try:
+        return parse_config(state["config"]).fingerprint()
+    except (KeyError, TypeError, ConfigError):
+        stored = state.get("fingerprint")
+        return stored if isinstance(stored, str) else None
 
 
 @dataclass(frozen=True)
@@ -113,10 +127,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        if state.get("fingerprint") != self.cfg.fingerprint():
+        theirs = _stored_fingerprint(state)
+        if theirs != self.cfg.fingerprint():
             raise CheckpointError(
                 f"checkpoint {source!r} was written by a run with another configuration "
-                f"(fingerprint {state.get('fingerprint')} ≠ {self.cfg.fingerprint()}); "
+                f"(fingerprint {theirs} ≠ {self.cfg.fingerprint()}); "
                 "use a new out_dir, or the same config to resume"
             )
         self.learner.load_state_dict(state["learner"])
