@@ -102,9 +102,7 @@ def _train(cfg: RunConfig, out: str | None, restart: bool) -> Trainer:
 
 
 def _evaluate(ckpt: Path, overrides: Sequence[str], out: Path | None) -> dict[str, Any]:
-    cfg, learner, state = learner_from_checkpoint(ckpt)
-    if overrides:
-        cfg = load_config(None, [*_flatten(cfg.model_dump(mode="json")), *overrides])
+    cfg, learner, state = learner_from_checkpoint(ckpt, overrides)
     results = evaluate_run(cfg, learner)
     results["checkpoint"] = str(ckpt)
     results["step"] = int(state["step"])
@@ -114,16 +112,6 @@ def _evaluate(ckpt: Path, overrides: Sequence[str], out: Path | None) -> dict[st
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")
     return results
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[str]:
-    items: list[str] = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            items += _flatten(v, f"{prefix}{k}.")
-        else:
-            items.append(f"{prefix}{k}={json.dumps(v)}")
-    return items
 
 
 def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:

@@ -60,6 +60,7 @@ __all__ = [
     "dtype_of",
     "from_config",
     "load_images",
+    "resolve_device",
 ]
 
 Split = Literal["train", "val", "test"]
@@ -209,6 +210,37 @@ def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaL
     return SVMHead(encoder)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a :class:`torch.device`, checked before any work starts.
+
+    Raises :class:`ConfigError` for a name torch does not know, and for a CUDA or MPS device this
+    machine does not have (a config written for a GPU, run on a CPU-only machine), saying how to
+    run it on the CPU instead.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"train.device {name!r} is not a torch device; use cpu, cuda, cuda:1 or mps"
+        ) from None
+    on_cpu = "run it on the CPU with -o train.device=cpu (or train.device: cpu in the config)"
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"train.device is {name!r} but this torch ({torch.__version__}) sees no CUDA "
+                f"device; {on_cpu}, or install a CUDA build of torch on a machine with a GPU"
+            )
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"train.device is {name!r} but this machine has {count} CUDA device(s) "
+                f"(cuda:0 to cuda:{count - 1}); pick one of those"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device is {name!r} but MPS is not available here; {on_cpu}")
+    return device
+
+
 def dtype_of(cfg: RunConfig) -> torch.dtype:
     return torch.float64 if cfg.train.dtype == "float64" else torch.float32
 
@@ -234,6 +266,7 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
     ``base_classes`` (``learner.name: pretrain`` only) is the size of the supervised classifier:
     the number of training classes (rotations included).
     """
+    device = resolve_device(cfg.train.device)
     loss: LossName = "cross_entropy" if cfg.task.family == "episodes" else "mse"
     learner: MetaLearner
     if cfg.learner.name == "relation":
@@ -250,11 +283,12 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
             )
     else:
         learner = build_learner(cfg.learner, build_model(cfg), loss)
-    return learner.to(device=cfg.train.device, dtype=dtype_of(cfg))
+    return learner.to(device=device, dtype=dtype_of(cfg))
 
 
 def from_config(cfg: RunConfig) -> tuple[TaskDistribution, MetaLearner]:
     """The training task distribution and the learner (on the configured device and dtype)."""
+    resolve_device(cfg.train.device)  # before the data is loaded: a wrong device fails at once
     tasks = build_tasks(cfg, "train")
     base = tasks.num_classes if isinstance(tasks, EpisodeSampler) else None
     return tasks, build_run_learner(cfg, base)

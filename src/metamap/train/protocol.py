@@ -14,7 +14,7 @@ from metamap.learners import MetaLearner
 from metamap.tasks import EpisodeSampler, TaskBatch
 from metamap.train.build import build_run_learner, build_tasks, describe
 from metamap.train.checkpoint import load_checkpoint
-from metamap.train.config import RunConfig, parse_config
+from metamap.train.config import RunConfig, apply_overrides, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 
 __all__ = ["evaluate_run", "lake_one_shot_error", "learner_from_checkpoint"]
@@ -22,13 +22,21 @@ __all__ = ["evaluate_run", "lake_one_shot_error", "learner_from_checkpoint"]
 _CHUNK = 100
 
 
-def learner_from_checkpoint(path: str | Path) -> tuple[RunConfig, MetaLearner, dict[str, Any]]:
-    """Rebuild the run's config and learner from a checkpoint and load its weights."""
+def learner_from_checkpoint(
+    path: str | Path, overrides: Sequence[str] = ()
+) -> tuple[RunConfig, MetaLearner, dict[str, Any]]:
+    """Rebuild the run's config and learner from a checkpoint and load its weights.
+
+    ``overrides`` (``section.key=value``) change the stored config before the learner is built:
+    ``train.device=cpu`` evaluates a GPU-trained checkpoint on a CPU-only machine.
+    """
     state = load_checkpoint(path)
     try:
         cfg = parse_config(state["config"])
-    except (KeyError, ConfigError) as e:
+    except (KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} holds no usable config: {e}") from None
+    if overrides:  # a bad override is the caller's mistake: ConfigError, not CheckpointError
+        cfg = parse_config(apply_overrides(cfg.model_dump(mode="json"), overrides))
     weights = state.get("learner")
     if not isinstance(weights, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds no learner weights")
@@ -36,6 +44,8 @@ def learner_from_checkpoint(path: str | Path) -> tuple[RunConfig, MetaLearner, d
     base = int(head.shape[0]) if isinstance(head, torch.Tensor) else None
     try:
         learner = build_run_learner(cfg, base)
+    except ConfigError:
+        raise
     except ValueError as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: {e}") from None
     try:
