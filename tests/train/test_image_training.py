@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from metamap.errors import TaskShapeError
 from metamap.learners import PretrainBaseline
 from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_config, read_metrics
 
@@ -116,3 +117,15 @@ def test_pretrain_baseline_learns_base_classes_and_resumes_exactly(
     _, loaded, _ = learner_from_checkpoint(full.last_path)
     assert isinstance(loaded, PretrainBaseline)
     assert all(torch.equal(loaded.state_dict()[k], a[k]) for k in a)
+
+
+def test_validation_uses_the_test_ways_so_wide_training_episodes_still_validate(
+    folder: Path, tmp_path: Path
+) -> None:
+    """ProtoNet-style: trained 6-way (all 6 training classes), validated and tested 2-way."""
+    over = [*folder_run(folder, tmp_path), "learner.name=protonet", "task.ways=6"]
+    t = Trainer(load_config(None, [*over, "eval.ways=2", "train.val_tasks=3"]), tmp_path / "r")
+    assert t.val_tasks.support_y.max().item() == 1  # 2-way validation episodes
+    assert t.tasks.sample(1, torch.Generator().manual_seed(0)).support_y.max().item() == 5
+    with pytest.raises(TaskShapeError, match="ways=6 but the dataset has 2 classes"):
+        Trainer(load_config(None, over), tmp_path / "r2")  # validating 6-way needs 6 classes

@@ -47,6 +47,20 @@ def _stored_fingerprint(state: dict[str, Any]) -> str | None:
         return stored if isinstance(stored, str) else None
 
 
+def _validation_tasks(cfg: RunConfig, train: TaskDistribution) -> TaskBatch:
+    """The fixed validation tasks: episodes of held-out classes with the *test* episodes' ways.
+
+    Shots and queries are the training episodes'; the ways are the evaluation's (``eval.ways``,
+    default ``task.ways``), so a run trained with more ways than the validation split has classes
+    (ProtoNet's 30-way mini-ImageNet episodes, 16 validation classes) still validates, on the
+    protocol it is tested on. Regression validates on its own family.
+    """
+    seed, n = cfg.seed + VAL_SEED_OFFSET, cfg.train.val_tasks
+    if cfg.task.family != "episodes":
+        return train.fixed_tasks(n, seed)
+    return build_tasks(cfg, "val", ways=cfg.eval.ways or cfg.task.ways).fixed_tasks(n, seed)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     out_dir: Path
@@ -94,8 +108,7 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(t))
         self.generator = make_generator(cfg.seed)
-        val_dist = build_tasks(cfg, "val") if cfg.task.family == "episodes" else self.tasks
-        self.val_tasks: TaskBatch = val_dist.fixed_tasks(t.val_tasks, cfg.seed + VAL_SEED_OFFSET)
+        self.val_tasks: TaskBatch = _validation_tasks(cfg, self.tasks)
         self.step = 0
         self.best_step = 0
         self.best_val = -math.inf if self.higher_is_better else math.inf
