@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # so that the `torch>=2.4` range in pyproject never pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint typecheck unit bench bench-env tables clean
+.PHONY: venv demo test lint typecheck unit bench bench-env device-wheels tables clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ bench-env: venv
 	# (its torchvision is stubbed by the benchmark, PrototypicalNetworks never calls it).
 	$(PIP) install -q --no-deps "easyfsl==1.5.0"
 	$(PIP) list 2>/dev/null | grep -E "^(torch|learn2learn|easyfsl) "
+
+# The GPU machine lent through the device tool (Python 3.12, its own CUDA torch, numpy, PyYAML,
+# Pillow, matplotlib, tqdm) lacks pydantic: its wheels travel in .whl/ (git-ignored), pinned to
+# the versions of this venv. benchmarks/device_check.sh installs them there.
+DEVICE_WHEELS := pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+device-wheels: venv
+	rm -rf .whl
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(DEVICE_WHEELS)
 
 tables: venv
 	$(PY) benchmarks/make_tables.py

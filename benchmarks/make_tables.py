@@ -205,6 +205,47 @@ def embed_speed_table() -> str:
     return "\n".join(lines)
 
 
+def miniimagenet_speed_table() -> str:
+    runs = {k: RESULTS / f"miniimagenet_speed_{k}.json" for k in ("cpu", "cuda")}
+    data = {k: json.loads(p.read_text()) for k, p in runs.items() if p.exists()}
+    if not data:
+        return "_No results yet: run `python benchmarks/miniimagenet_speed.py`._"
+    by = {k: {r["config"]: r for r in d["rows"]} for k, d in data.items()}
+    configs = list(dict.fromkeys(c for rows in by.values() for c in rows))
+    cpu, gpu = by.get("cpu", {}), by.get("cuda", {})
+    lines = [
+        "| config (configs/miniimagenet) | episodes per step | CPU it/s | GPU it/s | GPU / CPU "
+        "| peak GPU MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in configs:
+        a, b = cpu.get(c), gpu.get(c)
+        ref = a or b
+        assert ref is not None
+        lines.append(
+            f"| {c} ({ref['protocol'].split(', ', 1)[1]}) | {ref['episodes_per_step']} | "
+            + (f"{a['it_per_s']:.3g}" if a else "–")
+            + " | "
+            + (f"{b['it_per_s']:.3g}" if b else "not run")
+            + " | "
+            + (f"{b['it_per_s'] / a['it_per_s']:.0f}×" if a and b else "–")
+            + f" | {b['peak_gpu_mib'] if b else '–'} |"
+        )
+    where = "; ".join(
+        f"{k.upper()}: {d['device_name']}, {d['threads']} thread(s), torch {d['torch']}, "
+        f"{d['rows'][0]['timed_steps']} timed steps after {d['rows'][0]['warmup_steps']}, "
+        f"`{d['command']}`"
+        for k, d in data.items()
+    )
+    lines += ["", f"Meta-iterations per second of the real trainer. {where}."]
+    if "cuda" not in data:
+        lines.append(
+            "No GPU column yet: no GPU machine was lent to the sessions that made this table "
+            "(`make device-wheels`, then `benchmarks/device_check.sh` on one)."
+        )
+    return "\n".join(lines)
+
+
 def easyfsl_table() -> str:
     path = RESULTS / "speed_easyfsl.json"
     if not path.exists():
@@ -265,6 +306,7 @@ def main() -> None:
     text = replace(text, "features", features_table())
     text = replace(text, "easyfsl", easyfsl_table())
     text = replace(text, "embed_speed", embed_speed_table())
+    text = replace(text, "miniimagenet_speed", miniimagenet_speed_table())
     readme.write_text(text)
     print(f"updated {readme}")
 

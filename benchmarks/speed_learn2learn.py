@@ -85,6 +85,7 @@ from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
+from machine import cpu_info
 from textbook import textbook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -376,16 +377,6 @@ def profile(sc: Scenario, rows: int = 12) -> str:
 
 
 # ---- driver ----------------------------------------------------------------------------------
-def cpu_info() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(

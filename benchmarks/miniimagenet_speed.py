@@ -1,0 +1,138 @@
+"""Training speed of the mini-ImageNet configs, on a CPU or a GPU (meta-iterations per second).
+
+Runs the real `configs/miniimagenet/*.yaml` through the real trainer for a short, fixed number of
+steps, on a *mini-ImageNet-shaped* dataset: 100 classes of random 84×84 RGB images, written as a
+class-per-folder image tree and decoded by metamap's own folder loader, with the 64/16/20 class
+split of Ravi & Larochelle. Only the shape of the data matters for speed, so no ImageNet is
+needed, and the figures say nothing about accuracy. Each config's first ``--warmup`` steps
+(allocator, cuDNN autotuning, caches) are not timed; the rate is read from the trainer's own
+``metrics.jsonl`` clock, so validation and checkpoints are excluded.
+
+    python benchmarks/miniimagenet_speed.py --device cpu --threads 1 --steps 3
+    python3 benchmarks/miniimagenet_speed.py --device cuda --steps 50   # on a GPU machine
+
+Results: benchmarks/results/miniimagenet_speed_<device type>.json (``--results`` to change);
+`python benchmarks/make_tables.py` puts CPU and GPU side by side in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from machine import cpu_info  # benchmarks/machine.py
+from metamap.train import Trainer, describe, load_config, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["maml-5w1s", "protonet-5w1s", "svm-resnet12-5w1s"]
+CLASSES, PER_CLASS = 100, 30  # 64 / 16 / 20 classes; 30 images ≥ 15 shots + 6 queries (SVM)
+
+
+def fake_imagenet(root: Path, seed: int = 0) -> Path:
+    """A class-per-folder tree of random 84×84 RGB PNGs (100 classes × 30 images)."""
+    rng = np.random.default_rng(seed)
+    for c in range(CLASSES):
+        d = root / f"class{c:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(PER_CLASS):
+            pixels = rng.integers(0, 256, (84, 84, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(d / f"{i:02d}.png")
+    return root
+
+
+def time_config(name: str, data: Path, work: Path, device: str, warmup: int, steps: int) -> Any:
+    """Train ``warmup + steps`` steps of one config; the rate over the last ``steps``."""
+    total = warmup + steps
+    cfg = load_config(
+        ROOT / "configs" / "miniimagenet" / f"{name}.yaml",
+        [
+            "data.name=folder",
+            "data.protocol=folder",
+            f"data.root={data}",
+            f"data.cache_dir={work / 'cache'}",
+            "data.split_fractions=[0.64, 0.16, 0.20]",
+            f"train.device={device}",
+            f"train.steps={total + 1}",  # the last step validates: it is not timed
+            "train.schedule=constant",
+            "train.warmup_steps=0",
+            f"train.val_every={total + 1}",
+            "train.val_tasks=4",
+            f"train.ckpt_every={total + 1}",
+            "train.log_every=1",
+            "train.progress=false",
+        ],
+    )
+    trainer = Trainer(cfg, work / name)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    trainer.fit()
+    wall = time.perf_counter() - t0
+    clock = {r["step"]: r["time"] for r in read_metrics(work / name / "metrics.jsonl")}
+    seconds = clock[total] - clock[warmup]
+    row: dict[str, Any] = {
+        "config": name,
+        "protocol": describe(cfg),
+        "meta_batch": cfg.train.meta_batch,
+        "episodes_per_step": cfg.train.meta_batch,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "seconds": round(seconds, 3),
+        "it_per_s": steps / seconds,
+        "wall_seconds_with_setup": round(wall, 1),
+    }
+    if device.startswith("cuda"):
+        row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    print(f"{name} on {device}: {row['it_per_s']:.3g} it/s [{row['protocol']}]", flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--configs", nargs="+", default=CONFIGS, help="names in configs/miniimagenet")
+    ap.add_argument("--steps", type=int, default=20, help="timed meta-iterations per config")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = fake_imagenet(work / "images")
+        rows = [
+            time_config(c, data, work, args.device, args.warmup, args.steps) for c in args.configs
+        ]
+    kind = torch.device(args.device).type
+    out = {
+        "benchmark": "miniimagenet_speed",
+        "device": args.device,
+        "device_name": (
+            torch.cuda.get_device_name(torch.device(args.device)) if kind == "cuda" else cpu_info()
+        ),
+        "threads": args.threads,
+        "rows": rows,
+        "command": " ".join(["python", *sys.argv]),
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    path = args.results / f"miniimagenet_speed_{kind}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
