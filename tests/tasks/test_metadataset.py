@@ -11,7 +11,13 @@ import torch
 
 from metamap.data.dataset import ImageClassDataset
 from metamap.errors import TaskShapeError
-from metamap.tasks import MetaDatasetEpisode, MetaDatasetSampler, Task, make_generator
+from metamap.tasks import (
+    ClassHierarchy,
+    MetaDatasetEpisode,
+    MetaDatasetSampler,
+    Task,
+    make_generator,
+)
 
 
 def make_dataset(
@@ -222,3 +228,75 @@ def test_bad_calls() -> None:
         s.sample_task(make_generator(0), domain=3)
     with pytest.raises(TaskShapeError, match="n must be at least 1"):
         s.fixed_tasks(0, seed=1)
+
+
+# ---------------------------------------------------------------- class hierarchies (§3.2)
+
+
+def test_bilevel_hierarchy_draws_each_episode_within_one_group() -> None:
+    """Omniglot's procedure: a group uniformly, ways uniform up to its size, classes inside it."""
+    sizes = [5, 7, 12]  # alphabets of 5, 7 and 12 characters
+    names = [f"alpha{a}/char{i}" for a, n in enumerate(sizes) for i in range(n)]
+    ds = make_dataset([6] * len(names))
+    ds = ImageClassDataset(ds.images, ds.labels, names, name="omni")
+    h = ClassHierarchy.from_class_names(names)
+    assert h.names == ("alpha0", "alpha1", "alpha2") and [len(g) for g in h.groups] == sizes
+    s = MetaDatasetSampler(ds, hierarchies=[h])
+    g = make_generator(3)
+    seen_groups, seen_ways = set(), {0: set(), 1: set(), 2: set()}
+    for _ in range(300):
+        ep = s.sample_episode(g)
+        assert ep.group is not None
+        members = set(h.groups[ep.group])
+        assert set(ep.classes.tolist()) <= members
+        assert 5 <= ep.ways <= len(members)
+        seen_groups.add(ep.group)
+        seen_ways[ep.group].add(ep.ways)
+    check_episode(s, ep, s.task_from_episode(ep))  # the rest of the protocol is unchanged
+    assert seen_groups == {0, 1, 2}
+    assert seen_ways[0] == {5} and seen_ways[1] == {5, 6, 7} and seen_ways[2] == set(range(5, 13))
+
+
+def test_dag_hierarchy_takes_a_whole_eligible_node_capped_at_max_ways() -> None:
+    """ImageNet's procedure: nodes spanning min_ways..max_group leaves; all of them, ≤ max_ways."""
+    ds = make_dataset([4] * 30)
+    nodes = ((0, 1, 2), tuple(range(0, 8)), tuple(range(5, 30)), tuple(range(30)))
+    h = ClassHierarchy(nodes, mode="dag", max_group=25)  # node 0 too small, node 3 too large
+    s = MetaDatasetSampler(ds, max_ways=20, hierarchies=[h])
+    g = make_generator(0)
+    groups = set()
+    for _ in range(100):
+        ep = s.sample_episode(g)
+        groups.add(ep.group)
+        assert set(ep.classes.tolist()) <= set(nodes[ep.group])
+        assert ep.ways == min(20, len(nodes[ep.group]))
+    assert groups == {1, 2}
+
+
+def test_domains_without_a_hierarchy_sample_as_before() -> None:
+    a, b = make_dataset([6] * 9, seed=1), make_dataset([6] * 9, seed=2)
+    plain = MetaDatasetSampler([a, b])
+    mixed = MetaDatasetSampler([a, b], hierarchies=[None, None])
+    for x, y in zip(plain.fixed_episodes(20, 7), mixed.fixed_episodes(20, 7), strict=True):
+        assert torch.equal(x.classes, y.classes) and x.group is None and y.group is None
+
+
+@pytest.mark.parametrize(
+    ("hierarchies", "message"),
+    [
+        ([ClassHierarchy(((0, 1, 2, 3, 4), (5, 6, 7)))], r"group 1 has 3 classes, fewer than"),
+        ([ClassHierarchy(((0, 1, 2, 3, 9),))], r"distinct class ids in \[0, 8\)"),
+        ([ClassHierarchy(((0, 0, 1, 2, 3),))], r"distinct class ids"),
+        ([ClassHierarchy(())], r"has no groups"),
+        ([ClassHierarchy(((0, 1),), mode="dag")], r"no group spans between min_ways=5"),
+        ([None, None], r"2 hierarchies for 1 domains"),
+    ],
+)
+def test_bad_hierarchies(hierarchies: list[ClassHierarchy | None], message: str) -> None:
+    with pytest.raises(TaskShapeError, match=message):
+        MetaDatasetSampler(make_dataset([6] * 8), hierarchies=hierarchies)
+
+
+def test_group_names_need_a_separator() -> None:
+    with pytest.raises(TaskShapeError, match=r"'loose' has no group part before '/'"):
+        ClassHierarchy.from_class_names(["a/x", "loose"])

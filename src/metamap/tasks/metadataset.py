@@ -8,10 +8,10 @@ code, ``meta_dataset/data/sampling.py``, whose defaults are the constants below)
 0. **Domain.** Pick one of the datasets (domains), uniformly or with the given ``weights``
    (the paper trains on several sources by picking each episode's source uniformly at random).
 1. **Ways.** ``N ~ U{min_ways, …, min(max_ways, |C_d|)}`` (integers, both ends included), with
-   ``min_ways = 5`` and ``max_ways = 50``; then ``N`` distinct classes uniformly at random.
-   *Not implemented:* the paper samples ImageNet classes through its WordNet hierarchy and
-   Omniglot classes within one alphabet; here classes are always sampled uniformly (as the paper
-   does for the other datasets) — build one domain per alphabet to imitate the latter.
+   ``min_ways = 5`` and ``max_ways = 50``; then ``N`` distinct classes uniformly at random. A
+   domain given a :class:`~metamap.tasks.hierarchy.ClassHierarchy` draws its classes through it
+   instead, as the paper does for Omniglot (within one alphabet: ``bilevel``) and ImageNet (the
+   leaves of one WordNet node: ``dag``).
 2. **Query size (per class, equal for all classes):**
    ``q = min(10, min_{c ∈ C} ⌊0.5 · |Im(c)|⌋)``.
 3. **Support size:** ``|S| = min(500, Σ_{c ∈ C} ⌈β · min(100, |Im(c)| − q)⌉)``, with
@@ -52,6 +52,7 @@ from metamap.tasks.episodes import (
     normalization,
     to_float,
 )
+from metamap.tasks.hierarchy import ClassHierarchy
 from metamap.tasks.task import Task
 
 __all__ = ["MetaDatasetEpisode", "MetaDatasetSampler"]
@@ -71,7 +72,7 @@ class MetaDatasetEpisode:
     ``classes[j]`` (domain class id) gets label ``j``; ``shots[j]`` is its ``k_c``;
     ``support_rows``/``query_rows`` are row indices into the domain's images, label-major.
     ``beta``, ``log_weights`` (the ``α_c``) and ``support_size`` (``|S|``) are kept so that the
-    formulas can be checked.
+    formulas can be checked; ``group`` is the hierarchy group the classes came from, if any.
     """
 
     domain: int
@@ -83,6 +84,7 @@ class MetaDatasetEpisode:
     shots: Tensor
     support_rows: Tensor
     query_rows: Tensor
+    group: int | None = None
 
     @property
     def ways(self) -> int:
@@ -100,6 +102,8 @@ class MetaDatasetSampler:
         normalize: optional ``(mean, std)`` per channel for pixels in ``[0, 1]``.
         in_memory: copy each domain's images into RAM (see
             :func:`metamap.tasks.episodes.images_as_tensor`).
+        hierarchies: optional :class:`ClassHierarchy` (or ``None``) per domain: draw that
+            domain's classes through it (Omniglot alphabets, ImageNet's WordNet nodes).
 
     Every domain needs at least ``min_ways`` classes and every class at least 2 images (one
     query and one support image); construction fails naming the offender otherwise.
@@ -118,6 +122,7 @@ class MetaDatasetSampler:
         log_weight_range: tuple[float, float] = LOG_WEIGHT_RANGE,
         normalize: Normalize | None = None,
         in_memory: bool | None = None,
+        hierarchies: Sequence[ClassHierarchy | None] | None = None,
     ) -> None:
         doms = [domains] if isinstance(domains, ImageClassDataset) else list(domains)
         if not doms:
@@ -180,6 +185,14 @@ class MetaDatasetSampler:
                     f"domain weights must be non-negative with a positive sum, got {list(weights)}"
                 )
             self._weights = w / w.sum()
+        hier = [None] * len(doms) if hierarchies is None else list(hierarchies)
+        if len(hier) != len(doms):
+            raise TaskShapeError(f"{len(hier)} hierarchies for {len(doms)} domains; give one each")
+        self._eligible = [
+            None if h is None else h.eligible(d.num_classes, min_ways, d.name)
+            for h, d in zip(hier, doms, strict=True)
+        ]
+        self.hierarchies = hier
         self.domains = doms
         self.min_ways, self.max_ways = int(min_ways), int(max_ways)
         self.max_query, self.max_support = int(max_query), int(max_support)
@@ -215,11 +228,18 @@ class MetaDatasetSampler:
             d = int(domain)
         table, counts = self._tables[d]
         num_classes = counts.numel()
-        # 1. ways ~ U{min_ways, …, min(max_ways, |C|)}, then that many distinct classes.
-        hi_ways = min(self.max_ways, num_classes)
-        ways = int(torch.randint(self.min_ways, hi_ways + 1, (1,), generator=g))
-        keys = torch.rand(num_classes, generator=g, dtype=torch.float64)
-        classes = keys.topk(ways).indices
+        # 1. ways ~ U{min_ways, …, min(max_ways, |C|)}, then that many distinct classes
+        #    (or through the domain's class hierarchy).
+        hierarchy, eligible = self.hierarchies[d], self._eligible[d]
+        group = None
+        if hierarchy is not None and eligible is not None:
+            group, classes = hierarchy.choose(eligible, self.min_ways, self.max_ways, g)
+            ways = classes.numel()
+        else:
+            hi_ways = min(self.max_ways, num_classes)
+            ways = int(torch.randint(self.min_ways, hi_ways + 1, (1,), generator=g))
+            keys = torch.rand(num_classes, generator=g, dtype=torch.float64)
+            classes = keys.topk(ways).indices
         size = counts[classes]
         # 2. q = min(max_query, min_c ⌊|Im(c)| / 2⌋).
         q = min(self.max_query, int((size // 2).min()))
@@ -255,6 +275,7 @@ class MetaDatasetSampler:
             shots=shots,
             support_rows=support_rows,
             query_rows=query_rows,
+            group=group,
         )
 
     # ------------------------------------------------------------------ tasks
