@@ -125,7 +125,25 @@ def test_validation_uses_the_test_ways_so_wide_training_episodes_still_validate(
     """ProtoNet-style: trained 6-way (all 6 training classes), validated and tested 2-way."""
     over = [*folder_run(folder, tmp_path), "learner.name=protonet", "task.ways=6"]
     t = Trainer(load_config(None, [*over, "eval.ways=2", "train.val_tasks=3"]), tmp_path / "r")
-    assert t.val_tasks.support_y.max().item() == 1  # 2-way validation episodes
+    assert next(t.val_chunks()).support_y.max().item() == 1  # 2-way validation episodes
     assert t.tasks.sample(1, torch.Generator().manual_seed(0)).support_y.max().item() == 5
     with pytest.raises(TaskShapeError, match="ways=6 but the dataset has 2 classes"):
         Trainer(load_config(None, over), tmp_path / "r2")  # validating 6-way needs 6 classes
+
+
+def test_validation_in_chunks_scores_the_same_fixed_tasks(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunked validation (2 episodes at a time) = evaluating the whole fixed set at once."""
+    import metamap.train.trainer as trainer_module
+    from metamap.train import build_tasks, evaluate
+    from metamap.train.trainer import VAL_SEED_OFFSET
+
+    monkeypatch.setattr(trainer_module, "VAL_CHUNK", 2)
+    cfg = load_config(
+        None, [*folder_run(folder, tmp_path), "learner.name=protonet", "train.val_tasks=5"]
+    )
+    t = Trainer(cfg, tmp_path / "r")
+    assert [len(c.support_x) for c in t.val_chunks()] == [2, 2, 1]
+    whole = build_tasks(cfg, "val").fixed_tasks(5, cfg.seed + VAL_SEED_OFFSET)
+    assert t.validate() == pytest.approx(evaluate(t.learner, whole, [0])[0].mean, abs=1e-12)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,10 @@ from metamap.tasks import EpisodeSampler, TaskBatch, TaskDistribution, make_gene
 from metamap.train.build import build_tasks, dtype_of, from_config
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
 from metamap.train.config import RunConfig, TrainConfig, parse_config
-from metamap.train.evaluate import evaluate
+from metamap.train.evaluate import evaluate_scores, summarize
 from metamap.train.metrics import MetricsLog
 
-__all__ = ["VAL_SEED_OFFSET", "TrainResult", "Trainer"]
+__all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "TrainResult", "Trainer"]
 
 VAL_SEED_OFFSET = 10_000
 """Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
@@ -47,18 +47,32 @@ def _stored_fingerprint(state: dict[str, Any]) -> str | None:
         return stored if isinstance(stored, str) else None
 
 
-def _validation_tasks(cfg: RunConfig, train: TaskDistribution) -> TaskBatch:
-    """The fixed validation tasks: episodes of held-out classes with the *test* episodes' ways.
+VAL_CHUNK = 100
+"""Validation episodes materialised at a time: 600 mini-ImageNet episodes at once would be 4 GB."""
 
-    Shots and queries are the training episodes'; the ways are the evaluation's (``eval.ways``,
-    default ``task.ways``), so a run trained with more ways than the validation split has classes
-    (ProtoNet's 30-way mini-ImageNet episodes, 16 validation classes) still validates, on the
-    protocol it is tested on. Regression validates on its own family.
+
+def _validation_set(cfg: RunConfig, train: TaskDistribution) -> Callable[[], Iterator[TaskBatch]]:
+    """The fixed validation tasks, as a function yielding them ``VAL_CHUNK`` at a time.
+
+    Episodes come from the ``val`` split with the training shots and queries and the *test*
+    ways (``eval.ways``, default ``task.ways``), so a run trained with more ways than the
+    validation split has classes (ProtoNet's 30-way mini-ImageNet episodes, 16 validation
+    classes) still validates, on the protocol it is tested on. Only the episodes' indices are
+    kept between validations. Regression validates on its own family.
     """
     seed, n = cfg.seed + VAL_SEED_OFFSET, cfg.train.val_tasks
     if cfg.task.family != "episodes":
-        return train.fixed_tasks(n, seed)
-    return build_tasks(cfg, "val", ways=cfg.eval.ways or cfg.task.ways).fixed_tasks(n, seed)
+        tasks = train.fixed_tasks(n, seed)
+        return lambda: iter((tasks,))
+    val = build_tasks(cfg, "val", ways=cfg.eval.ways or cfg.task.ways)
+    assert isinstance(val, EpisodeSampler)
+    plan = val.fixed_episode_indices(n, seed)
+
+    def chunks() -> Iterator[TaskBatch]:
+        for start in range(0, n, VAL_CHUNK):
+            yield val.episodes_from_plan(plan, start, min(start + VAL_CHUNK, n))
+
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,7 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(t))
         self.generator = make_generator(cfg.seed)
-        self.val_tasks: TaskBatch = _validation_tasks(cfg, self.tasks)
+        self.val_chunks = _validation_set(cfg, self.tasks)
         self.step = 0
         self.best_step = 0
         self.best_val = -math.inf if self.higher_is_better else math.inf
@@ -168,7 +182,10 @@ class Trainer:
         """Mean query MSE (regression) or accuracy (classification) on the validation tasks,
         after the trained number of inner steps."""
         k = int(getattr(self.learner, "inner_steps", 0))
-        return evaluate(self.learner, self.val_tasks, [k])[k].mean
+        scores: list[float] = []
+        for chunk in self.val_chunks():
+            scores += evaluate_scores(self.learner, chunk, [k])[k]
+        return summarize(scores).mean
 
     def _better(self, val: float) -> bool:
         if not math.isfinite(val):
