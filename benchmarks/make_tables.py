@@ -126,8 +126,9 @@ def omniglot_table() -> str:
         "",
         "Protocol of each row: " + "; ".join(sorted({r["protocol"] for r in runs})) + ".",
         "Gradient-based rows report accuracy after the most test-time inner steps (MAML 5-way: 3, "
-        "20-way: 5); a fixed 5-way head cannot take Lake's 20-way runs (n/a), and the 20-way MAML "
-        "row's 20w5s figure is its 1-shot-trained model tested with 5 shots. "
+        "20-way: 5); a fixed 5-way head cannot take Lake's 20-way runs (n/a). A row's settings "
+        "with more shots than it was trained with test the same model with more shots: the "
+        "5w5s and 20w5s cells of protonet-5w1s and the 20w5s cell of maml-20w1s. "
         "The pre-train row is supervised "
         "training on all 4,800 base classes (no episodes), then a prototype head on normalised "
         "features per test task. "
