@@ -96,3 +96,19 @@ def test_one_shot_runs_match_evaluation_images(full: ImageClassDataset) -> None:
         assert sorted(run.answers.tolist()) == list(range(20))
         # the run images are byte-identical copies of evaluation PNGs: identical once decoded
         assert all(img.tobytes() in known for img in (*run.train_images, *run.test_images))
+
+
+def test_meta_dataset_episodes_stay_within_one_alphabet(full, omni_cache: Path) -> None:
+    """Meta-Dataset's Omniglot protocol on the real characters: one alphabet per episode."""
+    from metamap.tasks import ClassHierarchy, MetaDatasetSampler, make_generator
+
+    train = omniglot("train", root=ROOT, cache_dir=omni_cache, rotations=False)
+    h = ClassHierarchy.from_class_names(train.class_names)
+    assert len(h.groups) == 33 and sum(map(len, h.groups)) == 1028  # Vinyals train alphabets
+    s = MetaDatasetSampler(train, hierarchies=[h])
+    g = make_generator(0)
+    for _ in range(20):
+        ep = s.sample_episode(g)
+        alphabets = {train.class_names[c].split("/")[0] for c in ep.classes.tolist()}
+        assert alphabets == {h.names[ep.group]}  # type: ignore[index]
+        assert ep.queries == 10  # 20 drawings per character: q = min(10, 20 // 2)
