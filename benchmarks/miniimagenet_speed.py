@@ -63,7 +63,6 @@ def time_config(name: str, data: Path, work: Path, device: str, warmup: int, ste
             "data.split_fractions=[0.64, 0.16, 0.20]",
             f"train.device={device}",
             f"train.steps={total + 1}",  # the last step validates: it is not timed
-            "train.schedule=constant",
             "train.warmup_steps=0",
             f"train.val_every={total + 1}",
             "train.val_tasks=4",

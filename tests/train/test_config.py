@@ -85,3 +85,26 @@ def test_fingerprint_of_episodes_ignores_where_the_data_lives_but_not_what_it_is
     assert a.fingerprint() == parse_config({**ep, "data": moved}).fingerprint()
     assert a.fingerprint() != parse_config({**ep, "data": {"protocol": "maml"}}).fingerprint()
     assert a.fingerprint() != parse_config({**ep, "data": {"image_size": 32}}).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["train.momentum=0.9"], "momentum and nesterov are SGD settings"),
+        (["train.optimizer=sgd", "train.nesterov=true"], "nesterov needs momentum > 0"),
+        (["train.schedule=piecewise"], "needs train.milestones and train.factors"),
+        (
+            ["train.schedule=piecewise", "train.milestones=[5, 3]", "train.factors=[0.1, 0.01]"],
+            "must increase, got [5, 3]",
+        ),
+        (["train.milestones=[5]", "train.factors=[0.1]"], "need schedule 'piecewise'"),
+        (["data.augment.jitter=1.0"], "'data.augment.jitter'"),
+        (["data.augment.padding=-2"], "'data.augment.padding'"),
+    ],
+)
+def test_optimizer_schedule_and_augmentation_settings_are_checked(
+    overrides: list[str], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert needle in str(e.value)

@@ -147,3 +147,35 @@ def test_validation_in_chunks_scores_the_same_fixed_tasks(
     assert [len(c.support_x) for c in t.val_chunks()] == [2, 2, 1]
     whole = build_tasks(cfg, "val").fixed_tasks(5, cfg.seed + VAL_SEED_OFFSET)
     assert t.validate() == pytest.approx(evaluate(t.learner, whole, [0])[0].mean, abs=1e-12)
+
+
+def test_augmented_training_resumes_exactly_and_differs_from_plain(
+    folder: Path, tmp_path: Path
+) -> None:
+    """Augmentation draws from the trainer's generator: a killed run replays it exactly."""
+    over = [
+        *folder_run(folder, tmp_path),
+        "learner.name=protonet",
+        "train.steps=4",
+        "train.meta_batch=2",
+        "train.val_every=4",
+        "train.val_tasks=2",
+        "train.ckpt_every=1",
+        "train.progress=false",
+    ]
+    aug = [*over, "data.augment.padding=2", "data.augment.flip=true", "data.augment.jitter=0.4"]
+    straight = Trainer(load_config(None, aug), tmp_path / "a")
+    straight.fit()
+    Trainer(load_config(None, aug), tmp_path / "b").fit(stop_after=2)
+    resumed = Trainer(load_config(None, aug), tmp_path / "b")
+    resumed.fit()
+    plain = Trainer(load_config(None, over), tmp_path / "c")
+    plain.fit()
+
+    def weights(t: Trainer) -> dict[str, torch.Tensor]:
+        return t.learner.state_dict()
+
+    w, r, p = weights(straight), weights(resumed), weights(plain)
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert any(not torch.equal(w[k], p[k]) for k in w)
+    assert load_config(None, aug).fingerprint() != load_config(None, over).fingerprint()

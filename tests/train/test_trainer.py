@@ -140,3 +140,32 @@ def test_a_finished_run_can_be_extended_unless_the_schedule_depends_on_its_lengt
     Trainer(load_config(None, cosine), tmp_path / "cos").fit()
     with pytest.raises(CheckpointError, match="another configuration"):
         Trainer(load_config(None, [*cosine, "train.steps=18"]), tmp_path / "cos").fit()
+
+
+def test_piecewise_schedule_and_sgd_momentum_reach_the_optimizer(tmp_path: Path) -> None:
+    """MetaOptNet's recipe: SGD, Nesterov momentum, weight decay, rate cut at milestones."""
+    base = [o for o in FAST if not o.startswith(("train.schedule", "train.warmup"))]
+    cfg = load_config(
+        None,
+        [
+            *base,
+            "train.optimizer=sgd",
+            "train.lr=0.1",
+            "train.momentum=0.9",
+            "train.nesterov=true",
+            "train.weight_decay=5e-4",
+            "train.schedule=piecewise",
+            "train.milestones=[4, 8]",
+            "train.factors=[0.06, 0.012]",
+        ],
+    )
+    t = Trainer(cfg, tmp_path)
+    group = t.optimizer.param_groups[0]
+    assert isinstance(t.optimizer, torch.optim.SGD)
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 5e-4)
+    lrs = []
+    for _ in range(10):
+        t.fit(stop_after=t.step + 1)
+        lrs.append(t.scheduler.get_last_lr()[0])
+    want = [0.1] * 3 + [0.1 * 0.06] * 4 + [0.1 * 0.012] * 3  # the rate *for* steps 2..11
+    assert lrs == pytest.approx(want)

@@ -1,5 +1,6 @@
 """Task generation: tasks, batches of tasks, and task distributions p(T)."""
 
+from metamap.tasks.augment import ImageAugment
 from metamap.tasks.distribution import TaskDistribution, check_counts, make_generator
 from metamap.tasks.episodes import EpisodePlan, EpisodeSampler
 from metamap.tasks.hierarchy import ClassHierarchy
@@ -11,6 +12,7 @@ __all__ = [
     "ClassHierarchy",
     "EpisodePlan",
     "EpisodeSampler",
+    "ImageAugment",
     "LinearTasks",
     "MetaDatasetEpisode",
     "MetaDatasetSampler",

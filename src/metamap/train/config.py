@@ -7,6 +7,7 @@ keys and ill-typed values are rejected with a :class:`~metamap.errors.ConfigErro
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic import (
 from metamap.errors import ConfigError
 
 __all__ = [
+    "AugmentConfig",
     "DataConfig",
     "EvalConfig",
     "LearnerConfig",
@@ -46,6 +48,19 @@ _ENCODER_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm", "pretrai
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(_Section):
+    """Training-time augmentation of every support and query image (off by default).
+
+    MetaOptNet's recipe (see :mod:`metamap.tasks.augment`): ``padding: 8`` (mini/tiered-ImageNet)
+    or ``4`` (CIFAR-FS, FC100) random crop, ``flip: true``, ``jitter: 0.4``. Validation and
+    test episodes are never augmented.
+    """
+
+    padding: NonNegativeInt = 0
+    flip: bool = False
+    jitter: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class DataConfig(_Section):
@@ -83,6 +98,7 @@ class DataConfig(_Section):
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
 class TaskConfig(_Section):
@@ -158,11 +174,20 @@ class TrainConfig(_Section):
     """Images per step of supervised pre-training (``learner.name: pretrain`` only)."""
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: PositiveFloat = 1e-3
-    schedule: Literal["constant", "cosine", "step"] = "constant"
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """SGD only (MetaOptNet: 0.9, with ``nesterov: true``)."""
+    nesterov: bool = False
+    weight_decay: NonNegativeFloat = 0.0
+    """L2 penalty added to the gradients by the optimizer (MetaOptNet: 5e-4)."""
+    schedule: Literal["constant", "cosine", "step", "piecewise"] = "constant"
     warmup_steps: NonNegativeInt = 0
     decay_every: PositiveInt = 2000
     """``schedule: step`` multiplies the rate by ``decay_factor`` every ``decay_every`` steps."""
     decay_factor: PositiveFloat = 0.5
+    milestones: list[PositiveInt] = Field(default_factory=list)
+    """``schedule: piecewise``: from step ``milestones[i]`` on, the rate is ``lr · factors[i]``
+    (MetaOptNet: milestones [20000, 40000, 50000], factors [0.06, 0.012, 0.0024])."""
+    factors: list[PositiveFloat] = Field(default_factory=list)
     grad_clip: PositiveFloat | None = None
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
@@ -174,6 +199,28 @@ class TrainConfig(_Section):
     ckpt_every: PositiveInt = 500
     log_every: PositiveInt = 50
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _optimizer_and_schedule(self) -> TrainConfig:
+        if self.optimizer != "sgd" and (self.momentum or self.nesterov):
+            raise ValueError(
+                "momentum and nesterov are SGD settings: set train.optimizer sgd, or drop them "
+                "(Adam keeps its own moment estimates)"
+            )
+        if self.nesterov and not self.momentum:
+            raise ValueError("nesterov needs momentum > 0 (e.g. train.momentum=0.9)")
+        if self.schedule == "piecewise":
+            m = self.milestones
+            if not m or len(m) != len(self.factors):
+                raise ValueError(
+                    "schedule 'piecewise' needs train.milestones and train.factors of the same "
+                    f"non-zero length, got {len(m)} milestones and {len(self.factors)} factors"
+                )
+            if any(b <= a for a, b in itertools.pairwise(m)):
+                raise ValueError(f"train.milestones must increase, got {m}")
+        elif self.milestones or self.factors:
+            raise ValueError("train.milestones and train.factors need schedule 'piecewise'")
+        return self
 
 
 class EvalConfig(_Section):

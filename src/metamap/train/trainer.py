@@ -20,7 +20,13 @@ from tqdm import tqdm
 
 from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metamap.learners import MetaLearner, MetaStep, PretrainBaseline
-from metamap.tasks import EpisodeSampler, TaskBatch, TaskDistribution, make_generator
+from metamap.tasks import (
+    EpisodeSampler,
+    ImageAugment,
+    TaskBatch,
+    TaskDistribution,
+    make_generator,
+)
 from metamap.train.build import build_tasks, dtype_of, from_config
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
 from metamap.train.config import RunConfig, TrainConfig, parse_config
@@ -94,6 +100,9 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
             return (step + 1) / warmup
         if schedule == "step":
             return float(cfg.decay_factor ** (step // cfg.decay_every))
+        if schedule == "piecewise":
+            passed = [f for m, f in zip(cfg.milestones, cfg.factors, strict=True) if step >= m]
+            return passed[-1] if passed else 1.0
         if schedule == "cosine":
             t = (step - warmup) / max(1, total - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
@@ -116,10 +125,18 @@ class Trainer:
         t = cfg.train
         params = list(self.learner.parameters())
         self.optimizer: torch.optim.Optimizer = (
-            torch.optim.Adam(params, lr=t.lr)
+            torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
             if t.optimizer == "adam"
-            else torch.optim.SGD(params, lr=t.lr)
+            else torch.optim.SGD(
+                params,
+                lr=t.lr,
+                momentum=t.momentum,
+                nesterov=t.nesterov,
+                weight_decay=t.weight_decay,
+            )
         )
+        a = cfg.data.augment
+        self.augment = ImageAugment(a.padding, a.flip, a.jitter)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(t))
         self.generator = make_generator(cfg.seed)
         self.val_chunks = _validation_set(cfg, self.tasks)
@@ -257,9 +274,10 @@ class Trainer:
             if not isinstance(self.tasks, EpisodeSampler):
                 raise ConfigError("learner 'pretrain' needs task.family 'episodes' (images)")
             x, y = self.tasks.sample_labelled(t.batch_size, self.generator)
-            return self.learner.supervised_gradients(x.to(device, dtype), y.to(device))
+            x = self.augment(x.to(device, dtype), self.generator)
+            return self.learner.supervised_gradients(x, y.to(device))
         batch = self.tasks.sample(t.meta_batch, self.generator).to(device, dtype)
-        return self.learner.meta_gradients(batch)
+        return self.learner.meta_gradients(self.augment.batch(batch, self.generator))
 
     def _one_step(self, ms: MetaStep) -> None:
         step = self.step + 1
