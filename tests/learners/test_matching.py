@@ -83,3 +83,21 @@ def test_meta_gradients_match_finite_differences() -> None:
                 p.sub_(t * d[k])
     analytic = sum(float((step.grads[k] * d[k]).sum()) for k in d)
     assert analytic == pytest.approx((losses[0] - losses[1]) / (2 * eps), rel=1e-5)
+
+
+def test_metric_scale_multiplies_the_cosines_and_is_learned() -> None:
+    """TADAM's metric scaling: a(x̂, x_i) = softmax_i(s · cos(f(x̂), g(x_i))), s a parameter."""
+    batch = clusters(ways=3, shots=2, queries=4, dim=5).to("cpu", torch.float64)
+    learner = MatchingNet(nn.Identity(), scale=7.0).double()
+    assert learner.scale is not None and learner.scale.requires_grad
+    sx, sy, qx = batch.support_x[0], batch.support_y[0], batch.query_x[0]
+    probs = learner.predict(learner.adapt(sx, sy), qx).exp()
+    for i in range(12):
+        cos = torch.stack([F.cosine_similarity(qx[i], sx[j], dim=0) for j in range(6)])
+        a = (7.0 * cos).softmax(0)
+        torch.testing.assert_close(probs[i], torch.stack([a[sy == k].sum() for k in range(3)]))
+    step = learner.meta_gradients(batch)
+    assert "scale" in step.grads and float(step.grads["scale"].abs()) > 0
+    assert MatchingNet(nn.Identity()).scale is None  # the paper's form by default
+    with pytest.raises(ValueError, match="scale must be positive"):
+        MatchingNet(nn.Identity(), scale=0.0)

@@ -108,3 +108,9 @@ def test_optimizer_schedule_and_augmentation_settings_are_checked(
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)
     assert needle in str(e.value)
+
+
+def test_metric_scale_is_only_for_matching_networks() -> None:
+    assert load_config(None, ["learner.name=maml"]).learner.metric_scale is None
+    with pytest.raises(ConfigError, match="metric_scale is a Matching Networks setting"):
+        load_config(None, ["learner.name=maml", "learner.metric_scale=10"])

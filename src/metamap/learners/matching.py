@@ -15,12 +15,20 @@ Shapes: support embeddings ``(..., S, D)``, one-hot ``(..., S, W)``; query embed
 the *log*-probabilities as logits: ``softmax(log P) = P``, so cross-entropy on them is the
 paper's negative log-likelihood, and since cosines lie in [−1, 1] every probability is at least
 ``e^{-2}/S`` (no log of zero).
+
+``scale`` (optional) multiplies the cosines by a learnable ``s`` before the softmax: the metric
+scaling of Oreshkin, Rodríguez & Lacoste, "TADAM", NeurIPS 2018. Without it the attention is
+nearly flat on an encoder whose last layer is a ReLU (as Conv-4's): its cosines lie in [0, 1],
+so a query can put at most ``e / (e + N − 1)`` of its attention on the right one of N support
+images however well it is embedded, and training makes slow progress. With it the bound on
+the probabilities becomes ``e^{-2s}/S``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,8 +49,13 @@ class MatchingState(AdaptedState):
 class MatchingNet(EncoderLearner):
     """Matching Networks on any encoder ``(N, ...) -> (N, D)`` (f = g, no FCE)."""
 
-    def __init__(self, encoder: nn.Module, per_task_forward: bool = False) -> None:
+    def __init__(
+        self, encoder: nn.Module, scale: float | None = None, per_task_forward: bool = False
+    ) -> None:
         super().__init__(encoder, per_task_forward)
+        if scale is not None and not scale > 0:
+            raise ValueError(f"scale must be positive (None: the paper's cosine), got {scale}")
+        self.scale = None if scale is None else nn.Parameter(torch.tensor(float(scale)))
 
     def fit(self, support: Tensor, onehot: Tensor, steps: int | None = None) -> MatchingState:
         return MatchingState(keys=F.normalize(support, dim=-1), labels=onehot)
@@ -50,6 +63,8 @@ class MatchingNet(EncoderLearner):
     def attention(self, state: MatchingState, query: Tensor) -> Tensor:
         """a(x̂, x_i): softmax over the support of cosine similarities, ``(..., Q, S)``."""
         cosine = F.normalize(query, dim=-1) @ state.keys.mT
+        if self.scale is not None:
+            cosine = self.scale * cosine
         return cosine.softmax(dim=-1)
 
     def score(self, state: AdaptedState, query: Tensor) -> Tensor:

@@ -204,7 +204,7 @@ def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaL
     if cfg.name == "protonet":
         return ProtoNet(encoder)
     if cfg.name == "matching":
-        return MatchingNet(encoder)
+        return MatchingNet(encoder, scale=cfg.metric_scale)
     if cfg.name == "r2d2":
         return R2D2(encoder)
     return SVMHead(encoder)

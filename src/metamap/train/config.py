@@ -151,6 +151,9 @@ class LearnerConfig(_Section):
     learn_inner_lr: bool = False
     first_order: bool = False
     batching: Literal["auto", "vmap", "loop"] = "auto"
+    metric_scale: PositiveFloat | None = None
+    """Matching Networks: a learnable scale of the cosine attention, initialised to this (TADAM's
+    metric scaling); ``None``: the paper's unscaled cosine."""
     head: Literal["prototype", "logistic"] = "prototype"
     """Test-time head of ``pretrain``: nearest centroid or logistic regression on normalised
     features."""
@@ -161,6 +164,10 @@ class LearnerConfig(_Section):
             raise ValueError(
                 f"inner_lr has {len(self.inner_lr)} values; give one or one per inner step "
                 f"({self.inner_steps})"
+            )
+        if self.metric_scale is not None and self.name != "matching":
+            raise ValueError(
+                f"metric_scale is a Matching Networks setting; learner {self.name!r} ignores it"
             )
         return self
 
