@@ -113,3 +113,8 @@ def test_conv4_body_without_flatten_works_and_wrong_maps_raise() -> None:
     wrong = RelationNet(relation_embedding(width=4), (4, 6, 6), width=4)
     with pytest.raises(TaskShapeError, match=r"features of shape \(4, 5, 5\).*\(4, 6, 6\)"):
         wrong.meta_loss(images(tasks=1))
+
+
+def test_relation_networks_refuse_label_smoothing() -> None:
+    with pytest.raises(ValueError, match="RelationNet has its own query loss"):
+        small_relation_net().use_label_smoothing(0.1)

@@ -114,3 +114,9 @@ def test_metric_scale_is_only_for_matching_networks() -> None:
     assert load_config(None, ["learner.name=maml"]).learner.metric_scale is None
     with pytest.raises(ConfigError, match="metric_scale is a Matching Networks setting"):
         load_config(None, ["learner.name=maml", "learner.metric_scale=10"])
+
+
+def test_label_smoothing_is_for_cross_entropy_encoder_learners() -> None:
+    assert load_config(None, ["learner.name=maml"]).learner.label_smoothing == 0.0
+    with pytest.raises(ConfigError, match="label_smoothing applies to the cross-entropy"):
+        load_config(None, ["learner.name=maml", "learner.label_smoothing=0.1"])

@@ -139,9 +139,30 @@ class EncoderLearner(MetaLearner):
     def score(self, state: AdaptedState, query: Tensor) -> Tensor:
         """Class scores ``(..., Q, W)`` for query embeddings ``(..., Q, *E)``."""
 
+    label_smoothing: float = 0.0
+    """ε of :meth:`use_label_smoothing` (0: plain cross-entropy)."""
+
+    def use_label_smoothing(self, eps: float) -> EncoderLearner:
+        """Meta-train against smoothed targets: 1 − ε on the true class, ε/(W − 1) on each other.
+
+        MetaOptNet's convention (Lee et al. 2019, ε = 0.1); torch's ``label_smoothing`` spreads
+        ε over all W classes instead, so it is given ``ε·W/(W − 1)``. Training loss only.
+        """
+        if type(self).query_loss is not EncoderLearner.query_loss:
+            raise ValueError(
+                f"{type(self).__name__} has its own query loss; label smoothing applies to the "
+                "cross-entropy of the other encoder learners"
+            )
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"label smoothing ε must be in [0, 1), got {eps}")
+        self.label_smoothing = float(eps)
+        return self
+
     def query_loss(self, out: Tensor, y: Tensor) -> Tensor:
         """Meta-training loss of ``score`` outputs ``(..., Q, W)`` against labels ``(..., Q)``."""
-        return F.cross_entropy(out.flatten(0, -2), y.flatten())
+        ways = out.shape[-1]
+        eps = self.label_smoothing * ways / (ways - 1) if ways > 1 else 0.0
+        return F.cross_entropy(out.flatten(0, -2), y.flatten(), label_smoothing=eps)
 
     # ---- the mapping g_φ -------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:

@@ -201,13 +201,16 @@ def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaL
     if cfg.name in ("relation", "pretrain"):
         raise ValueError(f"learner {cfg.name!r} is built by build_run_learner (it needs the run)")
     encoder = model.get_submodule("body")
+    head: ProtoNet | MatchingNet | R2D2 | SVMHead
     if cfg.name == "protonet":
-        return ProtoNet(encoder)
-    if cfg.name == "matching":
-        return MatchingNet(encoder, scale=cfg.metric_scale)
-    if cfg.name == "r2d2":
-        return R2D2(encoder)
-    return SVMHead(encoder)
+        head = ProtoNet(encoder)
+    elif cfg.name == "matching":
+        head = MatchingNet(encoder, scale=cfg.metric_scale)
+    elif cfg.name == "r2d2":
+        head = R2D2(encoder)
+    else:
+        head = SVMHead(encoder)
+    return head.use_label_smoothing(cfg.label_smoothing)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -154,6 +154,9 @@ class LearnerConfig(_Section):
     metric_scale: PositiveFloat | None = None
     """Matching Networks: a learnable scale of the cosine attention, initialised to this (TADAM's
     metric scaling); ``None``: the paper's unscaled cosine."""
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Meta-train ProtoNet, Matching, R2D2 or SVM against targets 1 − ε / ε/(W − 1)
+    (MetaOptNet: 0.1)."""
     head: Literal["prototype", "logistic"] = "prototype"
     """Test-time head of ``pretrain``: nearest centroid or logistic regression on normalised
     features."""
@@ -164,6 +167,11 @@ class LearnerConfig(_Section):
             raise ValueError(
                 f"inner_lr has {len(self.inner_lr)} values; give one or one per inner step "
                 f"({self.inner_steps})"
+            )
+        if self.label_smoothing and self.name not in ("protonet", "matching", "r2d2", "svm"):
+            raise ValueError(
+                "label_smoothing applies to the cross-entropy of protonet, matching, r2d2 and "
+                f"svm; learner {self.name!r} has no such loss"
             )
         if self.metric_scale is not None and self.name != "matching":
             raise ValueError(
