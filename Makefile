@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # so that the `torch>=2.4` range in pyproject never pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint typecheck unit bench bench-env device-wheels tables clean
+.PHONY: venv demo test lint typecheck unit bench bench-omniglot bench-env device-wheels tables clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,15 @@ device-wheels: venv
 
 tables: venv
 	$(PY) benchmarks/make_tables.py
+
+# Re-run the recorded command of every result (each JSON names the command that made it), then
+# the tables. bench-omniglot: the Omniglot table only (many CPU hours from scratch; resumes).
+bench: bench-env
+	$(PY) benchmarks/rerun.py '*.json'
+
+bench-omniglot: venv
+	$(PY) benchmarks/rerun.py 'omniglot_*.json'
+
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
