@@ -120,3 +120,13 @@ def test_label_smoothing_is_for_cross_entropy_encoder_learners() -> None:
     assert load_config(None, ["learner.name=maml"]).learner.label_smoothing == 0.0
     with pytest.raises(ConfigError, match="label_smoothing applies to the cross-entropy"):
         load_config(None, ["learner.name=maml", "learner.label_smoothing=0.1"])
+
+
+def test_the_protocol_line_names_training_augmentation_and_smoothing() -> None:
+    from metamap.train import describe
+
+    ep = ["task.family=episodes", "model.name=conv4", "learner.name=protonet"]
+    assert describe(load_config(None, ep)).endswith("BatchNorm transductive")
+    tricks = ["data.augment.padding=4", "data.augment.flip=true", "learner.label_smoothing=0.1"]
+    line = describe(load_config(None, [*ep, *tricks]))
+    assert line.endswith("trained with crop ±4, flip, label smoothing 0.1")

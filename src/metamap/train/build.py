@@ -303,7 +303,13 @@ def describe(cfg: RunConfig) -> str:
     if t.family != "episodes":
         return f"{t.family} regression, {t.shots}-shot, {m.name} {m.hidden}"
     split = f" ({cfg.data.protocol} split)" if cfg.data.name in ("omniglot", "folder") else ""
+    a = cfg.data.augment
+    tricks = [f"crop ±{a.padding}"] * bool(a.padding) + ["flip"] * a.flip
+    tricks += [f"jitter {a.jitter:g}"] * bool(a.jitter)
+    if cfg.learner.label_smoothing:
+        tricks.append(f"label smoothing {cfg.learner.label_smoothing:g}")
     return (
         f"{cfg.data.name}{split}, {t.ways}-way {t.shots}-shot, "
         f"{m.name} width {m.width}, BatchNorm {m.batch_norm}"
+        + (f", trained with {', '.join(tricks)}" if tricks else "")
     )
