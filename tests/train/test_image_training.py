@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from metamap.errors import TaskShapeError
+from metamap.errors import ConfigError, TaskShapeError
 from metamap.learners import PretrainBaseline
+from metamap.models import drop_layers
 from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_config, read_metrics
 
 
@@ -179,3 +180,50 @@ def test_augmented_training_resumes_exactly_and_differs_from_plain(
     assert all(torch.equal(w[k], r[k]) for k in w)
     assert any(not torch.equal(w[k], p[k]) for k in w)
     assert load_config(None, aug).fingerprint() != load_config(None, over).fingerprint()
+
+
+@pytest.mark.parametrize("learner", ["svm", "maml"])
+def test_dropblock_training_resumes_exactly_and_differs_from_plain(
+    folder: Path, tmp_path: Path, learner: str
+) -> None:
+    """DropBlock masks come from generators seeded by the trainer's: a killed run replays them."""
+    over = [
+        *folder_run(folder, tmp_path),
+        "model.name=resnet12",
+        "model.width=4",
+        f"learner.name={learner}",
+        "train.steps=4",
+        "train.meta_batch=2",
+        "train.val_every=4",
+        "train.val_tasks=2",
+        "train.ckpt_every=1",
+        "train.progress=false",
+    ]
+    drop = [*over, "model.drop_rate=0.3", "model.dropblock_size=3", "model.drop_warmup_steps=2"]
+    straight = Trainer(load_config(None, drop), tmp_path / "a")
+    straight.fit()
+    Trainer(load_config(None, drop), tmp_path / "b").fit(stop_after=2)
+    resumed = Trainer(load_config(None, drop), tmp_path / "b")
+    resumed.fit()
+    plain = Trainer(load_config(None, over), tmp_path / "c")
+    plain.fit()
+    w, r, p = (t.learner.state_dict() for t in (straight, resumed, plain))
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert any(not torch.equal(w[k], p[k]) for k in w)
+    assert [d.rate for d in drop_layers(straight.learner)] == pytest.approx([0.3] * 4)
+    assert load_config(None, drop).fingerprint() != load_config(None, over).fingerprint()
+    zero = load_config(None, [*over, "model.drop_rate=0", "model.dropblock_size=3"])
+    assert zero.fingerprint() == load_config(None, over).fingerprint()  # old runs still resume
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["model.name=conv4", "model.drop_rate=0.1"], "ResNet-12 option"),
+        (["model.name=resnet12", "model.drop_rate=0.1", "learner.batching=vmap"], "vmap refuses"),
+        (["model.name=resnet12", "model.drop_rate=1.0"], "model.drop_rate"),
+    ],
+)
+def test_dropblock_settings_are_checked(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(None, ["task.family=episodes", "learner.name=maml", *overrides])

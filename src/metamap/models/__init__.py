@@ -3,7 +3,18 @@
 ``torch.func.functional_call``."""
 
 from metamap.models.conv4 import BatchNormPolicy, Conv4, conv4_feature_dim
+from metamap.models.dropblock import DropBlock2d, drop_layers, reseed_drop_layers
 from metamap.models.mlp import MLP
 from metamap.models.resnet12 import ResBlock, ResNet12
 
-__all__ = ["MLP", "BatchNormPolicy", "Conv4", "ResBlock", "ResNet12", "conv4_feature_dim"]
+__all__ = [
+    "MLP",
+    "BatchNormPolicy",
+    "Conv4",
+    "DropBlock2d",
+    "ResBlock",
+    "ResNet12",
+    "conv4_feature_dim",
+    "drop_layers",
+    "reseed_drop_layers",
+]

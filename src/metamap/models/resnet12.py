@@ -11,8 +11,12 @@ A global average pool ends the ``body``; the ``head`` is a linear classifier.
 Shapes: ``(N, C, H, W) -> body -> (N, widths[-1]) -> head -> (N, out_features)``;
 84×84 inputs give 5×5 maps before the pool, 32×32 inputs 2×2 (H, W ≥ 16).
 
-Not implemented: DropBlock (Ghiasi et al. 2018), which MetaOptNet uses as regulariser in the
-last two blocks; it would draw from the global RNG, which metamap never touches.
+Regularisation as in MetaOptNet, off by default: with ``drop_rate > 0`` the output of each of
+the first two blocks goes through dropout (rate ``drop_rate``, no warm-up) and that of the last
+two through DropBlock (Ghiasi et al. 2018; rate ``drop_rate``, ``dropblock_size``-square blocks,
+linear warm-up), see :mod:`metamap.models.dropblock`. The masks come from generators that the
+trainer seeds from its own (:func:`~metamap.models.reseed_drop_layers`); none of it has
+parameters or buffers, so the ``state_dict`` is the same with or without.
 
 BatchNorm policy as in :class:`~metamap.models.Conv4`: ``"inductive"`` (default here, as in
 TADAM and MetaOptNet) tracks running statistics and uses them in ``eval()`` mode;
@@ -26,14 +30,22 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from metamap.models.conv4 import BatchNormPolicy
+from metamap.models.dropblock import DropBlock2d
 
 __all__ = ["ResBlock", "ResNet12"]
 
 
 class ResBlock(nn.Module):
-    """``(N, c_in, H, W) -> (N, c_out, H/2, W/2)``: three 3×3 convs + 1×1 shortcut, max-pool."""
+    """``(N, c_in, H, W) -> (N, c_out, H/2, W/2)``: three 3×3 convs + 1×1 shortcut, max-pool,
+    then ``drop`` (a :class:`DropBlock2d`, or the identity)."""
 
-    def __init__(self, c_in: int, c_out: int, batch_norm: BatchNormPolicy) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        batch_norm: BatchNormPolicy,
+        drop: DropBlock2d | None = None,
+    ) -> None:
         super().__init__()
         track = batch_norm == "inductive"
 
@@ -53,9 +65,10 @@ class ResBlock(nn.Module):
         )
         self.shortcut = nn.Sequential(*conv_bn(c_in, c_out, 1))
         self.out = nn.Sequential(nn.LeakyReLU(act), nn.MaxPool2d(2))
+        self.drop: nn.Module = nn.Identity() if drop is None else drop
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.out(self.convs(x) + self.shortcut(x))
+        out: Tensor = self.drop(self.out(self.convs(x) + self.shortcut(x)))
         return out
 
 
@@ -68,6 +81,8 @@ class ResNet12(nn.Module):
         in_channels: int = 3,
         widths: Sequence[int] = (64, 160, 320, 640),
         batch_norm: BatchNormPolicy = "inductive",
+        drop_rate: float = 0.0,
+        dropblock_size: int = 5,
     ) -> None:
         super().__init__()
         if batch_norm not in ("transductive", "inductive"):
@@ -79,10 +94,22 @@ class ResNet12(nn.Module):
                 f"ResNet12 needs 4 positive widths and out_features ≥ 1, got widths={widths}, "
                 f"out_features={out_features}"
             )
+        if not 0.0 <= drop_rate < 1.0 or dropblock_size < 1:
+            raise ValueError(
+                f"ResNet12 needs 0 ≤ drop_rate < 1 and dropblock_size ≥ 1, got "
+                f"drop_rate={drop_rate}, dropblock_size={dropblock_size}"
+            )
         blocks: list[nn.Module] = []
         c = in_channels
-        for w in widths:
-            blocks.append(ResBlock(c, w, batch_norm))
+        for i, w in enumerate(widths):
+            drop = None
+            if drop_rate > 0:  # dropout in blocks 1-2, DropBlock in 3-4 (MetaOptNet)
+                drop = (
+                    DropBlock2d(drop_rate, 1, warmup=False)
+                    if i < 2
+                    else DropBlock2d(drop_rate, dropblock_size)
+                )
+            blocks.append(ResBlock(c, w, batch_norm, drop))
             c = w
         self.in_channels = in_channels
         self.batch_norm = batch_norm

@@ -183,7 +183,8 @@ def build_model(cfg: RunConfig) -> nn.Module:
         if m.name == "conv4":
             return Conv4(cfg.task.ways, c, m.width, size, m.batch_norm)
         w = m.width
-        return ResNet12(cfg.task.ways, c, (w, int(2.5 * w), 5 * w, 10 * w), m.batch_norm)
+        widths = (w, int(2.5 * w), 5 * w, 10 * w)
+        return ResNet12(cfg.task.ways, c, widths, m.batch_norm, m.drop_rate, m.dropblock_size)
 
 
 def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaLearner:
@@ -308,6 +309,9 @@ def describe(cfg: RunConfig) -> str:
     tricks += [f"jitter {a.jitter:g}"] * bool(a.jitter)
     if cfg.learner.label_smoothing:
         tricks.append(f"label smoothing {cfg.learner.label_smoothing:g}")
+    if m.drop_rate:
+        b = m.dropblock_size
+        tricks.append(f"DropBlock {m.drop_rate:g} ({b}×{b})")
     return (
         f"{cfg.data.name}{split}, {t.ways}-way {t.shots}-shot, "
         f"{m.name} width {m.width}, BatchNorm {m.batch_norm}"

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metamap.learners import MetaLearner, MetaStep, PretrainBaseline
+from metamap.models import reseed_drop_layers
 from metamap.tasks import (
     EpisodeSampler,
     ImageAugment,
@@ -270,6 +271,11 @@ class Trainer:
         """∇ of one training step: a meta-batch of tasks, or (``pretrain``) a supervised batch
         of base-class images labelled with their class among all training classes."""
         t = self.cfg.train
+        warmup = self.cfg.model.drop_warmup_steps
+        # DropBlock masks: a generator per step, seeded from ours (no draw without DropBlock).
+        reseed_drop_layers(
+            self.learner, self.generator, device, (self.step + 1) / warmup if warmup else 1.0
+        )
         if isinstance(self.learner, PretrainBaseline):
             if not isinstance(self.tasks, EpisodeSampler):
                 raise ConfigError("learner 'pretrain' needs task.family 'episodes' (images)")
