@@ -100,8 +100,9 @@ def omniglot_table() -> str:
         return "_No results yet: run `python benchmarks/omniglot.py`._"
     settings = ["5w1s", "5w5s", "20w1s", "20w5s"]
     lines = [
-        "| method (config) | " + " | ".join(settings) + " | Lake error | trained | CPU time |",
-        "|" + "---|" * (len(settings) + 4),
+        "| method (config) | " + " | ".join(settings) + " | Lake error | trained on (BatchNorm) "
+        "| trained | CPU time |",
+        "|" + "---|" * (len(settings) + 5),
     ]
     for r in runs:
         paper = PAPER_OMNIGLOT.get(r["learner"], {})
@@ -115,20 +116,31 @@ def omniglot_table() -> str:
         if r["learner"] == "pretrain":
             unit = f"steps of {r['config_dump']['train']['batch_size']} images"
         budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} {unit}"
+        task, bn = r["config_dump"]["task"], r["config_dump"]["model"]["batch_norm"]
+        episodes = "images" if r["learner"] == "pretrain" else f"{task['ways']}w{task['shots']}s"
         lines.append(
             f"| {r['learner']} ({r['config']}) | "
             + " | ".join(cells)
             + (f" | {100 * lake['error']:.1f}% | " if lake["error"] is not None else " | n/a | ")
-            + f"{budget} | "
+            + f"{episodes} ({bn}) | {budget} | "
             f"{r['train_seconds'] / 60:.0f} min, {r['threads']} thread(s) |"
         )
+    more_shots = []
+    for r in runs:
+        trained = r["config_dump"]["task"]["shots"]
+        cells = [s for s in settings if s in r["scores"] and int(s.split("w")[1][:-1]) > trained]
+        if cells and r["learner"] != "pretrain":
+            more_shots.append(f"{', '.join(cells)} of {r['config']}")
     notes = [
         "",
-        "Protocol of each row: " + "; ".join(sorted({r["protocol"] for r in runs})) + ".",
+        "Protocol: Conv-4 of width 64 on 28×28 images for every row; each row's training "
+        "episodes and BatchNorm policy are in the 'trained on' column (the full protocol line "
+        "of each run is in its result file).",
         "Gradient-based rows report accuracy after the most test-time inner steps (MAML 5-way: 3, "
         "20-way: 5); a fixed 5-way head cannot take Lake's 20-way runs (n/a). A row's settings "
-        "with more shots than it was trained with test the same model with more shots: the "
-        "5w5s and 20w5s cells of protonet-5w1s and the 20w5s cell of maml-20w1s. "
+        "with more shots than it was trained with test the same model with more shots: "
+        + "; ".join(more_shots)
+        + ". "
         "The pre-train row is supervised "
         "training on all 4,800 base classes (no episodes), then a prototype head on normalised "
         "features per test task. "
@@ -215,21 +227,26 @@ def miniimagenet_speed_table() -> str:
     configs = list(dict.fromkeys(c for rows in by.values() for c in rows))
     cpu, gpu = by.get("cpu", {}), by.get("cuda", {})
     lines = [
-        "| config (configs/miniimagenet) | episodes per step | CPU it/s | GPU it/s | GPU / CPU "
-        "| peak GPU MiB |",
+        "| config (configs/miniimagenet) | meta-batch (CPU / GPU) | CPU episodes/s "
+        "| GPU episodes/s | GPU / CPU | peak GPU MiB |",
         "|---|---|---|---|---|---|",
     ]
+
+    def eps(r: dict[str, Any]) -> float:  # older files hold it/s only
+        return float(r.get("episodes_per_s", r["it_per_s"] * r["episodes_per_step"]))
+
     for c in configs:
         a, b = cpu.get(c), gpu.get(c)
         ref = a or b
         assert ref is not None
+        batches = " / ".join(str(r["episodes_per_step"]) if r else "–" for r in (a, b))
         lines.append(
-            f"| {c} ({ref['protocol'].split(', ', 1)[1]}) | {ref['episodes_per_step']} | "
-            + (f"{a['it_per_s']:.3g}" if a else "–")
+            f"| {c} ({ref['protocol'].split(', ', 1)[1]}) | {batches} | "
+            + (f"{eps(a):.3g}" if a else "–")
             + " | "
-            + (f"{b['it_per_s']:.3g}" if b else "not run")
+            + (f"{eps(b):.3g}" if b else "not run")
             + " | "
-            + (f"{b['it_per_s'] / a['it_per_s']:.0f}×" if a and b else "–")
+            + (f"{eps(b) / eps(a):.0f}×" if a and b else "–")
             + f" | {b['peak_gpu_mib'] if b else '–'} |"
         )
     where = "; ".join(
@@ -238,7 +255,12 @@ def miniimagenet_speed_table() -> str:
         f"`{d['command']}`"
         for k, d in data.items()
     )
-    lines += ["", f"Meta-iterations per second of the real trainer. {where}."]
+    lines += [
+        "",
+        "Training episodes per second of the real trainer (meta-iterations/s × meta-batch; a "
+        "meta-batch below the config's was capped with `--max-meta-batch` for memory). "
+        f"{where}.",
+    ]
     if "cuda" not in data:
         lines.append(
             "No GPU column yet: no GPU machine was lent to the sessions that made this table "
