@@ -150,36 +150,41 @@ def test_validation_in_chunks_scores_the_same_fixed_tasks(
     assert t.validate() == pytest.approx(evaluate(t.learner, whole, [0])[0].mean, abs=1e-12)
 
 
+SHORT_RUN = [
+    "train.steps=4",
+    "train.meta_batch=2",
+    "train.val_every=4",
+    "train.val_tasks=2",
+    "train.ckpt_every=1",
+    "train.progress=false",
+]
+
+
+def assert_replayed_and_effective(tmp_path: Path, over: list[str], extra: list[str]) -> Trainer:
+    """Train ``over + extra`` straight through and killed after step 2 then resumed: the same
+    weights; and not the weights of ``over`` alone (``extra`` changes training). Returns the
+    straight run."""
+    runs = {}
+    for name, o in (("straight", [*over, *extra]), ("plain", over)):
+        runs[name] = Trainer(load_config(None, o), tmp_path / name)
+        runs[name].fit()
+    Trainer(load_config(None, [*over, *extra]), tmp_path / "resumed").fit(stop_after=2)
+    runs["resumed"] = Trainer(load_config(None, [*over, *extra]), tmp_path / "resumed")
+    runs["resumed"].fit()
+    w, r, p = (runs[k].learner.state_dict() for k in ("straight", "resumed", "plain"))
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert any(not torch.equal(w[k], p[k]) for k in w)
+    assert load_config(None, [*over, *extra]).fingerprint() != load_config(None, over).fingerprint()
+    return runs["straight"]
+
+
 def test_augmented_training_resumes_exactly_and_differs_from_plain(
     folder: Path, tmp_path: Path
 ) -> None:
     """Augmentation draws from the trainer's generator: a killed run replays it exactly."""
-    over = [
-        *folder_run(folder, tmp_path),
-        "learner.name=protonet",
-        "train.steps=4",
-        "train.meta_batch=2",
-        "train.val_every=4",
-        "train.val_tasks=2",
-        "train.ckpt_every=1",
-        "train.progress=false",
-    ]
-    aug = [*over, "data.augment.padding=2", "data.augment.flip=true", "data.augment.jitter=0.4"]
-    straight = Trainer(load_config(None, aug), tmp_path / "a")
-    straight.fit()
-    Trainer(load_config(None, aug), tmp_path / "b").fit(stop_after=2)
-    resumed = Trainer(load_config(None, aug), tmp_path / "b")
-    resumed.fit()
-    plain = Trainer(load_config(None, over), tmp_path / "c")
-    plain.fit()
-
-    def weights(t: Trainer) -> dict[str, torch.Tensor]:
-        return t.learner.state_dict()
-
-    w, r, p = weights(straight), weights(resumed), weights(plain)
-    assert all(torch.equal(w[k], r[k]) for k in w)
-    assert any(not torch.equal(w[k], p[k]) for k in w)
-    assert load_config(None, aug).fingerprint() != load_config(None, over).fingerprint()
+    over = [*folder_run(folder, tmp_path), "learner.name=protonet", *SHORT_RUN]
+    aug = ["data.augment.padding=2", "data.augment.flip=true", "data.augment.jitter=0.4"]
+    assert_replayed_and_effective(tmp_path, over, aug)
 
 
 @pytest.mark.parametrize("learner", ["svm", "maml"])
@@ -192,26 +197,11 @@ def test_dropblock_training_resumes_exactly_and_differs_from_plain(
         "model.name=resnet12",
         "model.width=4",
         f"learner.name={learner}",
-        "train.steps=4",
-        "train.meta_batch=2",
-        "train.val_every=4",
-        "train.val_tasks=2",
-        "train.ckpt_every=1",
-        "train.progress=false",
+        *SHORT_RUN,
     ]
-    drop = [*over, "model.drop_rate=0.3", "model.dropblock_size=3", "model.drop_warmup_steps=2"]
-    straight = Trainer(load_config(None, drop), tmp_path / "a")
-    straight.fit()
-    Trainer(load_config(None, drop), tmp_path / "b").fit(stop_after=2)
-    resumed = Trainer(load_config(None, drop), tmp_path / "b")
-    resumed.fit()
-    plain = Trainer(load_config(None, over), tmp_path / "c")
-    plain.fit()
-    w, r, p = (t.learner.state_dict() for t in (straight, resumed, plain))
-    assert all(torch.equal(w[k], r[k]) for k in w)
-    assert any(not torch.equal(w[k], p[k]) for k in w)
+    drop = ["model.drop_rate=0.3", "model.dropblock_size=3", "model.drop_warmup_steps=2"]
+    straight = assert_replayed_and_effective(tmp_path, over, drop)
     assert [d.rate for d in drop_layers(straight.learner)] == pytest.approx([0.3] * 4)
-    assert load_config(None, drop).fingerprint() != load_config(None, over).fingerprint()
     zero = load_config(None, [*over, "model.drop_rate=0", "model.dropblock_size=3"])
     assert zero.fingerprint() == load_config(None, over).fingerprint()  # old runs still resume
 
