@@ -239,7 +239,17 @@ def miniimagenet_speed_table() -> str:
         a, b = cpu.get(c), gpu.get(c)
         ref = a or b
         assert ref is not None
-        batches = " / ".join(str(r["episodes_per_step"]) if r else "–" for r in (a, b))
+        batches = " / ".join(
+            "–"
+            if r is None
+            else str(r["episodes_per_step"])
+            + (
+                f" of {r['config_meta_batch']}"
+                if r.get("config_meta_batch", 0) > r["meta_batch"]
+                else ""
+            )
+            for r in (a, b)
+        )
         lines.append(
             f"| {c} ({ref['protocol'].split(', ', 1)[1]}) | {batches} | "
             + (f"{eps(a):.3g}" if a else "–")

@@ -4,11 +4,13 @@ Runs the real `configs/miniimagenet/*.yaml` through the real trainer for a short
 steps, on a *mini-ImageNet-shaped* dataset: 100 classes of random 84×84 RGB images, written as a
 class-per-folder image tree and decoded by metamap's own folder loader, with the 64/16/20 class
 split of Ravi & Larochelle. Only the shape of the data matters for speed, so no ImageNet is
-needed, and the figures say nothing about accuracy. Each config's first ``--warmup`` steps
+needed, and the figures say nothing about accuracy. ``--max-meta-batch`` caps each config's
+meta-batch where memory is short (ResNet-12 at meta-batch 8 needs more than a 24 GiB CPU machine
+holds); rates are compared as episodes per second. Each config's first ``--warmup`` steps
 (allocator, cuDNN autotuning, caches) are not timed; the rate is read from the trainer's own
 ``metrics.jsonl`` clock, so validation and checkpoints are excluded.
 
-    python benchmarks/miniimagenet_speed.py --device cpu --threads 1 --steps 3
+    python benchmarks/miniimagenet_speed.py --device cpu --threads 1 --steps 3 --max-meta-batch 1
     python3 benchmarks/miniimagenet_speed.py --device cuda --steps 50   # on a GPU machine
 
 Results: benchmarks/results/miniimagenet_speed_<device type>.json (``--results`` to change);
@@ -50,12 +52,24 @@ def fake_imagenet(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def time_config(name: str, data: Path, work: Path, device: str, warmup: int, steps: int) -> Any:
+def time_config(
+    name: str,
+    data: Path,
+    work: Path,
+    device: str,
+    warmup: int,
+    steps: int,
+    max_meta_batch: int | None = None,
+) -> Any:
     """Train ``warmup + steps`` steps of one config; the rate over the last ``steps``."""
     total = warmup + steps
+    path = ROOT / "configs" / "miniimagenet" / f"{name}.yaml"
+    meta_batch = load_config(path).train.meta_batch
+    capped = meta_batch if max_meta_batch is None else min(meta_batch, max_meta_batch)
     cfg = load_config(
-        ROOT / "configs" / "miniimagenet" / f"{name}.yaml",
+        path,
         [
+            f"train.meta_batch={capped}",
             "data.name=folder",
             "data.protocol=folder",
             f"data.root={data}",
@@ -83,16 +97,22 @@ def time_config(name: str, data: Path, work: Path, device: str, warmup: int, ste
         "config": name,
         "protocol": describe(cfg),
         "meta_batch": cfg.train.meta_batch,
+        "config_meta_batch": meta_batch,
         "episodes_per_step": cfg.train.meta_batch,
         "timed_steps": steps,
         "warmup_steps": warmup,
         "seconds": round(seconds, 3),
         "it_per_s": steps / seconds,
+        "episodes_per_s": steps * cfg.train.meta_batch / seconds,
         "wall_seconds_with_setup": round(wall, 1),
     }
     if device.startswith("cuda"):
         row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    print(f"{name} on {device}: {row['it_per_s']:.3g} it/s [{row['protocol']}]", flush=True)
+    print(
+        f"{name} on {device}: {row['it_per_s']:.3g} it/s, {row['episodes_per_s']:.3g} episodes/s "
+        f"(meta-batch {capped} of {meta_batch}) [{row['protocol']}]",
+        flush=True,
+    )
     return row
 
 
@@ -103,6 +123,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed meta-iterations per config")
     ap.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations first")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument(
+        "--max-meta-batch",
+        type=int,
+        default=None,
+        help="cap each config's meta-batch (memory); rates compare as episodes/s",
+    )
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,7 +138,8 @@ def main() -> None:
         work = Path(tmp)
         data = fake_imagenet(work / "images")
         rows = [
-            time_config(c, data, work, args.device, args.warmup, args.steps) for c in args.configs
+            time_config(c, data, work, args.device, args.warmup, args.steps, args.max_meta_batch)
+            for c in args.configs
         ]
     kind = torch.device(args.device).type
     out = {
