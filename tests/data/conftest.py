@@ -91,8 +91,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if state.cut_next is not None:
             payload, state.cut_next = payload[: state.cut_next], None
-        self.wfile.write(payload)
+        # Counted before writing: the client may have read it all, and the test looked, before
+        # this thread runs again.
         state.bytes_sent += len(payload)
+        self.wfile.write(payload)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

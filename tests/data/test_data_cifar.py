@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import tarfile
@@ -150,6 +151,9 @@ def test_errors_name_the_file_and_the_fix(tmp_path: Path, cache_dir: Path) -> No
 def test_download_true(tmp_path: Path, cache_dir: Path, http_server, monkeypatch) -> None:
     blob = make_cifar(tmp_path / "c.tar.gz").read_bytes()
     monkeypatch.setattr(cifar_mod, "CIFAR100_BINARY_URL", http_server.serve("/c.tgz", blob))
+    with pytest.raises(DataError, match="expected md5 03b5dce0"):  # not the real archive
+        fc100("test", cache_dir=cache_dir, download=True)
+    monkeypatch.setattr(cifar_mod, "CIFAR100_BINARY_MD5", hashlib.md5(blob).hexdigest())
     assert fc100("test", cache_dir=cache_dir, download=True).num_classes == 20
     assert (cache_dir / "downloads" / "cifar-100-binary.tar.gz").read_bytes() == blob
 

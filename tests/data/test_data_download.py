@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from pathlib import Path
 
@@ -101,3 +102,55 @@ def test_http_404_is_a_clear_error(http_server, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"HTTP 404.*by hand"):
         download_url(http_server.base_url + "/missing", tmp_path / "x", None, retries=0)
     assert not (tmp_path / "x").exists()
+
+
+MD5 = hashlib.md5(DATA).hexdigest()
+
+
+def test_an_md5_pin_is_verified_alone_or_with_the_sha256(http_server, tmp_path: Path) -> None:
+    url = http_server.serve("/f.bin", DATA)
+    assert download_url(url, tmp_path / "a.bin", md5=MD5).read_bytes() == DATA
+    assert download_url(url, tmp_path / "b.bin", SHA, md5=MD5.upper()).read_bytes() == DATA
+    with pytest.raises(DataError) as e:
+        download_url(url, tmp_path / "c.bin", SHA, md5="f" * 32)
+    assert f"expected md5 {'f' * 32}, got {MD5}" in str(e.value) and "sha256" not in str(e.value)
+    assert not (tmp_path / "c.bin.part").exists() and not (tmp_path / "c.bin").exists()
+    (tmp_path / "d.bin").write_bytes(b"stale")
+    download_url(url, tmp_path / "d.bin", md5=MD5)  # a stale file fails its md5: fetched again
+    assert (tmp_path / "d.bin").read_bytes() == DATA
+
+
+@pytest.mark.parametrize(("sha", "md5"), [("abc", None), (None, SHA), (None, "z" * 32)])
+def test_a_malformed_pin_is_refused_before_downloading(
+    sha: str | None, md5: str | None, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="hex digits"):
+        download_url("http://127.0.0.1:9/never", tmp_path / "f", sha, md5=md5)
+
+
+def test_the_official_archives_are_downloaded_with_their_md5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Omniglot and CIFAR-100 pass their pinned MD5s to the download."""
+    cifar = importlib.import_module("metamap.data.cifar")
+    omniglot = importlib.import_module("metamap.data.omniglot")
+
+    calls: list[tuple[str, str | None]] = []
+
+    def fake(url: str, dest: Path, sha256: str | None = None, *, md5: str | None = None) -> Path:
+        calls.append((url, md5))
+        raise DataError("stop here")
+
+    monkeypatch.setattr(omniglot, "download_url", fake)
+    monkeypatch.setattr(cifar, "download_url", fake)
+    monkeypatch.delenv(omniglot.OMNIGLOT_ENV, raising=False)
+    monkeypatch.delenv(cifar.CIFAR100_ENV, raising=False)
+    with pytest.raises(DataError, match="stop here"):
+        omniglot.omniglot_root(cache_dir=tmp_path, download=True)
+    with pytest.raises(DataError, match="stop here"):
+        cifar._locate(None, tmp_path, download=True)
+    assert calls == [
+        (omniglot.OMNIGLOT_URLS["images_background"], omniglot.OMNIGLOT_MD5["images_background"]),
+        (cifar.CIFAR100_BINARY_URL, cifar.CIFAR100_BINARY_MD5),
+    ]
+    assert all(len(m or "") == 32 for _, m in calls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import zipfile
 from pathlib import Path
@@ -189,10 +190,14 @@ def test_download_true_fetches_the_official_zips(
     blobs = zip_sets(omni, tmp_path / "zips")
     urls = {s: http_server.serve(f"/{s}.zip", data) for s, data in blobs.items()}
     monkeypatch.setattr(omniglot_mod, "OMNIGLOT_URLS", urls)
+    with pytest.raises(DataError, match="expected md5 68d2efa1"):  # not the official zip
+        omniglot_images(cache_dir=cache_dir, download=True)
+    md5s = {s: hashlib.md5(data).hexdigest() for s, data in blobs.items()}
+    monkeypatch.setattr(omniglot_mod, "OMNIGLOT_MD5", md5s)
     full = omniglot_images(cache_dir=cache_dir, download=True)
     assert len(full) == 21
     assert (cache_dir / "downloads" / "images_background.zip").is_file()
-    assert {r["path"] for r in http_server.state.requests} == {
+    assert {r["path"] for r in http_server.state.requests[1:]} == {
         "/images_background.zip",
         "/images_evaluation.zip",
     }

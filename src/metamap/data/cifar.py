@@ -43,6 +43,7 @@ from metamap.data.download import download_url
 from metamap.errors import DataError
 
 __all__ = [
+    "CIFAR100_BINARY_MD5",
     "CIFAR100_BINARY_SHA256",
     "CIFAR100_BINARY_URL",
     "CIFAR100_ENV",
@@ -57,8 +58,10 @@ __all__ = [
 CIFAR100_ENV = "METAMAP_CIFAR100"
 CIFAR100_BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"
 CIFAR100_BINARY_SHA256: str | None = None
-"""Not pinned (``None``): the archive could not be obtained to verify a hash when this was
-written; the records are checked instead (sizes, label ranges, names)."""
+"""``None``: the publisher gives no sha256 (that of a download is logged). The archive is pinned
+by :data:`CIFAR100_BINARY_MD5`, and its records are checked too (sizes, label ranges, names)."""
+CIFAR100_BINARY_MD5 = "03b5dce01913d631647c71ecec9e9cb8"
+"""MD5 of the binary archive, as listed on https://www.cs.toronto.edu/~kriz/cifar.html."""
 _ARCHIVE = "cifar-100-binary.tar.gz"
 _RECORD = 2 + 3 * 32 * 32
 
@@ -129,7 +132,9 @@ def _locate(
         if (candidate / "train.bin").is_file():
             return candidate
     if download:
-        return download_url(CIFAR100_BINARY_URL, cached, CIFAR100_BINARY_SHA256)
+        return download_url(
+            CIFAR100_BINARY_URL, cached, CIFAR100_BINARY_SHA256, md5=CIFAR100_BINARY_MD5
+        )
     raise DataError(_howto(where))
 
 

@@ -8,9 +8,10 @@ its sha256 is checked: on a mismatch the partial file is deleted and :class:`Dat
 file and both hashes; on a match the ``.part`` file is renamed to ``dest`` (atomically), so
 ``dest`` only ever exists complete and verified.
 
-``sha256=None`` means "not pinned": the file is accepted as downloaded (its hash is logged). The
-official Omniglot and CIFAR-100 archives are used that way, since their hashes could not be
-verified when this code was written.
+``md5`` pins a file by the MD5 its publisher gives where no sha256 is published (the CIFAR-100
+page lists MD5s only; the Omniglot zips are known by the MD5s torchvision pins); both are
+checked when both are given, and the sha256 of a file accepted by its MD5 alone is logged, so it
+can be pinned. With neither, the file is "not pinned": accepted as downloaded, its sha256 logged.
 """
 
 from __future__ import annotations
@@ -38,12 +39,26 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _digests(path: Path) -> dict[str, str]:
+    """``{"sha256": ..., "md5": ...}`` of a file, in one pass."""
+    hashes = {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(chunk)
+    return {k: h.hexdigest() for k, h in hashes.items()}
+
+
+def _pins(sha256: str | None, md5: str | None) -> dict[str, str]:
+    pins = {k: v.lower() for k, v in (("sha256", sha256), ("md5", md5)) if v}
+    for k, v in pins.items():
+        if not re.fullmatch(r"[0-9a-f]+", v) or len(v) != {"sha256": 64, "md5": 32}[k]:
+            raise ValueError(f"{k} must be {'64' if k == 'sha256' else '32'} hex digits, got {v!r}")
+    return pins
+
+
+def _mismatches(digests: dict[str, str], pins: dict[str, str]) -> list[str]:
+    return [f"expected {k} {v}, got {digests[k]}" for k, v in pins.items() if digests[k] != v]
 
 
 def download_url(
@@ -51,23 +66,25 @@ def download_url(
     dest: str | os.PathLike[str],
     sha256: str | None = None,
     *,
+    md5: str | None = None,
     retries: int = 3,
     timeout: float = 60.0,
     progress: bool = False,
 ) -> Path:
-    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify its sha256, return ``dest``.
+    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify its checksums (``sha256``,
+    ``md5``: whichever are given), return ``dest``.
 
-    If ``dest`` already exists and matches ``sha256`` (or ``sha256`` is None), nothing is
-    downloaded. An existing ``dest`` that does not match is downloaded again. ``retries`` is the
+    If ``dest`` already exists and matches them (or none is given), nothing is downloaded. An
+    existing ``dest`` that does not match is downloaded again. ``retries`` is the
     number of extra attempts (each resuming) after a network error or a short read; when they are
     used up, :class:`DataError` says so and the ``.part`` file is kept, so calling again resumes.
     """
     dest = Path(dest)
-    expected = sha256.lower() if sha256 else None
+    pins = _pins(sha256, md5)
     if dest.is_file():
-        if expected is None or _sha256(dest) == expected:
+        if not pins or not _mismatches(_digests(dest), pins):
             return dest
-        log.warning("%s does not match its sha256; downloading it again", dest)
+        log.warning("%s does not match its checksum; downloading it again", dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
 
@@ -102,17 +119,19 @@ def download_url(
             "by hand and put it at that path"
         ) from last_error
 
-    actual = _sha256(part)
-    if expected is not None and actual != expected:
+    digests = _digests(part)
+    wrong = _mismatches(digests, pins)
+    if wrong:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
         raise DataError(
-            f"checksum mismatch for {dest.name} downloaded from {url}: expected sha256 {expected}, "
-            f"got {actual}. The partial download was removed; try again, and if it keeps "
-            "failing the file at that URL has changed — download it by hand and check it"
+            f"checksum mismatch for {dest.name} downloaded from {url}: {'; '.join(wrong)}. "
+            "The partial download was removed; try again, and if it keeps failing the file at "
+            "that URL has changed — download it by hand and check it"
         )
-    if expected is None:
-        log.info("%s downloaded; sha256 %s (not pinned)", dest, actual)
+    if "sha256" not in pins:
+        how = "md5 verified" if pins else "not pinned"
+        log.info("%s downloaded (%s); sha256 %s", dest, how, digests["sha256"])
     os.replace(part, dest)
     return dest
 

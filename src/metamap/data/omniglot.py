@@ -79,6 +79,7 @@ from metamap.errors import DataError
 
 __all__ = [
     "OMNIGLOT_ENV",
+    "OMNIGLOT_MD5",
     "OMNIGLOT_SETS",
     "OMNIGLOT_SHA256",
     "OMNIGLOT_URLS",
@@ -96,9 +97,14 @@ OMNIGLOT_SETS = ("images_background", "images_evaluation")
 _BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
 OMNIGLOT_URLS = {name: f"{_BASE_URL}{name}.zip" for name in OMNIGLOT_SETS}
 OMNIGLOT_SHA256: dict[str, str | None] = dict.fromkeys(OMNIGLOT_SETS)
-"""sha256 of the official zips: ``None``, i.e. not pinned. They could not be obtained to verify a
-hash when this was written; the content is checked instead (official layout, every image must
-decode), and the hash of a downloaded zip is logged."""
+"""sha256 of the official zips: ``None`` (none is published; the sha256 of a download is
+logged). The zips are pinned by :data:`OMNIGLOT_MD5` instead, and the content is checked too
+(official layout, every image must decode)."""
+OMNIGLOT_MD5: dict[str, str] = {
+    "images_background": "68d2efa1b9178cc56df9314c21c6e718",
+    "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811",
+}
+"""MD5 of the official zips, as torchvision and most Omniglot loaders pin them."""
 
 OmniglotProtocol = Literal["vinyals", "maml", "lake"]
 _SPLITS: dict[str, tuple[str, ...]] = {
@@ -173,7 +179,7 @@ def omniglot_root(
         if not download:
             raise DataError(_howto(where))
         for s, z in zips.items():
-            download_url(OMNIGLOT_URLS[s], z, OMNIGLOT_SHA256[s])
+            download_url(OMNIGLOT_URLS[s], z, OMNIGLOT_SHA256[s], md5=OMNIGLOT_MD5[s])
     target = candidate if candidate == extracted else extracted
     _extract_sets(zips, target)
     return target
