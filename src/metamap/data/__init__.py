@@ -21,8 +21,8 @@ loader                                 dataset                                  
 Decoding happens once per source and preprocessing (:mod:`metamap.data.cache`; cache folder:
 ``cache_dir=``, else ``$METAMAP_CACHE``, else ``~/.cache/metamap``). A missing, corrupt or
 mislaid source raises :class:`metamap.errors.DataError` saying what is wrong and how to fix it.
-Building blocks: :func:`download_url` (resumable, checked against a pinned sha256 and/or MD5), :func:`extract_archive` (refuses
-members escaping the target), :func:`decode_image`.
+Building blocks: :func:`download_url` (resumable, checked against a pinned sha256 and/or MD5),
+:func:`extract_archive` (refuses members escaping the target), :func:`decode_image`.
 """
 
 from metamap.data.archive import extract_archive, is_archive
