@@ -133,3 +133,86 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["learner"]
     b = load_checkpoint(last)["learner"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _grey_folder(root: Path, classes: int, per_class: int, seed: int) -> None:
+    """Class ``c``: a bright square at a class-specific place on a noisy 28×28 background."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        (root / f"class{c:02d}").mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (28, 28), dtype=np.uint8)
+            r, col = divmod(c, 4)
+            img[2 + 6 * r : 8 + 6 * r, 2 + 6 * col : 8 + 6 * col] = 255
+            Image.fromarray(img, mode="L").save(root / f"class{c:02d}" / f"{i}.png")
+
+
+def _lake_runs(root: Path, runs: int = 2, classes: int = 3) -> Path:
+    """Lake's layout: runNN/{training/classNN.png, test/itemNN.png, class_labels.txt}."""
+    src = root / "glyphs"
+    _grey_folder(src, classes, 2, seed=7)
+    base = root / "omniglot"
+    for r in range(1, runs + 1):
+        run = base / "one-shot-classification" / "all_runs" / f"run{r:02d}"
+        (run / "training").mkdir(parents=True)
+        (run / "test").mkdir()
+        lines = []
+        for c in range(1, classes + 1):
+            (run / "training" / f"class{c:02d}.png").write_bytes(
+                (src / f"class{c - 1:02d}" / "0.png").read_bytes()
+            )
+            (run / "test" / f"item{c:02d}.png").write_bytes(
+                (src / f"class{classes - c:02d}" / "1.png").read_bytes()
+            )
+            lines.append(
+                f"run{r:02d}/test/item{c:02d}.png run{r:02d}/training/class{4 - c:02d}.png"
+            )
+        (run / "class_labels.txt").write_text("\n".join(lines) + "\n")
+    return base
+
+
+@pytest.mark.parametrize("learner", ["protonet", "maml"])
+def test_eval_scores_lakes_one_shot_runs_or_refuses_before_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], learner: str
+) -> None:
+    _grey_folder(tmp_path / "images", 10, 5, seed=0)
+    lake = _lake_runs(tmp_path)
+    cfg = ROOT / "configs" / "omniglot" / "protonet-5w1s.yaml"
+    folder = [
+        "-o", "data.name=folder", "-o", "data.protocol=folder",
+        "-o", f"data.root={tmp_path / 'images'}", "-o", f"data.cache_dir={tmp_path / 'cache'}",
+        "-o", "task.ways=2", "-o", "task.shots=1", "-o", "task.queries=2",
+        "-o", "model.width=8", "-o", f"learner.name={learner}", "-o", "train.steps=2",
+        "-o", "train.meta_batch=2", "-o", "train.val_every=2", "-o", "train.val_tasks=2",
+        "-o", "train.progress=false", "-o", "eval.ways=2", "-o", "eval.shots=[1]",
+        "-o", "eval.steps=[0, 1]",
+    ]  # fmt: skip
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), *folder]) == 0
+    capsys.readouterr()
+    best, out = tmp_path / "run" / "checkpoints" / "best.pt", tmp_path / "e.json"
+    small = ["-o", "eval.tasks=4", "-o", "eval.queries=2"]
+    code = main(["eval", str(best), "--lake", str(lake), *small, "--out", str(out)])
+    printed = capsys.readouterr()
+    if learner == "maml":  # a fixed 2-way head cannot take 3-way runs: refused, nothing evaluated
+        assert code == 2 and "metamap: error:" in printed.err and not out.exists()
+        assert "Lake's one-shot runs are 3-way 1-shot tasks" in printed.err
+        assert "for a 2-way model" in printed.err
+        assert "fixed tasks" not in printed.out
+        return
+    assert code == 0, printed.err
+    res = json.loads(out.read_text())["lake_one_shot"]
+    assert res["runs"] == 2 and len(res["per_run"]) == 2 and 0.0 <= res["error"] <= 1.0
+    assert "Lake et al. one-shot runs (2 × 20-way 1-shot)" in printed.out
+
+
+def test_eval_lake_needs_a_grey_image_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = ROOT / "configs" / "sinusoid" / "maml.yaml"
+    assert main(["train", str(cfg), "--out", str(tmp_path), *SMALL[:2], *SMALL[-6:-2]]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "checkpoints" / "best.pt"), "--lake", "x"]) == 2
+    assert "needs an image checkpoint with data.channels 1" in capsys.readouterr().err

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from metamap.cli_features import add_feature_commands, run_feature_command
-from metamap.errors import MetamapError
+from metamap.errors import ConfigError, MetamapError, TaskShapeError
+from metamap.learners import MetaLearner
 from metamap.train import (
     RunConfig,
     Trainer,
     describe,
     evaluate_run,
+    lake_one_shot_error,
     learner_from_checkpoint,
     load_config,
     read_metrics,
@@ -59,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", parents=[over], help="evaluate a checkpoint on fixed tasks")
     e.add_argument("checkpoint", help="e.g. runs/x/checkpoints/best.pt")
     e.add_argument("--out", help="write the results as JSON to this file")
+    e.add_argument(
+        "--lake",
+        nargs="?",
+        const="",
+        metavar="OMNIGLOT_ROOT",
+        help="also score Lake et al.'s 20 within-alphabet one-shot runs (error rate; humans "
+        "4.5%%), found under OMNIGLOT_ROOT/one-shot-classification/all_runs (default: the "
+        "checkpoint's data.root, else $METAMAP_OMNIGLOT)",
+    )
 
     pl = sub.add_parser("plot", help="adaptation plot and learning curve of a run")
     pl.add_argument("run_dir", help="a run folder written by `metamap train`")
@@ -101,12 +112,45 @@ def _train(cfg: RunConfig, out: str | None, restart: bool) -> Trainer:
     return trainer
 
 
-def _evaluate(ckpt: Path, overrides: Sequence[str], out: Path | None) -> dict[str, Any]:
+def _lake(cfg: RunConfig, learner: MetaLearner, root: str) -> dict[str, Any]:
+    """Lake et al.'s one-shot runs: 20 tasks of 20 grey classes, resized to the model's input."""
+    from metamap.data import omniglot_one_shot_runs
+
+    if cfg.task.family != "episodes" or cfg.data.channels != 1:
+        raise ConfigError(
+            "--lake scores Omniglot's grey one-shot runs: it needs an image checkpoint with "
+            f"data.channels 1 (this one: task.family {cfg.task.family!r}, "
+            f"data.channels {cfg.data.channels})"
+        )
+    where = root or cfg.data.root
+    runs = omniglot_one_shot_runs(where or None, image_size=cfg.data.image_size)
+    try:
+        lake = lake_one_shot_error(learner, runs)
+    except TaskShapeError as e:
+        ways = len(runs[0].train_images) if runs else 0
+        raise TaskShapeError(
+            f"Lake's one-shot runs are {ways}-way 1-shot tasks, which this checkpoint cannot "
+            f"take: {e}"
+        ) from e
+    print(
+        f"Lake et al. one-shot runs ({lake['runs']} × 20-way 1-shot): error "
+        f"{lake['error']:.3f} ± {lake['ci95']:.3f} (humans 0.045)"
+    )
+    return lake
+
+
+def _evaluate(
+    ckpt: Path, overrides: Sequence[str], out: Path | None, lake: str | None = None
+) -> dict[str, Any]:
     cfg, learner, state = learner_from_checkpoint(ckpt, overrides)
+    # Lake's 20 tasks first: a checkpoint that cannot take them fails before the long part.
+    lake_result = _lake(cfg, learner, lake) if lake is not None else None
     results = evaluate_run(cfg, learner)
     results["checkpoint"] = str(ckpt)
     results["step"] = int(state["step"])
     results["learner"] = cfg.learner.name
+    if lake_result is not None:
+        results["lake_one_shot"] = lake_result
     _print_scores(results)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.eval:
                 _evaluate(trainer.best_path, [], trainer.out_dir / "eval.json")
         elif args.command == "eval":
-            _evaluate(Path(args.checkpoint), args.overrides, Path(args.out) if args.out else None)
+            out = Path(args.out) if args.out else None
+            _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)
         elif args.command == "plot":
             _plot(Path(args.run_dir), _steps(args.steps))
         elif args.command == "demo":
