@@ -57,6 +57,31 @@ def test_maml_encoder_is_the_body_and_calibration_fixes_batch_statistics(
     torch.testing.assert_close(whole, b, atol=1e-2, rtol=5e-2)
 
 
+def test_calibration_of_class_sorted_images_sees_the_spread_between_classes(
+    maml_ckpt: Path,
+) -> None:
+    """Images sorted by class (half dark, half bright), calibrated in two batches: unshuffled,
+    each batch would hold one class and the averaged variance would miss the difference
+    between them. The first BatchNorm's statistics must be those of all the images."""
+    ext = FeatureExtractor.from_checkpoint(maml_ckpt)
+    g = torch.Generator().manual_seed(0)
+    dark = torch.rand(100, 1, 28, 28, generator=g) * 0.2
+    x = torch.cat([dark, dark + 0.8])  # sorted by "class"
+    conv = next(m for m in ext.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    bn = next(m for m in ext.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        h = conv(x.contiguous())
+    want_mean, want_var = h.mean(dim=(0, 2, 3)), h.var(dim=(0, 2, 3))
+    cal = ext.calibrate(x, batch_size=100)
+    got = next(m for m in cal.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert got is not bn and got.running_mean is not None and got.running_var is not None
+    torch.testing.assert_close(got.running_mean, want_mean, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(got.running_var, want_var, atol=1e-4, rtol=0.1)
+    # What batches of one class each give: the between-class spread is lost.
+    within = (h[:100].var(dim=(0, 2, 3)) + h[100:].var(dim=(0, 2, 3))) / 2
+    assert float(within.sum()) < 0.5 * float(want_var.sum())
+
+
 def test_channels_last_gives_the_same_features(protonet_ckpt: Path, image_root: Path) -> None:
     a = FeatureExtractor.from_checkpoint(protonet_ckpt, channels_last=False)
     b = FeatureExtractor.from_checkpoint(protonet_ckpt)

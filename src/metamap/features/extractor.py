@@ -154,15 +154,21 @@ class FeatureExtractor:
         )
 
     # ---- BatchNorm statistics -------------------------------------------------------------
-    def calibrate(self, images: ImageSource, batch_size: int = 256) -> FeatureExtractor:
-        """Fix BatchNorm statistics to the mean over ``images`` (batches of ``batch_size``).
+    def calibrate(
+        self, images: ImageSource, batch_size: int = 256, seed: int = 0
+    ) -> FeatureExtractor:
+        """Fix BatchNorm statistics to those of ``images``: the average of the statistics of
+        batches of ``batch_size`` (as AdaBN and ``torch.optim.swa_utils.update_bn`` do).
 
-        Returns a new extractor whose features no longer depend on the batch (``normalization
-        == "running"``); this one is unchanged.
+        The images are shuffled first (``seed``): batches of one class each, as a folder sorted
+        by class would give, would average within-class variances and miss the spread between
+        classes. Returns a new extractor whose features no longer depend on the batch
+        (``normalization == "running"``); this one is unchanged.
         """
         x = self.images(images)
         if len(x) < 2:
             raise TaskShapeError("calibrate needs at least 2 images")
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))]
         new = copy.copy(self)
         new.encoder = copy.deepcopy(self.encoder)
         for m in new.encoder.modules():
