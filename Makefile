@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # so that the `torch>=2.4` range in pyproject never pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint typecheck unit bench bench-omniglot bench-env device-wheels tables clean
+.PHONY: venv demo test lint typecheck unit bench bench-omniglot bench-env device-wheels device-data tables clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ device-wheels: venv
 	rm -rf .whl
 	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(DEVICE_WHEELS)
+
+# Omniglot for the GPU machine, which cannot see ../shared: copied into the git-ignored .data/
+# (about 15 MB), to be carried there (`carry: [".data", ".whl"]`); see README, "GPU".
+SHARED_DATA ?= ../shared/data
+device-data:
+	rm -rf .data/omniglot && mkdir -p .data/omniglot
+	cp -r $(SHARED_DATA)/omniglot/images_background $(SHARED_DATA)/omniglot/images_evaluation \
+		$(SHARED_DATA)/omniglot/one-shot-classification $(SHARED_DATA)/omniglot/splits .data/omniglot/
 
 tables: venv
 	$(PY) benchmarks/make_tables.py

@@ -101,7 +101,7 @@ def omniglot_table() -> str:
     settings = ["5w1s", "5w5s", "20w1s", "20w5s"]
     lines = [
         "| method (config) | " + " | ".join(settings) + " | Lake error | trained on (BatchNorm) "
-        "| trained | CPU time |",
+        "| trained | training time |",
         "|" + "---|" * (len(settings) + 5),
     ]
     for r in runs:
@@ -123,7 +123,13 @@ def omniglot_table() -> str:
             + " | ".join(cells)
             + (f" | {100 * lake['error']:.1f}% | " if lake["error"] is not None else " | n/a | ")
             + f"{episodes} ({bn}) | {budget} | "
-            f"{r['train_seconds'] / 60:.0f} min, {r['threads']} thread(s) |"
+            f"{r['train_seconds'] / 60:.0f} min, "
+            + (
+                r["device_name"]
+                if str(r.get("device", "cpu")).startswith("cuda")
+                else f"{r['threads']} CPU thread(s)"
+            )
+            + " |"
         )
     profiles = []
     for r in runs:

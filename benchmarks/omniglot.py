@@ -6,6 +6,7 @@ CPUs are slow), then evaluates its best-validation checkpoint on every requested
 benchmarks/results/omniglot_<config>.json; `python benchmarks/make_tables.py` renders them.
 
     python benchmarks/omniglot.py --config protonet-5w1s --steps 1500 --settings 5w1s 20w1s
+    python3 benchmarks/omniglot.py --config maml-5w1s --device cuda --data .data/omniglot  # GPU
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from machine import cpu_info  # benchmarks/machine.py
 from metamap.data import omniglot_one_shot_runs
 from metamap.errors import TaskShapeError
 from metamap.train import (
@@ -42,12 +44,18 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=None, help="test settings, e.g. 5w1s 20w1s")
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--device", default="cpu", help="train.device: cpu, cuda, cuda:1, ...")
     ap.add_argument("--data", type=Path, default=SHARED / "omniglot")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    over = [f"data.root={args.data}", "train.progress=false", f"eval.tasks={args.tasks}"]
+    over = [
+        f"data.root={args.data}",
+        "train.progress=false",
+        f"eval.tasks={args.tasks}",
+        f"train.device={args.device}",
+    ]
     if args.steps is not None:
         over.append(f"train.steps={args.steps}")
     cfg = load_config(ROOT / "configs" / "omniglot" / f"{args.config}.yaml", over)
@@ -87,6 +95,12 @@ def main() -> None:
         "best_step": int(state["step"]),
         "train_seconds": round(result.train_seconds, 1),
         "threads": args.threads,
+        "device": args.device,
+        "device_name": (
+            torch.cuda.get_device_name(torch.device(args.device))
+            if args.device.startswith("cuda")
+            else cpu_info()
+        ),
         "test_tasks": args.tasks,
         "queries": cfg.eval.queries,
         "scores": scores,
