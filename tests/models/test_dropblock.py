@@ -124,3 +124,13 @@ def test_reseed_sets_the_warmup_of_blocks_only() -> None:
     state = g.get_state()
     reseed_drop_layers(ResNet12(5, widths=SMALL), g, torch.device("cpu"))
     assert torch.equal(g.get_state(), state)  # no DropBlock: the caller's RNG is not drawn from
+
+
+def test_a_channels_last_input_stays_channels_last() -> None:
+    layer = DropBlock2d(0.2, 3).train()
+    layer.generator = _gen(7)
+    x = torch.randn(4, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    y = layer(x)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    layer.generator = _gen(7)
+    torch.testing.assert_close(layer(x.contiguous()), y)
