@@ -113,6 +113,9 @@ def omniglot_table() -> str:
             cells.append(f"{100 * sc['mean']:.2f} ± {100 * sc['ci95']:.2f}{target}" if sc else "–")
         lake = r["lake_one_shot"]
         unit = "episodes"
+        meta_batch = r["config_dump"]["train"]["meta_batch"]
+        if meta_batch > 1:
+            unit = f"meta-iterations of {meta_batch} episodes"
         if r["learner"] == "pretrain":
             unit = f"steps of {r['config_dump']['train']['batch_size']} images"
         budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} {unit}"
