@@ -10,7 +10,7 @@ holds); rates are compared as episodes per second. Each config's first ``--warmu
 (allocator, cuDNN autotuning, caches) are not timed; the rate is read from the trainer's own
 ``metrics.jsonl`` clock, so validation and checkpoints are excluded.
 
-    python benchmarks/miniimagenet_speed.py --device cpu --threads 1 --steps 3 --max-meta-batch 1
+    python benchmarks/miniimagenet_speed.py --device cpu --threads 1 --steps 3 --max-meta-batch 2
     python3 benchmarks/miniimagenet_speed.py --device cuda --steps 50   # on a GPU machine
 
 Results: benchmarks/results/miniimagenet_speed_<device type>.json (``--results`` to change);

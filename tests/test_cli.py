@@ -205,7 +205,7 @@ def test_eval_scores_lakes_one_shot_runs_or_refuses_before_work(
     assert code == 0, printed.err
     res = json.loads(out.read_text())["lake_one_shot"]
     assert res["runs"] == 2 and len(res["per_run"]) == 2 and 0.0 <= res["error"] <= 1.0
-    assert "Lake et al. one-shot runs (2 × 20-way 1-shot)" in printed.out
+    assert "Lake et al. one-shot runs (2 × 3-way 1-shot)" in printed.out
 
 
 def test_eval_lake_needs_a_grey_image_checkpoint(

@@ -124,16 +124,16 @@ def _lake(cfg: RunConfig, learner: MetaLearner, root: str) -> dict[str, Any]:
         )
     where = root or cfg.data.root
     runs = omniglot_one_shot_runs(where or None, image_size=cfg.data.image_size)
+    ways = len(runs[0].train_images) if runs else 0
     try:
         lake = lake_one_shot_error(learner, runs)
     except TaskShapeError as e:
-        ways = len(runs[0].train_images) if runs else 0
         raise TaskShapeError(
             f"Lake's one-shot runs are {ways}-way 1-shot tasks, which this checkpoint cannot "
             f"take: {e}"
         ) from e
     print(
-        f"Lake et al. one-shot runs ({lake['runs']} × 20-way 1-shot): error "
+        f"Lake et al. one-shot runs ({lake['runs']} × {ways}-way 1-shot): error "
         f"{lake['error']:.3f} ± {lake['ci95']:.3f} (humans 0.045)"
     )
     return lake

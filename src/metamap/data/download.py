@@ -49,11 +49,14 @@ def _digests(path: Path) -> dict[str, str]:
     return {k: h.hexdigest() for k, h in hashes.items()}
 
 
+_HEX_DIGITS = {"sha256": 64, "md5": 32}
+
+
 def _pins(sha256: str | None, md5: str | None) -> dict[str, str]:
     pins = {k: v.lower() for k, v in (("sha256", sha256), ("md5", md5)) if v}
     for k, v in pins.items():
-        if not re.fullmatch(r"[0-9a-f]+", v) or len(v) != {"sha256": 64, "md5": 32}[k]:
-            raise ValueError(f"{k} must be {'64' if k == 'sha256' else '32'} hex digits, got {v!r}")
+        if not re.fullmatch(rf"[0-9a-f]{{{_HEX_DIGITS[k]}}}", v):
+            raise ValueError(f"{k} must be {_HEX_DIGITS[k]} hex digits, got {v!r}")
     return pins
 
 

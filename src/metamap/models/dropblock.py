@@ -1,9 +1,10 @@
 """DropBlock: dropout of contiguous square regions of a feature map.
 
 Ghiasi, Lin & Le, "DropBlock: A regularization method for convolutional networks", NeurIPS 2018.
-In training mode each channel of each example loses ``block_size × block_size`` squares centred
-on positions drawn i.i.d. with probability γ, chosen so that a fraction ``drop_prob`` of the
-activations is dropped on average (their eq. 1)::
+In training mode each channel of each example loses ``block_size × block_size`` squares whose
+top-left corners are drawn i.i.d. with probability γ among the positions where a whole square
+fits, γ chosen so that a fraction ``drop_prob`` of the activations is dropped on average (their
+eq. 1)::
 
     γ = drop_prob / block_size² · H·W / ((H − block_size + 1)(W − block_size + 1))
 
