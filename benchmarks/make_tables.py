@@ -254,8 +254,8 @@ def miniimagenet_speed_table() -> str:
     cpu, gpu = by.get("cpu", {}), by.get("cuda", {})
     lines = [
         "| config (configs/miniimagenet) | meta-batch (CPU / GPU) | CPU episodes/s "
-        "| GPU episodes/s | GPU / CPU | peak GPU MiB |",
-        "|---|---|---|---|---|---|",
+        "| GPU episodes/s | GPU / CPU | peak GPU MiB | CPU process peak RSS MiB |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def eps(r: dict[str, Any]) -> float:  # older files hold it/s only
@@ -283,7 +283,9 @@ def miniimagenet_speed_table() -> str:
             + (f"{eps(b):.3g}" if b else "not run")
             + " | "
             + (f"{eps(b) / eps(a):.0f}×" if a and b else "–")
-            + f" | {b['peak_gpu_mib'] if b else '–'} |"
+            + f" | {b['peak_gpu_mib'] if b else '–'} | "
+            + (f"{a['process_peak_rss_mib']:,}" if a and "process_peak_rss_mib" in a else "–")
+            + " |"
         )
     where = "; ".join(
         f"{k.upper()}: {d['device_name']}, {d['threads']} thread(s), torch {d['torch']}, "
@@ -294,7 +296,8 @@ def miniimagenet_speed_table() -> str:
     lines += [
         "",
         "Training episodes per second of the real trainer (meta-iterations/s × meta-batch; a "
-        "meta-batch below the config's was capped with `--max-meta-batch` for memory). "
+        "meta-batch below the config's was capped with `--max-meta-batch` for memory; the RSS "
+        "column is the benchmark process's peak so far, configs running in table order). "
         f"{where}.",
     ]
     if "cuda" not in data:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -108,6 +109,9 @@ def time_config(
     }
     if device.startswith("cuda"):
         row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    # Peak resident memory of this process so far (configs run in order, so it is this config's
+    # peak only where it exceeds every earlier one's; Linux reports KiB).
+    row["process_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(
         f"{name} on {device}: {row['it_per_s']:.3g} it/s, {row['episodes_per_s']:.3g} episodes/s "
         f"(meta-batch {capped} of {meta_batch}) [{row['protocol']}]",
