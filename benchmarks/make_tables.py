@@ -112,12 +112,13 @@ def omniglot_table() -> str:
             target = f" (paper {paper[s]})" if s in paper else ""
             cells.append(f"{100 * sc['mean']:.2f} ± {100 * sc['ci95']:.2f}{target}" if sc else "–")
         lake = r["lake_one_shot"]
-        unit = "episodes"
-        meta_batch = r["config_dump"]["train"]["meta_batch"]
-        if meta_batch > 1:
-            unit = f"meta-iterations of {meta_batch} episodes"
+        train = r["config_dump"]["train"]
         if r["learner"] == "pretrain":
-            unit = f"steps of {r['config_dump']['train']['batch_size']} images"
+            unit = f"steps of {train['batch_size']} images"
+        elif train["meta_batch"] > 1:
+            unit = f"meta-iterations of {train['meta_batch']} episodes"
+        else:
+            unit = "episodes"
         budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} {unit}"
         task, bn = r["config_dump"]["task"], r["config_dump"]["model"]["batch_norm"]
         episodes = "images" if r["learner"] == "pretrain" else f"{task['ways']}w{task['shots']}s"
