@@ -31,6 +31,7 @@ from metamap.train import (
     lake_one_shot_error,
     learner_from_checkpoint,
     load_config,
+    read_metrics,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +60,15 @@ def main() -> None:
     if args.steps is not None:
         over.append(f"train.steps={args.steps}")
     cfg = load_config(ROOT / "configs" / "omniglot" / f"{args.config}.yaml", over)
-    trainer = Trainer(cfg, args.runs / f"omniglot-{args.config}")
+    run_dir = args.runs / f"omniglot-{args.config}"
+    trainer = Trainer(cfg, run_dir)
     result = trainer.fit()
+    # The validation curve, by step (a resumed run logs its last validation again: keep one).
+    validation = {
+        r["step"]: r["val_accuracy"]
+        for r in read_metrics(run_dir / "metrics.jsonl")
+        if "val_accuracy" in r
+    }
     cfg, learner, state = learner_from_checkpoint(trainer.best_path)
     settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]
     scores = {}
@@ -93,6 +101,7 @@ def main() -> None:
             ROOT / "configs" / "omniglot" / f"{args.config}.yaml"
         ).train.steps,
         "best_step": int(state["step"]),
+        "validation": [{"step": k, "accuracy": v} for k, v in sorted(validation.items())],
         "train_seconds": round(result.train_seconds, 1),
         "threads": args.threads,
         "device": args.device,
