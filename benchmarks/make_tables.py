@@ -215,7 +215,15 @@ def features_table() -> str:
         "`FewShotClassifier(FeatureExtractor.from_checkpoint(ckpt), head)`. Linear probe: "
         f"accuracy (%) of a logistic regression on the features of {data['probe_classes']} "
         "classes, trained on half of each class's images and tested on the other half. "
-        f"torch {data['torch']}, {data['threads']} thread(s). Produced by `{data['command']}`.",
+        f"torch {data['torch']}, {data['threads']} thread(s). Produced by `{data['command']}`"
+        f" on {data['date'][:10]}. Checkpoints (the best validated step of each run in "
+        "runs/bench/): "
+        + "; ".join(
+            f"{BACKBONE_NAMES.get(k, k)}: {r['info']['run']}, step {r['info']['step']:,}"
+            for k, r in data["backbones"].items()
+            if "checkpoint" in r["info"]
+        )
+        + ".",
     ]
     return "\n".join(lines + probe + notes)
 
