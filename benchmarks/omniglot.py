@@ -60,14 +60,13 @@ def main() -> None:
     if args.steps is not None:
         over.append(f"train.steps={args.steps}")
     cfg = load_config(ROOT / "configs" / "omniglot" / f"{args.config}.yaml", over)
-    run_dir = args.runs / f"omniglot-{args.config}"
-    trainer = Trainer(cfg, run_dir)
+    trainer = Trainer(cfg, args.runs / f"omniglot-{args.config}")
     result = trainer.fit()
     # The validation curve, by step (a resumed run logs its last validation again: keep one).
     validation = {
-        r["step"]: r["val_accuracy"]
-        for r in read_metrics(run_dir / "metrics.jsonl")
-        if "val_accuracy" in r
+        r["step"]: r[trainer.val_name]
+        for r in read_metrics(trainer.metrics_path)
+        if trainer.val_name in r
     }
     cfg, learner, state = learner_from_checkpoint(trainer.best_path)
     settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]

@@ -156,6 +156,11 @@ class Trainer:
     def best_path(self) -> Path:
         return self.out_dir / "checkpoints" / "best.pt"
 
+    @property
+    def metrics_path(self) -> Path:
+        """The run's metrics log (JSON lines: step, loss, lr, time, validation)."""
+        return self.out_dir / "metrics.jsonl"
+
     # ---- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -216,7 +221,7 @@ class Trainer:
         resumed = self.resume() if resume else False
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(cfg.to_yaml())
-        log = MetricsLog(self.out_dir / "metrics.jsonl", self.step if resumed else None)
+        log = MetricsLog(self.metrics_path, self.step if resumed else None)
         device, dtype = torch.device(t.device), dtype_of(cfg)
         bar = tqdm(
             total=t.steps,
