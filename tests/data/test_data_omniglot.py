@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -14,11 +15,15 @@ from PIL import Image
 from metamap.data.images import decode_image
 from metamap.data.omniglot import (
     OMNIGLOT_URLS,
+    VINYALS_SHA256,
+    VINYALS_URLS,
     omniglot,
     omniglot_images,
     omniglot_one_shot_runs,
 )
 from metamap.errors import DataError
+from metamap.train import load_config
+from metamap.train.build import load_images
 
 omniglot_mod = importlib.import_module(
     "metamap.data.omniglot"
@@ -48,6 +53,13 @@ def make_omniglot(root: Path, per_char: int = 3) -> Path:
                 char += 1
     vinyals = root / "splits" / "vinyals"
     vinyals.mkdir(parents=True)
+    for split, text in vinyals_lists().items():
+        (vinyals / f"{split}.txt").write_bytes(text)
+    return root
+
+
+def vinyals_lists() -> dict[str, bytes]:
+    """Split lists for LAYOUT in the Vinyals format, every character at 4 rotations."""
     rots = ("rot000", "rot090", "rot180", "rot270")
     chars = {
         "train": ["Alpha/character01", "Alpha/character02", "Beta/character01"],
@@ -55,9 +67,10 @@ def make_omniglot(root: Path, per_char: int = 3) -> Path:
         "test": ["Beta/character02", "Gamma/character01", "Gamma/character02"],
     }
     chars["trainval"] = chars["train"] + chars["val"]
-    for split, names in chars.items():
-        (vinyals / f"{split}.txt").write_text("".join(f"{n}/{r}\n" for n in names for r in rots))
-    return root
+    return {
+        split: "".join(f"{n}/{r}\n" for n in names for r in rots).encode()
+        for split, names in chars.items()
+    }
 
 
 @pytest.fixture
@@ -201,6 +214,59 @@ def test_download_true_fetches_the_official_zips(
         "/images_background.zip",
         "/images_evaluation.zip",
     }
+
+
+def serve_vinyals(http_server, monkeypatch: pytest.MonkeyPatch, *, pinned: bool) -> None:
+    """Serve the synthetic lists in place of the official ones; ``pinned``: pin their sha256."""
+    lists = vinyals_lists()
+    urls = {s: http_server.serve(f"/vinyals/{s}.txt", text) for s, text in lists.items()}
+    monkeypatch.setattr(omniglot_mod, "VINYALS_URLS", urls)
+    if pinned:
+        sums = {s: hashlib.sha256(text).hexdigest() for s, text in lists.items()}
+        monkeypatch.setattr(omniglot_mod, "VINYALS_SHA256", sums)
+
+
+def test_download_true_fetches_the_pinned_vinyals_lists_into_the_cache(
+    omni: Path, cache_dir: Path, http_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert VINYALS_URLS["train"].startswith("https://raw.githubusercontent.com/jakesnell/")
+    assert all(len(VINYALS_SHA256[s]) == 64 for s in VINYALS_URLS)
+    shutil.rmtree(omni / "splits")
+    with monkeypatch.context() as m, pytest.raises(DataError) as e:
+        m.setattr("PIL.Image.open", lambda *a, **k: pytest.fail("decoded before the check"))
+        omniglot("train", root=omni, cache_dir=cache_dir)  # nothing is fetched unless asked
+    msg = str(e.value)
+    assert "Vinyals split list train.txt not found" in msg and VINYALS_URLS["train"] in msg
+    assert "download=True" in msg and "data.download: true" in msg and "data.splits_root" in msg
+    serve_vinyals(http_server, monkeypatch, pinned=False)
+    with pytest.raises(DataError, match=f"expected sha256 {VINYALS_SHA256['train'][:8]}"):
+        omniglot("train", root=omni, cache_dir=cache_dir, download=True)  # not the pinned list
+    serve_vinyals(http_server, monkeypatch, pinned=True)
+    s = omniglot("train", root=omni, cache_dir=cache_dir, download=True)
+    assert s.num_classes == 3 and s.num_episode_classes == 12
+    saved = cache_dir / "omniglot" / "splits" / "vinyals" / "train.txt"
+    assert saved.read_bytes() == vinyals_lists()["train"]
+    fetched = len(http_server.state.requests)
+    assert omniglot("train", root=omni, cache_dir=cache_dir).num_episode_classes == 12
+    assert len(http_server.state.requests) == fetched  # found in the cache: no second fetch
+
+
+def test_a_config_hands_its_splits_root_and_download_to_the_omniglot_loader(
+    omni: Path, tmp_path: Path, cache_dir: Path, http_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = Path(__file__).resolve().parents[2] / "configs" / "omniglot" / "protonet-5w1s.yaml"
+    own = tmp_path / "own-lists"
+    own.mkdir()
+    (own / "train.txt").write_text("Gamma/character01/rot180\n")
+    data = [f"data.root={omni}", f"data.cache_dir={cache_dir}"]
+    cfg = load_config(config, [*data, f"data.splits_root={own}"])
+    assert load_images(cfg, "train").episode_class_names == ("Gamma/character01/rot180",)
+    shutil.rmtree(omni / "splits")
+    with pytest.raises(DataError, match=r"data\.download: true"):
+        load_images(load_config(config, data), "train")
+    serve_vinyals(http_server, monkeypatch, pinned=True)
+    cfg = load_config(config, [*data, "data.download=true"])
+    assert load_images(cfg, "train").num_episode_classes == 12
 
 
 def test_one_shot_runs(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ session-scoped fixture; the other tests reuse its cache.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -15,7 +16,12 @@ import numpy as np
 import pytest
 
 from metamap.data.dataset import ImageClassDataset
-from metamap.data.omniglot import omniglot, omniglot_images, omniglot_one_shot_runs
+from metamap.data.omniglot import (
+    VINYALS_SHA256,
+    omniglot,
+    omniglot_images,
+    omniglot_one_shot_runs,
+)
 
 SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", Path(__file__).parents[2] / "../shared/data"))
 ROOT = SHARED / "omniglot"
@@ -66,6 +72,15 @@ def test_vinyals_splits(full, omni_cache: Path, split: str, chars: int, classes:
     s = omniglot(split, root=ROOT, cache_dir=omni_cache)
     assert (s.num_classes, s.num_episode_classes, len(s)) == (chars, classes, 20 * chars)
     assert np.bincount(s.class_rotations).tolist() == [chars] * 4
+
+
+def test_the_pinned_vinyals_checksums_are_those_of_the_real_lists() -> None:
+    """The sha256 a download is checked against is that of the lists the table was made with."""
+    folder = ROOT / "splits" / "vinyals"
+    sums = {
+        s: hashlib.sha256((folder / f"{s}.txt").read_bytes()).hexdigest() for s in VINYALS_SHA256
+    }
+    assert sums == VINYALS_SHA256
 
 
 def test_vinyals_and_maml_splits_partition_the_characters(full, omni_cache: Path) -> None:

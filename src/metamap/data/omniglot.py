@@ -18,8 +18,11 @@ and every split is a selection of it.
 * ``protocol="vinyals"`` (Vinyals et al. 2016, as distributed with Prototypical Networks, Snell et
   al. 2017): class lists ``train``/``val``/``trainval``/``test`` (1,028 / 172 / 1,200 / 423
   characters), each line ``<Alphabet>/character<NN>/rot<DDD>``; a *class* is a character at one
-  rotation, so there are 4×as many classes (4,112 / 688 / 4,800 / 1,692). The lists are read from
-  ``splits_root`` (default ``<root>/splits/vinyals``); they are not shipped with metamap.
+  rotation, so there are 4×as many classes (4,112 / 688 / 4,800 / 1,692). The lists are not
+  shipped with metamap. They are read from ``splits_root`` if given, else from
+  ``<root>/splits/vinyals`` or ``<cache>/omniglot/splits/vinyals``; with ``download=True`` a
+  missing list is fetched from the Prototypical Networks repository at a pinned commit
+  (:data:`VINYALS_URLS`) and checked against :data:`VINYALS_SHA256`.
 * ``protocol="maml"`` (Finn et al. 2017, after Santoro et al. 2016): a seeded random permutation of
   all 1,623 characters into 1,100 train, 100 val (together ``trainval``) and 423 test characters.
   MAML's own code shuffled ``os.listdir`` order with Python's ``random.seed(1)``, which is not
@@ -83,6 +86,8 @@ __all__ = [
     "OMNIGLOT_SETS",
     "OMNIGLOT_SHA256",
     "OMNIGLOT_URLS",
+    "VINYALS_SHA256",
+    "VINYALS_URLS",
     "OmniglotProtocol",
     "OmniglotSplit",
     "OneShotRun",
@@ -106,6 +111,21 @@ OMNIGLOT_MD5: dict[str, str] = {
 }
 """MD5 of the official zips, as torchvision and most Omniglot loaders pin them."""
 
+_VINYALS_BASE = (
+    "https://raw.githubusercontent.com/jakesnell/prototypical-networks/"
+    "c9bb4d258267c11cb6e23f0a19242d24ca98ad8a/data/omniglot/splits/vinyals/"
+)
+VINYALS_URLS = {s: f"{_VINYALS_BASE}{s}.txt" for s in ("train", "val", "trainval", "test")}
+"""The Vinyals split lists as distributed with Prototypical Networks (Snell et al. 2017), at a
+pinned commit so that :data:`VINYALS_SHA256` holds."""
+VINYALS_SHA256 = {
+    "train": "984522c194c30fb678ce53304a160a42faf5403ad4f9a67010f32dd3a35738e0",
+    "val": "11f99e54faee3e26f53d3231c1cceac5bf7b8730e9be31cb6dab256551dc0c1a",
+    "trainval": "5276ae50c755596d0bff7f2284e85625695549a85ee6e36b6491ad1e5d1cc26a",
+    "test": "845264cc5c156180828ccf17915668b17ee21424d0170df6e7d81676aa5d1204",
+}
+"""sha256 of each list at that commit (4,112 / 688 / 4,800 / 1,692 lines)."""
+
 OmniglotProtocol = Literal["vinyals", "maml", "lake"]
 _SPLITS: dict[str, tuple[str, ...]] = {
     "vinyals": ("train", "val", "trainval", "test"),
@@ -118,11 +138,12 @@ _ROT = re.compile(r"rot(\d{3})")
 
 def _howto(where: str) -> str:
     return (
-        f"Omniglot not found {where}. Either pass download=True (fetches "
-        f"{OMNIGLOT_URLS['images_background']} and {OMNIGLOT_URLS['images_evaluation']} into the "
-        "cache folder and extracts them there), or download those two zips yourself and pass "
-        f"root=<folder holding them> (or set {OMNIGLOT_ENV}), or point root= / {OMNIGLOT_ENV} at "
-        "an extracted copy laid out as <root>/images_background/<Alphabet>/character<NN>/*.png "
+        f"Omniglot not found {where}. Either pass download=True (in a config: data.download: "
+        f"true) to fetch {OMNIGLOT_URLS['images_background']} and "
+        f"{OMNIGLOT_URLS['images_evaluation']} into the cache folder and extract them there, or "
+        "download those two zips yourself and pass root=<folder holding them> (in a config: "
+        f"data.root; or set {OMNIGLOT_ENV}), or point root= / data.root / {OMNIGLOT_ENV} at an "
+        "extracted copy laid out as <root>/images_background/<Alphabet>/character<NN>/*.png "
         "and <root>/images_evaluation/<Alphabet>/character<NN>/*.png"
     )
 
@@ -303,14 +324,45 @@ class OmniglotSplit(ImageClassDataset):
         return np.ascontiguousarray(np.rot90(self.images[idx], k, axes=(-2, -1)))
 
 
+def _vinyals_list(
+    split: str,
+    data_root: Path,
+    splits_root: str | os.PathLike[str] | None,
+    cache_dir: str | os.PathLike[str] | None,
+    download: bool,
+) -> Path:
+    """The Vinyals list of ``split``: in ``splits_root`` if given, else beside the data or in the
+    cache, else (``download=True``) fetched into the cache and sha256-checked."""
+    name = f"{split}.txt"
+    if splits_root is not None:
+        path = Path(splits_root).expanduser() / name
+        if not path.is_file():
+            raise DataError(
+                f"Vinyals split list {path} not found. It is not shipped with metamap: take "
+                "data/omniglot/splits/vinyals/{train,val,trainval,test}.txt from "
+                "github.com/jakesnell/prototypical-networks and pass splits_root=<that folder>, "
+                "or leave splits_root unset and pass download=True (in a config: "
+                "data.download: true)"
+            )
+        return path
+    cached = resolve_cache_dir(cache_dir) / "omniglot" / "splits" / "vinyals"
+    for folder in (data_root / "splits" / "vinyals", cached):
+        if (folder / name).is_file():
+            return folder / name
+    if download:
+        return download_url(VINYALS_URLS[split], cached / name, VINYALS_SHA256[split])
+    raise DataError(
+        f"Vinyals split list {name} not found in {data_root / 'splits' / 'vinyals'} or {cached}. "
+        "It is not shipped with metamap. Pass download=True (in a config: data.download: true) "
+        f"to fetch it from {VINYALS_URLS[split]} (sha256-checked), or take "
+        "data/omniglot/splits/vinyals/{train,val,trainval,test}.txt from "
+        "github.com/jakesnell/prototypical-networks and pass splits_root=<that folder> (in a "
+        "config: data.splits_root), or use protocol='maml' (data.protocol: maml), which needs "
+        "no lists"
+    )
+
+
 def _read_vinyals(path: Path, known: dict[str, int]) -> list[tuple[int, int, str]]:
-    if not path.is_file():
-        raise DataError(
-            f"Vinyals split list {path} not found. It is not shipped with metamap: take "
-            "data/omniglot/splits/vinyals/{train,val,trainval,test}.txt from "
-            "github.com/jakesnell/prototypical-networks and pass splits_root=<that folder> "
-            "(default: <omniglot root>/splits/vinyals)"
-        )
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
@@ -350,13 +402,16 @@ def omniglot(
     ``background``/``evaluation`` (``lake``). ``rotations``: ``None`` keeps the protocol's
     default (``vinyals``: the rotations its lists name; ``maml``/``lake``: none); ``True`` makes
     every character at 0/90/180/270° a class; ``False`` keeps each character once, unrotated.
-    ``seed`` only matters for ``maml``.
+    ``seed`` only matters for ``maml``. ``download=True`` fetches what is missing: the official
+    zips (:func:`omniglot_root`) and, for ``vinyals`` without ``splits_root``, the split list.
     """
     if protocol not in _SPLITS:
         raise ValueError(f"protocol must be one of {sorted(_SPLITS)}, got {protocol!r}")
     if split not in _SPLITS[protocol]:
         raise ValueError(f"split of protocol {protocol!r} must be one of {_SPLITS[protocol]}")
     data_root = omniglot_root(root, cache_dir=cache_dir, download=download)
+    if protocol == "vinyals":  # found (or fetched) before the images are decoded
+        list_path = _vinyals_list(split, data_root, splits_root, cache_dir, download)
     full = omniglot_images(
         data_root,
         image_size=image_size,
@@ -368,12 +423,7 @@ def omniglot(
     names = list(full.class_names)
     rows: list[tuple[int, int, str]]
     if protocol == "vinyals":
-        sroot = (
-            Path(splits_root).expanduser()
-            if splits_root is not None
-            else data_root / "splits" / "vinyals"
-        )
-        rows = _read_vinyals(sroot / f"{split}.txt", {n: i for i, n in enumerate(names)})
+        rows = _read_vinyals(list_path, {n: i for i, n in enumerate(names)})
     else:
         if protocol == "maml":
             if len(names) <= MAML_TRAIN + MAML_VAL:

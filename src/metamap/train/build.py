@@ -81,7 +81,13 @@ def _load_images(data_json: str, split: str) -> ImageClassDataset:
         if d.protocol == "folder":
             raise ConfigError("data.protocol 'folder' is for data.name 'folder'")
         return omniglot(
-            split, d.protocol, root=d.root, image_size=d.image_size, cache_dir=d.cache_dir
+            split,
+            d.protocol,
+            root=d.root,
+            splits_root=d.splits_root,
+            image_size=d.image_size,
+            cache_dir=d.cache_dir,
+            download=d.download,
         )
     if d.name in ("mini_imagenet", "tiered_imagenet"):
         load = mini_imagenet if d.name == "mini_imagenet" else tiered_imagenet

@@ -85,11 +85,12 @@ class DataConfig(_Section):
     variable (``METAMAP_OMNIGLOT``, ``METAMAP_IMAGENET``, ``METAMAP_CIFAR100``,
     ``METAMAP_CUB``)."""
     splits_root: str | None = None
-    """Split lists where the dataset needs them (Vinyals lists for Omniglot are found beside
-    the data; mini/tiered-ImageNet CSVs; optional CIFAR-FS lists)."""
+    """Split lists where the dataset needs them: Omniglot's Vinyals lists (default: beside the
+    data, in the cache, or downloaded), mini/tiered-ImageNet CSVs, optional CIFAR-FS lists."""
     download: bool = False
-    """Download the source from its official address (sha256-checked) where it is missing
-    (CIFAR-FS, FC100)."""
+    """Download what is missing from its official address, checked against pinned checksums:
+    Omniglot's zips and Vinyals lists, the CIFAR-100 binary archive (CIFAR-FS, FC100). ImageNet
+    and CUB must be given with ``root``."""
     cache_dir: str | None = None
     protocol: Literal["vinyals", "maml", "folder"] = "vinyals"
     image_size: PositiveInt = 28
