@@ -110,6 +110,24 @@ def test_optimizer_schedule_and_augmentation_settings_are_checked(
     assert needle in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["data.channels=3"], "'omniglot' has grey images: set data.channels 1"),
+        (["data.name=cifar_fs", "data.channels=3"], "has 3×32×32 images"),
+        (["data.name=fc100", "data.image_size=84", "data.channels=3"], "has 3×32×32 images"),
+        (["data.name=mini_imagenet", "data.image_size=84"], "set data.channels 3"),
+    ],
+)
+def test_image_size_and_channels_must_be_the_datasets(overrides: list[str], needle: str) -> None:
+    """Refused when the config is read, not at the first step after the data is decoded."""
+    episodes = ["task.family=episodes", "model.name=conv4"]
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [*episodes, *overrides])
+    assert needle in str(e.value)
+    load_config(None, episodes)  # the defaults (grey 28×28 Omniglot) are consistent
+
+
 def test_metric_scale_is_only_for_matching_networks() -> None:
     assert load_config(None, ["learner.name=maml"]).learner.metric_scale is None
     with pytest.raises(ConfigError, match="metric_scale is a Matching Networks setting"):

@@ -72,7 +72,8 @@ class DataConfig(_Section):
     ``maml`` (seeded 1,100 / 100 / 423 characters) for Omniglot, ``folder`` for your own images
     (``root/<class>/*.png``; the split is a seeded class split by ``split_fractions``); the other
     datasets have one standard split each and ignore it. ``image_size``/``channels`` must match
-    the dataset (CIFAR: 32/3; ImageNet and CUB: any size, 3 channels).
+    the dataset (Omniglot: any size, 1 channel; CIFAR: 32/3; ImageNet and CUB: any size, 3
+    channels).
     """
 
     name: Literal[
@@ -277,6 +278,8 @@ class RunConfig(_Section):
             raise ValueError(
                 f"data.name {d.name!r} has 3×32×32 images: set image_size 32, channels 3"
             )
+        if d.name == "omniglot" and d.channels != 1:
+            raise ValueError("data.name 'omniglot' has grey images: set data.channels 1")
         if d.name in ("mini_imagenet", "tiered_imagenet", "cub") and d.channels != 3:
             raise ValueError(f"data.name {d.name!r} has colour images: set data.channels 3")
         images = self.task.family == "episodes"
