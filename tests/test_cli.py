@@ -208,6 +208,34 @@ def test_eval_scores_lakes_one_shot_runs_or_refuses_before_work(
     assert "Lake et al. one-shot runs (2 × 3-way 1-shot)" in printed.out
 
 
+@pytest.mark.parametrize("learner", ["protonet", "maml"])
+def test_train_eval_refuses_an_evaluation_that_cannot_run_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], learner: str
+) -> None:
+    override, needle = "eval.shots=[4]", "shots + queries = 6 but class"
+    _grey_folder(tmp_path / "images", 15, 5, seed=0)  # test split: 3 classes of 5 images
+    cfg = ROOT / "configs" / "omniglot" / "protonet-5w1s.yaml"
+    run = [
+        "-o", "data.name=folder", "-o", "data.protocol=folder",
+        "-o", f"data.root={tmp_path / 'images'}", "-o", f"data.cache_dir={tmp_path / 'cache'}",
+        "-o", "task.ways=2", "-o", "task.shots=1", "-o", "task.queries=2",
+        "-o", "model.width=8", "-o", f"learner.name={learner}", "-o", "train.steps=2",
+        "-o", "train.meta_batch=2", "-o", "train.val_every=2", "-o", "train.val_tasks=2",
+        "-o", "train.progress=false", "-o", "eval.ways=2", "-o", "eval.shots=[1]",
+        "-o", "eval.queries=2", "-o", "eval.steps=[0, 1]", "-o", "eval.tasks=4",
+    ]  # fmt: skip
+    out = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(out), *run, "-o", override]) == 0  # no --eval
+    capsys.readouterr()
+    out = tmp_path / "run-eval"
+    code = main(["train", str(cfg), "--out", str(out), *run, "-o", override, "--eval"])
+    err = capsys.readouterr().err
+    assert code == 2 and "metamap: error:" in err and needle in err, err
+    assert not (out / "checkpoints").exists() and not (out / "eval.json").exists()
+    assert main(["train", str(cfg), "--out", str(out), *run, "--eval"]) == 0  # as it should be
+    assert (out / "eval.json").is_file()
+
+
 def test_eval_lake_needs_a_grey_image_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

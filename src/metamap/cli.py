@@ -20,6 +20,7 @@ from metamap.learners import MetaLearner
 from metamap.train import (
     RunConfig,
     Trainer,
+    check_evaluation,
     describe,
     evaluate_run,
     lake_one_shot_error,
@@ -95,12 +96,14 @@ def _print_scores(results: dict[str, Any]) -> None:
         print(f"  {shots:>8}  " + "   ".join(cells))
 
 
-def _train(cfg: RunConfig, out: str | None, restart: bool) -> Trainer:
+def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = False) -> Trainer:
     if cfg.train.threads is not None:
         import torch
 
         torch.set_num_threads(cfg.train.threads)
     trainer = Trainer(cfg, out)
+    if evaluate:  # an evaluation that cannot run fails now, not after the training
+        check_evaluation(cfg, trainer.learner)
     if not restart and trainer.last_path.exists():
         print(f"resuming from {trainer.last_path}", file=sys.stderr)
     result = trainer.fit(resume=not restart)
@@ -198,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             cfg = load_config(args.config, args.overrides)
-            trainer = _train(cfg, args.out, args.restart)
+            trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
             if args.eval:
                 _evaluate(trainer.best_path, [], trainer.out_dir / "eval.json")
         elif args.command == "eval":
@@ -210,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from metamap.defaults import default_config_path
 
             cfg = load_config(default_config_path(), [f"out_dir={args.out}", *args.overrides])
-            trainer = _train(cfg, args.out, restart=False)
+            trainer = _train(cfg, args.out, restart=False, evaluate=True)
             _evaluate(trainer.best_path, [], trainer.out_dir / "eval.json")
             _plot(trainer.out_dir, [0, 1, 10])
         else:

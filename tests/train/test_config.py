@@ -128,6 +128,15 @@ def test_image_size_and_channels_must_be_the_datasets(overrides: list[str], need
     load_config(None, episodes)  # the defaults (grey 28×28 Omniglot) are consistent
 
 
+def test_a_fixed_head_learner_is_not_evaluated_on_other_ways() -> None:
+    episodes = ["task.family=episodes", "model.name=conv4", "task.ways=5"]
+    for name in ("maml", "fomaml", "anil", "metasgd", "reptile"):
+        with pytest.raises(ConfigError, match=r"adapts a fixed 5-way head .* 20-way test tasks"):
+            load_config(None, [*episodes, f"learner.name={name}", "eval.ways=20"])
+        assert load_config(None, [*episodes, f"learner.name={name}", "eval.ways=5"])
+    assert load_config(None, [*episodes, "learner.name=protonet", "eval.ways=20"]).eval.ways == 20
+
+
 def test_metric_scale_is_only_for_matching_networks() -> None:
     assert load_config(None, ["learner.name=maml"]).learner.metric_scale is None
     with pytest.raises(ConfigError, match="metric_scale is a Matching Networks setting"):

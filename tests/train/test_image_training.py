@@ -14,7 +14,14 @@ from PIL import Image
 from metamap.errors import ConfigError, TaskShapeError
 from metamap.learners import PretrainBaseline
 from metamap.models import drop_layers
-from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_config, read_metrics
+from metamap.train import (
+    Trainer,
+    check_evaluation,
+    evaluate_run,
+    learner_from_checkpoint,
+    load_config,
+    read_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +89,26 @@ def test_image_learner_trains_validates_and_evaluates(
     scores = res["scores"]["1-shot"]
     assert all(s["n"] == 6 and 0.0 <= s["mean"] <= 1.0 for s in scores.values())
     assert "BatchNorm transductive" in res["protocol"]
+
+
+@pytest.mark.parametrize("learner", ["protonet", "maml", "pretrain"])
+def test_checking_the_evaluation_leaves_the_learner_and_random_state_as_they_were(
+    folder: Path, tmp_path: Path, learner: str
+) -> None:
+    over = [*folder_run(folder, tmp_path), f"learner.name={learner}", "model.batch_norm=inductive"]
+    cfg = load_config(None, [*over, "eval.ways=2", "eval.shots=[1]", "eval.queries=2"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.learner.train()
+    before = {k: v.clone() for k, v in trainer.learner.state_dict().items()}
+    rng = torch.get_rng_state()
+    check_evaluation(cfg, trainer.learner)
+    after = trainer.learner.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(torch.get_rng_state(), rng) and trainer.learner.training
+    bad = load_config(None, [*over, "eval.ways=2", "eval.shots=[2]", "eval.queries=4"])
+    with pytest.raises(TaskShapeError, match="shots \\+ queries = 6"):
+        check_evaluation(bad, trainer.learner)
 
 
 def test_pretrain_baseline_learns_base_classes_and_resumes_exactly(

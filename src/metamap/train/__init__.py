@@ -15,7 +15,12 @@ from metamap.train.config import (
 )
 from metamap.train.evaluate import Summary, evaluate, summarize
 from metamap.train.metrics import MetricsLog, read_metrics
-from metamap.train.protocol import evaluate_run, lake_one_shot_error, learner_from_checkpoint
+from metamap.train.protocol import (
+    check_evaluation,
+    evaluate_run,
+    lake_one_shot_error,
+    learner_from_checkpoint,
+)
 from metamap.train.trainer import Trainer, TrainResult
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "build_learner",
     "build_model",
     "build_tasks",
+    "check_evaluation",
     "describe",
     "evaluate",
     "evaluate_run",

@@ -287,6 +287,13 @@ class RunConfig(_Section):
             raise ValueError("task.family 'episodes' needs model.name 'conv4' or 'resnet12'")
         if not images and self.model.name != "mlp":
             raise ValueError(f"regression tasks need model.name 'mlp', not {self.model.name!r}")
+        ways, test_ways = self.task.ways, self.eval.ways
+        if images and self.learner.name not in _ENCODER_LEARNERS and test_ways not in (None, ways):
+            raise ValueError(
+                f"learner {self.learner.name!r} adapts a fixed {ways}-way head (task.ways), so "
+                f"it cannot take {test_ways}-way test tasks: leave eval.ways unset (or {ways}), "
+                f"or train a {test_ways}-way model (task.ways={test_ways})"
+            )
         if not images and self.learner.name in _ENCODER_LEARNERS:
             raise ValueError(f"learner {self.learner.name!r} is for classification episodes")
         if self.model.drop_rate > 0 and self.model.name != "resnet12":

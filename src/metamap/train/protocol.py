@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from metamap.train.checkpoint import load_checkpoint
 from metamap.train.config import RunConfig, apply_overrides, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 
-__all__ = ["evaluate_run", "lake_one_shot_error", "learner_from_checkpoint"]
+__all__ = ["check_evaluation", "evaluate_run", "lake_one_shot_error", "learner_from_checkpoint"]
 
 _CHUNK = 100
 
@@ -90,6 +91,26 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
             for k, s in ((k, summarize(v)) for k, v in scores.items())
         }
     return results
+
+
+def check_evaluation(cfg: RunConfig, learner: MetaLearner) -> None:
+    """Raise now if :func:`evaluate_run` would fail on ``cfg.eval``, e.g. before a long training.
+
+    Scores the first fixed test task of each shot count, so that more shots + queries than a test
+    class holds, more ways than the test split has, or ways a fixed-size head cannot take, fail
+    here with the error the evaluation would give. The learner's weights and buffers and the
+    global random state are as they were afterwards.
+    """
+    e = cfg.eval
+    dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways)
+    steps = [max(e.steps)] if hasattr(learner, "inner_steps") else [0]
+    weights = copy.deepcopy(learner.state_dict())
+    with torch.random.fork_rng(devices=[]):
+        try:
+            for shots in e.shots:
+                evaluate_scores(learner, dist.fixed_tasks(1, e.seed, shots=shots), steps)
+        finally:
+            learner.load_state_dict(weights)
 
 
 def lake_one_shot_error(learner: MetaLearner, runs: Sequence[OneShotRun]) -> dict[str, Any]:
