@@ -1,13 +1,15 @@
-"""Episode sampling speed on an Omniglot-sized dataset (episodes per second, one core).
+"""Episode sampling speed on Omniglot (episodes per second, one core).
 
-The dataset is synthetic — random uint8 images — so that no data files are needed, with the
-shape of Omniglot as used for few-shot learning (Vinyals et al. 2016): 1×28×28 images, 20 per
-character, 1,200 meta-training characters (the ``trainval`` split), each in 4 rotations =
-4,800 classes. Two samplers are timed: ``rotations`` (1,200 dataset classes × 4 quarter turns,
-the real set-up) and ``plain`` (4,800 dataset classes, no rotation). Each setting
-(5/20-way, 1/5-shot, 15 queries per class, batches of 1 and 32 episodes) is timed for
-``--seconds`` several times; the best repeat is reported (the machine may be shared).
-Also timed: the Meta-Dataset sampler (one episode per call) on the ``plain`` dataset.
+Timed on the real Omniglot when it is there (``--data``, default ``../shared/data/omniglot`` or
+``$METAMAP_SHARED_DATA/omniglot``): the Vinyals ``trainval`` split from metamap's decoded cache,
+1,200 characters × 20 images of 1×28×28, each character in 4 rotations = 4,800 classes, as the
+trainer samples it. Also timed, with no data files needed, on synthetic random uint8 images of
+the same shape: ``rotations`` (1,200 dataset classes × 4 quarter turns, the same set-up) and
+``plain`` (4,800 dataset classes, no rotation). Each setting (5/20-way, 1/5-shot, 15 queries per
+class, batches of 1 and 32 episodes) is timed for ``--seconds`` several times; the best repeat
+is reported (the machine may be shared). Also timed: the Meta-Dataset sampler (one episode per
+call) on the ``plain`` dataset. The target (issue 3): ≥ 2,000 5-way 5-shot 15-query Omniglot
+episodes per second.
 
     OMP_NUM_THREADS=1 python benchmarks/episode_speed.py   # → benchmarks/results/episode_speed.json
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -26,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metamap.data import omniglot
 from metamap.data.dataset import ImageClassDataset
 from metamap.tasks import EpisodeSampler, MetaDatasetSampler, make_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_OMNIGLOT = Path("/work/shared/data/omniglot")
+SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]  # (ways, shots)
 QUERIES = 15
 BATCHES = [1, 32]
@@ -56,43 +60,39 @@ def rate(fn: Callable[[], object], per_call: int, seconds: float, repeats: int) 
     return best
 
 
-def real_data_note() -> str:
-    if not SHARED_OMNIGLOT.is_dir():
-        return "no shared Omniglot copy found"
-    chars = [
-        d
-        for part in ("images_background", "images_evaluation")
-        for alphabet in sorted((SHARED_OMNIGLOT / part).glob("*"))
-        for d in sorted(alphabet.glob("character*"))
-    ]
-    trainval = SHARED_OMNIGLOT / "splits" / "vinyals" / "trainval.txt"
-    n_tv = len(trainval.read_text().split()) if trainval.is_file() else "?"
-    return (
-        f"{SHARED_OMNIGLOT} holds {len(chars)} characters × 20 drawings (105×105 PNGs); resized "
-        f"to 28×28 with the Vinyals trainval split ({n_tv} rotation classes) it has the same "
-        "shape as the synthetic 'rotations' dataset timed here"
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=1.0, help="time per repeat")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data", type=Path, default=SHARED / "omniglot", help="Omniglot folder")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    datasets = {"rotations": synthetic(1200), "plain": synthetic(4800, seed=1)}
-    rotations = {
-        "class_base": np.repeat(np.arange(1200), 4),
-        "class_rotations": np.tile(np.arange(4), 1200),
-    }
+    datasets: dict[str, ImageClassDataset] = {}
+    rotations: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (class_base, rotations)
+    if (args.data / "images_background").is_dir():
+        real = omniglot("trainval", "vinyals", root=args.data)
+        datasets["omniglot"] = real
+        rotations["omniglot"] = (real.class_base, real.class_rotations)
+        real_note = (
+            f"'omniglot': the real Omniglot ({args.data}), Vinyals trainval split from the "
+            f"decoded cache: {real.num_classes} characters × 4 rotations = "
+            f"{real.num_episode_classes} classes, {len(real)} images of 1×28×28"
+        )
+    else:
+        real_note = f"'omniglot': not timed, no Omniglot copy at {args.data}"
+        print(real_note)
+    datasets |= {"rotations": synthetic(1200), "plain": synthetic(4800, seed=1)}
+    rotations["rotations"] = (np.repeat(np.arange(1200), 4), np.tile(np.arange(4), 1200))
     results: dict[str, dict[str, float]] = {}
     for name, data in datasets.items():
-        extra = rotations if name == "rotations" else {}
+        base, rot = rotations.get(name, (None, None))
         for ways, shots in SETTINGS:
-            sampler = EpisodeSampler(data, ways, shots, QUERIES, **extra)
+            sampler = EpisodeSampler(
+                data, ways, shots, QUERIES, class_base=base, class_rotations=rot
+            )
             for b in BATCHES:
                 g = make_generator(0)
                 eps = rate(lambda: sampler.sample(b, g), b, args.seconds, args.repeats)  # noqa: B023
@@ -109,13 +109,12 @@ def main() -> None:
     res = {
         "benchmark": "episode_speed",
         "command": " ".join(["python", *sys.argv]),
-        "dataset": "synthetic uint8, 1×28×28, 20 images per class; 'rotations': 1200 classes × "
-        "4 quarter turns = 4800 sampler classes; 'plain': 4800 classes",
+        "dataset": f"{real_note}; synthetic uint8, 1×28×28, 20 images per class: 'rotations': "
+        "1200 classes × 4 quarter turns = 4800 sampler classes; 'plain': 4800 classes",
         "queries_per_class": QUERIES,
         "unit": "episodes per second (best of repeats), keys '<ways>w<shots>s_b<batch size>'",
         "episodes_per_second": results,
         "metadataset_episodes_per_second": round(md_rate, 1),
-        "real_data": real_data_note(),
         "threads": args.threads,
         "seconds_per_repeat": args.seconds,
         "repeats": args.repeats,

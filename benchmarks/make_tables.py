@@ -228,6 +228,40 @@ def features_table() -> str:
     return "\n".join(lines + probe + notes)
 
 
+def episode_speed_table() -> str:
+    path = RESULTS / "episode_speed.json"
+    if not path.exists():
+        return "_No results yet: run `python benchmarks/episode_speed.py`._"
+    data = json.loads(path.read_text())
+    eps = data["episodes_per_second"]
+    names = {
+        "omniglot": "Omniglot",
+        "rotations": "synthetic, 1,200 × 4 rotations",
+        "plain": "synthetic, 4,800 classes",
+    }
+    sets = [n for n in names if n in eps]
+    head = " | ".join(f"{names[n]}, batch {b}" for n in sets for b in (1, 32))
+    lines = [f"| episode | {head} |", "|---|" + "---|" * (2 * len(sets))]
+    for key in eps[sets[0]]:
+        if not key.endswith("_b1"):
+            continue
+        setting = key.removesuffix("_b1")
+        ways, shots = setting.removesuffix("s").split("w")
+        cells = " | ".join(f"{eps[n][f'{setting}_b{b}']:,.0f}" for n in sets for b in (1, 32))
+        lines.append(f"| {ways}-way {shots}-shot | {cells} |")
+    lines += [
+        "",
+        "Episodes per second of `EpisodeSampler.sample(batch, generator)` "
+        f"({data['queries_per_class']} queries per class, float32 tensors out; best of "
+        f"{data['repeats']} repeats of "
+        f"{data['seconds_per_repeat']:g} s, {data['threads']} thread, torch {data['torch']}, "
+        f"{data['date'][:10]}). Data: {data['dataset']}. The Meta-Dataset sampler (variable ways "
+        f"and shots, one episode per call): {data['metadataset_episodes_per_second']:,.0f} "
+        f"episodes/s. Produced by `{data['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
 def embed_speed_table() -> str:
     path = RESULTS / "embed_speed.json"
     if not path.exists():
@@ -377,6 +411,7 @@ def main() -> None:
     text = replace(text, "features", features_table())
     text = replace(text, "easyfsl", easyfsl_table())
     text = replace(text, "embed_speed", embed_speed_table())
+    text = replace(text, "episode_speed", episode_speed_table())
     text = replace(text, "miniimagenet_speed", miniimagenet_speed_table())
     readme.write_text(text)
     print(f"updated {readme}")
