@@ -174,6 +174,19 @@ def _lake_runs(root: Path, runs: int = 2, classes: int = 3) -> Path:
     return base
 
 
+def _folder_run(images: Path, cache: Path, learner: str) -> list[str]:
+    """Overrides of the Omniglot ProtoNet config for 2 steps of 2-way 1-shot on a folder."""
+    return [
+        "-o", "data.name=folder", "-o", "data.protocol=folder",
+        "-o", f"data.root={images}", "-o", f"data.cache_dir={cache}",
+        "-o", "task.ways=2", "-o", "task.shots=1", "-o", "task.queries=2",
+        "-o", "model.width=8", "-o", f"learner.name={learner}", "-o", "train.steps=2",
+        "-o", "train.meta_batch=2", "-o", "train.val_every=2", "-o", "train.val_tasks=2",
+        "-o", "train.progress=false", "-o", "eval.ways=2", "-o", "eval.shots=[1]",
+        "-o", "eval.steps=[0, 1]",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("learner", ["protonet", "maml"])
 def test_eval_scores_lakes_one_shot_runs_or_refuses_before_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], learner: str
@@ -181,15 +194,7 @@ def test_eval_scores_lakes_one_shot_runs_or_refuses_before_work(
     _grey_folder(tmp_path / "images", 10, 5, seed=0)
     lake = _lake_runs(tmp_path)
     cfg = ROOT / "configs" / "omniglot" / "protonet-5w1s.yaml"
-    folder = [
-        "-o", "data.name=folder", "-o", "data.protocol=folder",
-        "-o", f"data.root={tmp_path / 'images'}", "-o", f"data.cache_dir={tmp_path / 'cache'}",
-        "-o", "task.ways=2", "-o", "task.shots=1", "-o", "task.queries=2",
-        "-o", "model.width=8", "-o", f"learner.name={learner}", "-o", "train.steps=2",
-        "-o", "train.meta_batch=2", "-o", "train.val_every=2", "-o", "train.val_tasks=2",
-        "-o", "train.progress=false", "-o", "eval.ways=2", "-o", "eval.shots=[1]",
-        "-o", "eval.steps=[0, 1]",
-    ]  # fmt: skip
+    folder = _folder_run(tmp_path / "images", tmp_path / "cache", learner)
     assert main(["train", str(cfg), "--out", str(tmp_path / "run"), *folder]) == 0
     capsys.readouterr()
     best, out = tmp_path / "run" / "checkpoints" / "best.pt", tmp_path / "e.json"
@@ -216,14 +221,9 @@ def test_train_eval_refuses_an_evaluation_that_cannot_run_before_training(
     _grey_folder(tmp_path / "images", 15, 5, seed=0)  # test split: 3 classes of 5 images
     cfg = ROOT / "configs" / "omniglot" / "protonet-5w1s.yaml"
     run = [
-        "-o", "data.name=folder", "-o", "data.protocol=folder",
-        "-o", f"data.root={tmp_path / 'images'}", "-o", f"data.cache_dir={tmp_path / 'cache'}",
-        "-o", "task.ways=2", "-o", "task.shots=1", "-o", "task.queries=2",
-        "-o", "model.width=8", "-o", f"learner.name={learner}", "-o", "train.steps=2",
-        "-o", "train.meta_batch=2", "-o", "train.val_every=2", "-o", "train.val_tasks=2",
-        "-o", "train.progress=false", "-o", "eval.ways=2", "-o", "eval.shots=[1]",
-        "-o", "eval.queries=2", "-o", "eval.steps=[0, 1]", "-o", "eval.tasks=4",
-    ]  # fmt: skip
+        *_folder_run(tmp_path / "images", tmp_path / "cache", learner),
+        *("-o", "eval.queries=2", "-o", "eval.tasks=4"),
+    ]
     out = tmp_path / "run"
     assert main(["train", str(cfg), "--out", str(out), *run, "-o", override]) == 0  # no --eval
     capsys.readouterr()
