@@ -217,7 +217,7 @@ def features_table() -> str:
         "classes, trained on half of each class's images and tested on the other half. "
         f"torch {data['torch']}, {data['threads']} thread(s). Produced by `{data['command']}`"
         f" on {data['date'][:10]}. Checkpoints (the best validated step of each run in "
-        "runs/bench/): "
+        "runs/bench/ on that date): "
         + "; ".join(
             f"{BACKBONE_NAMES.get(k, k)}: {r['info']['run']}, step {r['info']['step']:,}"
             for k, r in data["backbones"].items()
