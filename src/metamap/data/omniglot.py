@@ -324,6 +324,13 @@ class OmniglotSplit(ImageClassDataset):
         return np.ascontiguousarray(np.rot90(self.images[idx], k, axes=(-2, -1)))
 
 
+_TAKE_LISTS = (
+    "take data/omniglot/splits/vinyals/{train,val,trainval,test}.txt from "
+    "github.com/jakesnell/prototypical-networks and pass splits_root=<that folder> (in a config: "
+    "data.splits_root)"
+)
+
+
 def _vinyals_list(
     split: str,
     data_root: Path,
@@ -338,10 +345,8 @@ def _vinyals_list(
         path = Path(splits_root).expanduser() / name
         if not path.is_file():
             raise DataError(
-                f"Vinyals split list {path} not found. It is not shipped with metamap: take "
-                "data/omniglot/splits/vinyals/{train,val,trainval,test}.txt from "
-                "github.com/jakesnell/prototypical-networks and pass splits_root=<that folder>, "
-                "or leave splits_root unset and pass download=True (in a config: "
+                f"Vinyals split list {path} not found. It is not shipped with metamap: "
+                f"{_TAKE_LISTS}, or leave splits_root unset and pass download=True (in a config: "
                 "data.download: true)"
             )
         return path
@@ -354,11 +359,8 @@ def _vinyals_list(
     raise DataError(
         f"Vinyals split list {name} not found in {data_root / 'splits' / 'vinyals'} or {cached}. "
         "It is not shipped with metamap. Pass download=True (in a config: data.download: true) "
-        f"to fetch it from {VINYALS_URLS[split]} (sha256-checked), or take "
-        "data/omniglot/splits/vinyals/{train,val,trainval,test}.txt from "
-        "github.com/jakesnell/prototypical-networks and pass splits_root=<that folder> (in a "
-        "config: data.splits_root), or use protocol='maml' (data.protocol: maml), which needs "
-        "no lists"
+        f"to fetch it from {VINYALS_URLS[split]} (sha256-checked), or {_TAKE_LISTS}, or use "
+        "protocol='maml' (data.protocol: maml), which needs no lists"
     )
 
 
