@@ -169,9 +169,10 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
 
     ckpt = run_dir / "checkpoints" / "best.pt"
     cfg, learner, _ = learner_from_checkpoint(ckpt)
-    family = build_tasks(cfg, "test", queries=cfg.eval.queries)
     paths: list[Path] = []
-    if isinstance(family, RegressionTasks) and isinstance(learner, GradientLearner):
+    if cfg.task.family != "episodes" and isinstance(learner, GradientLearner):
+        family = build_tasks(cfg, "test", queries=cfg.eval.queries)
+        assert isinstance(family, RegressionTasks)
         task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
         out = run_dir / "adaptation.png"

@@ -172,7 +172,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
     e = cfg.eval
     shots = e.shots[0]
     if args.data is None:
-        dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways)
+        dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways, shots=shots)
     else:
         if cfg.task.family != "episodes":
             raise MetamapError("--data is for image classifiers; this checkpoint is a regression")

@@ -11,11 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from metamap.errors import ConfigError, TaskShapeError
+from metamap.errors import ConfigError
 from metamap.learners import PretrainBaseline
 from metamap.models import drop_layers
 from metamap.train import (
     Trainer,
+    build_tasks,
     check_evaluation,
     evaluate_run,
     learner_from_checkpoint,
@@ -107,8 +108,52 @@ def test_checking_the_evaluation_leaves_the_learner_and_random_state_as_they_wer
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert torch.equal(torch.get_rng_state(), rng) and trainer.learner.training
     bad = load_config(None, [*over, "eval.ways=2", "eval.shots=[2]", "eval.queries=4"])
-    with pytest.raises(TaskShapeError, match="shots \\+ queries = 6"):
+    with pytest.raises(ConfigError, match=r"eval.shots 2, eval.queries 4.*shots \+ queries = 6"):
         check_evaluation(bad, trainer.learner)
+
+
+def test_evaluation_shots_not_training_shots_bound_the_test_episodes(
+    folder: Path, tmp_path: Path
+) -> None:
+    """A 3-shot model is scored 1-shot with 3 queries (4 of a class's 5 images): the training
+    shots + the evaluation queries (6) need not fit, and once did not."""
+    cfg = load_config(
+        None,
+        [
+            *folder_run(folder, tmp_path),
+            "task.shots=3",
+            "task.queries=1",
+            "learner.name=protonet",
+            "eval.tasks=4",
+            "eval.shots=[1]",
+            "eval.queries=3",
+        ],
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    check_evaluation(cfg, trainer.learner)
+    scores = evaluate_run(cfg, trainer.learner)["scores"]["1-shot"]["0"]
+    assert scores["n"] == 4
+
+
+@pytest.mark.parametrize(
+    ("override", "split", "keys"),
+    [
+        ("task.ways=7", "train", "task.ways 7, task.shots 1, task.queries 2"),
+        ("task.queries=5", "train", "task.ways 2, task.shots 1, task.queries 5"),
+        ("eval.ways=3", "val", "eval.ways 3, task.shots 1, task.queries 2"),
+        ("eval.ways=3", "test", "eval.ways 3, eval.shots 1, eval.queries 2"),
+    ],
+)
+def test_episodes_a_split_cannot_give_name_the_config_keys(
+    folder: Path, tmp_path: Path, override: str, split: str, keys: str
+) -> None:
+    over = [*folder_run(folder, tmp_path), "learner.name=protonet", "eval.shots=[1]", override]
+    over.append("eval.queries=2")
+    cfg = load_config(None, over)
+    with pytest.raises(
+        ConfigError, match=f"the {split} split cannot give these episodes \\({keys}\\)"
+    ):
+        build_tasks(cfg, split, queries=2 if split == "test" else None, ways=cfg.eval.ways)
 
 
 def test_pretrain_baseline_learns_base_classes_and_resumes_exactly(
@@ -155,8 +200,9 @@ def test_validation_uses_the_test_ways_so_wide_training_episodes_still_validate(
     t = Trainer(load_config(None, [*over, "eval.ways=2", "train.val_tasks=3"]), tmp_path / "r")
     assert next(t.val_chunks()).support_y.max().item() == 1  # 2-way validation episodes
     assert t.tasks.sample(1, torch.Generator().manual_seed(0)).support_y.max().item() == 5
-    with pytest.raises(TaskShapeError, match="ways=6 but the dataset has 2 classes"):
-        Trainer(load_config(None, over), tmp_path / "r2")  # validating 6-way needs 6 classes
+    # validating 6-way needs 6 classes; the message names the key that changes that
+    with pytest.raises(ConfigError, match=r"eval.ways unset, so task.ways 6.*ways=6 but the data"):
+        Trainer(load_config(None, over), tmp_path / "r2")
 
 
 def test_validation_in_chunks_scores_the_same_fixed_tasks(

@@ -24,7 +24,7 @@ from metamap.data import (
     omniglot,
     tiered_imagenet,
 )
-from metamap.errors import ConfigError
+from metamap.errors import ConfigError, TaskShapeError
 from metamap.learners import (
     ANIL,
     MAML,
@@ -58,6 +58,7 @@ __all__ = [
     "build_run_learner",
     "build_tasks",
     "dtype_of",
+    "episode_keys",
     "from_config",
     "load_images",
     "resolve_device",
@@ -163,8 +164,15 @@ def build_tasks(
     split: Split = "train",
     queries: int | None = None,
     ways: int | None = None,
+    shots: int | None = None,
 ) -> TaskDistribution:
-    """The task distribution of ``split``: a regression family or an episode sampler."""
+    """The task distribution of ``split``: a regression family or an episode sampler.
+
+    ``queries``, ``ways`` and ``shots`` replace ``task.queries``, ``task.ways`` and
+    ``task.shots`` (evaluation passes ``eval.*``). Episodes the split cannot give (more ways than
+    it has classes, more shots + queries than a class holds) raise :class:`ConfigError` naming
+    the config keys that set them.
+    """
     t = cfg.task
     q = t.queries if queries is None else queries
     if t.family != "episodes":
@@ -173,9 +181,25 @@ def build_tasks(
     rot = base = None
     if isinstance(data, OmniglotSplit):
         rot, base = data.class_rotations, data.class_base
-    return EpisodeSampler(
-        data, t.ways if ways is None else ways, t.shots, q, class_rotations=rot, class_base=base
-    )
+    w = t.ways if ways is None else ways
+    k = t.shots if shots is None else shots
+    try:
+        return EpisodeSampler(data, w, k, q, class_rotations=rot, class_base=base)
+    except TaskShapeError as e:
+        keys = episode_keys(cfg, split, ways=w, shots=k, queries=q)
+        raise ConfigError(f"the {split} split cannot give these episodes ({keys}): {e}") from e
+
+
+def episode_keys(cfg: RunConfig, split: Split, ways: int, shots: int, queries: int) -> str:
+    """The config keys (and values) behind an episode of ``split``, for error messages."""
+    held_out = "task.ways"
+    if split != "train":
+        held_out = "eval.ways" if cfg.eval.ways is not None else "eval.ways unset, so task.ways"
+    if split == "test":
+        names = (held_out, "eval.shots", "eval.queries")
+    else:
+        names = (held_out, "task.shots", "task.queries")
+    return ", ".join(f"{n} {v}" for n, v in zip(names, (ways, shots, queries), strict=True))
 
 
 def build_model(cfg: RunConfig) -> nn.Module:

@@ -61,7 +61,7 @@ def learner_from_checkpoint(
 
 def _chunks(cfg: RunConfig, shots: int) -> Iterator[TaskBatch]:
     e = cfg.eval
-    dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways)
+    dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways, shots=shots)
     if isinstance(dist, EpisodeSampler):  # large image sets are materialised chunk by chunk
         yield from dist.fixed_task_chunks(e.tasks, e.seed, _CHUNK, shots=shots)
     else:
@@ -102,12 +102,12 @@ def check_evaluation(cfg: RunConfig, learner: MetaLearner) -> None:
     global random state are as they were afterwards.
     """
     e = cfg.eval
-    dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways)
     steps = [max(e.steps)] if hasattr(learner, "inner_steps") else [0]
     weights = copy.deepcopy(learner.state_dict())
     with torch.random.fork_rng(devices=[]):
         try:
             for shots in e.shots:
+                dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways, shots=shots)
                 evaluate_scores(learner, dist.fixed_tasks(1, e.seed, shots=shots), steps)
         finally:
             learner.load_state_dict(weights)
