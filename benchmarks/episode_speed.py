@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import portable  # benchmarks/machine.py
 from metamap.data import omniglot
 from metamap.data.dataset import ImageClassDataset
 from metamap.tasks import EpisodeSampler, MetaDatasetSampler, make_generator
@@ -77,8 +78,8 @@ def main() -> None:
         datasets["omniglot"] = real
         rotations["omniglot"] = (real.class_base, real.class_rotations)
         real_note = (
-            f"'omniglot': the real Omniglot ({args.data}), Vinyals trainval split from the "
-            f"decoded cache: {real.num_classes} characters × 4 rotations = "
+            f"'omniglot': the real Omniglot ({portable(args.data)}), Vinyals trainval split from "
+            f"the decoded cache: {real.num_classes} characters × 4 rotations = "
             f"{real.num_episode_classes} classes, {len(real)} images of 1×28×28"
         )
     else:

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
+from machine import portable  # benchmarks/machine.py
 from metamap.data import ImageClassDataset
 from metamap.features import FeatureExtractor, FewShotClassifier
 from metamap.tasks import EpisodeSampler, TaskBatch
@@ -144,7 +145,7 @@ def main() -> None:
     }
     rows: dict[str, Any] = {}
     for name, ext in extractors.items():
-        row: dict[str, Any] = {"info": ext.info, "batch_norm": ext.batch_norm}
+        row: dict[str, Any] = {"info": portable(ext.info), "batch_norm": ext.batch_norm}
         base = ext
         for dom, (sampler, data) in domains.items():
             start = time.perf_counter()

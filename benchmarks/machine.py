@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cpu_info"]
+__all__ = ["cpu_info", "portable"]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_info() -> str:
@@ -17,3 +21,18 @@ def cpu_info() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def portable(value: Any) -> Any:
+    """``value`` with every path string inside the repository's parent folder made relative to
+    the repository (``../shared/data/omniglot``, ``runs/bench/…``), so that the result files do
+    not record this machine's absolute paths. Dicts and lists are walked; other values pass."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, (str, Path)) and Path(value).is_absolute():
+        path = Path(value).resolve()
+        if path.is_relative_to(ROOT.parent):
+            return os.path.relpath(path, ROOT)
+    return value

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from machine import cpu_info  # benchmarks/machine.py
+from machine import cpu_info, portable  # benchmarks/machine.py
 from metamap.data import omniglot_one_shot_runs
 from metamap.errors import TaskShapeError
 from metamap.train import (
@@ -94,7 +94,7 @@ def main() -> None:
         "learner": cfg.learner.name,
         "protocol": res["protocol"],
         "command": " ".join(["python", *sys.argv]),
-        "config_dump": cfg.model_dump(mode="json"),
+        "config_dump": portable(cfg.model_dump(mode="json")),
         "steps_trained": result.step,
         "steps_in_paper_schedule": load_config(
             ROOT / "configs" / "omniglot" / f"{args.config}.yaml"
