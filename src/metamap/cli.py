@@ -19,6 +19,7 @@ from metamap.errors import ConfigError, MetamapError, TaskShapeError
 from metamap.learners import MetaLearner
 from metamap.train import (
     RunConfig,
+    RunPaths,
     Trainer,
     check_evaluation,
     describe,
@@ -167,8 +168,8 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     from metamap.train.build import build_tasks
     from metamap.viz import adaptation_plot, learning_curve_plot
 
-    ckpt = run_dir / "checkpoints" / "best.pt"
-    cfg, learner, _ = learner_from_checkpoint(ckpt)
+    run = RunPaths(run_dir)
+    cfg, learner, _ = learner_from_checkpoint(run.best)
     paths: list[Path] = []
     if cfg.task.family != "episodes" and isinstance(learner, GradientLearner):
         family = build_tasks(cfg, "test", queries=cfg.eval.queries)
@@ -177,10 +178,9 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
         out = run_dir / "adaptation.png"
         paths.append(adaptation_plot(learner, family, task, out, steps, title))
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.exists():
+    if run.metrics.exists():
         paths.append(
-            learning_curve_plot(read_metrics(metrics), run_dir / "learning_curve.png", cfg.name)
+            learning_curve_plot(read_metrics(run.metrics), run_dir / "learning_curve.png", cfg.name)
         )
     for p in paths:
         print(f"wrote {p}")

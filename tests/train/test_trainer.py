@@ -9,7 +9,14 @@ import torch
 
 from metamap.errors import CheckpointError, NonFiniteLossError
 from metamap.learners import MetaStep
-from metamap.train import Trainer, load_checkpoint, load_config, read_metrics, save_checkpoint
+from metamap.train import (
+    RunPaths,
+    Trainer,
+    load_checkpoint,
+    load_config,
+    read_metrics,
+    save_checkpoint,
+)
 
 FAST = [
     "train.steps=12",
@@ -47,7 +54,9 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path: Path, learner: st
     assert _same(_weights(full), _weights(resumed))
     assert resumed.optimizer.state_dict()["state"][0]["step"] == 12
     # the metrics log is consistent: one line per step, none duplicated by the replay
-    steps = [r["step"] for r in read_metrics(tmp_path / "part" / "metrics.jsonl")]
+    run = RunPaths(tmp_path / "part")  # the layout a reader of a finished run sees
+    assert (run.last, run.best) == (resumed.last_path, resumed.best_path) and run.best.exists()
+    steps = [r["step"] for r in read_metrics(run.metrics)]
     assert steps == list(range(1, 13))
 
 

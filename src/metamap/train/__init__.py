@@ -21,7 +21,7 @@ from metamap.train.protocol import (
     lake_one_shot_error,
     learner_from_checkpoint,
 )
-from metamap.train.trainer import Trainer, TrainResult
+from metamap.train.trainer import RunPaths, Trainer, TrainResult
 
 __all__ = [
     "EvalConfig",
@@ -29,6 +29,7 @@ __all__ = [
     "MetricsLog",
     "ModelConfig",
     "RunConfig",
+    "RunPaths",
     "Summary",
     "TaskConfig",
     "TrainConfig",

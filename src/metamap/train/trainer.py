@@ -34,7 +34,7 @@ from metamap.train.config import RunConfig, TrainConfig, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 from metamap.train.metrics import MetricsLog
 
-__all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "TrainResult", "Trainer"]
+__all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "RunPaths", "TrainResult", "Trainer"]
 
 VAL_SEED_OFFSET = 10_000
 """Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
@@ -52,6 +52,29 @@ def _stored_fingerprint(state: dict[str, Any]) -> str | None:
     except (KeyError, TypeError, ConfigError):
         stored = state.get("fingerprint")
         return stored if isinstance(stored, str) else None
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of a run in ``out_dir``: the layout :class:`Trainer` (and ``metamap train``)
+    writes, for code that reads a finished run (plots, evaluation) without building a trainer."""
+
+    out_dir: Path
+
+    @property
+    def last(self) -> Path:
+        """The resumable checkpoint: learner, optimizer, schedule, sampler RNG and step."""
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        """The weights with the best validation score."""
+        return self.out_dir / "checkpoints" / "best.pt"
+
+    @property
+    def metrics(self) -> Path:
+        """The metrics log (JSON lines: step, loss, lr, time, validation)."""
+        return self.out_dir / "metrics.jsonl"
 
 
 VAL_CHUNK = 100
@@ -150,16 +173,16 @@ class Trainer:
     # ---- paths ---------------------------------------------------------------------------
     @property
     def last_path(self) -> Path:
-        return self.out_dir / "checkpoints" / "last.pt"
+        return RunPaths(self.out_dir).last
 
     @property
     def best_path(self) -> Path:
-        return self.out_dir / "checkpoints" / "best.pt"
+        return RunPaths(self.out_dir).best
 
     @property
     def metrics_path(self) -> Path:
         """The run's metrics log (JSON lines: step, loss, lr, time, validation)."""
-        return self.out_dir / "metrics.jsonl"
+        return RunPaths(self.out_dir).metrics
 
     # ---- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
