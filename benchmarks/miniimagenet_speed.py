@@ -34,7 +34,14 @@ import torch
 from PIL import Image
 
 from machine import cpu_info  # benchmarks/machine.py
-from metamap.train import Trainer, describe, load_config, read_metrics
+from metamap.train import (
+    Trainer,
+    apply_overrides,
+    describe,
+    load_config,
+    parse_config,
+    read_metrics,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["maml-5w1s", "protonet-5w1s", "svm-resnet12-5w1s"]
@@ -65,26 +72,29 @@ def time_config(
     """Train ``warmup + steps`` steps of one config; the rate over the last ``steps``."""
     total = warmup + steps
     path = ROOT / "configs" / "miniimagenet" / f"{name}.yaml"
-    meta_batch = load_config(path).train.meta_batch
+    published = load_config(path)
+    meta_batch = published.train.meta_batch
     capped = meta_batch if max_meta_batch is None else min(meta_batch, max_meta_batch)
-    cfg = load_config(
-        path,
-        [
-            f"train.meta_batch={capped}",
-            "data.name=folder",
-            "data.protocol=folder",
-            f"data.root={data}",
-            f"data.cache_dir={work / 'cache'}",
-            "data.split_fractions=[0.64, 0.16, 0.20]",
-            f"train.device={device}",
-            f"train.steps={total + 1}",  # the last step validates: it is not timed
-            "train.warmup_steps=0",
-            f"train.val_every={total + 1}",
-            "train.val_tasks=4",
-            f"train.ckpt_every={total + 1}",
-            "train.log_every=1",
-            "train.progress=false",
-        ],
+    cfg = parse_config(
+        apply_overrides(
+            published.model_dump(mode="json"),
+            [
+                f"train.meta_batch={capped}",
+                "data.name=folder",
+                "data.protocol=folder",
+                f"data.root={data}",
+                f"data.cache_dir={work / 'cache'}",
+                "data.split_fractions=[0.64, 0.16, 0.20]",
+                f"train.device={device}",
+                f"train.steps={total + 1}",  # the last step validates: it is not timed
+                "train.warmup_steps=0",
+                f"train.val_every={total + 1}",
+                "train.val_tasks=4",
+                f"train.ckpt_every={total + 1}",
+                "train.log_every=1",
+                "train.progress=false",
+            ],
+        )
     )
     trainer = Trainer(cfg, work / name)
     if device.startswith("cuda"):
