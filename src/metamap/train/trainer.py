@@ -299,10 +299,11 @@ class Trainer:
         """∇ of one training step: a meta-batch of tasks, or (``pretrain``) a supervised batch
         of base-class images labelled with their class among all training classes."""
         t = self.cfg.train
-        if self.cfg.model.drop_rate:  # DropBlock masks: a generator per step, seeded from ours
-            warmup = self.cfg.model.drop_warmup_steps
-            schedule = (self.step + 1) / warmup if warmup else 1.0
-            reseed_drop_layers(self.learner, self.generator, device, schedule)
+        # DropBlock masks: a generator per step, seeded from ours, for whatever DropBlock layers
+        # the model has (none: no draw, so runs without them are unaffected).
+        warmup = self.cfg.model.drop_warmup_steps
+        schedule = (self.step + 1) / warmup if warmup else 1.0
+        reseed_drop_layers(self.learner, self.generator, device, schedule)
         if isinstance(self.learner, PretrainBaseline):
             if not isinstance(self.tasks, EpisodeSampler):
                 raise ConfigError("learner 'pretrain' needs task.family 'episodes' (images)")
