@@ -19,8 +19,8 @@ from metamap.data.omniglot import (
     VINYALS_URLS,
     omniglot,
     omniglot_images,
-    omniglot_one_shot_runs,
 )
+from metamap.data.omniglot_runs import omniglot_one_shot_runs
 from metamap.errors import DataError
 from metamap.train import load_config
 from metamap.train.build import load_images

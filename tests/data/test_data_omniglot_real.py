@@ -20,8 +20,8 @@ from metamap.data.omniglot import (
     VINYALS_SHA256,
     omniglot,
     omniglot_images,
-    omniglot_one_shot_runs,
 )
+from metamap.data.omniglot_runs import omniglot_one_shot_runs
 
 SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", Path(__file__).parents[2] / "../shared/data"))
 ROOT = SHARED / "omniglot"

@@ -34,14 +34,8 @@ from metamap.data.download import download_url
 from metamap.data.folder import image_folder
 from metamap.data.images import decode_image, list_images
 from metamap.data.miniimagenet import mini_imagenet, tiered_imagenet
-from metamap.data.omniglot import (
-    OmniglotSplit,
-    OneShotRun,
-    omniglot,
-    omniglot_images,
-    omniglot_one_shot_runs,
-    omniglot_root,
-)
+from metamap.data.omniglot import OmniglotSplit, omniglot, omniglot_images, omniglot_root
+from metamap.data.omniglot_runs import OneShotRun, omniglot_one_shot_runs
 
 __all__ = [
     "CIFAR_FS_SPLITS",

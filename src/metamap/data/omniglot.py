@@ -42,8 +42,7 @@ Prototypical Networks code applies ``Image.rotate(90)`` (counter-clockwise) to t
 Rotating the 28×28 image equals rotating before resizing up to small interpolation
 differences (Pillow's resampling grid is not exactly mirror-symmetric: a few pixels differ).
 
-**One-shot runs** (:func:`omniglot_one_shot_runs`): Lake et al.'s 20 within-alphabet 20-way
-one-shot classification runs (``one-shot-classification/all_runs``).
+Lake et al.'s 20 within-alphabet one-shot runs are read by :mod:`metamap.data.omniglot_runs`.
 """
 
 from __future__ import annotations
@@ -72,10 +71,8 @@ from metamap.data.dataset import ImageClassDataset
 from metamap.data.download import download_url
 from metamap.data.images import (
     Resample,
-    decode_image,
     decode_images,
     image_names,
-    list_images,
     parse_size,
 )
 from metamap.errors import DataError
@@ -90,10 +87,8 @@ __all__ = [
     "VINYALS_URLS",
     "OmniglotProtocol",
     "OmniglotSplit",
-    "OneShotRun",
     "omniglot",
     "omniglot_images",
-    "omniglot_one_shot_runs",
     "omniglot_root",
 ]
 
@@ -489,92 +484,3 @@ def _select(
         protocol=protocol,
         split=split,
     )
-
-
-@dataclass(frozen=True)
-class OneShotRun:
-    """One of Lake et al.'s 20-way one-shot runs: 20 training images (one per class), 20 tests.
-
-    ``answers[j]`` is the index into ``train_images`` of test item ``j``'s class. Images are
-    preprocessed like :func:`omniglot_images` (grey, resized, inverted).
-    """
-
-    name: str
-    train_images: npt.NDArray[np.uint8]
-    test_images: npt.NDArray[np.uint8]
-    answers: npt.NDArray[np.int64]
-    train_sources: tuple[str, ...]
-    test_sources: tuple[str, ...]
-
-
-def _runs_folder(root: str | os.PathLike[str] | None) -> Path:
-    if root is None and not os.environ.get(OMNIGLOT_ENV):
-        raise DataError(
-            "Omniglot one-shot runs: pass root= or set "
-            f"{OMNIGLOT_ENV} to the Omniglot folder holding one-shot-classification/all_runs/"
-            "run01..run20 (from all_runs.zip in github.com/brendenlake/omniglot, python/"
-            "one-shot-classification/)"
-        )
-    base = Path(root if root is not None else os.environ[OMNIGLOT_ENV]).expanduser()
-    for candidate in (base / "one-shot-classification" / "all_runs", base / "all_runs", base):
-        if (candidate / "run01").is_dir():
-            return candidate
-    raise DataError(
-        f"no Omniglot one-shot runs under {base}: expected {base}/one-shot-classification/"
-        "all_runs/runNN/{class_labels.txt,training/classNN.png,test/itemNN.png} (unzip "
-        "all_runs.zip from github.com/brendenlake/omniglot, python/one-shot-classification/)"
-    )
-
-
-def omniglot_one_shot_runs(
-    root: str | os.PathLike[str] | None = None,
-    *,
-    image_size: int | Sequence[int] = 28,
-    resample: Resample = "lanczos",
-) -> list[OneShotRun]:
-    """Lake et al. (2015)'s 20 one-shot classification runs (800 small images: not cached).
-
-    ``root``: the Omniglot folder (holding ``one-shot-classification/all_runs``), ``all_runs``
-    itself, or ``$METAMAP_OMNIGLOT``.
-    """
-    folder = _runs_folder(root)
-    hw = parse_size(image_size)
-    runs = []
-    for run_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("run")):
-        labels_file = run_dir / "class_labels.txt"
-        if not labels_file.is_file():
-            raise DataError(f"{labels_file} is missing; the one-shot runs are incomplete")
-        train_files = list_images(run_dir / "training")
-        train_names = [f"{run_dir.name}/training/{f.name}" for f in train_files]
-        pairs = []
-        for n, line in enumerate(labels_file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or parts[1] not in train_names:
-                raise DataError(
-                    f"{labels_file}:{n}: expected '<run>/test/itemNN.png "
-                    f"<run>/training/classNN.png' naming a file of {run_dir / 'training'}"
-                )
-            pairs.append((parts[0], train_names.index(parts[1])))
-        pairs.sort()
-        test_paths = [folder / t for t, _ in pairs]
-
-        def load(paths: Sequence[Path]) -> npt.NDArray[np.uint8]:
-            return np.stack(
-                [decode_image(p, hw, "L", resample=resample, invert=True) for p in paths]
-            )
-
-        runs.append(
-            OneShotRun(
-                name=run_dir.name,
-                train_images=load(train_files),
-                test_images=load(test_paths),
-                answers=np.asarray([a for _, a in pairs], dtype=np.int64),
-                train_sources=tuple(train_names),
-                test_sources=tuple(t for t, _ in pairs),
-            )
-        )
-    if not runs:
-        raise DataError(f"{folder} holds no runNN folders")
-    return runs
