@@ -45,14 +45,14 @@ from torch import Tensor
 from metamap.data.dataset import ImageClassDataset
 from metamap.errors import TaskShapeError
 from metamap.tasks.distribution import make_generator
-from metamap.tasks.episodes import (
+from metamap.tasks.hierarchy import ClassHierarchy
+from metamap.tasks.pixels import (
     Normalize,
     class_index_table,
     images_as_tensor,
     normalization,
     to_float,
 )
-from metamap.tasks.hierarchy import ClassHierarchy
 from metamap.tasks.task import Task
 
 __all__ = ["MetaDatasetEpisode", "MetaDatasetSampler"]
@@ -101,7 +101,7 @@ class MetaDatasetSampler:
             protocol's constants (defaults: the paper's 5, 50, 10, 500, 100, ``(log ½, log 2)``).
         normalize: optional ``(mean, std)`` per channel for pixels in ``[0, 1]``.
         in_memory: copy each domain's images into RAM (see
-            :func:`metamap.tasks.episodes.images_as_tensor`).
+            :func:`metamap.tasks.pixels.images_as_tensor`).
         hierarchies: optional :class:`ClassHierarchy` (or ``None``) per domain: draw that
             domain's classes through it (Omniglot alphabets, ImageNet's WordNet nodes).
 
