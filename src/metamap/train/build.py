@@ -58,7 +58,6 @@ __all__ = [
     "build_run_learner",
     "build_tasks",
     "dtype_of",
-    "episode_keys",
     "from_config",
     "load_images",
     "resolve_device",
@@ -186,11 +185,11 @@ def build_tasks(
     try:
         return EpisodeSampler(data, w, k, q, class_rotations=rot, class_base=base)
     except TaskShapeError as e:
-        keys = episode_keys(cfg, split, ways=w, shots=k, queries=q)
+        keys = _episode_keys(cfg, split, ways=w, shots=k, queries=q)
         raise ConfigError(f"the {split} split cannot give these episodes ({keys}): {e}") from e
 
 
-def episode_keys(cfg: RunConfig, split: Split, ways: int, shots: int, queries: int) -> str:
+def _episode_keys(cfg: RunConfig, split: Split, ways: int, shots: int, queries: int) -> str:
     """The config keys (and values) behind an episode of ``split``, for error messages."""
     held_out = "task.ways"
     if split != "train":
