@@ -15,6 +15,7 @@ from metamap.learners.metric import EncoderLearner, check_labels
 from metamap.learners.pretrain import LinearState, PretrainBaseline, fit_logistic
 from metamap.learners.protonet import ProtoNet, PrototypeState
 from metamap.learners.r2d2 import R2D2, RidgeState
+from metamap.learners.ragged import ragged_meta_gradients
 from metamap.learners.relation import (
     RelationNet,
     RelationState,
@@ -55,6 +56,7 @@ __all__ = [
     "gd_step",
     "inner_loop",
     "loss_function",
+    "ragged_meta_gradients",
     "relation_embedding",
     "relation_feature_shape",
 ]

@@ -14,7 +14,7 @@ import torch
 
 from metamap.learners import GradientLearner, MetaLearner
 from metamap.learners.functional import metric_function
-from metamap.tasks import TaskBatch
+from metamap.tasks import Task, TaskBatch
 
 __all__ = ["Summary", "evaluate", "evaluate_scores", "summarize"]
 
@@ -47,21 +47,27 @@ def summarize(values: Sequence[float]) -> Summary:
     return Summary(float(t.mean()), 1.96 * sd / math.sqrt(n), n, tuple(float(v) for v in t), bad)
 
 
-def evaluate(learner: MetaLearner, tasks: TaskBatch, steps: Sequence[int]) -> dict[int, Summary]:
+def evaluate(
+    learner: MetaLearner, tasks: TaskBatch | Sequence[Task], steps: Sequence[int]
+) -> dict[int, Summary]:
     """Per-step-count query metric (MSE or accuracy) after adapting to each task's support set.
 
-    Returns ``{steps: Summary}``; a learner without inner steps reports its one mapping under
-    every requested count.
+    ``tasks``: a :class:`TaskBatch`, or a sequence of :class:`Task` that may differ in shape
+    (Meta-Dataset episodes). Returns ``{steps: Summary}``; a learner without inner steps reports
+    its one mapping under every requested count.
     """
     return {k: summarize(v) for k, v in evaluate_scores(learner, tasks, steps).items()}
 
 
 def evaluate_scores(
-    learner: MetaLearner, tasks: TaskBatch, steps: Sequence[int]
+    learner: MetaLearner, tasks: TaskBatch | Sequence[Task], steps: Sequence[int]
 ) -> dict[int, list[float]]:
     """The per-task scores behind :func:`evaluate` (to accumulate over chunks of tasks)."""
     p = next(learner.parameters())
-    tasks = tasks.to(p.device, p.dtype)
+    if isinstance(tasks, TaskBatch):
+        tasks = tasks.to(p.device, p.dtype)
+    else:
+        tasks = [t.to(p.device, p.dtype) for t in tasks]
     metric = metric_function(learner.loss_name)
     per_step: dict[int, list[float]] = {k: [] for k in steps}
     was_training = learner.training
