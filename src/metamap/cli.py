@@ -95,6 +95,13 @@ def _print_scores(results: dict[str, Any]) -> None:
             for k, v in by_step.items()
         ]
         print(f"  {shots:>8}  " + "   ".join(cells))
+    md = results.get("meta_dataset")
+    if md is not None:
+        print(
+            f"Meta-Dataset episodes ({md['tasks']}, {md['min_ways']}-{md['max_ways']} ways, "
+            f"mean {md['mean_ways']:.1f} ways and {md['mean_support']:.0f} support images): "
+            f"{md['mean']:.3f} ± {md['ci95']:.3f}"
+        )
 
 
 def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = False) -> Trainer:

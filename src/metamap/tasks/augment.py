@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metamap.tasks.task import TaskBatch
+from metamap.tasks.task import Task, TaskBatch
 
 __all__ = ["ImageAugment"]
 
@@ -61,6 +61,19 @@ class ImageAugment:
             mirror = torch.rand(len(x), generator=generator) < 0.5
             x = torch.where(mirror.to(x.device)[:, None, None, None], x.flip(-1), x)
         return x.reshape(*lead, c, h, w)
+
+    def task(self, task: Task, generator: torch.Generator) -> Task:
+        """The same task with every support and query image augmented (one task of its own
+        shape, e.g. a Meta-Dataset episode)."""
+        if not self.enabled:
+            return task
+        return Task(
+            self(task.support_x, generator),
+            task.support_y,
+            self(task.query_x, generator),
+            task.query_y,
+            params=task.params,
+        )
 
     def batch(self, tasks: TaskBatch, generator: torch.Generator) -> TaskBatch:
         """The same tasks with every support and query image augmented."""

@@ -42,8 +42,10 @@ from metamap.learners.functional import LossName
 from metamap.learners.relation import relation_embedding, relation_feature_shape
 from metamap.models import MLP, Conv4, ResNet12
 from metamap.tasks import (
+    ClassHierarchy,
     EpisodeSampler,
     LinearTasks,
+    MetaDatasetSampler,
     PolynomialTasks,
     RegressionTasks,
     SinusoidTasks,
@@ -54,6 +56,7 @@ from metamap.train.config import DataConfig, LearnerConfig, RunConfig, TaskConfi
 __all__ = [
     "Split",
     "build_learner",
+    "build_metadataset",
     "build_model",
     "build_run_learner",
     "build_tasks",
@@ -170,7 +173,8 @@ def build_tasks(
     ``queries``, ``ways`` and ``shots`` replace ``task.queries``, ``task.ways`` and
     ``task.shots`` (evaluation passes ``eval.*``). Episodes the split cannot give (more ways than
     it has classes, more shots + queries than a class holds) raise :class:`ConfigError` naming
-    the config keys that set them.
+    the config keys that set them. (``task.sampler: metadataset`` trains on
+    :func:`build_metadataset`'s episodes instead; see :func:`from_config`.)
     """
     t = cfg.task
     q = t.queries if queries is None else queries
@@ -187,6 +191,24 @@ def build_tasks(
     except TaskShapeError as e:
         keys = _episode_keys(cfg, split, ways=w, shots=k, queries=q)
         raise ConfigError(f"the {split} split cannot give these episodes ({keys}): {e}") from e
+
+
+def build_metadataset(cfg: RunConfig, split: Split) -> MetaDatasetSampler:
+    """Meta-Dataset's variable-way, variable-shot episodes of ``split`` (one domain, ``data``):
+    ``task.min_ways`` … ``task.max_ways`` classes, within one Omniglot alphabet with
+    ``task.hierarchy``."""
+    t = cfg.task
+    data = load_images(cfg, split)
+    hierarchy = ClassHierarchy.from_class_names(data.class_names) if t.hierarchy else None
+    try:
+        return MetaDatasetSampler(
+            [data], min_ways=t.min_ways, max_ways=t.max_ways, hierarchies=[hierarchy]
+        )
+    except TaskShapeError as e:
+        raise ConfigError(
+            f"the {split} split cannot give Meta-Dataset episodes (task.min_ways {t.min_ways}, "
+            f"task.max_ways {t.max_ways}, task.hierarchy {str(t.hierarchy).lower()}): {e}"
+        ) from e
 
 
 def _episode_keys(cfg: RunConfig, split: Split, ways: int, shots: int, queries: int) -> str:
@@ -319,10 +341,15 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
     return learner.to(device=device, dtype=dtype_of(cfg))
 
 
-def from_config(cfg: RunConfig) -> tuple[TaskDistribution, MetaLearner]:
-    """The training task distribution and the learner (on the configured device and dtype)."""
+def from_config(cfg: RunConfig) -> tuple[TaskDistribution | MetaDatasetSampler, MetaLearner]:
+    """The training tasks (Meta-Dataset's with ``task.sampler: metadataset``) and the learner
+    (on the configured device and dtype)."""
     resolve_device(cfg.train.device)  # before the data is loaded: a wrong device fails at once
-    tasks = build_tasks(cfg, "train")
+    tasks: TaskDistribution | MetaDatasetSampler
+    if cfg.task.family == "episodes" and cfg.task.sampler == "metadataset":
+        tasks = build_metadataset(cfg, "train")
+    else:
+        tasks = build_tasks(cfg, "train")
     base = tasks.num_classes if isinstance(tasks, EpisodeSampler) else None
     return tasks, build_run_learner(cfg, base)
 
@@ -341,8 +368,12 @@ def describe(cfg: RunConfig) -> str:
     if m.drop_rate:
         b = m.dropblock_size
         tricks.append(f"DropBlock {m.drop_rate:g} ({b}×{b})")
+    episodes = f"{t.ways}-way {t.shots}-shot"
+    if t.sampler == "metadataset":
+        within = ", one alphabet each" if t.hierarchy else ""
+        episodes = f"Meta-Dataset episodes of {t.min_ways}-{t.max_ways} ways{within}"
     return (
-        f"{cfg.data.name}{split}, {t.ways}-way {t.shots}-shot, "
+        f"{cfg.data.name}{split}, {episodes}, "
         f"{m.name} width {m.width}, BatchNorm {m.batch_norm}"
         + (f", trained with {', '.join(tricks)}" if tricks else "")
     )

@@ -44,6 +44,7 @@ __all__ = [
 
 
 _ENCODER_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm", "pretrain")
+_VARIABLE_WAY_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm")
 
 
 class _Section(BaseModel):
@@ -107,6 +108,19 @@ class TaskConfig(_Section):
     """The task distribution p(T): a regression family, or N-way K-shot episodes of images."""
 
     family: Literal["sinusoid", "linear", "polynomial", "episodes"] = "sinusoid"
+    sampler: Literal["fixed", "metadataset"] = "fixed"
+    """``episodes`` only: the training episodes. ``fixed``: N-way K-shot with ``ways``,
+    ``shots`` and ``queries``. ``metadataset``: Meta-Dataset's variable-way, variable-shot,
+    class-imbalanced episodes (Triantafillou et al., ICLR 2020) of ``min_ways`` … ``max_ways``
+    classes of the training split; ``ways``, ``shots`` and ``queries`` then shape only the
+    (N-way K-shot) validation episodes. Metric and closed-form learners only."""
+    min_ways: PositiveInt = 5
+    """``sampler: metadataset``: fewest classes per training episode (the paper: 5)."""
+    max_ways: PositiveInt = 50
+    """``sampler: metadataset``: most classes per training episode (the paper: 50)."""
+    hierarchy: bool = False
+    """``sampler: metadataset`` on Omniglot: draw each episode's characters from one alphabet
+    (Meta-Dataset's ``bilevel`` hierarchy for Omniglot)."""
     ways: PositiveInt = 5
     """Classes per episode (``episodes`` only)."""
     shots: PositiveInt = 10
@@ -256,6 +270,11 @@ class EvalConfig(_Section):
     steps: list[NonNegativeInt] = Field(default_factory=lambda: [1, 5, 10])
     queries: PositiveInt = 100
     seed: int = 1234
+    metadataset_tasks: NonNegativeInt = 0
+    """Also score this many fixed Meta-Dataset episodes (variable ways and shots) of the test
+    split, as :class:`~metamap.tasks.MetaDatasetSampler` draws them with ``task.min_ways`` …
+    ``task.max_ways`` (the paper: 600 per test dataset). 0: none. Metric and closed-form
+    learners only."""
 
 
 class RunConfig(_Section):
@@ -296,6 +315,7 @@ class RunConfig(_Section):
             )
         if not images and self.learner.name in _ENCODER_LEARNERS:
             raise ValueError(f"learner {self.learner.name!r} is for classification episodes")
+        self._check_metadataset(images)
         if self.model.drop_rate > 0 and self.model.name != "resnet12":
             raise ValueError(
                 f"model.drop_rate (DropBlock) is a ResNet-12 option; set it to 0 for "
@@ -307,6 +327,43 @@ class RunConfig(_Section):
                 "set learner.batching to 'loop' or 'auto'"
             )
         return self
+
+    def _check_metadataset(self, images: bool) -> None:
+        t, learner = self.task, self.learner.name
+        used = [
+            k
+            for k, on in (
+                ("task.sampler 'metadataset'", t.sampler == "metadataset"),
+                ("eval.metadataset_tasks", self.eval.metadataset_tasks > 0),
+            )
+            if on
+        ]
+        if not used:
+            if t.hierarchy:
+                raise ValueError(
+                    "task.hierarchy is for Meta-Dataset episodes (task.sampler 'metadataset' or "
+                    "eval.metadataset_tasks > 0)"
+                )
+            return
+        what = " and ".join(used)
+        if not images:
+            raise ValueError(f"{what} needs task.family 'episodes' (images)")
+        if learner not in _VARIABLE_WAY_LEARNERS:
+            why = "a fixed head" if learner not in _ENCODER_LEARNERS else "labelled batches"
+            raise ValueError(
+                f"{what}: Meta-Dataset episodes have 5-50 ways, which learner {learner!r} "
+                f"cannot take ({why}); use one of {', '.join(_VARIABLE_WAY_LEARNERS)}"
+            )
+        if not 2 <= t.min_ways <= t.max_ways:
+            raise ValueError(
+                f"task.min_ways {t.min_ways} and task.max_ways {t.max_ways}: need "
+                "2 ≤ min_ways ≤ max_ways"
+            )
+        if t.hierarchy and self.data.name != "omniglot":
+            raise ValueError(
+                "task.hierarchy draws episodes within one Omniglot alphabet: it needs "
+                f"data.name 'omniglot', not {self.data.name!r}"
+            )
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained weights (not paths, logging or eval).
@@ -323,6 +380,9 @@ class RunConfig(_Section):
             d["data"].pop(k)
         if self.task.family != "episodes":
             d.pop("data")
+        if self.task.sampler == "fixed":  # as before Meta-Dataset training existed
+            for k in ("sampler", "min_ways", "max_ways", "hierarchy"):
+                d["task"].pop(k)
         if self.model.drop_rate == 0:  # as before DropBlock existed: older runs still resume
             for k in ("drop_rate", "dropblock_size", "drop_warmup_steps"):
                 d["model"].pop(k)

@@ -13,7 +13,7 @@ from metamap.data import OneShotRun
 from metamap.errors import CheckpointError, ConfigError
 from metamap.learners import MetaLearner
 from metamap.tasks import EpisodeSampler, TaskBatch
-from metamap.train.build import build_run_learner, build_tasks, describe
+from metamap.train.build import build_metadataset, build_run_learner, build_tasks, describe
 from metamap.train.checkpoint import load_checkpoint
 from metamap.train.config import RunConfig, apply_overrides, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
@@ -90,7 +90,35 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
             str(k): {"mean": s.mean, "ci95": s.ci95, "n": s.n, "nonfinite": s.nonfinite}
             for k, s in ((k, summarize(v)) for k, v in scores.items())
         }
+    if e.metadataset_tasks:
+        results["meta_dataset"] = _meta_dataset_scores(cfg, learner)
     return results
+
+
+def _meta_dataset_scores(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
+    """Accuracy on ``eval.metadataset_tasks`` fixed Meta-Dataset episodes of the test split."""
+    e, t = cfg.eval, cfg.task
+    sampler = build_metadataset(cfg, "test")
+    episodes = sampler.fixed_episodes(e.metadataset_tasks, e.seed)
+    values: list[float] = []
+    for start in range(0, len(episodes), _CHUNK):
+        tasks = [sampler.task_from_episode(ep) for ep in episodes[start : start + _CHUNK]]
+        values += evaluate_scores(learner, tasks, [0])[0]
+    s = summarize(values)
+    ways = [ep.ways for ep in episodes]
+    shots = [int(ep.shots.sum()) for ep in episodes]
+    return {
+        "tasks": s.n,
+        "seed": e.seed,
+        "min_ways": t.min_ways,
+        "max_ways": t.max_ways,
+        "hierarchy": t.hierarchy,
+        "mean_ways": sum(ways) / len(ways),
+        "mean_support": sum(shots) / len(shots),
+        "mean": s.mean,
+        "ci95": s.ci95,
+        "nonfinite": s.nonfinite,
+    }
 
 
 def check_evaluation(cfg: RunConfig, learner: MetaLearner) -> None:
@@ -109,6 +137,8 @@ def check_evaluation(cfg: RunConfig, learner: MetaLearner) -> None:
             for shots in e.shots:
                 dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways, shots=shots)
                 evaluate_scores(learner, dist.fixed_tasks(1, e.seed, shots=shots), steps)
+            if e.metadataset_tasks:
+                evaluate_scores(learner, build_metadataset(cfg, "test").fixed_tasks(1, e.seed), [0])
         finally:
             learner.load_state_dict(weights)
 

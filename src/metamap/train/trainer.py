@@ -19,11 +19,12 @@ import torch
 from tqdm import tqdm
 
 from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError
-from metamap.learners import MetaLearner, MetaStep, PretrainBaseline
+from metamap.learners import MetaLearner, MetaStep, PretrainBaseline, ragged_meta_gradients
 from metamap.models import reseed_drop_layers
 from metamap.tasks import (
     EpisodeSampler,
     ImageAugment,
+    MetaDatasetSampler,
     TaskBatch,
     TaskDistribution,
     make_generator,
@@ -81,17 +82,22 @@ VAL_CHUNK = 100
 """Validation episodes materialised at a time: 600 mini-ImageNet episodes at once would be 4 GB."""
 
 
-def _validation_set(cfg: RunConfig, train: TaskDistribution) -> Callable[[], Iterator[TaskBatch]]:
+def _validation_set(
+    cfg: RunConfig, train: TaskDistribution | MetaDatasetSampler
+) -> Callable[[], Iterator[TaskBatch]]:
     """The fixed validation tasks, as a function yielding them ``VAL_CHUNK`` at a time.
 
     Episodes come from the ``val`` split with the training shots and queries and the *test*
     ways (``eval.ways``, default ``task.ways``), so a run trained with more ways than the
     validation split has classes (ProtoNet's 30-way mini-ImageNet episodes, 16 validation
     classes) still validates, on the protocol it is tested on. Only the episodes' indices are
-    kept between validations. Regression validates on its own family.
+    kept between validations. Regression validates on its own family. Runs trained on
+    Meta-Dataset episodes validate on N-way K-shot episodes too (``task.ways``/``shots``/
+    ``queries``), so that validation scores are comparable between steps and runs.
     """
     seed, n = cfg.seed + VAL_SEED_OFFSET, cfg.train.val_tasks
     if cfg.task.family != "episodes":
+        assert not isinstance(train, MetaDatasetSampler)
         tasks = train.fixed_tasks(n, seed)
         return lambda: iter((tasks,))
     val = build_tasks(cfg, "val", ways=cfg.eval.ways or cfg.task.ways)
@@ -141,7 +147,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, out_dir: str | Path | None = None) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
-        self.tasks: TaskDistribution
+        self.tasks: TaskDistribution | MetaDatasetSampler
         self.learner: MetaLearner
         self.tasks, self.learner = from_config(cfg)
         self.higher_is_better = self.learner.loss_name == "cross_entropy"
@@ -310,6 +316,10 @@ class Trainer:
             x, y = self.tasks.sample_labelled(t.batch_size, self.generator)
             x = self.augment(x.to(device, dtype), self.generator)
             return self.learner.supervised_gradients(x, y.to(device))
+        if isinstance(self.tasks, MetaDatasetSampler):  # episodes of different shapes
+            episodes = self.tasks.sample(t.meta_batch, self.generator)
+            episodes = [self.augment.task(e.to(device, dtype), self.generator) for e in episodes]
+            return ragged_meta_gradients(self.learner, episodes)
         batch = self.tasks.sample(t.meta_batch, self.generator).to(device, dtype)
         return self.learner.meta_gradients(self.augment.batch(batch, self.generator))
 

@@ -1,0 +1,127 @@
+"""Training on Meta-Dataset episodes through the config: variable ways and shots per episode,
+N-way K-shot validation, resumable, scored on fixed Meta-Dataset test episodes; bad settings are
+refused when the config is read."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from metamap.errors import ConfigError
+from metamap.tasks import MetaDatasetSampler
+from metamap.train import Trainer, check_evaluation, evaluate_run, load_config, read_metrics
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 classes of 4–9 grey 28×28 images (a bright block at a class-specific place + noise),
+    split 18 / 6 / 6 by class."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for c in range(30):
+        (root / f"class{c:02d}").mkdir()
+        for i in range(int(rng.integers(4, 10))):
+            img = rng.integers(0, 60, (28, 28), dtype=np.uint8)
+            r, col = divmod(c, 6)
+            img[2 + 5 * r : 6 + 5 * r, 2 + 4 * col : 6 + 4 * col] = 255
+            Image.fromarray(img, mode="L").save(root / f"class{c:02d}" / f"{i}.png")
+    return root
+
+
+def overrides(folder: Path, tmp_path: Path) -> list[str]:
+    return [
+        "task.family=episodes",
+        "task.sampler=metadataset",
+        "task.min_ways=3",
+        "task.max_ways=6",
+        "task.ways=3",
+        "task.shots=1",
+        "task.queries=2",
+        "data.name=folder",
+        "data.protocol=folder",
+        f"data.root={folder}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "model.name=conv4",
+        "model.width=8",
+        "learner.name=protonet",
+        "train.steps=6",
+        "train.meta_batch=2",
+        "train.val_every=3",
+        "train.val_tasks=4",
+        "train.ckpt_every=2",
+        "train.log_every=1",
+        "train.progress=false",
+        "eval.tasks=4",
+        "eval.shots=[1]",
+        "eval.queries=2",
+        "eval.metadataset_tasks=7",
+    ]
+
+
+def test_protonet_trains_on_meta_dataset_episodes_and_is_scored_on_them(
+    folder: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(None, overrides(folder, tmp_path))
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert isinstance(trainer.tasks, MetaDatasetSampler)
+    ways = {t.support_y.max().item() + 1 for t in trainer.tasks.sample(20, torch.Generator())}
+    assert len(ways) > 1 and ways <= {3, 4, 5, 6}  # variable ways from the 18 training classes
+    check_evaluation(cfg, trainer.learner)
+    result = trainer.fit()
+    records = read_metrics(trainer.metrics_path)
+    assert result.step == 6 and all(np.isfinite(r["loss"]) for r in records)
+    assert [r["step"] for r in records if "val_accuracy" in r] == [3, 6]
+    res = evaluate_run(cfg, trainer.learner)
+    assert "Meta-Dataset episodes of 3-6 ways" in res["protocol"]
+    assert res["scores"]["1-shot"]["0"]["n"] == 4  # the N-way K-shot protocol is still scored
+    md = res["meta_dataset"]
+    assert md["tasks"] == 7 and 3 <= md["mean_ways"] <= 6 and 0.0 <= md["mean"] <= 1.0
+    assert evaluate_run(cfg, trainer.learner)["meta_dataset"] == md  # fixed, seeded episodes
+
+
+def test_a_killed_meta_dataset_run_resumes_to_the_same_weights(
+    folder: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(None, overrides(folder, tmp_path))
+    full = Trainer(cfg, tmp_path / "full")
+    full.fit()
+    part = Trainer(cfg, tmp_path / "part")
+    part.fit(stop_after=5)  # killed after step 5; the last checkpoint is from step 4
+    resumed = Trainer(cfg, tmp_path / "part")
+    resumed.fit()
+    a, b = full.learner.state_dict(), resumed.learner.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["learner.name=maml"], "learner 'maml' cannot take \\(a fixed head\\)"),
+        (["learner.name=pretrain"], "learner 'pretrain' cannot take \\(labelled batches\\)"),
+        (["task.min_ways=7"], "need 2 ≤ min_ways ≤ max_ways"),
+        (["task.hierarchy=true"], "task.hierarchy .* needs data.name 'omniglot'"),
+        (
+            ["task.sampler=fixed", "eval.metadataset_tasks=0", "task.hierarchy=true"],
+            "task.hierarchy is for Meta-Dataset episodes",
+        ),
+        (["task.min_ways=19", "task.max_ways=20"], "the train split cannot give Meta-Dataset"),
+    ],
+)
+def test_settings_meta_dataset_episodes_cannot_take_are_refused(
+    folder: Path, tmp_path: Path, change: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Trainer(load_config(None, [*overrides(folder, tmp_path), *change]), tmp_path / "r")
+
+
+def test_meta_dataset_test_episodes_the_test_split_cannot_give_fail_before_training(
+    folder: Path, tmp_path: Path
+) -> None:
+    """7-way episodes train on the 18 training classes, but the 6 test classes cannot give them:
+    the check before training says so, naming the keys."""
+    cfg = load_config(None, [*overrides(folder, tmp_path), "task.min_ways=7", "task.max_ways=9"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"test split cannot give Meta-Dataset .*min_ways 7"):
+        check_evaluation(cfg, trainer.learner)
