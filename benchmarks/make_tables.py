@@ -122,6 +122,8 @@ def omniglot_table() -> str:
         budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} {unit}"
         task, bn = r["config_dump"]["task"], r["config_dump"]["model"]["batch_norm"]
         episodes = "images" if r["learner"] == "pretrain" else f"{task['ways']}w{task['shots']}s"
+        if task.get("sampler") == "metadataset":
+            episodes = f"Meta-Dataset {task['min_ways']}-{task['max_ways']}w"
         lines.append(
             f"| {r['learner']} ({r['config']}) | "
             + " | ".join(cells)
@@ -152,6 +154,13 @@ def omniglot_table() -> str:
         cells = [s for s in settings if s in r["scores"] and int(s.split("w")[1][:-1]) > trained]
         if cells and r["learner"] != "pretrain":
             more_shots.append(f"{', '.join(cells)} of {r['config']}")
+    meta_dataset = [
+        f"{r['config']}: {100 * md['mean']:.2f} ± {100 * md['ci95']:.2f} over {md['tasks']:,} "
+        f"episodes of {md['min_ways']}-{md['max_ways']} ways (mean {md['mean_ways']:.1f} ways, "
+        f"{md['mean_support']:.0f} support images)"
+        for r in runs
+        if (md := r.get("meta_dataset"))
+    ]
     notes = [
         "",
         "Protocol: Conv-4 of width 64 on 28×28 images for every row; each row's training "
@@ -175,6 +184,14 @@ def omniglot_table() -> str:
         "(3 test steps after 1 in training) is kept all the same.",
         "Commands: " + "; ".join(f"`{r['command']}`" for r in runs) + ".",
     ]
+    if meta_dataset:
+        notes.insert(
+            -1,
+            "Accuracy on fixed Meta-Dataset test episodes (variable ways, class-imbalanced "
+            "support, 10 queries per class; Triantafillou et al. 2020): "
+            + "; ".join(meta_dataset)
+            + ".",
+        )
     return "\n".join(lines + notes)
 
 

@@ -27,6 +27,7 @@ from metamap.data import omniglot_one_shot_runs
 from metamap.errors import TaskShapeError
 from metamap.train import (
     Trainer,
+    evaluate_meta_dataset,
     evaluate_run,
     lake_one_shot_error,
     learner_from_checkpoint,
@@ -78,6 +79,7 @@ def main() -> None:
         ways, shots = int(m.group(1)), int(m.group(2))
         c = cfg.model_copy(deep=True)
         c.eval.ways, c.eval.shots = ways, [shots]
+        c.eval.metadataset_tasks = 0  # scored once, below
         res = evaluate_run(c, learner)
         by_step = next(iter(res["scores"].values()))
         scores[s] = dict(by_step[str(max(int(k) for k in by_step))])  # after the most steps
@@ -88,6 +90,14 @@ def main() -> None:
         print(f"Lake 20-run one-shot error: {lake['error']:.3f}", flush=True)
     except TaskShapeError as e:  # a fixed N-way head cannot take Lake's 20-way runs
         lake = {"error": None, "reason": str(e)}
+    meta_dataset = None
+    if cfg.eval.metadataset_tasks:
+        meta_dataset = evaluate_meta_dataset(cfg, learner)
+        print(
+            f"{args.config} Meta-Dataset episodes: {meta_dataset['mean']:.4f} ± "
+            f"{meta_dataset['ci95']:.4f}",
+            flush=True,
+        )
     out = {
         "benchmark": "omniglot",
         "config": args.config,
@@ -113,6 +123,7 @@ def main() -> None:
         "queries": cfg.eval.queries,
         "scores": scores,
         "lake_one_shot": {k: v for k, v in lake.items() if k != "per_run"},
+        "meta_dataset": meta_dataset,
         "torch": torch.__version__,
         "machine": platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -17,6 +17,7 @@ from metamap.train.evaluate import Summary, evaluate, summarize
 from metamap.train.metrics import MetricsLog, read_metrics
 from metamap.train.protocol import (
     check_evaluation,
+    evaluate_meta_dataset,
     evaluate_run,
     lake_one_shot_error,
     learner_from_checkpoint,
@@ -42,6 +43,7 @@ __all__ = [
     "check_evaluation",
     "describe",
     "evaluate",
+    "evaluate_meta_dataset",
     "evaluate_run",
     "from_config",
     "lake_one_shot_error",

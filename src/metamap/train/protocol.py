@@ -18,7 +18,13 @@ from metamap.train.checkpoint import load_checkpoint
 from metamap.train.config import RunConfig, apply_overrides, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 
-__all__ = ["check_evaluation", "evaluate_run", "lake_one_shot_error", "learner_from_checkpoint"]
+__all__ = [
+    "check_evaluation",
+    "evaluate_meta_dataset",
+    "evaluate_run",
+    "lake_one_shot_error",
+    "learner_from_checkpoint",
+]
 
 _CHUNK = 100
 
@@ -91,12 +97,14 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
             for k, s in ((k, summarize(v)) for k, v in scores.items())
         }
     if e.metadataset_tasks:
-        results["meta_dataset"] = _meta_dataset_scores(cfg, learner)
+        results["meta_dataset"] = evaluate_meta_dataset(cfg, learner)
     return results
 
 
-def _meta_dataset_scores(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
-    """Accuracy on ``eval.metadataset_tasks`` fixed Meta-Dataset episodes of the test split."""
+def evaluate_meta_dataset(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
+    """Accuracy on ``eval.metadataset_tasks`` fixed Meta-Dataset episodes of the test split
+    (:func:`~metamap.train.build.build_metadataset`), with the episodes' mean ways and support
+    size; materialised 100 episodes at a time."""
     e, t = cfg.eval, cfg.task
     sampler = build_metadataset(cfg, "test")
     episodes = sampler.fixed_episodes(e.metadataset_tasks, e.seed)
