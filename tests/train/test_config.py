@@ -135,6 +135,11 @@ def test_a_fixed_head_learner_is_not_evaluated_on_other_ways() -> None:
             load_config(None, [*episodes, f"learner.name={name}", "eval.ways=20"])
         assert load_config(None, [*episodes, f"learner.name={name}", "eval.ways=5"])
     assert load_config(None, [*episodes, "learner.name=protonet", "eval.ways=20"]).eval.ways == 20
+    # a check across sections names the problem, without echoing the whole config back
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [*episodes, "learner.name=maml", "eval.ways=20"])
+    assert str(e.value).splitlines()[1].strip().startswith("learner 'maml' adapts a fixed")
+    assert "got {" not in str(e.value) and "Value error" not in str(e.value)
 
 
 def test_metric_scale_is_only_for_matching_networks() -> None:

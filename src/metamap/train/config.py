@@ -411,6 +411,8 @@ def _format(e: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown key '{where}' (check the spelling; see configs/ for examples)")
+        elif not err["loc"]:  # a check across sections: its input is the whole config
+            lines.append(err["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"'{where}': {err['msg']} (got {err.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
