@@ -4,12 +4,12 @@ Ten classes of 28×28 grey images (a bright square at a class-specific place, pl
 split 6/2/2 by class; a few meta-iterations must run, validate, checkpoint and evaluate.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from metamap.errors import ConfigError
 from metamap.learners import PretrainBaseline
@@ -26,17 +26,10 @@ from metamap.train import (
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for c in range(10):
-        (root / f"class{c}").mkdir()
-        for i in range(5):
-            img = rng.integers(0, 60, (28, 28), dtype=np.uint8)
-            r, col = divmod(c, 4)
-            img[4 + 6 * r : 10 + 6 * r, 2 + 6 * col : 8 + 6 * col] = 255
-            Image.fromarray(img, mode="L").save(root / f"class{c}" / f"{i}.png")
-    return root
+def folder(tmp_path_factory: pytest.TempPathFactory, block_classes: Callable[..., Path]) -> Path:
+    return block_classes(
+        tmp_path_factory.mktemp("images"), [5] * 10, cols=4, step=(6, 6), offset=(4, 2), block=6
+    )
 
 
 def folder_run(folder: Path, tmp_path: Path) -> list[str]:

@@ -2,12 +2,12 @@
 N-way K-shot validation, resumable, scored on fixed Meta-Dataset test episodes; bad settings are
 refused when the config is read."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from metamap.errors import ConfigError
 from metamap.tasks import MetaDatasetSampler
@@ -15,19 +15,10 @@ from metamap.train import Trainer, check_evaluation, evaluate_run, load_config, 
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """30 classes of 4–9 grey 28×28 images (a bright block at a class-specific place + noise),
-    split 18 / 6 / 6 by class."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for c in range(30):
-        (root / f"class{c:02d}").mkdir()
-        for i in range(int(rng.integers(4, 10))):
-            img = rng.integers(0, 60, (28, 28), dtype=np.uint8)
-            r, col = divmod(c, 6)
-            img[2 + 5 * r : 6 + 5 * r, 2 + 4 * col : 6 + 4 * col] = 255
-            Image.fromarray(img, mode="L").save(root / f"class{c:02d}" / f"{i}.png")
-    return root
+def folder(tmp_path_factory: pytest.TempPathFactory, block_classes: Callable[..., Path]) -> Path:
+    """30 classes of 4–9 images (a bright block at a class-specific place), split 18 / 6 / 6."""
+    counts = np.random.default_rng(1).integers(4, 10, 30).tolist()
+    return block_classes(tmp_path_factory.mktemp("images"), counts, cols=6, step=(5, 4))
 
 
 def overrides(folder: Path, tmp_path: Path) -> list[str]:
