@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metamap.tasks import ImageAugment, TaskBatch, make_generator
+from metamap.tasks import ImageAugment, TaskBatch, make_generator, stack_tasks
 
 
 def images(n: int = 12, c: int = 3, size: int = 6, seed: int = 0) -> torch.Tensor:
@@ -68,6 +68,12 @@ def test_episodes_keep_their_shapes_and_labels_and_replay_from_the_seed() -> Non
     assert a.support_y is sy and a.query_y is qy
     assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
     assert not torch.equal(a.support_x, c.support_x)
+    # one task of its own shape (a Meta-Dataset episode) is augmented as a batch of one would be
+    one = batch[0]
+    t = aug.task(one, make_generator(4))
+    ref = aug.batch(stack_tasks([one]), make_generator(4))
+    assert torch.equal(t.support_x, ref.support_x[0]) and torch.equal(t.query_x, ref.query_x[0])
+    assert t.support_y is one.support_y and not torch.equal(t.support_x, one.support_x)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ shape. Validation and test episodes are never augmented.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,8 @@ from torch import Tensor
 from metamap.tasks.task import Task, TaskBatch
 
 __all__ = ["ImageAugment"]
+
+_Sets = TypeVar("_Sets", Task, TaskBatch)
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 grey, as torchvision's rgb_to_grayscale
 
@@ -65,27 +68,17 @@ class ImageAugment:
     def task(self, task: Task, generator: torch.Generator) -> Task:
         """The same task with every support and query image augmented (one task of its own
         shape, e.g. a Meta-Dataset episode)."""
-        if not self.enabled:
-            return task
-        return Task(
-            self(task.support_x, generator),
-            task.support_y,
-            self(task.query_x, generator),
-            task.query_y,
-            params=task.params,
-        )
+        return self._sets(task, generator)
 
     def batch(self, tasks: TaskBatch, generator: torch.Generator) -> TaskBatch:
         """The same tasks with every support and query image augmented."""
+        return self._sets(tasks, generator)
+
+    def _sets(self, tasks: _Sets, generator: torch.Generator) -> _Sets:
         if not self.enabled:
             return tasks
-        return TaskBatch(
-            self(tasks.support_x, generator),
-            tasks.support_y,
-            self(tasks.query_x, generator),
-            tasks.query_y,
-            params=tasks.params,
-        )
+        support_x = self(tasks.support_x, generator)  # support first: the draws' order is fixed
+        return replace(tasks, support_x=support_x, query_x=self(tasks.query_x, generator))
 
 
 def _random_crop(x: Tensor, pad: int, g: torch.Generator) -> Tensor:
