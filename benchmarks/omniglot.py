@@ -45,6 +45,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="training budget (default: config's)")
     ap.add_argument("--settings", nargs="+", default=None, help="test settings, e.g. 5w1s 20w1s")
     ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument(
+        "--metadataset-tasks",
+        type=int,
+        default=None,
+        help="also score this many fixed Meta-Dataset test episodes (metric learners; default: "
+        "the config's eval.metadataset_tasks)",
+    )
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="train.device: cpu, cuda, cuda:1, ...")
     ap.add_argument("--data", type=Path, default=SHARED / "omniglot")
@@ -60,6 +67,8 @@ def main() -> None:
     ]
     if args.steps is not None:
         over.append(f"train.steps={args.steps}")
+    if args.metadataset_tasks is not None:
+        over.append(f"eval.metadataset_tasks={args.metadataset_tasks}")
     cfg = load_config(ROOT / "configs" / "omniglot" / f"{args.config}.yaml", over)
     trainer = Trainer(cfg, args.runs / f"omniglot-{args.config}")
     result = trainer.fit()
