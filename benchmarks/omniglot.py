@@ -78,7 +78,9 @@ def main() -> None:
         for r in read_metrics(trainer.metrics_path)
         if trainer.val_name in r
     }
-    cfg, learner, state = learner_from_checkpoint(trainer.best_path)
+    # The checkpoint stores the config it was trained under; this run's evaluation settings win.
+    evaluation = [o for o in over if o.startswith("eval.")]
+    cfg, learner, state = learner_from_checkpoint(trainer.best_path, evaluation)
     settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]
     scores = {}
     for s in settings:
