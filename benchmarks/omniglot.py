@@ -2,7 +2,9 @@
 
 Trains one config from configs/omniglot/ (optionally with a shorter step budget, since these
 CPUs are slow), then evaluates its best-validation checkpoint on every requested test setting
-(ways × shots) and on Lake et al.'s 20 within-alphabet one-shot runs. Results:
+(ways × shots), on Lake et al.'s 20 within-alphabet one-shot runs and, for metric learners
+that ask for it (``eval.metadataset_tasks`` or ``--metadataset-tasks``), on fixed Meta-Dataset
+test episodes. Results:
 benchmarks/results/omniglot_<config>.json; `python benchmarks/make_tables.py` renders them.
 
     python benchmarks/omniglot.py --config protonet-5w1s --steps 1500 --settings 5w1s 20w1s
