@@ -330,14 +330,11 @@ class RunConfig(_Section):
 
     def _check_metadataset(self, images: bool) -> None:
         t, learner = self.task, self.learner.name
-        used = [
-            k
-            for k, on in (
-                ("task.sampler 'metadataset'", t.sampler == "metadataset"),
-                ("eval.metadataset_tasks", self.eval.metadataset_tasks > 0),
-            )
-            if on
-        ]
+        used = []
+        if t.sampler == "metadataset":
+            used.append("task.sampler 'metadataset'")
+        if self.eval.metadataset_tasks > 0:
+            used.append("eval.metadataset_tasks")
         if not used:
             if t.hierarchy:
                 raise ValueError(
