@@ -147,8 +147,30 @@ def test_a_finished_run_can_be_extended_unless_the_schedule_depends_on_its_lengt
     assert _same(_weights(extended), _weights(straight))
     cosine = [*base, "train.schedule=cosine"]
     Trainer(load_config(None, cosine), tmp_path / "cos").fit()
-    with pytest.raises(CheckpointError, match="another configuration"):
+    with pytest.raises(CheckpointError, match="another learning-rate schedule"):
         Trainer(load_config(None, [*cosine, "train.steps=18"]), tmp_path / "cos").fit()
+
+
+def test_a_constant_rate_run_is_annealed_from_the_step_it_reached(tmp_path: Path) -> None:
+    """Resuming under a piecewise decay whose milestone is at (or after) the checkpoint's step
+    gives exactly the run that schedule trains straight through: the rates of the steps taken
+    agree. A milestone before that step would rewrite the past, and is refused with the rates."""
+    base = [o for o in FAST if not o.startswith(("train.schedule", "train.warmup"))]
+    anneal = ["train.steps=18", "train.schedule=piecewise", "train.milestones=[12]"]
+    anneal.append("train.factors=[0.1]")
+    Trainer(load_config(None, base), tmp_path / "run").fit()  # 12 steps at a constant rate
+    annealed = Trainer(load_config(None, [*base, *anneal]), tmp_path / "run")
+    assert annealed.resume() and annealed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    annealed.fit()
+    straight = Trainer(load_config(None, [*base, *anneal]), tmp_path / "straight")
+    straight.fit()
+    assert annealed.step == 18 and _same(_weights(annealed), _weights(straight))
+    lrs = [r["lr"] for r in read_metrics(RunPaths(tmp_path / "run").metrics)]
+    assert lrs == pytest.approx([1e-3] * 12 + [1e-4] * 6)  # the rate of the next step
+    early = [*base, "train.steps=18", "train.schedule=piecewise", "train.milestones=[9]"]
+    Trainer(load_config(None, base), tmp_path / "again").fit()
+    with pytest.raises(CheckpointError, match=r"at step 9 its rate was 0\.001, this config's"):
+        Trainer(load_config(None, [*early, "train.factors=[0.1]"]), tmp_path / "again").fit()
 
 
 def test_piecewise_schedule_and_sgd_momentum_reach_the_optimizer(tmp_path: Path) -> None:

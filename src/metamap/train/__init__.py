@@ -22,6 +22,7 @@ from metamap.train.protocol import (
     lake_one_shot_error,
     learner_from_checkpoint,
 )
+from metamap.train.schedule import lr_factor, schedule_mismatch
 from metamap.train.trainer import RunPaths, Trainer, TrainResult
 
 __all__ = [
@@ -50,8 +51,10 @@ __all__ = [
     "learner_from_checkpoint",
     "load_checkpoint",
     "load_config",
+    "lr_factor",
     "parse_config",
     "read_metrics",
     "save_checkpoint",
+    "schedule_mismatch",
     "summarize",
 ]

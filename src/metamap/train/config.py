@@ -29,6 +29,7 @@ from pydantic import (
 from metamap.errors import ConfigError
 
 __all__ = [
+    "SCHEDULE_FIELDS",
     "AugmentConfig",
     "DataConfig",
     "EvalConfig",
@@ -203,6 +204,19 @@ class LearnerConfig(_Section):
         return self
 
 
+SCHEDULE_FIELDS = (
+    "steps",
+    "schedule",
+    "warmup_steps",
+    "decay_every",
+    "decay_factor",
+    "milestones",
+    "factors",
+)
+"""The ``train`` keys that shape only the learning-rate schedule: outside the fingerprint, since
+a resume is checked on the rates themselves (:func:`metamap.train.schedule.schedule_mismatch`)."""
+
+
 class TrainConfig(_Section):
     """The outer loop: meta-optimizer, schedule, validation and checkpoints."""
 
@@ -365,8 +379,11 @@ class RunConfig(_Section):
     def fingerprint(self) -> str:
         """Hash of everything that changes the trained weights (not paths, logging or eval).
 
-        ``train.steps`` counts only under the cosine schedule: with a constant or step schedule
-        the first N steps do not depend on the total, so a finished run can be extended. Where
+        The learning-rate schedule does not count here (``steps``, ``schedule``, warm-up, decay
+        and milestones): a run may resume under another schedule when both give the same rates
+        for every step it has taken, which the trainer checks (:func:`schedule_mismatch`). So a
+        finished run can be extended by raising ``train.steps`` (not under cosine, whose rates
+        depend on the total), or annealed by a piecewise decay from the step it reached. Where
         the data, its split lists and its cache live, and whether it may be downloaded, do not
         count either: moving the data does not stop a run from resuming.
         """
@@ -391,10 +408,9 @@ class RunConfig(_Section):
             "progress",
             "device",
             "threads",
+            *SCHEDULE_FIELDS,
         ):
             d["train"].pop(k)
-        if self.train.schedule != "cosine":
-            d["train"].pop("steps")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

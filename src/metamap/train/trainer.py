@@ -31,9 +31,10 @@ from metamap.tasks import (
 )
 from metamap.train.build import build_tasks, dtype_of, from_config
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
-from metamap.train.config import RunConfig, TrainConfig, parse_config
+from metamap.train.config import RunConfig, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 from metamap.train.metrics import MetricsLog
+from metamap.train.schedule import lr_factor, schedule_mismatch
 
 __all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "RunPaths", "TrainResult", "Trainer"]
 
@@ -41,18 +42,17 @@ VAL_SEED_OFFSET = 10_000
 """Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
 
 
-def _stored_fingerprint(state: dict[str, Any]) -> str | None:
-    """The fingerprint of the config a checkpoint stores, recomputed by this version of metamap.
+def _stored_config(state: dict[str, Any]) -> RunConfig | None:
+    """The config a checkpoint stores, parsed by this version of metamap (``None``: unreadable).
 
-    Recomputing (rather than trusting the stored hash) lets a checkpoint written before a config
-    field was added, or before a field stopped counting, resume: the new field takes its default.
-    A stored config this version cannot parse falls back to the stored hash.
+    Re-parsing (rather than trusting the stored fingerprint) lets a checkpoint written before a
+    config field was added, or before a field stopped counting, resume: the new field takes its
+    default.
     """
     try:
-        return parse_config(state["config"]).fingerprint()
+        return parse_config(state["config"])
     except (KeyError, TypeError, ConfigError):
-        stored = state.get("fingerprint")
-        return stored if isinstance(stored, str) else None
+        return None
 
 
 @dataclass(frozen=True)
@@ -122,25 +122,6 @@ class TrainResult:
     """Wall-clock seconds spent training, summed over every resumed session."""
 
 
-def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    schedule, warmup, total = cfg.schedule, cfg.warmup_steps, cfg.steps
-
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "step":
-            return float(cfg.decay_factor ** (step // cfg.decay_every))
-        if schedule == "piecewise":
-            passed = [f for m, f in zip(cfg.milestones, cfg.factors, strict=True) if step >= m]
-            return passed[-1] if passed else 1.0
-        if schedule == "cosine":
-            t = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-        return 1.0
-
-    return f
-
-
 class Trainer:
     """Meta-trains the learner a :class:`RunConfig` describes, writing into ``out_dir``."""
 
@@ -167,7 +148,7 @@ class Trainer:
         )
         a = cfg.data.augment
         self.augment = ImageAugment(a.padding, a.flip, a.jitter)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(t))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(t))
         self.generator = make_generator(cfg.seed)
         self.val_chunks = _validation_set(cfg, self.tasks)
         self.step = 0
@@ -206,18 +187,32 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        theirs = _stored_fingerprint(state)
-        if theirs != self.cfg.fingerprint():
+        stored = _stored_config(state)
+        theirs = stored.fingerprint() if stored is not None else state.get("fingerprint")
+        if stored is None or theirs != self.cfg.fingerprint():
             raise CheckpointError(
                 f"checkpoint {source!r} was written by a run with another configuration "
                 f"(fingerprint {theirs} ≠ {self.cfg.fingerprint()}); "
                 "use a new out_dir, or the same config to resume"
             )
+        step = int(state["step"])
+        differ = schedule_mismatch(stored.train, self.cfg.train, step)
+        if differ is not None:
+            at, before, after = differ
+            raise CheckpointError(
+                f"checkpoint {source!r} reached step {step} under another learning-rate "
+                f"schedule (at step {at} its rate was {before:.3g}, this config's is "
+                f"{after:.3g}); a schedule may change only from the step a run has reached, "
+                f"e.g. train.schedule=piecewise with train.milestones=[{step}]"
+            )
         self.learner.load_state_dict(state["learner"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        factor = lr_factor(self.cfg.train)(step)  # this config's rate, not the stored one
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor
         self.generator.set_state(state["generator"])
-        self.step = int(state["step"])
+        self.step = step
         self.best_step = int(state["best_step"])
         self.best_val = float(state["best_val"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
