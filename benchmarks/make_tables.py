@@ -122,6 +122,9 @@ def omniglot_table() -> str:
         else:
             unit = "episodes"
         budget = f"{r['steps_trained']:,} of {r['steps_in_paper_schedule']:,} {unit}"
+        if train["schedule"] == "piecewise":
+            cuts = zip(train["milestones"], train["factors"], strict=True)
+            budget += "; lr " + ", ".join(f"×{f:g} from {m:,}" for m, f in cuts)
         task, bn = r["config_dump"]["task"], r["config_dump"]["model"]["batch_norm"]
         episodes = "images" if r["learner"] == "pretrain" else f"{task['ways']}w{task['shots']}s"
         if task.get("sampler") == "metadataset":

@@ -54,6 +54,14 @@ def main() -> None:
         help="also score this many fixed Meta-Dataset test episodes (metric learners; default: "
         "the config's eval.metadataset_tasks)",
     )
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. to anneal a finished constant-rate run from the step it "
+        "reached: train.schedule=piecewise 'train.milestones=[5500]' 'train.factors=[0.1]'",
+    )
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="train.device: cpu, cuda, cuda:1, ...")
     ap.add_argument("--data", type=Path, default=SHARED / "omniglot")
@@ -71,6 +79,7 @@ def main() -> None:
         over.append(f"train.steps={args.steps}")
     if args.metadataset_tasks is not None:
         over.append(f"eval.metadataset_tasks={args.metadataset_tasks}")
+    over += args.set
     cfg = load_config(ROOT / "configs" / "omniglot" / f"{args.config}.yaml", over)
     trainer = Trainer(cfg, args.runs / f"omniglot-{args.config}")
     result = trainer.fit()
