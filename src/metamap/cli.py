@@ -102,6 +102,9 @@ def _print_scores(results: dict[str, Any]) -> None:
             f"mean {md['mean_ways']:.1f} ways and {md['mean_support']:.0f} support images): "
             f"{md['mean']:.3f} ± {md['ci95']:.3f}"
         )
+        for d in md.get("by_domain") or []:
+            score = f"{d['mean']:.3f} ± {d['ci95']:.3f}" if d["tasks"] else "no episodes"
+            print(f"  {d['name']} ({d['tasks']} episodes): {score}")
 
 
 def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = False) -> Trainer:

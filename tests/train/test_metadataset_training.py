@@ -86,13 +86,76 @@ def test_a_killed_meta_dataset_run_resumes_to_the_same_weights(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.fixture(scope="module")
+def second(tmp_path_factory: pytest.TempPathFactory, block_classes: Callable[..., Path]) -> Path:
+    """Another domain: 20 classes of 6 images, blocks on another grid (split 12 / 4 / 4)."""
+    return block_classes(tmp_path_factory.mktemp("second"), [6] * 20, cols=4, step=(4, 6), seed=3)
+
+
+def extra_domain(root: Path, tmp_path: Path, **more: object) -> str:
+    fields = {"name": "folder", "protocol": "folder", "root": str(root)}
+    fields |= {"cache_dir": str(tmp_path / "cache"), **more}
+    return "extra_domains=[{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}]"
+
+
+def test_episodes_draw_from_every_domain_and_are_scored_per_domain(
+    folder: Path, second: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(None, [*overrides(folder, tmp_path), extra_domain(second, tmp_path)])
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert isinstance(trainer.tasks, MetaDatasetSampler) and trainer.tasks.num_domains == 2
+    tasks = trainer.tasks.sample(30, torch.Generator().manual_seed(0))
+    assert {t.params["domain"] for t in tasks} == {0.0, 1.0}
+    assert {t.support_x.shape[1:] for t in tasks} == {(1, 28, 28)}
+    trainer.fit()
+    res = evaluate_run(cfg, trainer.learner)
+    assert "Meta-Dataset episodes of 3-6 ways over 2 domains (folder, folder)" in res["protocol"]
+    md = res["meta_dataset"]
+    counts = [d["tasks"] for d in md["by_domain"]]
+    assert sum(counts) == md["tasks"] == 7 and min(counts) > 0
+    pooled = sum(d["mean"] * d["tasks"] for d in md["by_domain"]) / md["tasks"]
+    assert pooled == pytest.approx(md["mean"])
+    one = load_config(None, overrides(folder, tmp_path))
+    assert one.fingerprint() != cfg.fingerprint()
+    assert evaluate_run(one, trainer.learner)["meta_dataset"]["by_domain"] is None
+
+
+def test_extra_domains_only_in_test_episodes_leave_the_fingerprint_alone(
+    folder: Path, second: Path, tmp_path: Path
+) -> None:
+    fixed = [*overrides(folder, tmp_path), "task.sampler=fixed"]
+    a = load_config(None, fixed)
+    b = load_config(None, [*fixed, extra_domain(second, tmp_path)])
+    assert a.fingerprint() == b.fingerprint()
+    moved = load_config(None, [*fixed, extra_domain(second, tmp_path / "elsewhere")])
+    assert moved.fingerprint() == b.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("more", "message"),
+    [
+        ({"image_size": 32}, r"extra_domains\[0\] \(folder\) has image_size 32, channels 1 but"),
+        ({"augment": "{flip: true}"}, r"extra_domains\[0\].augment: augmentation is set once"),
+        ({"name": "omniglot", "channels": 3}, r"extra_domains\[0\].name 'omniglot' has grey"),
+    ],
+)
+def test_extra_domains_that_cannot_share_an_episode_stream_are_refused(
+    folder: Path, second: Path, tmp_path: Path, more: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [*overrides(folder, tmp_path), extra_domain(second, tmp_path, **more)])
+    plain = [*overrides(folder, tmp_path), "task.sampler=fixed", "eval.metadataset_tasks=0"]
+    with pytest.raises(ConfigError, match="extra_domains is for Meta-Dataset episodes"):
+        load_config(None, [*plain, extra_domain(second, tmp_path)])
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (["learner.name=maml"], "learner 'maml' cannot take \\(a fixed head\\)"),
         (["learner.name=pretrain"], "learner 'pretrain' cannot take \\(labelled batches\\)"),
         (["task.min_ways=7"], "need 2 ≤ min_ways ≤ max_ways"),
-        (["task.hierarchy=true"], "task.hierarchy .* needs data.name 'omniglot'"),
+        (["task.hierarchy=true"], "task.hierarchy .* needs an Omniglot domain"),
         (
             ["task.sampler=fixed", "eval.metadataset_tasks=0", "task.hierarchy=true"],
             "task.hierarchy is for Meta-Dataset episodes",

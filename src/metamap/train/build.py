@@ -155,10 +155,12 @@ def _class_split(
     )
 
 
-def load_images(cfg: RunConfig, split: Split) -> ImageClassDataset:
-    """The decoded (cached) images of one split named by ``cfg.data``."""
-    name = {"train": cfg.data.train_split, "val": cfg.data.val_split, "test": cfg.data.test_split}
-    return _load_images(cfg.data.model_dump_json(), name[split])
+def load_images(cfg: RunConfig, split: Split, data: DataConfig | None = None) -> ImageClassDataset:
+    """The decoded (cached) images of one split named by ``cfg.data`` (or by ``data``, one of
+    ``cfg.extra_domains``)."""
+    d = cfg.data if data is None else data
+    name = {"train": d.train_split, "val": d.val_split, "test": d.test_split}
+    return _load_images(d.model_dump_json(), name[split])
 
 
 def build_tasks(
@@ -194,15 +196,22 @@ def build_tasks(
 
 
 def build_metadataset(cfg: RunConfig, split: Split) -> MetaDatasetSampler:
-    """Meta-Dataset's variable-way, variable-shot episodes of ``split`` (one domain, ``data``):
-    ``task.min_ways`` … ``task.max_ways`` classes, within one Omniglot alphabet with
+    """Meta-Dataset's variable-way, variable-shot episodes of ``split`` of ``data`` and
+    ``extra_domains`` (each episode from one of them, picked uniformly): ``task.min_ways`` …
+    ``task.max_ways`` classes, within one alphabet of an Omniglot domain with
     ``task.hierarchy``."""
     t = cfg.task
-    data = load_images(cfg, split)
-    hierarchy = ClassHierarchy.from_class_names(data.class_names) if t.hierarchy else None
+    configs = [cfg.data, *cfg.extra_domains]
+    domains = [load_images(cfg, split, d) for d in configs]
+    hierarchies = [
+        ClassHierarchy.from_class_names(data.class_names)
+        if t.hierarchy and d.name == "omniglot"
+        else None
+        for d, data in zip(configs, domains, strict=True)
+    ]
     try:
         return MetaDatasetSampler(
-            [data], min_ways=t.min_ways, max_ways=t.max_ways, hierarchies=[hierarchy]
+            domains, min_ways=t.min_ways, max_ways=t.max_ways, hierarchies=hierarchies
         )
     except TaskShapeError as e:
         raise ConfigError(
@@ -372,6 +381,9 @@ def describe(cfg: RunConfig) -> str:
     if t.sampler == "metadataset":
         within = ", one alphabet each" if t.hierarchy else ""
         episodes = f"Meta-Dataset episodes of {t.min_ways}-{t.max_ways} ways{within}"
+        if cfg.extra_domains:
+            names = [cfg.data.name, *(d.name for d in cfg.extra_domains)]
+            episodes += f" over {len(names)} domains ({', '.join(names)})"
     return (
         f"{cfg.data.name}{split}, {episodes}, "
         f"{m.name} width {m.width}, BatchNorm {m.batch_norm}"

@@ -291,6 +291,16 @@ class EvalConfig(_Section):
     learners only."""
 
 
+def _check_images(d: DataConfig, key: str) -> None:
+    """The image shape a dataset's config promises is the dataset's own."""
+    if d.name in ("cifar_fs", "fc100") and (d.image_size, d.channels) != (32, 3):
+        raise ValueError(f"{key}.name {d.name!r} has 3×32×32 images: set image_size 32, channels 3")
+    if d.name == "omniglot" and d.channels != 1:
+        raise ValueError(f"{key}.name 'omniglot' has grey images: set {key}.channels 1")
+    if d.name in ("mini_imagenet", "tiered_imagenet", "cub") and d.channels != 3:
+        raise ValueError(f"{key}.name {d.name!r} has colour images: set {key}.channels 3")
+
+
 class RunConfig(_Section):
     """A whole run: ``seed``, where it writes, and the five sections."""
 
@@ -298,6 +308,12 @@ class RunConfig(_Section):
     seed: int = 0
     out_dir: str = "runs/run"
     data: DataConfig = Field(default_factory=DataConfig)
+    extra_domains: list[DataConfig] = Field(default_factory=list)
+    """More datasets for Meta-Dataset episodes (``task.sampler: metadataset``, or
+    ``eval.metadataset_tasks``), each split as ``data`` is: an episode first picks one of
+    ``data`` and these uniformly, then its classes there (Triantafillou et al. 2020). They must
+    share ``data``'s ``image_size`` and ``channels``; augmentation is set once, in ``data``.
+    Validation stays N-way K-shot on ``data``."""
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
@@ -306,15 +322,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
-        d = self.data
-        if d.name in ("cifar_fs", "fc100") and (d.image_size, d.channels) != (32, 3):
-            raise ValueError(
-                f"data.name {d.name!r} has 3×32×32 images: set image_size 32, channels 3"
-            )
-        if d.name == "omniglot" and d.channels != 1:
-            raise ValueError("data.name 'omniglot' has grey images: set data.channels 1")
-        if d.name in ("mini_imagenet", "tiered_imagenet", "cub") and d.channels != 3:
-            raise ValueError(f"data.name {d.name!r} has colour images: set data.channels 3")
+        _check_images(self.data, "data")
         images = self.task.family == "episodes"
         if images and self.model.name == "mlp":
             raise ValueError("task.family 'episodes' needs model.name 'conv4' or 'resnet12'")
@@ -350,11 +358,15 @@ class RunConfig(_Section):
         if self.eval.metadataset_tasks > 0:
             used.append("eval.metadataset_tasks")
         if not used:
-            if t.hierarchy:
-                raise ValueError(
-                    "task.hierarchy is for Meta-Dataset episodes (task.sampler 'metadataset' or "
-                    "eval.metadataset_tasks > 0)"
-                )
+            for key, value in (
+                ("task.hierarchy", t.hierarchy),
+                ("extra_domains", self.extra_domains),
+            ):
+                if value:
+                    raise ValueError(
+                        f"{key} is for Meta-Dataset episodes (task.sampler 'metadataset' or "
+                        "eval.metadataset_tasks > 0)"
+                    )
             return
         what = " and ".join(used)
         if not images:
@@ -370,10 +382,23 @@ class RunConfig(_Section):
                 f"task.min_ways {t.min_ways} and task.max_ways {t.max_ways}: need "
                 "2 ≤ min_ways ≤ max_ways"
             )
-        if t.hierarchy and self.data.name != "omniglot":
+        d = self.data
+        for i, e in enumerate(self.extra_domains):
+            key = f"extra_domains[{i}]"
+            _check_images(e, key)
+            if (e.image_size, e.channels) != (d.image_size, d.channels):
+                raise ValueError(
+                    f"{key} ({e.name}) has image_size {e.image_size}, channels {e.channels} but "
+                    f"data ({d.name}) has {d.image_size}, {d.channels}: every domain of an "
+                    "episode feeds the same network, so set them alike"
+                )
+            if e.augment != AugmentConfig():
+                raise ValueError(f"{key}.augment: augmentation is set once, in data.augment")
+        names = [d.name, *(e.name for e in self.extra_domains)]
+        if t.hierarchy and "omniglot" not in names:
             raise ValueError(
-                "task.hierarchy draws episodes within one Omniglot alphabet: it needs "
-                f"data.name 'omniglot', not {self.data.name!r}"
+                "task.hierarchy draws episodes within one Omniglot alphabet: it needs an "
+                f"Omniglot domain (data.name 'omniglot'), not only {', '.join(names)}"
             )
 
     def fingerprint(self) -> str:
@@ -390,8 +415,11 @@ class RunConfig(_Section):
         d = self.model_dump(mode="json")
         for k in ("name", "out_dir", "eval"):
             d.pop(k)
-        for k in ("root", "splits_root", "cache_dir", "download"):
-            d["data"].pop(k)
+        for data in (d["data"], *d["extra_domains"]):
+            for k in ("root", "splits_root", "cache_dir", "download"):
+                data.pop(k)
+        if not self.extra_domains or self.task.sampler == "fixed":  # as before they existed
+            d.pop("extra_domains")
         if self.task.family != "episodes":
             d.pop("data")
         if self.task.sampler == "fixed":  # as before Meta-Dataset training existed

@@ -103,8 +103,9 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
 
 def evaluate_meta_dataset(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
     """Accuracy on ``eval.metadataset_tasks`` fixed Meta-Dataset episodes of the test split
-    (:func:`~metamap.train.build.build_metadataset`), with the episodes' mean ways and support
-    size; materialised 100 episodes at a time."""
+    (:func:`~metamap.train.build.build_metadataset`), with the episodes' mean ways, support size
+    and queries per class; with several domains also per domain (``by_domain``: Meta-Dataset
+    reports each test dataset on its own). Episodes are materialised 100 at a time."""
     e, t = cfg.eval, cfg.task
     sampler = build_metadataset(cfg, "test")
     episodes = sampler.fixed_episodes(e.metadataset_tasks, e.seed)
@@ -113,19 +114,32 @@ def evaluate_meta_dataset(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any
         tasks = [sampler.task_from_episode(ep) for ep in episodes[start : start + _CHUNK]]
         values += evaluate_scores(learner, tasks, [0])[0]
     s = summarize(values)
-    ways = [ep.ways for ep in episodes]
-    shots = [int(ep.shots.sum()) for ep in episodes]
+    n = len(episodes)
+    by_domain: list[dict[str, Any]] = []
+    for d, data in enumerate(sampler.domains):
+        mine = [v for v, ep in zip(values, episodes, strict=True) if ep.domain == d]
+        m = summarize(mine) if mine else None
+        by_domain.append(
+            {
+                "name": data.name,
+                "tasks": len(mine),
+                "mean": m.mean if m else None,
+                "ci95": m.ci95 if m else None,
+            }
+        )
     return {
         "tasks": s.n,
         "seed": e.seed,
         "min_ways": t.min_ways,
         "max_ways": t.max_ways,
         "hierarchy": t.hierarchy,
-        "mean_ways": sum(ways) / len(ways),
-        "mean_support": sum(shots) / len(shots),
+        "mean_ways": sum(ep.ways for ep in episodes) / n,
+        "mean_support": sum(int(ep.shots.sum()) for ep in episodes) / n,
+        "mean_queries_per_class": sum(ep.queries for ep in episodes) / n,
         "mean": s.mean,
         "ci95": s.ci95,
         "nonfinite": s.nonfinite,
+        "by_domain": by_domain if len(by_domain) > 1 else None,
     }
 
 
