@@ -162,7 +162,14 @@ def omniglot_table() -> str:
     meta_dataset = [
         f"{r['config']}: {100 * md['mean']:.2f} ± {100 * md['ci95']:.2f} over {md['tasks']:,} "
         f"episodes of {md['min_ways']}-{md['max_ways']} ways (mean {md['mean_ways']:.1f} ways, "
-        f"{md['mean_support']:.0f} support images)"
+        f"{md['mean_support']:.0f} support images"
+        + (f", {q:.1f} queries per class" if (q := md.get("mean_queries_per_class")) else "")
+        + ")"
+        + "".join(
+            f"; {d['name']} {100 * d['mean']:.2f} ± {100 * d['ci95']:.2f} ({d['tasks']})"
+            for d in md.get("by_domain") or []
+            if d["tasks"]
+        )
         for r in runs
         if (md := r.get("meta_dataset"))
     ]
@@ -193,9 +200,7 @@ def omniglot_table() -> str:
         notes.insert(
             -1,
             "Accuracy on fixed Meta-Dataset test episodes (variable ways, class-imbalanced "
-            "support, 10 queries per class; Triantafillou et al. 2020): "
-            + "; ".join(meta_dataset)
-            + ".",
+            "support; Triantafillou et al. 2020): " + "; ".join(meta_dataset) + ".",
         )
     return "\n".join(lines + notes)
 
