@@ -14,6 +14,7 @@ from PIL import Image
 
 from metamap.data.images import decode_image
 from metamap.data.omniglot import (
+    METADATASET_VAL_ALPHABETS,
     OMNIGLOT_URLS,
     VINYALS_SHA256,
     VINYALS_URLS,
@@ -41,9 +42,11 @@ def glyph(char: int, sample: int) -> Image.Image:
     return Image.fromarray(a)
 
 
-def make_omniglot(root: Path, per_char: int = 3) -> Path:
+def make_omniglot(
+    root: Path, per_char: int = 3, layout: dict[str, dict[str, int]] = LAYOUT
+) -> Path:
     char = 0
-    for s, alphabets in LAYOUT.items():
+    for s, alphabets in layout.items():
         for alphabet, count in alphabets.items():
             for c in range(1, count + 1):
                 d = root / s / alphabet / f"character{c:02d}"
@@ -146,6 +149,29 @@ def test_rotation_options_and_lake_protocol(omni: Path, cache_dir: Path) -> None
         omniglot("train", "lake", root=omni, cache_dir=cache_dir)
     with pytest.raises(DataError, match="needs more than 1200 characters"):
         omniglot("train", "maml", root=omni, cache_dir=cache_dir)
+
+
+def test_metadataset_protocol_splits_by_alphabet(tmp_path: Path, cache_dir: Path) -> None:
+    """Meta-Dataset's Omniglot: evaluation alphabets test, the five named background alphabets
+    validate, the other background alphabets train; a copy lacking those alphabets is refused."""
+    background = {"Alpha": 3, **dict.fromkeys(METADATASET_VAL_ALPHABETS, 1), "Beta": 2}
+    layout = {"images_background": background, "images_evaluation": {"Gamma": 2}}
+    root = make_omniglot(tmp_path / "md", per_char=2, layout=layout)
+
+    def alphabets(split: str) -> list[str]:
+        data = omniglot(split, "metadataset", root=root, cache_dir=cache_dir)
+        assert data.class_rotations.tolist() == [0] * data.num_classes  # no rotations
+        return sorted({n.split("/")[0] for n in data.class_names})
+
+    assert alphabets("train") == ["Alpha", "Beta"]
+    assert alphabets("val") == sorted(METADATASET_VAL_ALPHABETS)
+    assert alphabets("trainval") == sorted(["Alpha", "Beta", *METADATASET_VAL_ALPHABETS])
+    assert alphabets("test") == ["Gamma"]
+    assert omniglot("train", "metadataset", root=root, cache_dir=cache_dir).num_classes == 5
+    with pytest.raises(DataError, match=r"holds out background alphabets .* lacks: Alphabet_of"):
+        omniglot(
+            "train", "metadataset", root=make_omniglot(tmp_path / "plain"), cache_dir=cache_dir
+        )
 
 
 def test_missing_data_says_how_to_get_it(tmp_path: Path, cache_dir: Path) -> None:

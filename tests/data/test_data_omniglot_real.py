@@ -113,6 +113,20 @@ def test_one_shot_runs_match_evaluation_images(full: ImageClassDataset) -> None:
         assert all(img.tobytes() in known for img in (*run.train_images, *run.test_images))
 
 
+def test_the_metadataset_protocol_has_meta_datasets_alphabet_split(full, omni_cache: Path) -> None:
+    """25 / 5 / 20 alphabets of 883 / 81 / 659 characters (Meta-Dataset's Omniglot spec), and
+    one-alphabet episodes of every split, the test split included (14+ characters each)."""
+    from metamap.tasks import ClassHierarchy, MetaDatasetSampler, make_generator
+
+    for split, groups, chars in (("train", 25, 883), ("val", 5, 81), ("test", 20, 659)):
+        data = omniglot(split, "metadataset", root=ROOT, cache_dir=omni_cache)
+        h = ClassHierarchy.from_class_names(data.class_names)
+        assert (len(h.groups), data.num_classes) == (groups, chars)
+        assert min(map(len, h.groups)) >= 14
+        episode = MetaDatasetSampler(data, hierarchies=[h]).sample_episode(make_generator(0))
+        assert 5 <= episode.ways <= 50
+
+
 def test_meta_dataset_episodes_stay_within_one_alphabet(full, omni_cache: Path) -> None:
     """Meta-Dataset's Omniglot protocol on the real characters: one alphabet per episode."""
     from metamap.tasks import ClassHierarchy, MetaDatasetSampler, make_generator

@@ -117,6 +117,8 @@ def test_optimizer_schedule_and_augmentation_settings_are_checked(
         (["data.name=cifar_fs", "data.channels=3"], "has 3×32×32 images"),
         (["data.name=fc100", "data.image_size=84", "data.channels=3"], "has 3×32×32 images"),
         (["data.name=mini_imagenet", "data.image_size=84"], "set data.channels 3"),
+        (["data.name=folder", "data.protocol=metadataset"], "'metadataset' is an Omniglot split"),
+        (["data.protocol=folder"], "data.protocol 'folder' is for data.name 'folder'"),
     ],
 )
 def test_image_size_and_channels_must_be_the_datasets(overrides: list[str], needle: str) -> None:

@@ -31,6 +31,11 @@ and every split is a selection of it.
   by default; ``rotations=True`` adds the 90/180/270° rotations as extra classes (the augmentation
   of Santoro et al. and MAML).
 * ``protocol="lake"``: the original ``background`` (964 characters) / ``evaluation`` (659) sets.
+* ``protocol="metadataset"`` (Triantafillou et al. 2020, Meta-Dataset's Omniglot): split by
+  *alphabet*, so that an episode drawn within one alphabet (``task.hierarchy``) has all of that
+  alphabet's characters: ``test`` is the 20 evaluation alphabets (659 characters), ``val`` the 5
+  smallest background alphabets (:data:`METADATASET_VAL_ALPHABETS`, 81 characters), ``train``
+  the other 25 (883), ``trainval`` all 30. No rotations by default.
 
 **Rotations.** Images are stored once, unrotated. An :class:`OmniglotSplit` lists its *episode
 classes* with ``class_base[c]`` (the character, an index into ``class_names``/``labels``) and
@@ -78,6 +83,7 @@ from metamap.data.images import (
 from metamap.errors import DataError
 
 __all__ = [
+    "METADATASET_VAL_ALPHABETS",
     "OMNIGLOT_ENV",
     "OMNIGLOT_MD5",
     "OMNIGLOT_SETS",
@@ -121,12 +127,22 @@ VINYALS_SHA256 = {
 }
 """sha256 of each list at that commit (4,112 / 688 / 4,800 / 1,692 lines)."""
 
-OmniglotProtocol = Literal["vinyals", "maml", "lake"]
+OmniglotProtocol = Literal["vinyals", "maml", "lake", "metadataset"]
 _SPLITS: dict[str, tuple[str, ...]] = {
     "vinyals": ("train", "val", "trainval", "test"),
     "maml": ("train", "val", "trainval", "test"),
     "lake": ("background", "evaluation"),
+    "metadataset": ("train", "val", "trainval", "test"),
 }
+METADATASET_VAL_ALPHABETS = (
+    "Alphabet_of_the_Magi",
+    "Blackfoot_(Canadian_Aboriginal_Syllabics)",
+    "Inuktitut_(Canadian_Aboriginal_Syllabics)",
+    "Ojibwe_(Canadian_Aboriginal_Syllabics)",
+    "Tagalog",
+)
+"""Meta-Dataset's validation alphabets: the 5 background alphabets with the fewest characters
+(14, 14, 16, 17 and 20), as its Omniglot conversion holds them out."""
 MAML_TRAIN, MAML_VAL = 1100, 100
 _ROT = re.compile(r"rot(\d{3})")
 
@@ -395,9 +411,9 @@ def omniglot(
 ) -> OmniglotSplit:
     """One split of Omniglot under a protocol (see the module docstring).
 
-    ``split``: ``train``/``val``/``trainval``/``test`` (``vinyals``, ``maml``) or
-    ``background``/``evaluation`` (``lake``). ``rotations``: ``None`` keeps the protocol's
-    default (``vinyals``: the rotations its lists name; ``maml``/``lake``: none); ``True`` makes
+    ``split``: ``train``/``val``/``trainval``/``test`` (``vinyals``, ``maml``, ``metadataset``)
+    or ``background``/``evaluation`` (``lake``). ``rotations``: ``None`` keeps the protocol's
+    default (``vinyals``: the rotations its lists name; the others: none); ``True`` makes
     every character at 0/90/180/270° a class; ``False`` keeps each character once, unrotated.
     ``seed`` only matters for ``maml``. ``download=True`` fetches what is missing: the official
     zips (:func:`omniglot_root`) and, for ``vinyals`` without ``splits_root``, the split list.
@@ -436,6 +452,8 @@ def omniglot(
                 "test": perm[MAML_TRAIN + MAML_VAL :],
             }
             chars = np.sort(parts[split]).tolist()
+        elif protocol == "metadataset":
+            chars = _metadataset_characters(full, split)
         else:
             sets = _class_sets(full)
             want = "images_background" if split == "background" else "images_evaluation"
@@ -450,6 +468,28 @@ def omniglot(
             seen.setdefault(c)
         rows = [(c, 0, f"{names[c]}/rot000") for c in seen]
     return _select(full, rows, protocol, split)
+
+
+def _metadataset_characters(full: ImageClassDataset, split: str) -> list[int]:
+    """The characters of a split of the ``metadataset`` protocol (alphabet-level, see module)."""
+    sets = _class_sets(full)
+    alphabet = [name.split("/", 1)[0] for name in full.class_names]
+    background = {a for a, s in zip(alphabet, sets, strict=True) if s == "images_background"}
+    missing = sorted(set(METADATASET_VAL_ALPHABETS) - background)
+    if missing:
+        raise DataError(
+            f"the Meta-Dataset split holds out background alphabets the Omniglot data found "
+            f"lacks: {', '.join(missing)}. Is it complete (images_background.zip, 30 alphabets)?"
+        )
+    if split == "test":
+        return [c for c, s in enumerate(sets) if s == "images_evaluation"]
+    held_out = {"train": False, "val": True, "trainval": None}[split]
+    return [
+        c
+        for c, (a, s) in enumerate(zip(alphabet, sets, strict=True))
+        if s == "images_background"
+        and (held_out is None or (a in METADATASET_VAL_ALPHABETS) == held_out)
+    ]
 
 
 def _class_sets(full: ImageClassDataset) -> list[str]:

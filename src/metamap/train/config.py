@@ -70,8 +70,9 @@ class DataConfig(_Section):
 
     ``root`` falls back to the dataset's environment variable (``METAMAP_OMNIGLOT`` for Omniglot)
     and ``cache_dir`` to ``$METAMAP_CACHE`` or ``~/.cache/metamap``. ``protocol`` picks the
-    class split: ``vinyals`` (ProtoNets: 1,200 characters × 4 rotations for training) or
-    ``maml`` (seeded 1,100 / 100 / 423 characters) for Omniglot, ``folder`` for your own images
+    class split: ``vinyals`` (ProtoNets: 1,200 characters × 4 rotations for training), ``maml``
+    (seeded 1,100 / 100 / 423 characters) or ``metadataset`` (by alphabet: 25 / 5 / 20
+    alphabets, 883 / 81 / 659 characters) for Omniglot, ``folder`` for your own images
     (``root/<class>/*.png``; the split is a seeded class split by ``split_fractions``); the other
     datasets have one standard split each and ignore it. ``image_size``/``channels`` must match
     the dataset (Omniglot: any size, 1 channel; CIFAR: 32/3; ImageNet and CUB: any size, 3
@@ -95,7 +96,7 @@ class DataConfig(_Section):
     Omniglot's zips and Vinyals lists, the CIFAR-100 binary archive (CIFAR-FS, FC100). ImageNet
     and CUB must be given with ``root``."""
     cache_dir: str | None = None
-    protocol: Literal["vinyals", "maml", "folder"] = "vinyals"
+    protocol: Literal["vinyals", "maml", "metadataset", "folder"] = "vinyals"
     image_size: PositiveInt = 28
     channels: Literal[1, 3] = 1
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
@@ -299,6 +300,13 @@ def _check_images(d: DataConfig, key: str) -> None:
         raise ValueError(f"{key}.name 'omniglot' has grey images: set {key}.channels 1")
     if d.name in ("mini_imagenet", "tiered_imagenet", "cub") and d.channels != 3:
         raise ValueError(f"{key}.name {d.name!r} has colour images: set {key}.channels 3")
+    if d.name != "omniglot" and d.protocol in ("maml", "metadataset"):
+        raise ValueError(
+            f"{key}.protocol {d.protocol!r} is an Omniglot split; {key}.name {d.name!r} has "
+            f"its own (a folder: protocol 'folder', split by {key}.split_fractions)"
+        )
+    if d.name == "omniglot" and d.protocol == "folder":
+        raise ValueError(f"{key}.protocol 'folder' is for data.name 'folder'")
 
 
 class RunConfig(_Section):
