@@ -292,8 +292,8 @@ class EvalConfig(_Section):
     learners only."""
 
 
-def _check_images(d: DataConfig, key: str) -> None:
-    """The image shape a dataset's config promises is the dataset's own."""
+def _check_dataset(d: DataConfig, key: str) -> None:
+    """The image shape and split a dataset's config names are ones the dataset has."""
     if d.name in ("cifar_fs", "fc100") and (d.image_size, d.channels) != (32, 3):
         raise ValueError(f"{key}.name {d.name!r} has 3×32×32 images: set image_size 32, channels 3")
     if d.name == "omniglot" and d.channels != 1:
@@ -330,7 +330,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
-        _check_images(self.data, "data")
+        _check_dataset(self.data, "data")
         images = self.task.family == "episodes"
         if images and self.model.name == "mlp":
             raise ValueError("task.family 'episodes' needs model.name 'conv4' or 'resnet12'")
@@ -393,7 +393,7 @@ class RunConfig(_Section):
         d = self.data
         for i, e in enumerate(self.extra_domains):
             key = f"extra_domains[{i}]"
-            _check_images(e, key)
+            _check_dataset(e, key)
             if (e.image_size, e.channels) != (d.image_size, d.channels):
                 raise ValueError(
                     f"{key} ({e.name}) has image_size {e.image_size}, channels {e.channels} but "
