@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from machine import command_line  # benchmarks/machine.py
 from metamap.features import FeatureExtractor, InputSpec
 from metamap.models import Conv4, ResNet12
 
@@ -96,7 +96,7 @@ def main() -> None:
         )
     out = {
         "benchmark": "embed_speed",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "threads": args.threads,
         "rows": rows,
         "torch": torch.__version__,

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import portable  # benchmarks/machine.py
+from machine import command_line, portable  # benchmarks/machine.py
 from metamap.data import omniglot
 from metamap.data.dataset import ImageClassDataset
 from metamap.tasks import EpisodeSampler, MetaDatasetSampler, make_generator
@@ -109,7 +108,7 @@ def main() -> None:
 
     res = {
         "benchmark": "episode_speed",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "dataset": f"{real_note}; synthetic uint8, 1×28×28, 20 images per class: 'rotations': "
         "1200 classes × 4 quarter turns = 4800 sampler classes; 'plain': 4800 classes",
         "queries_per_class": QUERIES,

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from machine import portable  # benchmarks/machine.py
+from machine import command_line, portable  # benchmarks/machine.py
 from metamap.data import ImageClassDataset
 from metamap.features import FeatureExtractor, FewShotClassifier
 from metamap.tasks import EpisodeSampler, TaskBatch
@@ -166,7 +165,7 @@ def main() -> None:
         rows[name] = row
     out = {
         "benchmark": "features",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "episodes": args.episodes,
         "queries": 15,
         "heads": list(HEADS),

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_info", "portable"]
+__all__ = ["command_line", "cpu_info", "portable"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def command_line() -> str:
+    """The command that is running, as a shell would take it back (``rerun.py`` does): arguments
+    such as ``'train.milestones=[5500]'`` stay quoted."""
+    return shlex.join(["python", *sys.argv])
 
 
 def cpu_info() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,12 @@ NAMES = {
     "reptile": "Reptile",
 }
 PAPER_MAML_5SHOT = {"1": 0.67, "5": 0.38, "10": 0.35}
+
+
+def shell(command: str) -> str:
+    """A recorded command as a shell takes it: older results joined ``sys.argv`` with spaces,
+    leaving e.g. ``train.milestones=[5500]`` unquoted."""
+    return shlex.join(shlex.split(command))
 
 
 def _load(pattern: str) -> list[dict[str, Any]]:
@@ -80,7 +87,7 @@ def sinusoid_table() -> str:
             f"{NAMES[n]} {runs[n]['train_seconds'] / 60:.1f} min" for n in ORDER if n in runs
         )
         + f"; torch {r['torch']}. Commands: "
-        + "; ".join(sorted({f"`{x['command']}`" for x in runs.values()}))
+        + "; ".join(sorted({f"`{shell(x['command'])}`" for x in runs.values()}))
         + ".",
     ]
     return "\n".join(lines + notes)
@@ -194,7 +201,7 @@ def omniglot_table() -> str:
         + ". Where more steps score lower, an initialisation meta-trained for one inner step "
         "overshoots when that step is repeated (as in the sinusoid table); the papers' protocol "
         "(3 test steps after 1 in training) is kept all the same.",
-        "Commands: " + "; ".join(f"`{r['command']}`" for r in runs) + ".",
+        "Commands: " + "; ".join(f"`{shell(r['command'])}`" for r in runs) + ".",
     ]
     if meta_dataset:
         notes.insert(
@@ -242,7 +249,8 @@ def features_table() -> str:
         "`FewShotClassifier(FeatureExtractor.from_checkpoint(ckpt), head)`. Linear probe: "
         f"accuracy (%) of a logistic regression on the features of {data['probe_classes']} "
         "classes, trained on half of each class's images and tested on the other half. "
-        f"torch {data['torch']}, {data['threads']} thread(s). Produced by `{data['command']}`"
+        f"torch {data['torch']}, {data['threads']} thread(s). "
+        f"Produced by `{shell(data['command'])}`"
         f" on {data['date'][:10]}. Checkpoints (the best validated step of each run in "
         "runs/bench/ on that date): "
         + "; ".join(
@@ -284,7 +292,7 @@ def episode_speed_table() -> str:
         f"{data['seconds_per_repeat']:g} s, {data['threads']} thread, torch {data['torch']}, "
         f"{data['date'][:10]}). Data: {data['dataset']}. The Meta-Dataset sampler (variable ways "
         f"and shots, one episode per call): {data['metadataset_episodes_per_second']:,.0f} "
-        f"episodes/s. Produced by `{data['command']}`.",
+        f"episodes/s. Produced by `{shell(data['command'])}`.",
     ]
     return "\n".join(lines)
 
@@ -309,7 +317,7 @@ def embed_speed_table() -> str:
         "",
         f"Images per second on the CPU ({data['threads']} thread(s), torch {data['torch']}, "
         f"best of 3), random-initialised backbones, outputs checked to agree. Produced by "
-        f"`{data['command']}`.",
+        f"`{shell(data['command'])}`.",
     ]
     return "\n".join(lines)
 
@@ -360,7 +368,7 @@ def miniimagenet_speed_table() -> str:
     where = "; ".join(
         f"{k.upper()}: {d['device_name']}, {d['threads']} thread(s), torch {d['torch']}, "
         f"{d['rows'][0]['timed_steps']} timed steps after {d['rows'][0]['warmup_steps']}, "
-        f"`{d['command']}`"
+        f"`{shell(d['command'])}`"
         for k, d in data.items()
     )
     lines += [
@@ -401,7 +409,7 @@ def easyfsl_table() -> str:
         f"episodes; easyfsl {data['easyfsl']}, torch {data['torch']}, {data['threads']} "
         "thread(s). Same episodes and initial weights; the script first checks that both compute "
         "the same prototype distances. Produced by "
-        f"`{data['command']}`.",
+        f"`{shell(data['command'])}`.",
     ]
     return "\n".join(lines)
 

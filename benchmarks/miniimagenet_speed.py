@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from machine import cpu_info  # benchmarks/machine.py
+from machine import command_line, cpu_info  # benchmarks/machine.py
 from metamap.train import (
     Trainer,
     apply_overrides,
@@ -164,7 +163,7 @@ def main() -> None:
         ),
         "threads": args.threads,
         "rows": rows,
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

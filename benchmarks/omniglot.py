@@ -18,13 +18,12 @@ import json
 import os
 import platform
 import re
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from machine import cpu_info, portable  # benchmarks/machine.py
+from machine import command_line, cpu_info, portable  # benchmarks/machine.py
 from metamap.data import omniglot_one_shot_runs
 from metamap.errors import TaskShapeError
 from metamap.train import (
@@ -125,7 +124,7 @@ def main() -> None:
         "config": args.config,
         "learner": cfg.learner.name,
         "protocol": res["protocol"],
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "config_dump": portable(cfg.model_dump(mode="json")),
         "steps_trained": result.step,
         "steps_in_paper_schedule": load_config(

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import command_line  # benchmarks/machine.py
 from metamap.data.omniglot import omniglot, omniglot_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def main() -> None:
         (sidecar,) = Path(cache).glob("omniglot-*.json")
         result = {
             "benchmark": "omniglot_cache",
-            "command": " ".join(["python", *sys.argv]),
+            "command": command_line(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {
                 "python": platform.python_version(),

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
+from machine import command_line  # benchmarks/machine.py
 from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def run(learner: str, steps: int | None, out_root: Path, threads: int) -> dict[s
     return {
         "benchmark": "sinusoid",
         "learner": learner,
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "config": cfg.model_dump(mode="json"),
         "steps_trained": result.step,
         "best_step": result.best_step,

@@ -48,6 +48,7 @@ from metamap.tasks import TaskBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
+from machine import command_line  # benchmarks/machine.py
 from textbook import textbook
 
 install_stubs(["torchvision"])  # easyfsl.modules imports it; PrototypicalNetworks never does
@@ -161,7 +162,7 @@ def main() -> None:
 
     out = {
         "benchmark": "speed_easyfsl",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "threads": args.threads,
         "rounds": args.rounds,
         "steps_per_round": args.steps,

@@ -85,7 +85,7 @@ from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
-from machine import cpu_info
+from machine import command_line, cpu_info
 from textbook import textbook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -484,7 +484,7 @@ def main() -> None:
 
     report = {
         "benchmark": "speed_learn2learn",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "quick": args.quick,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
