@@ -156,8 +156,12 @@ def test_a_constant_rate_run_is_annealed_from_the_step_it_reached(tmp_path: Path
     gives exactly the run that schedule trains straight through: the rates of the steps taken
     agree. A milestone before that step would rewrite the past, and is refused with the rates."""
     base = [o for o in FAST if not o.startswith(("train.schedule", "train.warmup"))]
-    anneal = ["train.steps=18", "train.schedule=piecewise", "train.milestones=[12]"]
-    anneal.append("train.factors=[0.1]")
+    anneal = [
+        "train.steps=18",
+        "train.schedule=piecewise",
+        "train.milestones=[12]",
+        "train.factors=[0.1]",
+    ]
     Trainer(load_config(None, base), tmp_path / "run").fit()  # 12 steps at a constant rate
     annealed = Trainer(load_config(None, [*base, *anneal]), tmp_path / "run")
     assert annealed.resume() and annealed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)

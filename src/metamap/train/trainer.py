@@ -208,9 +208,10 @@ class Trainer:
         self.learner.load_state_dict(state["learner"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        factor = lr_factor(self.cfg.train)(step)  # this config's rate, not the stored one
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
-            group["lr"] = base * factor
+        # this config's rate for the next step, not the stored one (the schedule may differ)
+        rates = zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True)
+        for group, (base, factor) in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = base * factor(step)
         self.generator.set_state(state["generator"])
         self.step = step
         self.best_step = int(state["best_step"])
