@@ -483,13 +483,11 @@ def _metadataset_characters(full: ImageClassDataset, split: str) -> list[int]:
         )
     if split == "test":
         return [c for c, s in enumerate(sets) if s == "images_evaluation"]
-    held_out = {"train": False, "val": True, "trainval": None}[split]
-    return [
-        c
-        for c, (a, s) in enumerate(zip(alphabet, sets, strict=True))
-        if s == "images_background"
-        and (held_out is None or (a in METADATASET_VAL_ALPHABETS) == held_out)
-    ]
+    chars = [c for c, s in enumerate(sets) if s == "images_background"]
+    if split == "trainval":
+        return chars
+    validation = split == "val"
+    return [c for c in chars if (alphabet[c] in METADATASET_VAL_ALPHABETS) == validation]
 
 
 def _class_sets(full: ImageClassDataset) -> list[str]:
