@@ -179,3 +179,67 @@ def test_conv4_channels_last_gives_the_same_outputs() -> None:
     ref = m(x)
     assert m.to_channels_last() is m
     torch.testing.assert_close(m(x.contiguous(memory_format=torch.channels_last)), ref)
+
+
+# ---- Conv4, strided (MAML's Omniglot network) ---------------------------------------------------
+@pytest.mark.parametrize(("width", "size"), [(64, 28), (32, 84), (4, 16)])
+def test_strided_conv4_features_are_its_width(width: int, size: int) -> None:
+    assert conv4_feature_dim(width, size, "stride") == width
+    m = Conv4(5, width=width, image_size=size, downsample="stride")
+    assert m.feature_dim == width and m.head.in_features == width
+    assert tuple(m.body(torch.randn(2, 1, size, size)).shape) == (2, width)
+
+
+def test_strided_conv4_is_the_textbook_network() -> None:
+    """Four (3×3 conv of stride 2, padding 1 → BatchNorm → ReLU), the maps averaged, a linear
+    head (Finn et al. 2017 §5.2); its convs see 28 → 14 → 7 → 4 → 2 pixels a side."""
+    torch.manual_seed(0)
+    m = Conv4(5, width=4, image_size=28, downsample="stride").double()
+    assert not any(isinstance(mod, nn.MaxPool2d) for mod in m.modules())
+    convs = [mod for mod in m.body if isinstance(mod, nn.Conv2d)]
+    bns = [mod for mod in m.body if isinstance(mod, nn.BatchNorm2d)]
+    for bn in bns:  # non-trivial affine parameters, so that their use is checked too
+        nn.init.normal_(bn.weight)
+        nn.init.normal_(bn.bias)
+    x = torch.randn(6, 1, 28, 28, dtype=torch.float64)
+    h, sides = x, []
+    for conv, bn in zip(convs, bns, strict=True):
+        h = torch.nn.functional.conv2d(h, conv.weight, conv.bias, stride=2, padding=1)
+        mean, var = h.mean((0, 2, 3), keepdim=True), h.var((0, 2, 3), unbiased=False, keepdim=True)
+        h = (h - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1)
+        h = torch.relu(h + bn.bias.view(1, -1, 1, 1))
+        sides.append(h.shape[-1])
+    assert sides == [14, 7, 4, 2]
+    expected = m.head(h.mean((2, 3)))
+    torch.testing.assert_close(m(x), expected)
+    m.to_channels_last()
+    torch.testing.assert_close(m(x), expected)
+
+
+def test_strided_conv4_is_cheaper_than_max_pool() -> None:
+    """The point of the variant: each conv computes about a quarter of the outputs (counted)."""
+
+    def conv_outputs(m: Conv4) -> int:
+        count = 0
+
+        def hook(_: nn.Module, __: object, out: torch.Tensor) -> None:
+            nonlocal count
+            count += out.numel()
+
+        handles = [
+            mod.register_forward_hook(hook) for mod in m.modules() if isinstance(mod, nn.Conv2d)
+        ]
+        m(torch.randn(1, 1, 28, 28))
+        for h in handles:
+            h.remove()
+        return count
+
+    pooled = conv_outputs(Conv4(5, width=4, image_size=28))
+    strided = conv_outputs(Conv4(5, width=4, image_size=28, downsample="stride"))
+    assert pooled == 4 * (28 * 28 + 14 * 14 + 7 * 7 + 3 * 3)
+    assert strided == 4 * (14 * 14 + 7 * 7 + 4 * 4 + 2 * 2)
+
+
+def test_conv4_rejects_an_unknown_downsampling() -> None:
+    with pytest.raises(ValueError, match="downsample must be 'maxpool' or 'stride'"):
+        Conv4(5, downsample="avg")  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from metamap.train import (
     Trainer,
     build_tasks,
     check_evaluation,
+    describe,
     evaluate_run,
     learner_from_checkpoint,
     load_config,
@@ -283,3 +284,38 @@ def test_dropblock_training_resumes_exactly_and_differs_from_plain(
 def test_dropblock_settings_are_checked(overrides: list[str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_config(None, ["task.family=episodes", "learner.name=maml", *overrides])
+
+
+@pytest.mark.parametrize("learner", ["maml", "protonet"])
+def test_strided_conv4_trains_resumes_and_reloads_as_itself(
+    folder: Path, tmp_path: Path, learner: str
+) -> None:
+    """``model.downsample: stride`` (MAML's Omniglot Conv-4): it changes training, a killed run
+    replays it, its checkpoint rebuilds the strided network, and the protocol line names it."""
+    inner = ["learner.inner_lr=0.4"] if learner == "maml" else []
+    over = [*folder_run(folder, tmp_path), f"learner.name={learner}", *inner, *SHORT_RUN]
+    straight = assert_replayed_and_effective(tmp_path, over, ["model.downsample=stride"])
+    cfg, loaded, _ = learner_from_checkpoint(straight.last_path)
+    assert cfg.model.downsample == "stride"
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in loaded.modules())
+    w, r = straight.learner.state_dict(), loaded.state_dict()
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert "conv4 strided width 8, BatchNorm transductive" in describe(cfg)
+    plain = load_config(None, [*over, "model.downsample=maxpool"])
+    assert plain.fingerprint() == load_config(None, over).fingerprint()  # old runs still resume
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["model.name=resnet12"], "model.name is 'resnet12'"),
+        (["model.name=conv4", "learner.name=relation"], "its own embedding"),
+        (["model.name=conv4", "model.downsample=avg"], "'model.downsample'"),
+    ],
+)
+def test_strided_conv4_settings_are_checked(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(
+            None,
+            ["task.family=episodes", "learner.name=maml", "model.downsample=stride", *overrides],
+        )

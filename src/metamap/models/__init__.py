@@ -2,7 +2,7 @@
 (feature extractor) and a ``head`` (last linear layer), usable through
 ``torch.func.functional_call``."""
 
-from metamap.models.conv4 import BatchNormPolicy, Conv4, conv4_feature_dim
+from metamap.models.conv4 import BatchNormPolicy, Conv4, Downsample, conv4_feature_dim
 from metamap.models.dropblock import DropBlock2d, drop_layers, reseed_drop_layers
 from metamap.models.mlp import MLP
 from metamap.models.resnet12 import ResBlock, ResNet12
@@ -11,6 +11,7 @@ __all__ = [
     "MLP",
     "BatchNormPolicy",
     "Conv4",
+    "Downsample",
     "DropBlock2d",
     "ResBlock",
     "ResNet12",

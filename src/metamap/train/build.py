@@ -240,7 +240,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
             return MLP(1, 1, m.hidden)
         c, size = cfg.data.channels, cfg.data.image_size
         if m.name == "conv4":
-            return Conv4(cfg.task.ways, c, m.width, size, m.batch_norm)
+            return Conv4(cfg.task.ways, c, m.width, size, m.batch_norm, m.downsample)
         w = m.width
         widths = (w, int(2.5 * w), 5 * w, 10 * w)
         return ResNet12(cfg.task.ways, c, widths, m.batch_norm, m.drop_rate, m.dropblock_size)
@@ -385,6 +385,6 @@ def describe(cfg: RunConfig) -> str:
             episodes += f" over {len(names)} domains ({', '.join(names)})"
     return (
         f"{cfg.data.name}{split}, {episodes}, "
-        f"{m.name} width {m.width}, BatchNorm {m.batch_norm}"
-        + (f", trained with {', '.join(tricks)}" if tricks else "")
+        f"{m.name}{' strided' * (m.downsample == 'stride')} width {m.width}, "
+        f"BatchNorm {m.batch_norm}" + (f", trained with {', '.join(tricks)}" if tricks else "")
     )

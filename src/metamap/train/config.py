@@ -144,6 +144,9 @@ class ModelConfig(_Section):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [40, 40])
     width: PositiveInt = 64
     batch_norm: Literal["transductive", "inductive"] = "transductive"
+    downsample: Literal["maxpool", "stride"] = "maxpool"
+    """``conv4`` only: 2×2 max-pool after each conv, or stride-2 convs and the last maps averaged
+    (MAML's Omniglot network; about 2.5× faster per second-order step on a CPU)."""
     drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     """``resnet12`` only: MetaOptNet's regularisation, dropout of this rate after blocks 1-2 and
     DropBlock (Ghiasi et al. 2018) after blocks 3-4; 0 turns it off."""
@@ -351,6 +354,18 @@ class RunConfig(_Section):
                 f"model.drop_rate (DropBlock) is a ResNet-12 option; set it to 0 for "
                 f"model.name {self.model.name!r}"
             )
+        if self.model.downsample != "maxpool" and (
+            self.model.name != "conv4" or self.learner.name == "relation"
+        ):
+            where = (
+                "the relation learner uses its own embedding (Sung et al.)"
+                if self.model.name == "conv4"
+                else f"model.name is {self.model.name!r}"
+            )
+            raise ValueError(
+                f"model.downsample: {self.model.downsample!r} is a Conv-4 option but {where}; "
+                "remove model.downsample"
+            )
         if self.model.drop_rate > 0 and self.learner.batching == "vmap":
             raise ValueError(
                 "model.drop_rate > 0 draws random masks, which torch.func.vmap refuses: "
@@ -433,6 +448,8 @@ class RunConfig(_Section):
         if self.task.sampler == "fixed":  # as before Meta-Dataset training existed
             for k in ("sampler", "min_ways", "max_ways", "hierarchy"):
                 d["task"].pop(k)
+        if self.model.downsample == "maxpool":  # as before strided Conv-4 existed
+            d["model"].pop("downsample")
         if self.model.drop_rate == 0:  # as before DropBlock existed: older runs still resume
             for k in ("drop_rate", "dropblock_size", "drop_warmup_steps"):
                 d["model"].pop(k)
