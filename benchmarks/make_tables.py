@@ -132,7 +132,8 @@ def omniglot_table() -> str:
         if train["schedule"] == "piecewise":
             cuts = zip(train["milestones"], train["factors"], strict=True)
             budget += "; lr " + ", ".join(f"×{f:g} from {m:,}" for m, f in cuts)
-        task, bn = r["config_dump"]["task"], r["config_dump"]["model"]["batch_norm"]
+        task, model = r["config_dump"]["task"], r["config_dump"]["model"]
+        bn = model["batch_norm"] + (", strided" if model.get("downsample") == "stride" else "")
         episodes = "images" if r["learner"] == "pretrain" else f"{task['ways']}w{task['shots']}s"
         if task.get("sampler") == "metadataset":
             episodes = f"Meta-Dataset {task['min_ways']}-{task['max_ways']}w"
@@ -182,9 +183,11 @@ def omniglot_table() -> str:
     ]
     notes = [
         "",
-        "Protocol: Conv-4 of width 64 on 28×28 images for every row; each row's training "
-        "episodes and BatchNorm policy are in the 'trained on' column (the full protocol line "
-        "of each run is in its result file).",
+        "Protocol: Conv-4 of width 64 on 28×28 images for every row, with 2×2 max-pooling, or "
+        "with stride-2 convolutions where the 'trained on' column says strided (the MAML "
+        "paper's Omniglot network, `model.downsample: stride`); each row's training episodes "
+        "and BatchNorm policy are in that column (the full protocol line of each run is in its "
+        "result file).",
         "Gradient-based rows report accuracy after the most test-time inner steps (MAML 5-way: 3, "
         "20-way: 5); a fixed 5-way head cannot take Lake's 20-way runs (n/a). A row's settings "
         "with more shots than it was trained with test the same model with more shots: "
