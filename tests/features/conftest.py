@@ -90,3 +90,15 @@ def maml_ckpt(image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "transductive",
         ["learner.inner_lr=0.4"],
     )
+
+
+@pytest.fixture(scope="session")
+def maml_strided_ckpt(image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MAML on the strided Conv-4 (``model.downsample: stride``, MAML's Omniglot network)."""
+    return _train(
+        image_root,
+        tmp_path_factory.mktemp("maml-strided"),
+        "maml",
+        "transductive",
+        ["learner.inner_lr=0.4", "model.downsample=stride"],
+    )

@@ -15,7 +15,9 @@ from metamap.features.export import ExportError, export_extractor
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
-@pytest.mark.parametrize("ckpt", ["protonet_ckpt", "maml_ckpt"])  # inductive and transductive BN
+@pytest.mark.parametrize(  # inductive and transductive BatchNorm; max-pool and strided Conv-4
+    "ckpt", ["protonet_ckpt", "maml_ckpt", "maml_strided_ckpt"]
+)
 def test_every_format_reloads_and_matches_eager(
     ckpt: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
