@@ -12,7 +12,9 @@ Two ways to halve the resolution in each block (``downsample``):
   space, so the features are always ``width``: MAML's Omniglot network ("for Omniglot, strided
   convolutions were used instead of max-pooling", Finn et al. 2017 §5.2; its code averages the
   last maps). Each conv computes a quarter of the outputs, so a second-order MAML step runs
-  about 2.5× faster on a CPU.
+  about 2.5× faster on a CPU. The map sides match that code's (28 → 14 → 7 → 4 → 2); padding is
+  1 on every side, where TensorFlow's ``SAME`` pads an even-sized map on the bottom and right
+  only, so the sampling grid sits half a pixel apart.
 
 Two choices make it fast without changing the function it computes:
 
