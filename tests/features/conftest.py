@@ -44,6 +44,9 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_class_folder(tmp_path_factory.mktemp("images"), list(range(12)), 6, 0)
 
 
+MAML = ["learner.inner_lr=0.4"]
+
+
 def _train(root: Path, out: Path, learner: str, batch_norm: str, extra: list[str]) -> Path:
     cfg = load_config(
         None,
@@ -83,22 +86,11 @@ def protonet_ckpt(image_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def maml_ckpt(image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MAML with transductive BatchNorm (batch statistics, no running statistics)."""
-    return _train(
-        image_root,
-        tmp_path_factory.mktemp("maml"),
-        "maml",
-        "transductive",
-        ["learner.inner_lr=0.4"],
-    )
+    return _train(image_root, tmp_path_factory.mktemp("maml"), "maml", "transductive", MAML)
 
 
 @pytest.fixture(scope="session")
 def maml_strided_ckpt(image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MAML on the strided Conv-4 (``model.downsample: stride``, MAML's Omniglot network)."""
-    return _train(
-        image_root,
-        tmp_path_factory.mktemp("maml-strided"),
-        "maml",
-        "transductive",
-        ["learner.inner_lr=0.4", "model.downsample=stride"],
-    )
+    out = tmp_path_factory.mktemp("maml-strided")
+    return _train(image_root, out, "maml", "transductive", [*MAML, "model.downsample=stride"])
