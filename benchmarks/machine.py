@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["command_line", "cpu_info", "portable"]
+__all__ = ["clock_overrides", "clocked_seconds", "command_line", "cpu_info", "portable"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,31 @@ def command_line() -> str:
     """The command that is running, as a shell would take it back (``rerun.py`` does): arguments
     such as ``'train.milestones=[5500]'`` stay quoted."""
     return shlex.join(["python", *sys.argv])
+
+
+def clock_overrides(warmup: int, steps: int) -> list[str]:
+    """Config overrides that time ``steps`` meta-iterations after ``warmup`` untimed ones: the
+    trainer logs its clock every step, and one more step, which validates, closes the run."""
+    total = warmup + steps + 1  # the last step validates: it is not timed
+    return [
+        f"train.steps={total}",
+        "train.warmup_steps=0",
+        f"train.val_every={total}",
+        "train.val_tasks=4",
+        f"train.ckpt_every={total}",
+        "train.log_every=1",
+        "train.progress=false",
+    ]
+
+
+def clocked_seconds(metrics: Path, warmup: int, steps: int) -> float:
+    """Seconds the trainer's clock (its ``metrics.jsonl``) took for steps ``warmup+1 …
+    warmup+steps`` of a run made with :func:`clock_overrides`."""
+    clock = {}
+    for line in metrics.read_text().splitlines():
+        record = json.loads(line)
+        clock[record["step"]] = record["time"]
+    return float(clock[warmup + steps] - clock[warmup])
 
 
 def cpu_info() -> str:

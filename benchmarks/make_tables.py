@@ -389,6 +389,35 @@ def miniimagenet_speed_table() -> str:
     return "\n".join(lines)
 
 
+def downsample_speed_table() -> str:
+    path = RESULTS / "downsample_speed.json"
+    if not path.exists():
+        return "_No results yet: run `python benchmarks/downsample_speed.py`._"
+    data = json.loads(path.read_text())
+    lines = [
+        "| config (configs/omniglot) | episodes | max-pool it/s | strided it/s "
+        "| strided / max-pool |",
+        "|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        episodes = r["protocol"]["maxpool"].split(", ")[1]
+        steps = r["inner_steps"]
+        lines.append(
+            f"| {r['config']} | {episodes}, {steps} inner step{'s' * (steps != 1)}, meta-batch "
+            f"{r['meta_batch']} | {r['it_per_s']['maxpool']:.3g} | {r['it_per_s']['stride']:.3g} "
+            f"| {r['speedup']:.2f}× |"
+        )
+    lines += [
+        "",
+        "Second-order meta-iterations per second of the real trainer on the real Omniglot, "
+        f"median of {len(data['rows'][0]['rounds']['stride'])} alternating rounds of "
+        f"{data['timed_steps']} timed steps after {data['warmup_steps']} "
+        f"({data['device_name']}, {data['threads']} thread(s), torch {data['torch']}): "
+        f"`{shell(data['command'])}`.",
+    ]
+    return "\n".join(lines)
+
+
 def easyfsl_table() -> str:
     path = RESULTS / "speed_easyfsl.json"
     if not path.exists():
@@ -451,6 +480,7 @@ def main() -> None:
     text = replace(text, "embed_speed", embed_speed_table())
     text = replace(text, "episode_speed", episode_speed_table())
     text = replace(text, "miniimagenet_speed", miniimagenet_speed_table())
+    text = replace(text, "downsample_speed", downsample_speed_table())
     readme.write_text(text)
     print(f"updated {readme}")
 

@@ -32,14 +32,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from machine import command_line, cpu_info  # benchmarks/machine.py
+from machine import clock_overrides, clocked_seconds, command_line, cpu_info  # benchmarks/
 from metamap.train import (
     Trainer,
     apply_overrides,
     describe,
     load_config,
     parse_config,
-    read_metrics,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +68,6 @@ def time_config(
     max_meta_batch: int | None = None,
 ) -> Any:
     """Train ``warmup + steps`` steps of one config; the rate over the last ``steps``."""
-    total = warmup + steps
     path = ROOT / "configs" / "miniimagenet" / f"{name}.yaml"
     published = load_config(path)
     meta_batch = published.train.meta_batch
@@ -85,13 +83,7 @@ def time_config(
                 f"data.cache_dir={work / 'cache'}",
                 "data.split_fractions=[0.64, 0.16, 0.20]",
                 f"train.device={device}",
-                f"train.steps={total + 1}",  # the last step validates: it is not timed
-                "train.warmup_steps=0",
-                f"train.val_every={total + 1}",
-                "train.val_tasks=4",
-                f"train.ckpt_every={total + 1}",
-                "train.log_every=1",
-                "train.progress=false",
+                *clock_overrides(warmup, steps),
             ],
         )
     )
@@ -101,8 +93,7 @@ def time_config(
     t0 = time.perf_counter()
     trainer.fit()
     wall = time.perf_counter() - t0
-    clock = {r["step"]: r["time"] for r in read_metrics(work / name / "metrics.jsonl")}
-    seconds = clock[total] - clock[warmup]
+    seconds = clocked_seconds(work / name / "metrics.jsonl", warmup, steps)
     row: dict[str, Any] = {
         "config": name,
         "protocol": describe(cfg),
