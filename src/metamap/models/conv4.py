@@ -11,8 +11,8 @@ Two ways to halve the resolution in each block (``downsample``):
 * ``"stride"`` — a 3×3 conv of stride 2 (padding 1), no pooling, and the last maps averaged over
   space, so the features are always ``width``: MAML's Omniglot network ("for Omniglot, strided
   convolutions were used instead of max-pooling", Finn et al. 2017 §5.2; its code averages the
-  last maps). Each conv computes a quarter of the outputs, so a second-order MAML step runs
-  about 2.5× faster on a CPU. The map sides match that code's (28 → 14 → 7 → 4 → 2); padding is
+  last maps). Each conv computes about a quarter of the outputs, so a second-order MAML step
+  runs several times faster (``benchmarks/downsample_speed.py``). The map sides match that code's (28 → 14 → 7 → 4 → 2); padding is
   1 on every side, where TensorFlow's ``SAME`` pads an even-sized map on the bottom and right
   only, so the sampling grid sits half a pixel apart.
 

@@ -146,7 +146,7 @@ class ModelConfig(_Section):
     batch_norm: Literal["transductive", "inductive"] = "transductive"
     downsample: Literal["maxpool", "stride"] = "maxpool"
     """``conv4`` only: 2×2 max-pool after each conv, or stride-2 convs and the last maps averaged
-    (MAML's Omniglot network; about 2.5× faster per second-order step on a CPU)."""
+    (MAML's Omniglot network, several times faster: ``benchmarks/downsample_speed.py``)."""
     drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     """``resnet12`` only: MetaOptNet's regularisation, dropout of this rate after blocks 1-2 and
     DropBlock (Ghiasi et al. 2018) after blocks 3-4; 0 turns it off."""
