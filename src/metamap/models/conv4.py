@@ -12,13 +12,13 @@ Two ways to halve the resolution in each block (``downsample``):
   space, so the features are always ``width``: MAML's Omniglot network ("for Omniglot, strided
   convolutions were used instead of max-pooling", Finn et al. 2017 §5.2; its code averages the
   last maps). Each conv computes about a quarter of the outputs, so a second-order MAML step
-  runs several times faster (``benchmarks/downsample_speed.py``). The map sides match that code's (28 → 14 → 7 → 4 → 2); padding is
-  1 on every side, where TensorFlow's ``SAME`` pads an even-sized map on the bottom and right
-  only, so the sampling grid sits half a pixel apart.
+  runs several times faster (``benchmarks/downsample_speed.py``). The map sides match that
+  code's (28 → 14 → 7 → 4 → 2); padding is 1 on every side, where TensorFlow's ``SAME`` pads an
+  even-sized map on the bottom and right only, so the sampling grid sits half a pixel apart.
 
 Two choices make it fast without changing the function it computes:
 
-* each block runs conv → BatchNorm → max-pool → ReLU. ReLU is monotone, so
+* each max-pool block runs conv → BatchNorm → max-pool → ReLU. ReLU is monotone, so
   ``relu(maxpool(x)) == maxpool(relu(x))``, values and gradients, and the ReLU and its backward
   touch a quarter of the elements (tested against the textbook order);
 * :meth:`Conv4.to_channels_last` runs it channels-last *throughout*, gradients of every order
