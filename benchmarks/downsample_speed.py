@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from machine import clock_overrides, clocked_seconds, command_line, cpu_info  # benchmarks/
-from metamap.train import Trainer, describe, load_config
+from metamap.train import RunConfig, Trainer, describe, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -36,26 +36,25 @@ CONFIGS = ["maml-5w1s", "maml-5w5s", "maml-20w1s"]
 SETTINGS = ("maxpool", "stride")
 
 
-def rate(config: str, downsample: str, data: Path, work: Path, warmup: int, steps: int) -> float:
-    """Meta-iterations per second of one config under one ``model.downsample``."""
-    cfg = load_config(
-        ROOT / "configs" / "omniglot" / f"{config}.yaml",
-        [f"data.root={data}", f"model.downsample={downsample}", *clock_overrides(warmup, steps)],
-    )
-    out = work / f"{config}-{downsample}"
+def rate(cfg: RunConfig, out: Path, warmup: int, steps: int) -> float:
+    """Meta-iterations per second of a run of ``cfg`` (made with :func:`clock_overrides`)."""
     shutil.rmtree(out, ignore_errors=True)
     Trainer(cfg, out).fit()
     return steps / clocked_seconds(out / "metrics.jsonl", warmup, steps)
 
 
 def time_config(config: str, data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    path = ROOT / "configs" / "omniglot" / f"{config}.yaml"
+    timing = clock_overrides(args.warmup, args.steps)
+    cfg = {
+        s: load_config(path, [f"data.root={data}", f"model.downsample={s}", *timing])
+        for s in SETTINGS
+    }
     rounds: dict[str, list[float]] = {s: [] for s in SETTINGS}
     for _ in range(args.rounds):
         for s in SETTINGS:
-            rounds[s].append(rate(config, s, data, work, args.warmup, args.steps))
+            rounds[s].append(rate(cfg[s], work / f"{config}-{s}", args.warmup, args.steps))
     median = {s: statistics.median(r) for s, r in rounds.items()}
-    path = ROOT / "configs" / "omniglot" / f"{config}.yaml"
-    cfg = {s: load_config(path, [f"data.root={data}", f"model.downsample={s}"]) for s in SETTINGS}
     row = {
         "config": config,
         "protocol": {s: describe(c) for s, c in cfg.items()},

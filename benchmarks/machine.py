@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+from metamap.train import read_metrics
 
 __all__ = ["clock_overrides", "clocked_seconds", "command_line", "cpu_info", "portable"]
 
@@ -39,10 +40,7 @@ def clock_overrides(warmup: int, steps: int) -> list[str]:
 def clocked_seconds(metrics: Path, warmup: int, steps: int) -> float:
     """Seconds the trainer's clock (its ``metrics.jsonl``) took for steps ``warmup+1 …
     warmup+steps`` of a run made with :func:`clock_overrides`."""
-    clock = {}
-    for line in metrics.read_text().splitlines():
-        record = json.loads(line)
-        clock[record["step"]] = record["time"]
+    clock = {r["step"]: r["time"] for r in read_metrics(metrics)}
     return float(clock[warmup + steps] - clock[warmup])
 
 
