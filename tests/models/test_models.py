@@ -243,3 +243,22 @@ def test_strided_conv4_is_cheaper_than_max_pool() -> None:
 def test_conv4_rejects_an_unknown_downsampling() -> None:
     with pytest.raises(ValueError, match="downsample must be 'maxpool' or 'stride'"):
         Conv4(5, downsample="avg")  # type: ignore[arg-type]
+
+
+# ---- Conv4 head initialisation (MAML's Omniglot code: N(0, 1)) ---
+def test_conv4_head_init_std_draws_the_head_only() -> None:
+    torch.manual_seed(3)
+    default = Conv4(20, width=64, downsample="stride")
+    torch.manual_seed(3)
+    wide = Conv4(20, width=64, downsample="stride", head_init_std=1.0)
+    d, w = default.state_dict(), wide.state_dict()
+    assert all(torch.equal(d[k], w[k]) for k in d if k.startswith("body."))  # same body
+    assert torch.count_nonzero(wide.head.bias) == 0
+    assert 0.9 < wide.head.weight.std().item() < 1.1  # 1,280 draws of N(0, 1)
+    assert default.head.weight.abs().max().item() <= 1 / 8  # PyTorch: uniform in ±1/√64
+
+
+@pytest.mark.parametrize("std", [0.0, -1.0, float("nan")])
+def test_conv4_rejects_a_non_positive_head_init_std(std: float) -> None:
+    with pytest.raises(ValueError, match="head_init_std must be a positive number"):
+        Conv4(5, head_init_std=std)

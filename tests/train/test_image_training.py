@@ -305,6 +305,35 @@ def test_strided_conv4_trains_resumes_and_reloads_as_itself(
     assert plain.fingerprint() == load_config(None, over).fingerprint()  # old runs still resume
 
 
+def test_head_init_std_changes_the_start_and_replays(folder: Path, tmp_path: Path) -> None:
+    """``model.head_init_std`` (MAML's Omniglot head, N(0, 1)): it changes training, a killed run
+    replays it, the protocol line names it, and leaving it unset keeps old runs' fingerprint."""
+    over = [*folder_run(folder, tmp_path), "learner.name=maml", "learner.inner_lr=0.4", *SHORT_RUN]
+    straight = assert_replayed_and_effective(tmp_path, over, ["model.head_init_std=1.0"])
+    cfg, _, _ = learner_from_checkpoint(straight.last_path)
+    assert cfg.model.head_init_std == 1.0
+    assert "head init N(0, 1²)" in describe(cfg)
+    assert "head init" not in describe(load_config(None, over))
+    unset = load_config(None, [*over, "model.head_init_std=null"])
+    assert unset.fingerprint() == load_config(None, over).fingerprint()  # old runs still resume
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["model.name=resnet12"], "model.name is 'resnet12'"),
+        (["model.name=conv4", "learner.name=protonet"], "uses only the body"),
+        (["model.name=conv4", "model.head_init_std=0"], "'model.head_init_std'"),
+    ],
+)
+def test_head_init_std_settings_are_checked(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_config(
+            None,
+            ["task.family=episodes", "learner.name=maml", "model.head_init_std=1", *overrides],
+        )
+
+
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [

@@ -24,6 +24,12 @@ Two choices make it fast without changing the function it computes:
 * :meth:`Conv4.to_channels_last` runs it channels-last *throughout*, gradients of every order
   included (:mod:`metamap.models.layout`); learners switch it on by default.
 
+The head starts as PyTorch's ``nn.Linear`` (uniform in ±1/√features) unless ``head_init_std`` is
+given: then its weights are drawn from N(0, std²) and its bias is zero. MAML's Omniglot code
+draws that head from N(0, 1), about 14 times PyTorch's spread for 64 features; the larger head
+carries larger inner-loop gradients back into the body. The body is drawn first, so it is the
+same network either way.
+
 BatchNorm policy (explicit, since it changes results in episodic learning):
 
 * ``"transductive"`` — statistics of the current batch always (``track_running_stats=False``),
@@ -66,6 +72,7 @@ class Conv4(nn.Module):
         image_size: int = 28,
         batch_norm: BatchNormPolicy = "transductive",
         downsample: Downsample = "maxpool",
+        head_init_std: float | None = None,
     ) -> None:
         super().__init__()
         if batch_norm not in ("transductive", "inductive"):
@@ -74,6 +81,8 @@ class Conv4(nn.Module):
             )
         if downsample not in ("maxpool", "stride"):
             raise ValueError(f"downsample must be 'maxpool' or 'stride', got {downsample!r}")
+        if head_init_std is not None and not head_init_std > 0:
+            raise ValueError(f"head_init_std must be a positive number, got {head_init_std!r}")
         self.feature_dim = conv4_feature_dim(width, image_size, downsample)
         strided = downsample == "stride"
         blocks: list[nn.Module] = []
@@ -94,6 +103,9 @@ class Conv4(nn.Module):
         self.downsample = downsample
         self.body = nn.Sequential(*blocks, nn.Flatten())
         self.head = nn.Linear(self.feature_dim, out_features)
+        if head_init_std is not None:
+            nn.init.normal_(self.head.weight, 0.0, head_init_std)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-1] != self.image_size:

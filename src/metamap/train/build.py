@@ -240,7 +240,9 @@ def build_model(cfg: RunConfig) -> nn.Module:
             return MLP(1, 1, m.hidden)
         c, size = cfg.data.channels, cfg.data.image_size
         if m.name == "conv4":
-            return Conv4(cfg.task.ways, c, m.width, size, m.batch_norm, m.downsample)
+            return Conv4(
+                cfg.task.ways, c, m.width, size, m.batch_norm, m.downsample, m.head_init_std
+            )
         w = m.width
         widths = (w, int(2.5 * w), 5 * w, 10 * w)
         return ResNet12(cfg.task.ways, c, widths, m.batch_norm, m.drop_rate, m.dropblock_size)
@@ -373,6 +375,8 @@ def describe(cfg: RunConfig) -> str:
     tricks += [f"jitter {a.jitter:g}"] * bool(a.jitter)
     if cfg.learner.label_smoothing:
         tricks.append(f"label smoothing {cfg.learner.label_smoothing:g}")
+    if m.head_init_std is not None:
+        tricks.append(f"head init N(0, {m.head_init_std:g}²)")
     if m.drop_rate:
         b = m.dropblock_size
         tricks.append(f"DropBlock {m.drop_rate:g} ({b}×{b})")

@@ -147,6 +147,9 @@ class ModelConfig(_Section):
     downsample: Literal["maxpool", "stride"] = "maxpool"
     """``conv4`` only: 2×2 max-pool after each conv, or stride-2 convs and the last maps averaged
     (MAML's Omniglot network, several times faster: ``benchmarks/downsample_speed.py``)."""
+    head_init_std: PositiveFloat | None = None
+    """``conv4`` with a gradient-based learner only: draw the head's weights from N(0, std²) with
+    a zero bias (MAML's Omniglot code: 1.0) instead of PyTorch's default."""
     drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     """``resnet12`` only: MetaOptNet's regularisation, dropout of this rate after blocks 1-2 and
     DropBlock (Ghiasi et al. 2018) after blocks 3-4; 0 turns it off."""
@@ -366,6 +369,18 @@ class RunConfig(_Section):
                 f"model.downsample: {self.model.downsample!r} is a Conv-4 option but {where}; "
                 "remove model.downsample"
             )
+        if self.model.head_init_std is not None and (
+            self.model.name != "conv4" or self.learner.name in _ENCODER_LEARNERS
+        ):
+            where = (
+                f"learner {self.learner.name!r} uses only the body, so the head is never used"
+                if self.model.name == "conv4"
+                else f"model.name is {self.model.name!r}"
+            )
+            raise ValueError(
+                f"model.head_init_std is a Conv-4 head option but {where}; "
+                "remove model.head_init_std"
+            )
         if self.model.drop_rate > 0 and self.learner.batching == "vmap":
             raise ValueError(
                 "model.drop_rate > 0 draws random masks, which torch.func.vmap refuses: "
@@ -450,6 +465,8 @@ class RunConfig(_Section):
                 d["task"].pop(k)
         if self.model.downsample == "maxpool":  # as before strided Conv-4 existed
             d["model"].pop("downsample")
+        if self.model.head_init_std is None:  # as before the option existed
+            d["model"].pop("head_init_std")
         if self.model.drop_rate == 0:  # as before DropBlock existed: older runs still resume
             for k in ("drop_rate", "dropblock_size", "drop_warmup_steps"):
                 d["model"].pop(k)
