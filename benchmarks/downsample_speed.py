@@ -17,7 +17,6 @@ in the README.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -27,7 +26,13 @@ from typing import Any
 
 import torch
 
-from machine import clock_overrides, clocked_seconds, command_line, cpu_info  # benchmarks/
+from machine import (  # benchmarks/
+    clock_overrides,
+    clocked_seconds,
+    command_line,
+    cpu_info,
+    write_result,
+)
 from metamap.train import RunConfig, Trainer, describe, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,10 +101,7 @@ def main() -> None:
         "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    path = args.results / "downsample_speed.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(args.results / "downsample_speed.json", out)
 
 
 if __name__ == "__main__":

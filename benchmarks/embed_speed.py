@@ -20,7 +20,6 @@ benchmarks/results/embed_speed.json; `python benchmarks/make_tables.py` renders 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from machine import command_line  # benchmarks/machine.py
+from machine import command_line, write_result  # benchmarks/machine.py
 from metamap.features import FeatureExtractor, InputSpec
 from metamap.models import Conv4, ResNet12
 
@@ -104,8 +103,7 @@ def main() -> None:
         "processor": platform.processor(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "embed_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.results / "embed_speed.json", out)
 
 
 if __name__ == "__main__":

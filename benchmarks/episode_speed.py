@@ -17,7 +17,6 @@ episodes per second.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import command_line, portable  # benchmarks/machine.py
+from machine import command_line, portable, write_result  # benchmarks/machine.py
 from metamap.data import omniglot
 from metamap.data.dataset import ImageClassDataset
 from metamap.tasks import EpisodeSampler, MetaDatasetSampler, make_generator
@@ -122,10 +121,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / "episode_speed.json"
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out / "episode_speed.json", res)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Results: benchmarks/results/features.json; `python benchmarks/make_tables.py` re
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -40,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from machine import command_line, portable  # benchmarks/machine.py
+from machine import command_line, portable, write_result  # benchmarks/machine.py
 from metamap.data import ImageClassDataset
 from metamap.features import FeatureExtractor, FewShotClassifier
 from metamap.tasks import EpisodeSampler, TaskBatch
@@ -182,8 +181,7 @@ def main() -> None:
         for v in r.values()
         if isinstance(v, dict) and "mean" in v
     )
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{args.out_name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.results / f"{args.out_name}.json", out)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -9,9 +10,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from metamap.fileio import atomic_write
 from metamap.train import read_metrics
 
-__all__ = ["clock_overrides", "clocked_seconds", "command_line", "cpu_info", "portable"]
+__all__ = [
+    "clock_overrides",
+    "clocked_seconds",
+    "command_line",
+    "cpu_info",
+    "portable",
+    "write_result",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,3 +77,12 @@ def portable(value: Any) -> Any:
         if path.is_relative_to(ROOT.parent):
             return os.path.relpath(path, ROOT)
     return value
+
+
+def write_result(path: Path, result: Any) -> Path:
+    """Write a benchmark's result as indented JSON, atomically: a benchmark killed while writing
+    leaves the previous result file (which the README tables are built from), never a torn one."""
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+    print(f"wrote {path}", flush=True)
+    return path

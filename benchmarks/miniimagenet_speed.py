@@ -20,7 +20,6 @@ Results: benchmarks/results/miniimagenet_speed_<device type>.json (``--results``
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import tempfile
 import time
@@ -32,7 +31,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from machine import clock_overrides, clocked_seconds, command_line, cpu_info  # benchmarks/
+from machine import (  # benchmarks/
+    clock_overrides,
+    clocked_seconds,
+    command_line,
+    cpu_info,
+    write_result,
+)
 from metamap.train import (
     Trainer,
     apply_overrides,
@@ -158,10 +163,7 @@ def main() -> None:
         "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    path = args.results / f"miniimagenet_speed_{kind}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(args.results / f"miniimagenet_speed_{kind}.json", out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ benchmarks/results/omniglot_<config>.json; `python benchmarks/make_tables.py` re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from machine import command_line, cpu_info, portable  # benchmarks/machine.py
+from machine import command_line, cpu_info, portable, write_result  # benchmarks/machine.py
 from metamap.data import omniglot_one_shot_runs
 from metamap.errors import TaskShapeError
 from metamap.train import (
@@ -149,8 +148,7 @@ def main() -> None:
         "machine": platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"omniglot_{args.config}.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.results / f"omniglot_{args.config}.json", out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import command_line  # benchmarks/machine.py
+from machine import command_line, write_result  # benchmarks/machine.py
 from metamap.data.omniglot import omniglot, omniglot_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +80,7 @@ def main() -> None:
             "lists and stats them again (to compute the cache key), maps the .npy and reads "
             "the JSON sidecar, but decodes nothing",
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

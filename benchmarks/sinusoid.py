@@ -13,7 +13,6 @@ runs/bench/ if a run was interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from machine import command_line  # benchmarks/machine.py
+from machine import command_line, write_result  # benchmarks/machine.py
 from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +70,7 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     for name in args.learners:
         res = run(name, args.steps, args.runs, args.threads)
-        out = args.results / f"sinusoid_{name}.json"
-        out.write_text(json.dumps(res, indent=2) + "\n")
+        write_result(args.results / f"sinusoid_{name}.json", res)
         s = res["scores"]["5-shot"]  # type: ignore[index]
         print(
             f"{name}: 5-shot MSE after 1/5/10 steps: "

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
 import sys
@@ -48,7 +47,7 @@ from metamap.tasks import TaskBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
-from machine import command_line  # benchmarks/machine.py
+from machine import command_line, write_result  # benchmarks/machine.py
 from textbook import textbook
 
 install_stubs(["torchvision"])  # easyfsl.modules imports it; PrototypicalNetworks never does
@@ -172,8 +171,7 @@ def main() -> None:
         "machine": platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "speed_easyfsl.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.results / "speed_easyfsl.json", out)
 
 
 if __name__ == "__main__":

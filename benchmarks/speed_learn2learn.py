@@ -85,7 +85,7 @@ from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
-from machine import command_line, cpu_info
+from machine import command_line, cpu_info, write_result
 from textbook import textbook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -512,9 +512,8 @@ def main() -> None:
         ),
         "scenarios": results,
     }
-    out = args.out / ("speed_learn2learn_quick.json" if args.quick else "speed_learn2learn.json")
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    name = "speed_learn2learn_quick.json" if args.quick else "speed_learn2learn.json"
+    write_result(args.out / name, report)
 
 
 if __name__ == "__main__":
