@@ -418,6 +418,38 @@ def downsample_speed_table() -> str:
     return "\n".join(lines)
 
 
+def first_order_gap_table() -> str:
+    path = RESULTS / "first_order_gap.json"
+    if not path.exists():
+        return "_No results yet: run `python benchmarks/first_order_gap.py`._"
+    data = json.loads(path.read_text())
+    lines = [
+        "| Conv-4 | body: cosine | body: first-order / exact norm | head: cosine "
+        "| head: first-order / exact norm | query loss after the inner step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        cells = [
+            f"{r[p][k]['mean']:.3f} ± {r[p][k]['sd']:.3f}"
+            for p in ("body", "head")
+            for k in ("cosine", "norm_ratio")
+        ]
+        loss = r["adapted_query_loss"]
+        cells.append(f"{loss['mean']:.2f} ± {loss['sd']:.2f}")
+        name = {"maxpool": "max-pool", "stride": "strided"}[r["downsample"]]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    steps = data["inner_steps"]
+    lines += [
+        "",
+        f"First-order against exact (second-order) MAML meta-gradient of the same weights on the "
+        f"same meta-batch of {data['meta_batch']} training episodes of "
+        f"`configs/omniglot/{data['config']}.yaml` ({steps} inner step{'s' * (steps != 1)}, "
+        f"α={data['inner_lr']}), at initialisation; mean ± sd over {len(data['rows'][0]['seeds'])} "
+        f"seeds ({data['machine']}, torch {data['torch']}): `{shell(data['command'])}`.",
+    ]
+    return "\n".join(lines)
+
+
 def easyfsl_table() -> str:
     path = RESULTS / "speed_easyfsl.json"
     if not path.exists():
@@ -481,6 +513,7 @@ def main() -> None:
     text = replace(text, "episode_speed", episode_speed_table())
     text = replace(text, "miniimagenet_speed", miniimagenet_speed_table())
     text = replace(text, "downsample_speed", downsample_speed_table())
+    text = replace(text, "first_order_gap", first_order_gap_table())
     readme.write_text(text)
     print(f"updated {readme}")
 
