@@ -26,9 +26,9 @@ Two choices make it fast without changing the function it computes:
 
 The head starts as PyTorch's ``nn.Linear`` (uniform in ±1/√features) unless ``head_init_std`` is
 given: then its weights are drawn from N(0, std²) and its bias is zero. MAML's Omniglot code
-draws that head from N(0, 1), about 14 times PyTorch's spread for 64 features; the larger head
-carries larger inner-loop gradients back into the body. The body is drawn first, so it is the
-same network either way.
+draws that head from N(0, 1), about 14 times PyTorch's spread for 64 features. The body is drawn
+first, so it is the same network either way. (Trained here on 20-way Omniglot, the strided
+network learned more slowly from that start: README, "Conv-4 downsampling".)
 
 BatchNorm policy (explicit, since it changes results in episodic learning):
 

@@ -373,7 +373,7 @@ class RunConfig(_Section):
             self.model.name != "conv4" or self.learner.name in _ENCODER_LEARNERS
         ):
             where = (
-                f"learner {self.learner.name!r} uses only the body, so the head is never used"
+                f"learner {self.learner.name!r} uses only the body, never the head"
                 if self.model.name == "conv4"
                 else f"model.name is {self.model.name!r}"
             )
