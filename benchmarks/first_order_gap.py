@@ -4,7 +4,8 @@ First-order MAML (Finn et al. 2017, §5.2) drops the second derivatives from the
 it keeps ∇_θ' L_query(θ') at the adapted weights θ' and leaves out how θ' moves with θ. How much
 that leaves out depends on the network. For ``--seeds`` initialisations (``seed``) of the network
 of ``configs/omniglot/fomaml-5w1s.yaml``, with 2×2 max-pooling and with stride-2 convolutions
-(``model.downsample``), this draws one meta-batch of the config's training episodes and computes
+(``model.downsample``), at the config's inner step size α=0.4 and, on max-pool, also at 0.1,
+this draws one meta-batch of the config's training episodes and computes
 both meta-gradients of the same weights on the same episodes: their cosine and norm ratio, for the
 conv body and for the head, and the query loss after the inner step (above chance's ln N when
 that step overshoots). A cosine near 1 means first-order MAML steps where MAML would; near 0,
@@ -33,7 +34,9 @@ from metamap.train import describe, from_config, load_config
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CONFIG = ROOT / "configs" / "omniglot" / "fomaml-5w1s.yaml"
-SETTINGS = ("maxpool", "stride")
+# (model.downsample, learner.inner_lr): the config's step size on both networks, and a smaller
+# one on the max-pool network, where the config's step overshoots.
+SETTINGS = (("maxpool", 0.4), ("stride", 0.4), ("maxpool", 0.1))
 
 
 def meta_gradient(over: list[str], seed: int) -> tuple[dict[str, Tensor], float]:
@@ -64,10 +67,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for setting in SETTINGS:
+    for setting, alpha in SETTINGS:
         per_seed: list[dict[str, Any]] = []
         for seed in range(args.seeds):
-            over = [f"data.root={args.data}", f"model.downsample={setting}", f"seed={seed}"]
+            over = [
+                f"data.root={args.data}",
+                f"model.downsample={setting}",
+                f"learner.inner_lr={alpha}",
+                f"seed={seed}",
+            ]
             first, loss = meta_gradient(over, seed)
             exact, _ = meta_gradient([*over, "learner.name=maml"], seed)
             per_seed.append({p: compare(first, exact, p) for p in ("body", "head")})
@@ -88,6 +96,7 @@ def main() -> None:
         rows.append(
             {
                 "downsample": setting,
+                "inner_lr": alpha,
                 "protocol": describe(cfg),
                 **summary,
                 "adapted_query_loss": loss,
@@ -96,7 +105,8 @@ def main() -> None:
         )
         body = summary["body"]
         print(
-            f"{setting}: body cosine {body['cosine']['mean']:.3f} ± {body['cosine']['sd']:.3f}, "
+            f"{setting} α={alpha}: body cosine {body['cosine']['mean']:.3f} ± "
+            f"{body['cosine']['sd']:.3f}, "
             f"norm ratio {body['norm_ratio']['mean']:.3f}",
             flush=True,
         )
@@ -107,7 +117,7 @@ def main() -> None:
         "config": "fomaml-5w1s",
         "meta_batch": cfg.train.meta_batch,
         "inner_steps": cfg.learner.inner_steps,
-        "inner_lr": cfg.learner.inner_lr,
+        "config_inner_lr": cfg.learner.inner_lr,
         "rows": rows,
         "threads": args.threads,
         "torch": torch.__version__,

@@ -424,12 +424,12 @@ def first_order_gap_table() -> str:
         return "_No results yet: run `python benchmarks/first_order_gap.py`._"
     data = json.loads(path.read_text())
     lines = [
-        "| Conv-4 | body: cosine | body: first-order / exact norm | head: cosine "
+        "| Conv-4 | inner α | body: cosine | body: first-order / exact norm | head: cosine "
         "| head: first-order / exact norm | query loss after the inner step |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in data["rows"]:
-        cells = [
+        cells = [f"{r['inner_lr']:g}"] + [
             f"{r[p][k]['mean']:.3f} ± {r[p][k]['sd']:.3f}"
             for p in ("body", "head")
             for k in ("cosine", "norm_ratio")
@@ -444,7 +444,9 @@ def first_order_gap_table() -> str:
         f"First-order against exact (second-order) MAML meta-gradient of the same weights on the "
         f"same meta-batch of {data['meta_batch']} training episodes of "
         f"`configs/omniglot/{data['config']}.yaml` ({steps} inner step{'s' * (steps != 1)}, "
-        f"α={data['inner_lr']}), at initialisation; mean ± sd over {len(data['rows'][0]['seeds'])} "
+        f"α as in each row, the config's is {data['config_inner_lr']}), at initialisation; "
+        "mean ± sd over "
+        f"{len(data['rows'][0]['seeds'])} "
         f"seeds ({data['machine']}, torch {data['torch']}): `{shell(data['command'])}`.",
     ]
     return "\n".join(lines)
