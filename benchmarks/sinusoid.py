@@ -67,7 +67,6 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    args.results.mkdir(parents=True, exist_ok=True)
     for name in args.learners:
         res = run(name, args.steps, args.runs, args.threads)
         write_result(args.results / f"sinusoid_{name}.json", res)

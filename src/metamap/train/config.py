@@ -357,36 +357,27 @@ class RunConfig(_Section):
                 f"model.drop_rate (DropBlock) is a ResNet-12 option; set it to 0 for "
                 f"model.name {self.model.name!r}"
             )
-        if self.model.downsample != "maxpool" and (
-            self.model.name != "conv4" or self.learner.name == "relation"
-        ):
-            where = (
-                "the relation learner uses its own embedding (Sung et al.)"
-                if self.model.name == "conv4"
-                else f"model.name is {self.model.name!r}"
-            )
-            raise ValueError(
-                f"model.downsample: {self.model.downsample!r} is a Conv-4 option but {where}; "
-                "remove model.downsample"
-            )
-        if self.model.head_init_std is not None and (
-            self.model.name != "conv4" or self.learner.name in _ENCODER_LEARNERS
-        ):
-            where = (
-                f"learner {self.learner.name!r} uses only the body, never the head"
-                if self.model.name == "conv4"
-                else f"model.name is {self.model.name!r}"
-            )
-            raise ValueError(
-                f"model.head_init_std is a Conv-4 head option but {where}; "
-                "remove model.head_init_std"
-            )
+        learner = self.learner.name
+        if self.model.downsample != "maxpool":
+            own = "the relation learner uses its own embedding (Sung et al.)"
+            self._check_conv4_option("downsample", own if learner == "relation" else "")
+        if self.model.head_init_std is not None:
+            body = f"learner {learner!r} uses only the body, never the head"
+            self._check_conv4_option("head_init_std", body if learner in _ENCODER_LEARNERS else "")
         if self.model.drop_rate > 0 and self.learner.batching == "vmap":
             raise ValueError(
                 "model.drop_rate > 0 draws random masks, which torch.func.vmap refuses: "
                 "set learner.batching to 'loop' or 'auto'"
             )
         return self
+
+    def _check_conv4_option(self, key: str, conv4_refusal: str) -> None:
+        """Refuse a set ``model.<key>`` on models other than Conv-4, and on Conv-4 where
+        ``conv4_refusal`` (empty when the option applies) says why it cannot apply."""
+        name = self.model.name
+        where = f"model.name is {name!r}" if name != "conv4" else conv4_refusal
+        if where:
+            raise ValueError(f"model.{key} is a Conv-4 option but {where}; remove model.{key}")
 
     def _check_metadataset(self, images: bool) -> None:
         t, learner = self.task, self.learner.name
