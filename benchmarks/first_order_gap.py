@@ -5,11 +5,11 @@ it keeps ∇_θ' L_query(θ') at the adapted weights θ' and leaves out how θ' 
 that leaves out depends on the network. For ``--seeds`` initialisations (``seed``) of the network
 of ``configs/omniglot/fomaml-5w1s.yaml``, with 2×2 max-pooling and with stride-2 convolutions
 (``model.downsample``), at the config's inner step size α=0.4 and, on max-pool, also at 0.1,
-this draws one meta-batch of the config's training episodes and computes
-both meta-gradients of the same weights on the same episodes: their cosine and norm ratio, for the
-conv body and for the head, and the query loss after the inner step (above chance's ln N when
-that step overshoots). A cosine near 1 means first-order MAML steps where MAML would; near 0,
-the dropped term carries most of MAML's step.
+this draws one meta-batch of the config's training episodes and computes both meta-gradients of
+the same weights on the same episodes: their cosine and norm ratio, for the conv body and for the
+head, and the query loss after the inner step (above chance's ln N when that step overshoots).
+A cosine near 1 means first-order MAML steps where MAML would; near 0, the dropped term carries
+most of MAML's step.
 
     python benchmarks/first_order_gap.py --threads 1
 
@@ -58,6 +58,10 @@ def compare(first: dict[str, Tensor], exact: dict[str, Tensor], part: str) -> di
     return {"cosine": cos.item(), "norm_ratio": (a.norm() / b.norm()).item()}
 
 
+def mean_sd(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5, help="initialisations (and meta-batches)")
@@ -81,17 +85,10 @@ def main() -> None:
             per_seed.append({p: compare(first, exact, p) for p in ("body", "head")})
             per_seed[-1]["adapted_query_loss"] = loss
         summary = {
-            p: {
-                k: {
-                    "mean": statistics.fmean(s[p][k] for s in per_seed),
-                    "sd": statistics.stdev(s[p][k] for s in per_seed),
-                }
-                for k in ("cosine", "norm_ratio")
-            }
+            p: {k: mean_sd([s[p][k] for s in per_seed]) for k in ("cosine", "norm_ratio")}
             for p in ("body", "head")
         }
-        losses = [s["adapted_query_loss"] for s in per_seed]
-        loss = {"mean": statistics.fmean(losses), "sd": statistics.stdev(losses)}
+        loss = mean_sd([s["adapted_query_loss"] for s in per_seed])
         cfg = load_config(CONFIG, [f"data.root={args.data}", f"model.downsample={setting}"])
         rows.append(
             {
