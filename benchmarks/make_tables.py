@@ -12,6 +12,7 @@ import json
 import math
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,23 @@ def shell(command: str) -> str:
     return shlex.join(shlex.split(command))
 
 
+class NoResults(Exception):
+    """A table's results are not written yet; the message is the README line that says so."""
+
+    def __init__(self, script: str) -> None:
+        super().__init__(f"_No results yet: run `python benchmarks/{script}.py`._")
+
+
 def _load(pattern: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
+
+
+def _result(name: str, script: str | None = None) -> dict[str, Any]:
+    """benchmarks/results/<name>.json, or :class:`NoResults` naming the script that writes it."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        raise NoResults(script or name)
+    return dict(json.loads(path.read_text()))
 
 
 def _cell(s: dict[str, Any] | None, base: float = math.inf) -> str:
@@ -52,7 +68,7 @@ def _cell(s: dict[str, Any] | None, base: float = math.inf) -> str:
 def sinusoid_table() -> str:
     runs = {r["learner"]: r for r in _load("sinusoid_*.json")}
     if not runs:
-        return "_No results yet: run `python benchmarks/sinusoid.py`._"
+        raise NoResults("sinusoid")
     steps = ["0", "1", "5", "10"]
     names = [f"{s} step{'s' if s != '1' else ''}" for s in steps]
     head = "| learner | support | " + " | ".join(names)
@@ -104,7 +120,7 @@ PAPER_OMNIGLOT = {
 def omniglot_table() -> str:
     runs = [r for r in _load("omniglot_*.json") if r.get("benchmark") == "omniglot"]
     if not runs:
-        return "_No results yet: run `python benchmarks/omniglot.py`._"
+        raise NoResults("omniglot")
     settings = ["5w1s", "5w5s", "20w1s", "20w5s"]
     lines = [
         "| method (config) | " + " | ".join(settings) + " | Lake error | trained on (BatchNorm) "
@@ -225,10 +241,7 @@ BACKBONE_NAMES = {
 
 
 def features_table() -> str:
-    path = RESULTS / "features.json"
-    if not path.exists():
-        return "_No results yet: run `python benchmarks/features.py`._"
-    data = json.loads(path.read_text())
+    data = _result("features")
     cols = ["omniglot/5w1s", "omniglot/5w5s", "gratings/5w1s", "gratings/5w5s"]
     names = ["Omniglot 5w1s", "Omniglot 5w5s", "gratings 5w1s", "gratings 5w5s"]
     lines = ["| backbone | head | " + " | ".join(names) + " |", "|" + "---|" * (len(cols) + 2)]
@@ -267,10 +280,7 @@ def features_table() -> str:
 
 
 def episode_speed_table() -> str:
-    path = RESULTS / "episode_speed.json"
-    if not path.exists():
-        return "_No results yet: run `python benchmarks/episode_speed.py`._"
-    data = json.loads(path.read_text())
+    data = _result("episode_speed")
     eps = data["episodes_per_second"]
     names = {
         "omniglot": "Omniglot",
@@ -301,10 +311,7 @@ def episode_speed_table() -> str:
 
 
 def embed_speed_table() -> str:
-    path = RESULTS / "embed_speed.json"
-    if not path.exists():
-        return "_No results yet: run `python benchmarks/embed_speed.py`._"
-    data = json.loads(path.read_text())
+    data = _result("embed_speed")
     lines = [
         "| backbone | naive loop | batch 256 | batch 256, channels-last | metamap default "
         "| default / naive |",
@@ -329,7 +336,7 @@ def miniimagenet_speed_table() -> str:
     runs = {k: RESULTS / f"miniimagenet_speed_{k}.json" for k in ("cpu", "cuda")}
     data = {k: json.loads(p.read_text()) for k, p in runs.items() if p.exists()}
     if not data:
-        return "_No results yet: run `python benchmarks/miniimagenet_speed.py`._"
+        raise NoResults("miniimagenet_speed")
     by = {k: {r["config"]: r for r in d["rows"]} for k, d in data.items()}
     configs = list(dict.fromkeys(c for rows in by.values() for c in rows))
     cpu, gpu = by.get("cpu", {}), by.get("cuda", {})
@@ -390,10 +397,7 @@ def miniimagenet_speed_table() -> str:
 
 
 def downsample_speed_table() -> str:
-    path = RESULTS / "downsample_speed.json"
-    if not path.exists():
-        return "_No results yet: run `python benchmarks/downsample_speed.py`._"
-    data = json.loads(path.read_text())
+    data = _result("downsample_speed")
     lines = [
         "| config (configs/omniglot) | episodes | max-pool it/s | strided it/s "
         "| strided / max-pool |",
@@ -419,10 +423,7 @@ def downsample_speed_table() -> str:
 
 
 def first_order_gap_table() -> str:
-    path = RESULTS / "first_order_gap.json"
-    if not path.exists():
-        return "_No results yet: run `python benchmarks/first_order_gap.py`._"
-    data = json.loads(path.read_text())
+    data = _result("first_order_gap")
     lines = [
         "| Conv-4 | inner α | body: cosine | body: first-order / exact norm | head: cosine "
         "| head: first-order / exact norm | query loss after the inner step |",
@@ -453,10 +454,7 @@ def first_order_gap_table() -> str:
 
 
 def easyfsl_table() -> str:
-    path = RESULTS / "speed_easyfsl.json"
-    if not path.exists():
-        return "_No results yet: run `python benchmarks/speed_easyfsl.py`._"
-    data = json.loads(path.read_text())
+    data = _result("speed_easyfsl")
     lines = [
         "| episode | easyfsl eps/s | metamap eps/s | metamap / easyfsl "
         "| metamap contiguous eps/s | contiguous / easyfsl |",
@@ -481,10 +479,7 @@ def easyfsl_table() -> str:
 
 
 def speed_table() -> str:
-    path = RESULTS / "speed_learn2learn.json"
-    if not path.exists():
-        return "_No results yet: run `python benchmarks/speed_learn2learn.py`._"
-    data = json.loads(path.read_text())
+    data = _result("speed_learn2learn")
     rows = data.get("table")
     if not rows:
         return "_speed_learn2learn.json holds no `table` rows._"
@@ -503,19 +498,34 @@ def replace(text: str, name: str, table: str) -> str:
     return pat.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
 
 
+TABLES = {
+    "sinusoid": sinusoid_table,
+    "omniglot": omniglot_table,
+    "speed": speed_table,
+    "features": features_table,
+    "easyfsl": easyfsl_table,
+    "embed_speed": embed_speed_table,
+    "episode_speed": episode_speed_table,
+    "miniimagenet_speed": miniimagenet_speed_table,
+    "downsample_speed": downsample_speed_table,
+    "first_order_gap": first_order_gap_table,
+}
+"""README block name → the function that renders its table."""
+
+
+def render(table: Callable[[], str]) -> str:
+    """One table, or the line that says which benchmark script would fill it."""
+    try:
+        return table()
+    except NoResults as missing:
+        return str(missing)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    text = replace(text, "sinusoid", sinusoid_table())
-    text = replace(text, "omniglot", omniglot_table())
-    text = replace(text, "speed", speed_table())
-    text = replace(text, "features", features_table())
-    text = replace(text, "easyfsl", easyfsl_table())
-    text = replace(text, "embed_speed", embed_speed_table())
-    text = replace(text, "episode_speed", episode_speed_table())
-    text = replace(text, "miniimagenet_speed", miniimagenet_speed_table())
-    text = replace(text, "downsample_speed", downsample_speed_table())
-    text = replace(text, "first_order_gap", first_order_gap_table())
+    for name, table in TABLES.items():
+        text = replace(text, name, render(table))
     readme.write_text(text)
     print(f"updated {readme}")
 
