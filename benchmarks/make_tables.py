@@ -46,11 +46,12 @@ def _load(pattern: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
 
 
-def _result(name: str, script: str | None = None) -> dict[str, Any]:
-    """benchmarks/results/<name>.json, or :class:`NoResults` naming the script that writes it."""
+def _result(name: str) -> dict[str, Any]:
+    """benchmarks/results/<name>.json, or :class:`NoResults` naming benchmarks/<name>.py, the
+    script that writes it."""
     path = RESULTS / f"{name}.json"
     if not path.exists():
-        raise NoResults(script or name)
+        raise NoResults(name)
     return dict(json.loads(path.read_text()))
 
 
