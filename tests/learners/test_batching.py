@@ -24,7 +24,7 @@ from metamap.learners import (
     Reptile,
     choose_batching,
 )
-from metamap.models import MLP, Conv4
+from metamap.models import MLP, Conv4, ResNet12
 from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
 Make = Callable[..., GradientLearner]
@@ -247,6 +247,24 @@ def test_auto_batching_picks_vmap_for_mlps_and_loop_for_convolutions() -> None:
     assert choose_batching(MLP(1, 1, (4,)), "loop") == "loop"
     assert MAML(MLP(1, 1, (4,))).batching == "vmap"
     assert Reptile(_conv4(), loss="cross_entropy").batching == "loop"
+
+
+def test_auto_batching_picks_vmap_for_convolutions_on_a_gpu() -> None:
+    # One batched launch per layer beats a Python loop of small kernels on a GPU (README, GPU).
+    cuda = torch.device("cuda")
+    assert choose_batching(_conv4(), "auto", cuda) == "vmap"
+    assert choose_batching(_conv4(), "auto", "cuda:1") == "vmap"
+    assert choose_batching(_conv4(), "auto", "cpu") == "loop"
+    assert choose_batching(_conv4(), "loop", cuda) == "loop"
+    # running statistics and random masks keep the loop wherever the model runs
+    assert choose_batching(_conv4("inductive"), "auto", cuda) == "loop"
+    dropout = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Dropout(0.1))
+    assert choose_batching(dropout, "auto", cuda) == "loop"
+    assert choose_batching(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)), "auto") == "loop"
+    assert choose_batching(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.0)), "auto") == "vmap"
+    resnet = ResNet12(5, 3, (4, 4, 4, 4), "transductive", drop_rate=0.1)
+    assert choose_batching(resnet, "auto", cuda) == "loop"
+    assert choose_batching(ResNet12(5, 3, (4, 4, 4, 4), "transductive"), "auto", cuda) == "vmap"
 
 
 def test_vmap_is_refused_with_running_batchnorm_statistics() -> None:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from metamap.errors import ConfigError
+from metamap.learners import GradientLearner
 from metamap.train import (
     Trainer,
     learner_from_checkpoint,
@@ -13,7 +14,7 @@ from metamap.train import (
     load_config,
     save_checkpoint,
 )
-from metamap.train.build import resolve_device
+from metamap.train.build import build_run_learner, resolve_device
 
 NO_CUDA = not torch.cuda.is_available()
 FAST = ["train.steps=2", "train.meta_batch=2", "train.val_tasks=2", "train.progress=false"]
@@ -66,3 +67,14 @@ def test_a_gpu_trained_checkpoint_evaluates_on_cpu_with_an_override(tmp_path: Pa
     assert cfg.train.device == "cpu"
     want = t.learner.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in learner.state_dict().items())
+
+
+def test_auto_batching_follows_the_device_the_learner_is_built_for() -> None:
+    # the model is placed before the learner is built, so 'auto' sees where it will run
+    devices = ["cpu"] if NO_CUDA else ["cpu", "cuda"]
+    for device, expected in zip(devices, ["loop", "vmap"], strict=False):
+        over = ["task.family=episodes", "model.name=conv4", "learner.name=maml"]
+        learner = build_run_learner(load_config(None, [*over, f"train.device={device}"]))
+        assert isinstance(learner, GradientLearner)
+        assert learner.batching == expected
+        assert next(learner.parameters()).device.type == device

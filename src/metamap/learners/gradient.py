@@ -11,7 +11,9 @@ A batch of tasks runs on one of two paths that give the same numbers (tested):
 * ``"loop"``: a Python loop over tasks with ``torch.autograd.grad(create_graph=True)``,
   accumulating each task's gradient. Faster and leaner for convolutional models on CPU.
 
-``"auto"`` picks vmap for models without convolutions or running BatchNorm statistics.
+``"auto"`` (:func:`choose_batching`) picks vmap for models without convolutions, and for
+convolutional ones on a CUDA device, where one batched launch beats many small ones; the loop
+for running BatchNorm statistics, random masks, and convolutions on a CPU.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from metamap.learners.functional import (
     loss_function,
     metric_function,
 )
+from metamap.models.dropblock import DropBlock2d
 from metamap.models.layout import default_layout, pinning, pins_layout
 from metamap.tasks.task import TaskBatch
 
@@ -42,8 +45,17 @@ Batching = Literal["auto", "vmap", "loop"]
 _MODEL = "model."
 
 
-def choose_batching(model: nn.Module, batching: Batching) -> Literal["vmap", "loop"]:
-    """Resolve ``"auto"``; refuse ``"vmap"`` where it cannot work (running BN statistics)."""
+def choose_batching(
+    model: nn.Module, batching: Batching, device: torch.device | str | None = None
+) -> Literal["vmap", "loop"]:
+    """Resolve ``"auto"``; refuse ``"vmap"`` where it cannot work (running BN statistics).
+
+    ``"auto"`` is the loop for models that update running BatchNorm statistics or draw random
+    masks (dropout, DropBlock: vmap refuses randomness), ``vmap`` for models without
+    convolutions, and for convolutional models ``vmap`` on a CUDA device (measured 11.8× faster
+    than the loop for MAML's Conv-4 on an H200) but the loop elsewhere (3.7× faster on a CPU).
+    ``device`` is where the model will run (default: where its parameters are now).
+    """
     running_bn = any(
         isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
         for m in model.modules()
@@ -55,8 +67,18 @@ def choose_batching(model: nn.Module, batching: Batching) -> Literal["vmap", "lo
         )
     if batching != "auto":
         return batching
-    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-    return "loop" if (has_conv or running_bn) else "vmap"
+    random = any(
+        (isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
+        or (isinstance(m, DropBlock2d) and m.drop_prob > 0)
+        for m in model.modules()
+    )
+    if running_bn or random:
+        return "loop"
+    if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+        return "vmap"
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return "vmap" if torch.device(device).type == "cuda" else "loop"
 
 
 class GradientLearner(MetaLearner):

@@ -346,8 +346,9 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
             learner = PretrainBaseline(
                 model.get_submodule("body"), base_classes, dim, head=cfg.learner.head
             )
-    else:
-        learner = build_learner(cfg.learner, build_model(cfg), loss)
+    else:  # the model is placed first: learner.batching 'auto' depends on the device
+        model = build_model(cfg).to(device=device, dtype=dtype_of(cfg))
+        learner = build_learner(cfg.learner, model, loss)
     return learner.to(device=device, dtype=dtype_of(cfg))
 
 
