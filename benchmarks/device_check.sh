@@ -1,23 +1,67 @@
 #!/bin/bash
 # The GPU check of the few-shot issue, as one prepared script for a lent GPU machine (README,
-# "GPU"). Prepare here with `make device-wheels`, then run it there from the repository root with
-# `.whl` carried: bash benchmarks/device_check.sh. Results land in $OUT (or benchmarks/results);
-# copy miniimagenet_speed_cuda.json into benchmarks/results and run make tables.
-# With `make device-data` run here and `.data` carried too, MAML_STEPS=N also trains the Omniglot
-# MAML 5w1s row on the GPU for N meta-iterations and evaluates it (omniglot_maml-5w1s.json).
-set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
+# "GPU"). Prepare here with `make device-wheels device-data`, then run it there from the
+# repository root with `.whl` and `.data` carried: bash benchmarks/device_check.sh.
+# Results land in $OUT (or benchmarks/results); copy miniimagenet_speed_cuda.json and the Omniglot
+# result into benchmarks/results and run make tables.
+#
+# 1. the CUDA branches of tests/train/test_device.py;
+# 2. the mini-ImageNet-shaped training speed (miniimagenet_speed_cuda.json, STEPS timed steps);
+# 3. with .data/omniglot there: the Omniglot MAML 5w1s row (configs/omniglot/maml-5w1s.yaml)
+#    trained on the GPU and evaluated (omniglot_maml-5w1s_cuda.json). MAML_STEPS=N fixes its length;
+#    otherwise benchmarks/steps_in_budget.py times both task batchings and sizes the run to what
+#    is left of BUDGET_S (seconds for the whole script; give the device call a little more),
+#    keeping EVAL_S for the test episodes and 20 s for the start of the run. The rate drops ×0.1 at 80% of the steps.
+#    The run folder comes back as omniglot_maml_run.tgz, so a run stopped by the clock can be
+#    resumed or evaluated elsewhere (the fingerprint leaves out the device and the data's path).
+# A failing step is reported and the script goes on, so one failure does not cost the others.
+set -uo pipefail
+START=$SECONDS
+BUDGET_S="${BUDGET_S:-540}"
+EVAL_S="${EVAL_S:-100}"
+DEVICE="${DEVICE:-cuda}"  # DEVICE=cpu rehearses the script on a CPU machine
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+
+if [ "$DEVICE" != cpu ]; then  # the GPU machine's Python 3.12 lacks pydantic
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+fi
 export PYTHONPATH="$PWD/src:/tmp/site" PYTHONUNBUFFERED=1
 RESULTS="${OUT:-benchmarks/results}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-# the CUDA branches of the device checks (skipped on CPU-only machines)
-python3 -m pytest -q -p no:cacheprovider tests/train/test_device.py 2>&1 | tee "$RESULTS/device_tests.log"
-python3 benchmarks/miniimagenet_speed.py --device cuda --steps "${STEPS:-30}" --results "$RESULTS" \
-    2>&1 | tee "$RESULTS/miniimagenet_speed_cuda.log"
-if [ -d .data/omniglot ] && [ "${MAML_STEPS:-0}" -gt 0 ]; then
-    python3 benchmarks/omniglot.py --config maml-5w1s --device cuda --data .data/omniglot \
-        --steps "$MAML_STEPS" --settings 5w1s 5w5s --results "$RESULTS" --runs /tmp/runs \
-        2>&1 | tee "$RESULTS/omniglot_maml_cuda.log"
+
+python3 -m pytest -q -p no:cacheprovider tests/train/test_device.py 2>&1 \
+    | tee "$RESULTS/device_tests.log" || echo "device tests FAILED"
+echo "[$((SECONDS - START)) s] tests done"
+if [ "${STEPS:-30}" -gt 0 ]; then  # STEPS=0 leaves the speed check out
+    python3 benchmarks/miniimagenet_speed.py --device "$DEVICE" --steps "${STEPS:-30}" \
+        --results "$RESULTS" 2>&1 | tee "$RESULTS/miniimagenet_speed_cuda.log" \
+        || echo "mini-ImageNet speed FAILED"
 fi
+echo "[$((SECONDS - START)) s] speed done"
+
+[ -d .data/omniglot ] || { echo "no .data/omniglot: Omniglot MAML skipped"; exit 0; }
+BATCHING="${BATCHING:-loop}"
+if [ -n "${MAML_STEPS:-}" ]; then
+    steps="$MAML_STEPS"
+else
+    plan=$(python3 benchmarks/steps_in_budget.py --config maml-5w1s --device "$DEVICE" \
+        --data .data/omniglot --seconds $(($(left) - EVAL_S - 20)) --results "$RESULTS" \
+        2>&1 | tee "$RESULTS/steps_in_budget.log" | tail -n 1)
+    read -r BATCHING steps <<<"$plan"
+    if ! [[ "${steps:-}" =~ ^[0-9]+$ ]]; then
+        BATCHING=loop steps="${FALLBACK_STEPS:-2000}"
+        echo "steps_in_budget FAILED ($plan): $steps steps with batching $BATCHING instead"
+    fi
+fi
+milestone=$((steps * 4 / 5))
+echo "[$((SECONDS - START)) s] MAML 5w1s: $steps steps, batching $BATCHING, $(left) s left"
+timeout $(($(left) - 15)) python3 benchmarks/omniglot.py --config maml-5w1s --device "$DEVICE" \
+    --data .data/omniglot --steps "$steps" --settings 5w1s 5w5s --tasks "${TASKS:-1000}" \
+    --results "$RESULTS" --runs /tmp/runs --set "learner.batching=$BATCHING" \
+    train.schedule=piecewise \
+    "train.milestones=[$milestone]" 'train.factors=[0.1]' \
+    2>&1 | tee "$RESULTS/omniglot_maml_cuda.log" || echo "Omniglot MAML stopped (status $?)"
+tar czf "$RESULTS/omniglot_maml_run.tgz" -C /tmp/runs . && echo "run folder saved"
+echo "[$((SECONDS - START)) s] done"

@@ -112,6 +112,8 @@ def time_config(
         "episodes_per_s": steps * cfg.train.meta_batch / seconds,
         "wall_seconds_with_setup": round(wall, 1),
     }
+    if (batching := getattr(trainer.learner, "batching", None)) is not None:
+        row["batching"] = batching  # gradient learners: how the meta-batch ran (loop or vmap)
     if device.startswith("cuda"):
         row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     # Peak resident memory of this process so far (configs run in order, so it is this config's

@@ -5,7 +5,8 @@ CPUs are slow), then evaluates its best-validation checkpoint on every requested
 (ways × shots), on Lake et al.'s 20 within-alphabet one-shot runs and, for metric learners
 that ask for it (``eval.metadataset_tasks`` or ``--metadataset-tasks``), on fixed Meta-Dataset
 test episodes. Results:
-benchmarks/results/omniglot_<config>.json; `python benchmarks/make_tables.py` renders them.
+benchmarks/results/omniglot_<config>.json (omniglot_<config>_cuda.json when trained on a GPU);
+`python benchmarks/make_tables.py` renders them.
 
     python benchmarks/omniglot.py --config protonet-5w1s --steps 1500 --settings 5w1s 20w1s
     python3 benchmarks/omniglot.py --config maml-5w1s --device cuda --data .data/omniglot  # GPU
@@ -148,7 +149,10 @@ def main() -> None:
         "machine": platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_result(args.results / f"omniglot_{args.config}.json", out)
+    # A GPU-trained row sits beside the CPU one rather than replacing it.
+    kind = torch.device(args.device).type
+    suffix = "" if kind == "cpu" else f"_{kind}"
+    write_result(args.results / f"omniglot_{args.config}{suffix}.json", out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""benchmarks/rerun.py: recorded commands re-run into benchmarks/results, GPU ones only on a GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("rerun", ROOT / "benchmarks" / "rerun.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS", tmp_path)
+    return module
+
+
+def test_a_recorded_results_folder_is_dropped(rerun: ModuleType) -> None:
+    command = "python benchmarks/x.py --device cuda --results /root/out --steps 3"
+    assert rerun.portable_argv(command) == [
+        "python",
+        "benchmarks/x.py",
+        "--device",
+        "cuda",
+        "--steps",
+        "3",
+    ]
+
+
+def test_gpu_commands_are_skipped_without_a_gpu(
+    rerun: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cpu = "python benchmarks/a.py --threads 1"
+    gpu = "python benchmarks/b.py --device cuda:0 --results /root/out"
+    for name, command in (("a.json", cpu), ("b.json", gpu)):
+        (tmp_path / name).write_text(json.dumps({"command": command}))
+    monkeypatch.setattr(sys, "argv", ["rerun.py", "--dry-run"])
+    rerun.main()
+    out = capsys.readouterr().out
+    assert f"$ {cpu}" in out
+    if torch.cuda.is_available():
+        assert "$ python benchmarks/b.py --device cuda:0" in out
+    else:
+        assert f"skipped (needs a CUDA device; see benchmarks/device_check.sh): {gpu}" in out
