@@ -118,6 +118,15 @@ PAPER_OMNIGLOT = {
 }
 
 
+def _on_gpu(r: dict[str, Any]) -> bool:
+    return str(r.get("device", "cpu")).startswith("cuda")
+
+
+def _run_name(r: dict[str, Any]) -> str:
+    """A result's config, with the GPU it trained on where it did (beside a CPU row)."""
+    return f"{r['config']} on {r['device_name']}" if _on_gpu(r) else str(r["config"])
+
+
 def omniglot_table() -> str:
     runs = [r for r in _load("omniglot_*.json") if r.get("benchmark") == "omniglot"]
     if not runs:
@@ -155,16 +164,12 @@ def omniglot_table() -> str:
         if task.get("sampler") == "metadataset":
             episodes = f"Meta-Dataset {task['min_ways']}-{task['max_ways']}w"
         lines.append(
-            f"| {r['learner']} ({r['config']}) | "
+            f"| {r['learner']} ({_run_name(r)}) | "
             + " | ".join(cells)
             + (f" | {100 * lake['error']:.1f}% | " if lake["error"] is not None else " | n/a | ")
             + f"{episodes} ({bn}) | {budget} | "
             f"{r['train_seconds'] / 60:.0f} min, "
-            + (
-                r["device_name"]
-                if str(r.get("device", "cpu")).startswith("cuda")
-                else f"{r['threads']} CPU thread(s)"
-            )
+            + (r["device_name"] if _on_gpu(r) else f"{r['threads']} CPU thread(s)")
             + " |"
         )
     profiles = []
@@ -177,15 +182,15 @@ def omniglot_table() -> str:
                     for k in steps
                     if k != "0"
                 )
-                profiles.append(f"{r['config']} {setting}: {curve}")
+                profiles.append(f"{_run_name(r)} {setting}: {curve}")
     more_shots = []
     for r in runs:
         trained = r["config_dump"]["task"]["shots"]
         cells = [s for s in settings if s in r["scores"] and int(s.split("w")[1][:-1]) > trained]
         if cells and r["learner"] != "pretrain":
-            more_shots.append(f"{', '.join(cells)} of {r['config']}")
+            more_shots.append(f"{', '.join(cells)} of {_run_name(r)}")
     meta_dataset = [
-        f"{r['config']}: {100 * md['mean']:.2f} ± {100 * md['ci95']:.2f} over {md['tasks']:,} "
+        f"{_run_name(r)}: {100 * md['mean']:.2f} ± {100 * md['ci95']:.2f} over {md['tasks']:,} "
         f"episodes of {md['min_ways']}-{md['max_ways']} ways (mean {md['mean_ways']:.1f} ways, "
         f"{md['mean_support']:.0f} support images"
         + (f", {q:.1f} queries per class" if (q := md.get("mean_queries_per_class")) else "")
@@ -372,7 +377,9 @@ def miniimagenet_speed_table() -> str:
             + (f"{eps(b):.3g}" if b else "not run")
             + " | "
             + (f"{eps(b) / eps(a):.0f}×" if a and b else "–")
-            + f" | {b['peak_gpu_mib'] if b else '–'} | "
+            + " | "
+            + (f"{b['peak_gpu_mib']:,}" if b else "–")
+            + " | "
             + (f"{a['process_peak_rss_mib']:,}" if a and "process_peak_rss_mib" in a else "–")
             + " |"
         )
@@ -393,6 +400,20 @@ def miniimagenet_speed_table() -> str:
         lines.append(
             "No GPU column yet: no GPU machine was lent to the sessions that made this table "
             "(`make device-wheels`, then `benchmarks/device_check.sh` on one)."
+        )
+    budgets = [r for r in _load("steps_in_budget_*.json") if r["device"].startswith("cuda")]
+    if budgets:
+        rates = "; ".join(
+            f"{r['config']} "
+            + ", ".join(f"{b} {v:.3g} it/s" for b, v in sorted(r["it_per_s"].items()))
+            + f" ({r['timed_steps']} timed steps after {r['warmup_steps']}, "
+            f"`{shell(r['command'])}`)"
+            for r in budgets
+        )
+        lines.append(
+            "Second-order MAML on Omniglot (configs/omniglot) on the GPU, by task batching "
+            f"(the rates `benchmarks/steps_in_budget.py` sized the GPU rows of the Omniglot "
+            f"table with; {budgets[0]['device_name']}, torch {budgets[0]['torch']}): {rates}."
         )
     return "\n".join(lines)
 
