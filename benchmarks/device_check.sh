@@ -56,6 +56,7 @@ else
     fi
 fi
 milestone=$((steps * 4 / 5))
+[ "$(left)" -gt 60 ] || { echo "$(left) s left: no time for the Omniglot run"; exit 0; }
 echo "[$((SECONDS - START)) s] MAML 5w1s: $steps steps, batching $BATCHING, $(left) s left"
 timeout $(($(left) - 15)) python3 benchmarks/omniglot.py --config maml-5w1s --device "$DEVICE" \
     --data .data/omniglot --steps "$steps" --settings 5w1s 5w5s --tasks "${TASKS:-1000}" \
@@ -63,5 +64,5 @@ timeout $(($(left) - 15)) python3 benchmarks/omniglot.py --config maml-5w1s --de
     train.schedule=piecewise \
     "train.milestones=[$milestone]" 'train.factors=[0.1]' \
     2>&1 | tee "$RESULTS/omniglot_maml_cuda.log" || echo "Omniglot MAML stopped (status $?)"
-tar czf "$RESULTS/omniglot_maml_run.tgz" -C /tmp/runs . && echo "run folder saved"
+[ -d /tmp/runs ] && tar czf "$RESULTS/omniglot_maml_run.tgz" -C /tmp/runs . && echo "run folder saved"
 echo "[$((SECONDS - START)) s] done"
