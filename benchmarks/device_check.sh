@@ -8,10 +8,11 @@
 # 1. the CUDA branches of tests/train/test_device.py;
 # 2. the mini-ImageNet-shaped training speed (miniimagenet_speed_cuda.json, STEPS timed steps);
 # 3. with .data/omniglot there: the Omniglot MAML 5w1s row (configs/omniglot/maml-5w1s.yaml)
-#    trained on the GPU and evaluated (omniglot_maml-5w1s_cuda.json). MAML_STEPS=N fixes its length;
-#    otherwise benchmarks/steps_in_budget.py times both task batchings and sizes the run to what
-#    is left of BUDGET_S (seconds for the whole script; give the device call a little more),
-#    keeping EVAL_S for the test episodes and 20 s for the start of the run. The rate drops ×0.1 at 80% of the steps.
+#    trained on the GPU and evaluated (omniglot_maml-5w1s_cuda.json). MAML_STEPS=N fixes its
+#    length; otherwise benchmarks/steps_in_budget.py times both task batchings and sizes the run
+#    to what is left of BUDGET_S (seconds for the whole script; give the device call a little
+#    more), keeping EVAL_S for the test episodes and 20 s for the start of the run. The rate
+#    drops ×0.1 at 80% of the steps.
 #    The run folder comes back as omniglot_maml_run.tgz, so a run stopped by the clock can be
 #    resumed or evaluated elsewhere (the fingerprint leaves out the device and the data's path).
 # A failing step is reported and the script goes on, so one failure does not cost the others.

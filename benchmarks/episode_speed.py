@@ -17,7 +17,6 @@ episodes per second.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -27,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import command_line, portable, write_result  # benchmarks/machine.py
+from machine import SHARED, command_line, portable, write_result  # benchmarks/machine.py
 from metamap.data import omniglot
 from metamap.data.dataset import ImageClassDataset
 from metamap.tasks import EpisodeSampler, MetaDatasetSampler, make_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]  # (ways, shots)
 QUERIES = 15
 BATCHES = [1, 32]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
 import time
 from datetime import UTC, datetime
@@ -39,14 +38,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from machine import command_line, portable, write_result  # benchmarks/machine.py
+from machine import SHARED, command_line, portable, write_result  # benchmarks/machine.py
 from metamap.data import ImageClassDataset
 from metamap.features import FeatureExtractor, FewShotClassifier
 from metamap.tasks import EpisodeSampler, TaskBatch
 from metamap.train import build_tasks, load_config, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RUNS = ROOT / "runs" / "bench"
 BACKBONES = {
     "protonet": RUNS / "omniglot-protonet-5w1s" / "checkpoints" / "best.pt",

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from metamap.fileio import atomic_write
 from metamap.train import read_metrics
 
@@ -18,11 +20,14 @@ __all__ = [
     "clocked_seconds",
     "command_line",
     "cpu_info",
+    "device_name",
     "portable",
     "write_result",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", ROOT.parent / "shared" / "data"))
+"""The shared real data (Omniglot, ...): ``$METAMAP_SHARED_DATA``, default ``../shared/data``."""
 
 
 def command_line() -> str:
@@ -62,6 +67,13 @@ def cpu_info() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    """The GPU's name for a CUDA ``device``, else the processor's (:func:`cpu_info`)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_info()
 
 
 def portable(value: Any) -> Any:

@@ -401,7 +401,7 @@ def miniimagenet_speed_table() -> str:
             "No GPU column yet: no GPU machine was lent to the sessions that made this table "
             "(`make device-wheels`, then `benchmarks/device_check.sh` on one)."
         )
-    budgets = [r for r in _load("steps_in_budget_*.json") if r["device"].startswith("cuda")]
+    budgets = [r for r in _load("steps_in_budget_*.json") if _on_gpu(r)]
     if budgets:
         rates = "; ".join(
             f"{r['config']} "

@@ -35,7 +35,7 @@ from machine import (  # benchmarks/
     clock_overrides,
     clocked_seconds,
     command_line,
-    cpu_info,
+    device_name,
     write_result,
 )
 from metamap.train import (
@@ -156,9 +156,7 @@ def main() -> None:
     out = {
         "benchmark": "miniimagenet_speed",
         "device": args.device,
-        "device_name": (
-            torch.cuda.get_device_name(torch.device(args.device)) if kind == "cuda" else cpu_info()
-        ),
+        "device_name": device_name(args.device),
         "threads": args.threads,
         "rows": rows,
         "command": command_line(),

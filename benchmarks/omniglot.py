@@ -15,7 +15,6 @@ benchmarks/results/omniglot_<config>.json (omniglot_<config>_cuda.json when trai
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import re
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from machine import command_line, cpu_info, portable, write_result  # benchmarks/machine.py
+from machine import SHARED, command_line, device_name, portable, write_result  # benchmarks/
 from metamap.data import omniglot_one_shot_runs
 from metamap.errors import TaskShapeError
 from metamap.train import (
@@ -37,7 +36,6 @@ from metamap.train import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def main() -> None:
@@ -135,11 +133,7 @@ def main() -> None:
         "train_seconds": round(result.train_seconds, 1),
         "threads": args.threads,
         "device": args.device,
-        "device_name": (
-            torch.cuda.get_device_name(torch.device(args.device))
-            if args.device.startswith("cuda")
-            else cpu_info()
-        ),
+        "device_name": device_name(args.device),
         "test_tasks": args.tasks,
         "queries": cfg.eval.queries,
         "scores": scores,

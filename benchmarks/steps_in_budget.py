@@ -25,11 +25,17 @@ from typing import Any
 
 import torch
 
-from machine import clock_overrides, clocked_seconds, command_line, write_result  # benchmarks/
+from machine import (  # benchmarks/
+    SHARED,
+    clock_overrides,
+    clocked_seconds,
+    command_line,
+    device_name,
+    write_result,
+)
 from metamap.train import Trainer, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def rate(config: Path, overrides: list[str], work: Path, warmup: int, steps: int) -> float:
@@ -86,7 +92,7 @@ def main() -> None:
         "benchmark": "steps_in_budget",
         "config": args.config,
         "device": args.device,
-        "device_name": torch.cuda.get_device_name(args.device) if kind == "cuda" else kind,
+        "device_name": device_name(args.device),
         "it_per_s": rates,
         "failures": failures,
         "timed_steps": args.steps,
