@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from machine import (  # benchmarks/
+    SHARED,
     clock_overrides,
     clocked_seconds,
     command_line,
@@ -36,7 +37,6 @@ from machine import (  # benchmarks/
 from metamap.train import RunConfig, Trainer, describe, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 CONFIGS = ["maml-5w1s", "maml-5w5s", "maml-20w1s"]
 SETTINGS = ("maxpool", "stride")
 

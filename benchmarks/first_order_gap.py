@@ -28,11 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from machine import command_line, cpu_info, write_result  # benchmarks/machine.py
+from machine import SHARED, command_line, cpu_info, write_result  # benchmarks/machine.py
 from metamap.train import describe, from_config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 CONFIG = ROOT / "configs" / "omniglot" / "fomaml-5w1s.yaml"
 # (model.downsample, learner.inner_lr): the config's step size on both networks, and a smaller
 # one on the max-pool network, where the config's step overshoots.

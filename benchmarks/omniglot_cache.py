@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import command_line, write_result  # benchmarks/machine.py
+from machine import SHARED, command_line, write_result  # benchmarks/machine.py
 from metamap.data.omniglot import omniglot, omniglot_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    shared = Path(os.environ.get("METAMAP_SHARED_DATA", ROOT / ".." / "shared" / "data"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, default=shared / "omniglot")
+    parser.add_argument("--root", type=Path, default=SHARED / "omniglot")
     parser.add_argument("--repeats", type=int, default=3, help="re-opens to time")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/omniglot_cache.json")
     args = parser.parse_args()
