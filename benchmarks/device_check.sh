@@ -7,14 +7,19 @@
 #
 # 1. the CUDA branches of tests/train/test_device.py;
 # 2. the mini-ImageNet-shaped training speed (miniimagenet_speed_cuda.json, STEPS timed steps);
-# 3. with .data/omniglot there: the Omniglot MAML 5w1s row (configs/omniglot/maml-5w1s.yaml)
-#    trained on the GPU and evaluated (omniglot_maml-5w1s_cuda.json). MAML_STEPS=N fixes its
-#    length; otherwise benchmarks/steps_in_budget.py times both task batchings and sizes the run
-#    to what is left of BUDGET_S (seconds for the whole script; give the device call a little
-#    more), keeping EVAL_S for the test episodes and 20 s for the start of the run. The rate
-#    drops ×0.1 at 80% of the steps.
-#    The run folder comes back as omniglot_maml_run.tgz, so a run stopped by the clock can be
-#    resumed or evaluated elsewhere (the fingerprint leaves out the device and the data's path).
+# 3. with .data/omniglot there: an Omniglot MAML row trained on the GPU and evaluated
+#    (omniglot_<CONFIG>_cuda.json). CONFIG (default maml-5w1s, a name in configs/omniglot/) and
+#    SETTINGS (default "5w1s 5w5s") choose the row; BATCHING (default auto: vmap on a GPU) the
+#    task batching. MAML_STEPS=N fixes its length; otherwise benchmarks/steps_in_budget.py times
+#    both task batchings and sizes the run to what is left of BUDGET_S (seconds for the whole
+#    script; give the device call a little more), keeping EVAL_S for the test episodes and 20 s
+#    for the start of the run. The rate drops ×0.1 from MILESTONE (default: 80% of the steps).
+#    The run folder (RUNS, default /tmp/runs) comes back as omniglot_<CONFIG>_run.tgz, so a run
+#    stopped by the clock can be resumed or evaluated elsewhere (the fingerprint leaves out the
+#    device and the data's path). To share one long run between sessions, fix MAML_STEPS and
+#    MILESTONE, and BATCHING (it is part of the fingerprint), carry the unpacked folder and
+#    point RUNS at it: each session trains until its clock runs out, exactly where the last
+#    stopped, and the one that reaches MAML_STEPS evaluates.
 # A failing step is reported and the script goes on, so one failure does not cost the others.
 set -uo pipefail
 START=$SECONDS
@@ -43,27 +48,30 @@ fi
 echo "[$((SECONDS - START)) s] speed done"
 
 [ -d .data/omniglot ] || { echo "no .data/omniglot: Omniglot MAML skipped"; exit 0; }
-BATCHING="${BATCHING:-loop}"
+CONFIG="${CONFIG:-maml-5w1s}"
+read -r -a settings <<<"${SETTINGS:-5w1s 5w5s}"
+RUNS="${RUNS:-/tmp/runs}"
+BATCHING="${BATCHING:-auto}"
 if [ -n "${MAML_STEPS:-}" ]; then
     steps="$MAML_STEPS"
 else
-    plan=$(python3 benchmarks/steps_in_budget.py --config maml-5w1s --device "$DEVICE" \
+    plan=$(python3 benchmarks/steps_in_budget.py --config "$CONFIG" --device "$DEVICE" \
         --data .data/omniglot --seconds $(($(left) - EVAL_S - 20)) --results "$RESULTS" \
         2>&1 | tee "$RESULTS/steps_in_budget.log" | tail -n 1)
     read -r BATCHING steps <<<"$plan"
     if ! [[ "${steps:-}" =~ ^[0-9]+$ ]]; then
-        BATCHING=loop steps="${FALLBACK_STEPS:-2000}"
+        BATCHING=auto steps="${FALLBACK_STEPS:-2000}"
         echo "steps_in_budget FAILED ($plan): $steps steps with batching $BATCHING instead"
     fi
 fi
-milestone=$((steps * 4 / 5))
+milestone="${MILESTONE:-$((steps * 4 / 5))}"
 [ "$(left)" -gt 60 ] || { echo "$(left) s left: no time for the Omniglot run"; exit 0; }
-echo "[$((SECONDS - START)) s] MAML 5w1s: $steps steps, batching $BATCHING, $(left) s left"
-timeout $(($(left) - 15)) python3 benchmarks/omniglot.py --config maml-5w1s --device "$DEVICE" \
-    --data .data/omniglot --steps "$steps" --settings 5w1s 5w5s --tasks "${TASKS:-1000}" \
-    --results "$RESULTS" --runs /tmp/runs --set "learner.batching=$BATCHING" \
-    train.schedule=piecewise \
-    "train.milestones=[$milestone]" 'train.factors=[0.1]' \
-    2>&1 | tee "$RESULTS/omniglot_maml_cuda.log" || echo "Omniglot MAML stopped (status $?)"
-[ -d /tmp/runs ] && tar czf "$RESULTS/omniglot_maml_run.tgz" -C /tmp/runs . && echo "run folder saved"
+echo "[$((SECONDS - START)) s] $CONFIG: $steps steps (×0.1 from $milestone), batching" \
+    "$BATCHING, runs in $RUNS, $(left) s left"
+timeout $(($(left) - 15)) python3 benchmarks/omniglot.py --config "$CONFIG" --device "$DEVICE" \
+    --data .data/omniglot --steps "$steps" --settings "${settings[@]}" --tasks "${TASKS:-1000}" \
+    --results "$RESULTS" --runs "$RUNS" --set "learner.batching=$BATCHING" \
+    train.schedule=piecewise "train.milestones=[$milestone]" 'train.factors=[0.1]' \
+    2>&1 | tee "$RESULTS/omniglot_${CONFIG}_cuda.log" || echo "Omniglot $CONFIG stopped (status $?)"
+[ -d "$RUNS" ] && tar czf "$RESULTS/omniglot_${CONFIG}_run.tgz" -C "$RUNS" . && echo "run folder saved"
 echo "[$((SECONDS - START)) s] done"
