@@ -114,6 +114,7 @@ PAPER_OMNIGLOT = {
     "protonet": {"5w1s": 98.8, "5w5s": 99.7, "20w1s": 96.0, "20w5s": 98.9},
     "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
     "fomaml": {"5w1s": 98.3, "5w5s": 99.2},
+    "anil": {"20w1s": 96.2, "20w5s": 98.0},  # Raghu et al. 2020, Table 2 (Omniglot 20-way only)
     "matching": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5},
 }
 
