@@ -1,10 +1,11 @@
 """Omniglot few-shot classification benchmark (Vinyals split, 1,000 fixed test episodes).
 
 Trains one config from configs/omniglot/ (optionally with a shorter step budget, since these
-CPUs are slow), then evaluates its best-validation checkpoint on every requested test setting
-(ways × shots), on Lake et al.'s 20 within-alphabet one-shot runs and, for metric learners
-that ask for it (``eval.metadataset_tasks`` or ``--metadataset-tasks``), on fixed Meta-Dataset
-test episodes. Results:
+CPUs are slow), then evaluates its result (the best-validation checkpoint, or the last where the
+config's ``eval.checkpoint`` says so) on every requested test setting (ways × shots), on Lake
+et al.'s 20 within-alphabet one-shot runs and, for metric learners that ask for it
+(``eval.metadataset_tasks`` or ``--metadataset-tasks``), on fixed Meta-Dataset test episodes.
+Results:
 benchmarks/results/omniglot_<config>.json (omniglot_<config>_cuda.json when trained on a GPU);
 `python benchmarks/make_tables.py` renders them.
 
@@ -88,7 +89,7 @@ def main() -> None:
     }
     # The checkpoint stores the config it was trained under; this run's evaluation settings win.
     evaluation = [o for o in over if o.startswith("eval.")]
-    cfg, learner, state = learner_from_checkpoint(trainer.best_path, evaluation)
+    cfg, learner, state = learner_from_checkpoint(trainer.result_path, evaluation)
     settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]
     scores = {}
     for s in settings:
@@ -129,6 +130,8 @@ def main() -> None:
             ROOT / "configs" / "omniglot" / f"{args.config}.yaml"
         ).train.steps,
         "best_step": int(state["step"]),
+        "checkpoint": cfg.eval.checkpoint,
+        "train_split": cfg.data.train_split,
         "validation": [{"step": k, "accuracy": v} for k, v in sorted(validation.items())],
         "train_seconds": round(result.train_seconds, 1),
         "threads": args.threads,

@@ -36,7 +36,7 @@ def run(learner: str, steps: int | None, out_root: Path, threads: int) -> dict[s
     t0 = time.perf_counter()
     result = trainer.fit(resume=True)
     train_s = time.perf_counter() - t0
-    cfg, best, _ = learner_from_checkpoint(trainer.best_path)
+    cfg, best, _ = learner_from_checkpoint(trainer.result_path)
     t0 = time.perf_counter()
     scores = evaluate_run(cfg, best)
     return {

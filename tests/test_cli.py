@@ -244,3 +244,11 @@ def test_eval_lake_needs_a_grey_image_checkpoint(
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "checkpoints" / "best.pt"), "--lake", "x"]) == 2
     assert "needs an image checkpoint with data.channels 1" in capsys.readouterr().err
+
+
+def test_train_eval_scores_the_last_checkpoint_where_the_config_says(tmp_path: Path) -> None:
+    cfg = ROOT / "configs" / "sinusoid" / "maml.yaml"
+    argv = ["train", str(cfg), "--out", str(tmp_path), *SMALL, "-o", "eval.checkpoint=last"]
+    assert main([*argv, "--eval"]) == 0
+    res = json.loads((tmp_path / "eval.json").read_text())
+    assert Path(res["checkpoint"]).name == "last.pt" and res["step"] == 30

@@ -180,6 +180,8 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
 
     run = RunPaths(run_dir)
     cfg, learner, _ = learner_from_checkpoint(run.best)
+    if cfg.eval.checkpoint == "last":  # the run's result is its last step, not its best
+        cfg, learner, _ = learner_from_checkpoint(run.last)
     paths: list[Path] = []
     if cfg.task.family != "episodes" and isinstance(learner, GradientLearner):
         family = build_tasks(cfg, "test", queries=cfg.eval.queries)
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = load_config(args.config, args.overrides)
             trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
             if args.eval:
-                _evaluate(trainer.best_path, [], trainer.out_dir / "eval.json")
+                _evaluate(trainer.result_path, [], trainer.out_dir / "eval.json")
         elif args.command == "eval":
             out = Path(args.out) if args.out else None
             _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)
@@ -225,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             cfg = load_config(default_config_path(), [f"out_dir={args.out}", *args.overrides])
             trainer = _train(cfg, args.out, restart=False, evaluate=True)
-            _evaluate(trainer.best_path, [], trainer.out_dir / "eval.json")
+            _evaluate(trainer.result_path, [], trainer.out_dir / "eval.json")
             _plot(trainer.out_dir, [0, 1, 10])
         else:
             run_feature_command(args)

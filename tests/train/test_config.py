@@ -164,3 +164,31 @@ def test_the_protocol_line_names_training_augmentation_and_smoothing() -> None:
     tricks = ["data.augment.padding=4", "data.augment.flip=true", "learner.label_smoothing=0.1"]
     line = describe(load_config(None, [*ep, *tricks]))
     assert line.endswith("trained with crop ±4, flip, label smoothing 0.1")
+
+
+EPISODES = ["task.family=episodes", "model.name=conv4", "learner.name=protonet"]
+
+
+@pytest.mark.parametrize(
+    ("train_split", "val_split"),
+    [("trainval", "val"), ("trainval", "train"), ("train", "train"), ("train", "trainval")],
+)
+def test_best_checkpoint_is_refused_where_validation_classes_are_trained_on(
+    train_split: str, val_split: str
+) -> None:
+    splits = [f"data.train_split={train_split}", f"data.val_split={val_split}"]
+    with pytest.raises(ConfigError, match=r"eval\.checkpoint 'last'") as e:
+        load_config(None, [*EPISODES, *splits])
+    assert f"data.train_split '{train_split}'" in str(e.value)
+    cfg = load_config(None, [*EPISODES, *splits, "eval.checkpoint=last"])  # a fixed budget
+    assert cfg.eval.checkpoint == "last"
+
+
+def test_disjoint_splits_keep_the_best_checkpoint_and_the_choice_is_not_trained() -> None:
+    cfg = load_config(None, EPISODES)
+    splits = (cfg.data.train_split, cfg.data.val_split)
+    assert splits == ("train", "val") and cfg.eval.checkpoint == "best"
+    last = load_config(None, [*EPISODES, "eval.checkpoint=last"])
+    assert last.fingerprint() == cfg.fingerprint()  # a finished run may be scored either way
+    with pytest.raises(ConfigError, match=r"'eval\.checkpoint'"):
+        load_config(None, [*EPISODES, "eval.checkpoint=final"])

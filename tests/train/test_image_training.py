@@ -24,6 +24,7 @@ from metamap.train import (
     load_config,
     read_metrics,
 )
+from metamap.train.build import load_images
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +336,17 @@ def test_conv4_options_are_checked(overrides: list[str], needle: str) -> None:
     base = ["task.family=episodes", "learner.name=maml", "model.name=conv4"]
     with pytest.raises(ConfigError, match=needle):
         load_config(None, [*base, *overrides])
+
+
+def test_a_folders_trainval_split_is_its_train_and_val_classes(
+    folder: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(None, [*folder_run(folder, tmp_path), "learner.name=protonet"])
+    names = {s: set(load_images(cfg, s).class_names) for s in ("train", "val", "test")}
+    joint = load_config(
+        None,
+        [*folder_run(folder, tmp_path), "data.train_split=trainval", "eval.checkpoint=last"],
+    )
+    trainval = set(load_images(joint, "train").class_names)
+    assert trainval == names["train"] | names["val"] and not trainval & names["test"]
+    assert len(trainval) == 8 and len(names["train"]) == 6  # 60% + 20% of the 10 classes

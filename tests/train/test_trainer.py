@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from metamap.errors import CheckpointError, NonFiniteLossError
+from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metamap.learners import MetaStep
 from metamap.train import (
     RunPaths,
     Trainer,
+    learner_from_checkpoint,
     load_checkpoint,
     load_config,
     read_metrics,
@@ -112,6 +113,40 @@ def test_resume_takes_a_checkpoint_written_before_a_config_field_existed(tmp_pat
     assert t.step == 12
 
 
+def test_resume_reads_the_stored_run_with_this_runs_evaluation_section(tmp_path: Path) -> None:
+    """Evaluation does not count for the fingerprint, so an evaluation section that today's
+    checks refuse (as a trainval run scored at its best checkpoint is) must not orphan a run."""
+    whole = Trainer(load_config(None, FAST), tmp_path / "whole")
+    whole.fit()
+    Trainer(load_config(None, FAST), tmp_path / "cut").fit(stop_after=6)
+    old = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    old["config"]["eval"]["checkpoint"] = "an option this version refuses"
+    save_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt", old)
+    t = Trainer(load_config(None, [*FAST, "eval.checkpoint=last"]), tmp_path / "cut")
+    t.fit()
+    assert t.step == 12 and _same(_weights(t), _weights(whole))
+    old["config"]["train"]["steps"] = "many"  # the training part unreadable: refused, and said so
+    save_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt", old)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        Trainer(load_config(None, FAST), tmp_path / "cut").fit()
+
+
+def test_a_checkpoint_is_loaded_with_the_overrides_that_make_its_config_valid(
+    tmp_path: Path,
+) -> None:
+    Trainer(load_config(None, FAST), tmp_path).fit(stop_after=3)
+    path = tmp_path / "checkpoints" / "last.pt"
+    with pytest.raises(ConfigError, match=r"'eval\.tasks'"):  # the caller's mistake
+        learner_from_checkpoint(path, ["eval.tasks=none"])
+    old = load_checkpoint(path)
+    old["config"]["eval"]["checkpoint"] = "an option this version refuses"
+    save_checkpoint(path, old)
+    with pytest.raises(CheckpointError, match="holds no usable config"):
+        learner_from_checkpoint(path)
+    cfg, _, state = learner_from_checkpoint(path, ["eval.checkpoint=last"])
+    assert cfg.eval.checkpoint == "last" and state["step"] == 3
+
+
 def test_non_finite_loss_stops_names_step_and_keeps_last_good(tmp_path: Path) -> None:
     cfg = load_config(None, [*FAST, "train.ckpt_every=1"])
     t = Trainer(cfg, tmp_path)
@@ -204,3 +239,14 @@ def test_piecewise_schedule_and_sgd_momentum_reach_the_optimizer(tmp_path: Path)
         lrs.append(t.scheduler.get_last_lr()[0])
     want = [0.1] * 3 + [0.1 * 0.06] * 4 + [0.1 * 0.012] * 3  # the rate *for* steps 2..11
     assert lrs == pytest.approx(want)
+
+
+def test_the_result_is_the_best_or_the_last_checkpoint_as_eval_checkpoint_says(
+    tmp_path: Path,
+) -> None:
+    for which in ("best", "last"):
+        t = Trainer(load_config(None, [*FAST, f"eval.checkpoint={which}"]), tmp_path / which)
+        t.fit()
+        paths = RunPaths(t.out_dir)
+        assert t.result_path == paths.result(which) == getattr(paths, which)
+        assert load_checkpoint(t.result_path)["step"] == (t.best_step if which == "best" else 12)

@@ -129,14 +129,18 @@ def _load_images(data_json: str, split: str) -> ImageClassDataset:
 def _class_split(
     full: ImageClassDataset, split: str, fractions: tuple[float, float, float]
 ) -> ImageClassDataset:
-    """A seeded split of a folder's classes into train/val/test (disjoint classes)."""
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"a folder dataset has splits train/val/test, not {split!r}")
+    """A seeded split of a folder's classes into train/val/test (disjoint classes); ``trainval``
+    is train and val together."""
+    parts = ("train", "val", "trainval", "test")
+    if split not in parts:
+        raise ConfigError(f"a folder dataset has splits {'/'.join(parts)}, not {split!r}")
     n = full.num_classes
     perm = np.random.default_rng(0).permutation(n)
     a = round(fractions[0] * n)
     b = a + round(fractions[1] * n)
-    chosen = np.sort({"train": perm[:a], "val": perm[a:b], "test": perm[b:]}[split])
+    chosen = np.sort(
+        dict(zip(parts, (perm[:a], perm[a:b], perm[:b], perm[b:]), strict=True))[split]
+    )
     if chosen.size < 2:
         raise ConfigError(
             f"the folder {full.name!r} has {n} classes: too few for a {split} split of "

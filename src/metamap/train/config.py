@@ -70,9 +70,10 @@ class DataConfig(_Section):
 
     ``root`` falls back to the dataset's environment variable (``METAMAP_OMNIGLOT`` for Omniglot)
     and ``cache_dir`` to ``$METAMAP_CACHE`` or ``~/.cache/metamap``. ``protocol`` picks the
-    class split: ``vinyals`` (ProtoNets: 1,200 characters × 4 rotations for training), ``maml``
-    (seeded 1,100 / 100 / 423 characters) or ``metadataset`` (by alphabet: 25 / 5 / 20
-    alphabets, 883 / 81 / 659 characters) for Omniglot, ``folder`` for your own images
+    class split: ``vinyals`` (ProtoNets: 1,028 / 172 / 423 characters, each in 4 rotations;
+    ``trainval`` is the first two, 1,200), ``maml`` (seeded 1,100 / 100 / 423 characters) or
+    ``metadataset`` (by alphabet: 25 / 5 / 20 alphabets, 883 / 81 / 659 characters) for
+    Omniglot, ``folder`` for your own images
     (``root/<class>/*.png``; the split is a seeded class split by ``split_fractions``); the other
     datasets have one standard split each and ignore it. ``image_size``/``channels`` must match
     the dataset (Omniglot: any size, 1 channel; CIFAR: 32/3; ImageNet and CUB: any size, 3
@@ -296,6 +297,13 @@ class EvalConfig(_Section):
     split, as :class:`~metamap.tasks.MetaDatasetSampler` draws them with ``task.min_ways`` …
     ``task.max_ways`` (the paper: 600 per test dataset). 0: none. Metric and closed-form
     learners only."""
+    checkpoint: Literal["best", "last"] = "best"
+    """The weights that are the run's result (``metamap train --eval``, the benchmarks):
+    ``best``, the best validation score (``checkpoints/best.pt``), or ``last``, the weights after
+    ``train.steps`` (``checkpoints/last.pt``): a fixed budget, as when the final model trains on
+    training + validation classes for a step count chosen on validation beforehand (ProtoNets'
+    ``trainval`` models, Snell et al. 2017). A run whose training split holds its validation
+    classes must use ``last``."""
 
 
 def _check_dataset(d: DataConfig, key: str) -> None:
@@ -352,6 +360,8 @@ class RunConfig(_Section):
         if not images and self.learner.name in _ENCODER_LEARNERS:
             raise ValueError(f"learner {self.learner.name!r} is for classification episodes")
         self._check_metadataset(images)
+        if images:
+            self._check_selection()
         if self.model.drop_rate > 0 and self.model.name != "resnet12":
             raise ValueError(
                 f"model.drop_rate (DropBlock) is a ResNet-12 option; set it to 0 for "
@@ -370,6 +380,20 @@ class RunConfig(_Section):
                 "set learner.batching to 'loop' or 'auto'"
             )
         return self
+
+    def _check_selection(self) -> None:
+        """Refuse choosing the best-validation checkpoint when validation classes are trained on
+        (``trainval`` holds ``train`` and ``val``): the choice would be made on training data."""
+        d, covers = self.data, {"trainval": {"train", "val", "trainval"}}
+        tr, va = d.train_split, d.val_split
+        overlap = tr == va or va in covers.get(tr, set()) or tr in covers.get(va, set())
+        if overlap and self.eval.checkpoint == "best":
+            raise ValueError(
+                f"data.train_split {tr!r} holds the validation classes (data.val_split {va!r}), "
+                "so the best-validation checkpoint would be chosen on training classes: set "
+                "eval.checkpoint 'last' (a fixed budget, chosen beforehand on a run that "
+                "trains on 'train') or train on data.train_split 'train'"
+            )
 
     def _check_conv4_option(self, key: str, conv4_refusal: str) -> None:
         """Refuse a set ``model.<key>`` on models other than Conv-4, and on Conv-4 where

@@ -38,12 +38,17 @@ def learner_from_checkpoint(
     ``train.device=cpu`` evaluates a GPU-trained checkpoint on a CPU-only machine.
     """
     state = load_checkpoint(path)
-    try:
-        cfg = parse_config(state["config"])
-    except (KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds no usable config: {e}") from None
-    if overrides:  # a bad override is the caller's mistake: ConfigError, not CheckpointError
-        cfg = parse_config(apply_overrides(cfg.model_dump(mode="json"), overrides))
+    stored = state.get("config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no config")
+    try:  # the overrides may be what makes an older checkpoint's config valid today
+        cfg = parse_config(apply_overrides(stored, overrides))
+    except ConfigError as e:
+        try:
+            parse_config(stored)
+        except ConfigError:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds no usable config: {e}") from None
+        raise  # a bad override is the caller's mistake: ConfigError, not CheckpointError
     weights = state.get("learner")
     if not isinstance(weights, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds no learner weights")

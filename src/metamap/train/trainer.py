@@ -42,15 +42,16 @@ VAL_SEED_OFFSET = 10_000
 """Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
 
 
-def _stored_config(state: dict[str, Any]) -> RunConfig | None:
+def _stored_config(state: dict[str, Any], evaluation: dict[str, Any]) -> RunConfig | None:
     """The config a checkpoint stores, parsed by this version of metamap (``None``: unreadable).
 
     Re-parsing (rather than trusting the stored fingerprint) lets a checkpoint written before a
     config field was added, or before a field stopped counting, resume: the new field takes its
-    default.
+    default. The resuming run's ``evaluation`` section stands in for the stored one: it does not
+    count for the fingerprint, so a run resumes whatever it is to be scored with.
     """
     try:
-        return parse_config(state["config"])
+        return parse_config({**state["config"], "eval": evaluation})
     except (KeyError, TypeError, ConfigError):
         return None
 
@@ -71,6 +72,10 @@ class RunPaths:
     def best(self) -> Path:
         """The weights with the best validation score."""
         return self.out_dir / "checkpoints" / "best.pt"
+
+    def result(self, checkpoint: str) -> Path:
+        """The weights that are the run's result, by ``eval.checkpoint``: ``best`` or ``last``."""
+        return self.best if checkpoint == "best" else self.last
 
     @property
     def metrics(self) -> Path:
@@ -167,6 +172,11 @@ class Trainer:
         return RunPaths(self.out_dir).best
 
     @property
+    def result_path(self) -> Path:
+        """The run's result as ``eval.checkpoint`` names it: best validation, or the last step."""
+        return RunPaths(self.out_dir).result(self.cfg.eval.checkpoint)
+
+    @property
     def metrics_path(self) -> Path:
         """The run's metrics log (JSON lines: step, loss, lr, time, validation)."""
         return RunPaths(self.out_dir).metrics
@@ -187,9 +197,14 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        stored = _stored_config(state)
-        theirs = stored.fingerprint() if stored is not None else state.get("fingerprint")
-        if stored is None or theirs != self.cfg.fingerprint():
+        stored = _stored_config(state, self.cfg.eval.model_dump(mode="json"))
+        if stored is None:
+            raise CheckpointError(
+                f"checkpoint {source!r} stores a configuration this version of metamap cannot "
+                "read, so it cannot be checked against this run's; use a new out_dir"
+            )
+        theirs = stored.fingerprint()
+        if theirs != self.cfg.fingerprint():
             raise CheckpointError(
                 f"checkpoint {source!r} was written by a run with another configuration "
                 f"(fingerprint {theirs} ≠ {self.cfg.fingerprint()}); "
