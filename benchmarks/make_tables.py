@@ -116,6 +116,7 @@ PAPER_OMNIGLOT = {
     "fomaml": {"5w1s": 98.3, "5w5s": 99.2},
     "anil": {"20w1s": 96.2, "20w5s": 98.0},  # Raghu et al. 2020, Table 2 (Omniglot 20-way only)
     "matching": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5},
+    "relation": {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1},  # Sung et al. 2018
 }
 
 
@@ -164,6 +165,10 @@ def omniglot_table() -> str:
         episodes = "images" if r["learner"] == "pretrain" else f"{task['ways']}w{task['shots']}s"
         if task.get("sampler") == "metadataset":
             episodes = f"Meta-Dataset {task['min_ways']}-{task['max_ways']}w"
+        if r["config_dump"]["data"].get("train_split", "train") == "trainval":
+            episodes += ", train+val"
+        if r.get("checkpoint") == "last":
+            budget += "; last weights"
         lines.append(
             f"| {r['learner']} ({_run_name(r)}) | "
             + " | ".join(cells)
@@ -216,8 +221,13 @@ def omniglot_table() -> str:
         "with more shots than it was trained with test the same model with more shots: "
         + "; ".join(more_shots)
         + ". "
+        "Rows train on the Vinyals training characters (1,028 × 4 rotations) and are scored at "
+        "their best checkpoint on the 172 validation characters, except where the 'trained on' "
+        "column says train+val: as the ProtoNets paper's final models were, those train from "
+        "scratch on all 1,200 characters for the episode count at which the row's train-only "
+        "run validated best, and are scored at their last weights (`eval.checkpoint: last`). "
         "The pre-train row is supervised "
-        "training on all 4,800 base classes (no episodes), then a prototype head on normalised "
+        "training on all 4,112 base classes (no episodes), then a prototype head on normalised "
         "features per test task. "
         "Rows trained for fewer episodes than the published schedule are short of the paper "
         "for that reason: these CPUs run about two 60-way ProtoNet episodes per second.",
