@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tqdm import tqdm
@@ -73,9 +73,9 @@ class RunPaths:
         """The weights with the best validation score."""
         return self.out_dir / "checkpoints" / "best.pt"
 
-    def result(self, checkpoint: str) -> Path:
+    def result(self, checkpoint: Literal["best", "last"]) -> Path:
         """The weights that are the run's result, by ``eval.checkpoint``: ``best`` or ``last``."""
-        return self.best if checkpoint == "best" else self.last
+        return {"best": self.best, "last": self.last}[checkpoint]
 
     @property
     def metrics(self) -> Path:
