@@ -167,7 +167,7 @@ def omniglot_table() -> str:
             episodes = f"Meta-Dataset {task['min_ways']}-{task['max_ways']}w"
         if r["config_dump"]["data"].get("train_split", "train") == "trainval":
             episodes += ", train+val"
-        if r.get("checkpoint") == "last":
+        if r["config_dump"]["eval"].get("checkpoint") == "last":
             budget += "; last weights"
         lines.append(
             f"| {r['learner']} ({_run_name(r)}) | "

@@ -130,8 +130,6 @@ def main() -> None:
             ROOT / "configs" / "omniglot" / f"{args.config}.yaml"
         ).train.steps,
         "best_step": int(state["step"]),
-        "checkpoint": cfg.eval.checkpoint,
-        "train_split": cfg.data.train_split,
         "validation": [{"step": k, "accuracy": v} for k, v in sorted(validation.items())],
         "train_seconds": round(result.train_seconds, 1),
         "threads": args.threads,
