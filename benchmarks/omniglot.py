@@ -11,6 +11,13 @@ benchmarks/results/omniglot_<config>.json (omniglot_<config>_cuda.json when trai
 
     python benchmarks/omniglot.py --config protonet-5w1s --steps 1500 --settings 5w1s 20w1s
     python3 benchmarks/omniglot.py --config maml-5w1s --device cuda --data .data/omniglot  # GPU
+
+A finished run can be scored again with test-time overrides that do not touch its training
+(``--eval-set``, e.g. Relation Networks' ``learner.class_feature=mean``); such a result is an
+experiment, written to ``--results`` under ``omniglot_<config>_<tag>.json``:
+
+    python benchmarks/omniglot.py --config relation-5w1s --steps 25000 --settings 5w5s \
+        --eval-set learner.class_feature=mean --tag mean --results benchmarks/results/experiments
 """
 
 from __future__ import annotations
@@ -60,12 +67,24 @@ def main() -> None:
         help="config overrides, e.g. to anneal a finished constant-rate run from the step it "
         "reached: train.schedule=piecewise 'train.milestones=[5500]' 'train.factors=[0.1]'",
     )
+    ap.add_argument(
+        "--eval-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides applied to the trained checkpoint at test time only (needs --tag)",
+    )
+    ap.add_argument("--tag", default="", help="suffix of the result file's name")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="train.device: cpu, cuda, cuda:1, ...")
     ap.add_argument("--data", type=Path, default=SHARED / "omniglot")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
+    if args.eval_set and not args.tag:
+        ap.error("--eval-set scores the run under other settings: name the result with --tag")
+    if args.tag and not re.fullmatch(r"[A-Za-z0-9.-]+", args.tag):
+        ap.error(f"--tag {args.tag!r}: use letters, digits, '.' and '-'")
     torch.set_num_threads(args.threads)
     over = [
         f"data.root={args.data}",
@@ -88,7 +107,7 @@ def main() -> None:
         if trainer.val_name in r
     }
     # The checkpoint stores the config it was trained under; this run's evaluation settings win.
-    evaluation = [o for o in over if o.startswith("eval.")]
+    evaluation = [o for o in over if o.startswith("eval.")] + args.eval_set
     cfg, learner, state = learner_from_checkpoint(trainer.result_path, evaluation)
     settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]
     scores = {}
@@ -125,6 +144,7 @@ def main() -> None:
         "protocol": res["protocol"],
         "command": command_line(),
         "config_dump": portable(cfg.model_dump(mode="json")),
+        "eval_overrides": args.eval_set,
         "steps_trained": result.step,
         "steps_in_paper_schedule": load_config(
             ROOT / "configs" / "omniglot" / f"{args.config}.yaml"
@@ -146,7 +166,7 @@ def main() -> None:
     }
     # A GPU-trained row sits beside the CPU one rather than replacing it.
     kind = torch.device(args.device).type
-    suffix = "" if kind == "cpu" else f"_{kind}"
+    suffix = (f"_{args.tag}" if args.tag else "") + ("" if kind == "cpu" else f"_{kind}")
     write_result(args.results / f"omniglot_{args.config}{suffix}.json", out)
 
 

@@ -118,3 +118,44 @@ def test_conv4_body_without_flatten_works_and_wrong_maps_raise() -> None:
 def test_relation_networks_refuse_label_smoothing() -> None:
     with pytest.raises(ValueError, match="RelationNet has its own query loss"):
         small_relation_net().use_label_smoothing(0.1)
+
+
+def test_mean_class_feature_divides_the_sum_by_the_shots_and_equals_it_at_one_shot() -> None:
+    """``class_feature="mean"`` is the paper's sum over K: K times smaller at K shots, the same
+    at one, and the same however the support is ordered."""
+    summed, mean = small_relation_net("inductive").eval(), small_relation_net("inductive").eval()
+    mean.class_feature = "mean"
+    five = images(tasks=1, shots=5)
+    sx, sy = five.support_x[0], five.support_y[0]
+    with torch.no_grad():
+        s = expect_maps(summed.adapt(sx, sy))
+        m = expect_maps(mean.adapt(sx, sy))
+        torch.testing.assert_close(m, s / 5)
+        order = torch.randperm(len(sy), generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(expect_maps(mean.adapt(sx[order], sy[order])), m)
+        one = images(tasks=1, shots=1)
+        torch.testing.assert_close(
+            summed.predict(summed.adapt(one.support_x[0], one.support_y[0]), one.query_x[0]),
+            mean.predict(mean.adapt(one.support_x[0], one.support_y[0]), one.query_x[0]),
+        )
+    with pytest.raises(ValueError, match="class_feature must be 'sum' or 'mean'"):
+        small_relation_net(class_feature="max")
+
+
+def test_mean_class_feature_on_imbalanced_support_weighs_classes_alike() -> None:
+    """With 3 shots of class 0 and 1 of class 1, the mean gives each class the scale of one map."""
+    learner = small_relation_net("inductive", class_feature="mean").eval()
+    batch = images(tasks=1, ways=2, shots=3)
+    keep = torch.tensor([0, 1, 2, 4])  # support labels 0, 1, 0, 0 → three of 0, one of 1
+    sx, sy = batch.support_x[0][keep], batch.support_y[0][keep]
+    assert sy.tolist() == [0, 1, 0, 0]
+    with torch.no_grad():
+        maps = learner.model(sx)
+        torch.testing.assert_close(
+            expect_maps(learner.adapt(sx, sy)), torch.stack([maps[sy == 0].mean(0), maps[1]])
+        )
+
+
+def expect_maps(state: object) -> torch.Tensor:
+    assert isinstance(state, RelationState)
+    return state.class_maps

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from metamap.errors import ConfigError
-from metamap.learners import PretrainBaseline
+from metamap.learners import PretrainBaseline, RelationNet
 from metamap.models import drop_layers
 from metamap.train import (
     Trainer,
@@ -317,6 +317,31 @@ def test_head_init_std_changes_the_start_and_replays(folder: Path, tmp_path: Pat
     assert "head init" not in describe(load_config(None, over))
     unset = load_config(None, [*over, "model.head_init_std=null"])
     assert unset.fingerprint() == load_config(None, over).fingerprint()  # old runs still resume
+
+
+def test_relation_mean_class_feature_trains_replays_and_reloads(
+    folder: Path, tmp_path: Path
+) -> None:
+    """``learner.class_feature: mean`` changes Relation Networks' training at 2 shots, a killed
+    run replays it, its checkpoint rebuilds it, the protocol line names it, and leaving it at
+    the paper's sum keeps old runs' fingerprint."""
+    over = [*folder_run(folder, tmp_path), "learner.name=relation", "task.shots=2", *SHORT_RUN]
+    straight = assert_replayed_and_effective(tmp_path, over, ["learner.class_feature=mean"])
+    cfg, loaded, _ = learner_from_checkpoint(straight.last_path)
+    assert cfg.learner.class_feature == "mean"
+    assert isinstance(loaded, RelationNet) and loaded.class_feature == "mean"
+    assert "class maps: mean" in describe(cfg)
+    assert "class maps" not in describe(load_config(None, over))
+    summed = load_config(None, [*over, "learner.class_feature=sum"])
+    assert summed.fingerprint() == load_config(None, over).fingerprint()  # old runs still resume
+    # a test-time override of a sum-trained checkpoint loads the same weights
+    _, as_mean, _ = learner_from_checkpoint(
+        Trainer(load_config(None, over), tmp_path / "plain").last_path,
+        ["learner.class_feature=mean"],
+    )
+    assert isinstance(as_mean, RelationNet) and as_mean.class_feature == "mean"
+    with pytest.raises(ConfigError, match="class_feature is a Relation Networks setting"):
+        load_config(None, [*over, "learner.name=protonet", "learner.class_feature=mean"])
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,12 @@ Loss: ``loss="mse"`` (the paper) makes ``predict`` return the scores r ∈ [0, 1
 on MSE against one-hot; ``loss="cross_entropy"`` returns the pre-sigmoid scores and trains
 on softmax cross-entropy. ``loss_name`` stays ``"cross_entropy"`` either way: it tells the
 library that targets are class labels and that the metric is accuracy (argmax of the scores).
+
+Class feature: ``class_feature="sum"`` (the paper) sums the K support maps, so a model trained
+at one number of shots sees inputs of another scale when tested at another (K times larger at K
+shots after 1-shot training), and classes with more shots in a class-imbalanced episode
+(Meta-Dataset) get larger features. ``class_feature="mean"`` averages them instead: the same at
+one shot, shot-invariant otherwise (not in the paper).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from metamap.models.conv4 import BatchNormPolicy
 __all__ = ["RelationNet", "RelationState", "relation_embedding", "relation_feature_shape"]
 
 RelationLoss = Literal["mse", "cross_entropy"]
+ClassFeature = Literal["sum", "mean"]
 
 
 def _block(c_in: int, c_out: int, padding: int, pool: bool, bn: BatchNormPolicy) -> nn.Sequential:
@@ -82,7 +89,7 @@ def relation_feature_shape(image_size: int, width: int = 64) -> tuple[int, int, 
 
 @dataclass(kw_only=True)
 class RelationState(AdaptedState):
-    """Class feature maps ``(W, C, h, w)``: the sum of each class's support maps."""
+    """Class feature maps ``(W, C, h, w)``: the sum (or mean) of each class's support maps."""
 
     class_maps: Tensor
 
@@ -102,12 +109,16 @@ class RelationNet(EncoderLearner):
         loss: RelationLoss = "mse",
         batch_norm: BatchNormPolicy = "transductive",
         per_task_forward: bool = False,
+        class_feature: ClassFeature = "sum",
     ) -> None:
         """``padding`` of the relation convolutions: the authors used 1 for Omniglot's 5×5 maps
         and 0 for mini-ImageNet's 19×19 maps."""
         super().__init__(encoder, per_task_forward)
         if loss not in ("mse", "cross_entropy"):
             raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+        if class_feature not in ("sum", "mean"):
+            raise ValueError(f"class_feature must be 'sum' or 'mean', got {class_feature!r}")
+        self.class_feature = class_feature
         c, h, w = feature_shape
         for _ in range(2):
             h, w = (h + 2 * padding - 2) // 2, (w + 2 * padding - 2) // 2
@@ -126,6 +137,8 @@ class RelationNet(EncoderLearner):
 
     def fit(self, support: Tensor, onehot: Tensor, steps: int | None = None) -> RelationState:
         sums = onehot.mT @ support.flatten(-3)  # (..., W, C·h·w)
+        if self.class_feature == "mean":  # a class without support examples keeps a zero map
+            sums = sums / onehot.sum(-2).clamp_min(1).unsqueeze(-1)
         return RelationState(class_maps=sums.reshape(*sums.shape[:-1], *support.shape[-3:]))
 
     def score(self, state: AdaptedState, query: Tensor) -> Tensor:

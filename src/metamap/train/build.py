@@ -326,6 +326,7 @@ def _relation_net(cfg: RunConfig) -> RelationNet:
             width=w,
             padding=1 if size < 40 else 0,
             batch_norm=cfg.model.batch_norm,
+            class_feature=cfg.learner.class_feature,
         )
 
 
@@ -392,8 +393,10 @@ def describe(cfg: RunConfig) -> str:
         if cfg.extra_domains:
             names = [cfg.data.name, *(d.name for d in cfg.extra_domains)]
             episodes += f" over {len(names)} domains ({', '.join(names)})"
+    mean = ", relation class maps: mean of the support maps" * (cfg.learner.class_feature == "mean")
     return (
         f"{cfg.data.name}{split}, {episodes}, "
         f"{m.name}{' strided' * (m.downsample == 'stride')} width {m.width}, "
-        f"BatchNorm {m.batch_norm}" + (f", trained with {', '.join(tricks)}" if tricks else "")
+        f"BatchNorm {m.batch_norm}{mean}"
+        + (f", trained with {', '.join(tricks)}" if tricks else "")
     )

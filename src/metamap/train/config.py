@@ -189,6 +189,10 @@ class LearnerConfig(_Section):
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Meta-train ProtoNet, Matching, R2D2 or SVM against targets 1 − ε / ε/(W − 1)
     (MetaOptNet: 0.1)."""
+    class_feature: Literal["sum", "mean"] = "sum"
+    """Relation Networks: a class's feature map is the sum of its support maps (the paper) or
+    their mean (the same at one shot; shot-invariant when tested with more shots than trained,
+    or on class-imbalanced episodes)."""
     head: Literal["prototype", "logistic"] = "prototype"
     """Test-time head of ``pretrain``: nearest centroid or logistic regression on normalised
     features."""
@@ -204,6 +208,10 @@ class LearnerConfig(_Section):
             raise ValueError(
                 "label_smoothing applies to the cross-entropy of protonet, matching, r2d2 and "
                 f"svm; learner {self.name!r} has no such loss"
+            )
+        if self.class_feature != "sum" and self.name != "relation":
+            raise ValueError(
+                f"class_feature is a Relation Networks setting; learner {self.name!r} ignores it"
             )
         if self.metric_scale is not None and self.name != "matching":
             raise ValueError(
@@ -485,6 +493,8 @@ class RunConfig(_Section):
         if self.model.drop_rate == 0:  # as before DropBlock existed: older runs still resume
             for k in ("drop_rate", "dropblock_size", "drop_warmup_steps"):
                 d["model"].pop(k)
+        if self.learner.class_feature == "sum":  # as before the option existed
+            d["learner"].pop("class_feature")
         for k in (
             "val_every",
             "val_tasks",
