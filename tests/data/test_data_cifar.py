@@ -72,11 +72,40 @@ def make_cifar(
 
 
 def test_split_constants_partition_cifar100() -> None:
-    sizes = [len(CIFAR_FS_SPLITS[s]) for s in ("train", "val", "test")]
-    assert sizes == [64, 16, 20]
-    assert sorted(sum(CIFAR_FS_SPLITS.values(), ())) == FINE
-    assert [len(FC100_SPLITS[s]) for s in ("train", "val", "test")] == [12, 4, 4]
-    assert sorted(sum(FC100_SPLITS.values(), ())) == COARSE
+    parts = ("train", "val", "test")
+    assert [len(CIFAR_FS_SPLITS[s]) for s in parts] == [64, 16, 20]
+    assert sorted(sum((CIFAR_FS_SPLITS[s] for s in parts), ())) == FINE
+    assert [len(FC100_SPLITS[s]) for s in parts] == [12, 4, 4]
+    assert sorted(sum((FC100_SPLITS[s] for s in parts), ())) == COARSE
+    for splits in (CIFAR_FS_SPLITS, FC100_SPLITS):
+        assert set(splits["trainval"]) == set(splits["train"]) | set(splits["val"])
+
+
+def images_by_class(ds: object) -> dict[str, list[bytes]]:
+    """Each class's images (as bytes, in order): what a split holds, whatever its label order."""
+    from metamap.data import ImageClassDataset
+
+    assert isinstance(ds, ImageClassDataset)
+    out: dict[str, list[bytes]] = {}
+    for image, label in zip(np.asarray(ds.images), ds.labels.tolist(), strict=True):
+        out.setdefault(ds.class_names[label], []).append(image.tobytes())
+    return out
+
+
+@pytest.mark.parametrize("loader", [cifar_fs, fc100])
+def test_trainval_holds_the_train_and_val_classes_with_their_images(
+    tmp_path: Path, cache_dir: Path, loader: object
+) -> None:
+    """``trainval`` (final models trained on train and val) is the union of the two splits,
+    image for image, and shares no class with test."""
+    assert callable(loader)
+    archive = make_cifar(tmp_path / "c.tar.gz")
+    train, val, test, both = (
+        images_by_class(loader(s, root=archive, cache_dir=cache_dir))
+        for s in ("train", "val", "test", "trainval")
+    )
+    assert both == {**train, **val} and len(both) == 80
+    assert not set(both) & set(test)
 
 
 def test_cifar_fs_from_the_binary_archive(
@@ -128,6 +157,9 @@ def test_extracted_folder_environment_and_custom_lists(
     (lists / "train.txt").write_text("apple\nwhale\n")
     ds = cifar_fs("train", splits_root=lists, cache_dir=cache_dir)
     assert list(ds.class_names) == ["apple", "whale"]
+    (lists / "val.txt").write_text("rose\n")
+    both = cifar_fs("trainval", splits_root=lists, cache_dir=cache_dir)
+    assert list(both.class_names) == ["apple", "rose", "whale"]  # fine-label order
     (lists / "val.txt").write_text("apple\nunicorn\n")
     with pytest.raises(DataError, match="unicorn not among the CIFAR-100 fine label names"):
         cifar_fs("val", splits_root=lists, cache_dir=cache_dir)
@@ -188,6 +220,8 @@ def test_configs_name_cifar_fs_and_fc100(tmp_path: Path, cache_dir: Path) -> Non
     assert build_tasks(cfg, "test").num_classes == 20  # type: ignore[attr-defined]
     fc = load_config(None, [*over, "data.name=fc100"])
     assert build_tasks(fc, "train").num_classes == 60  # type: ignore[attr-defined]
+    final = load_config(None, [*over, "data.train_split=trainval", "eval.checkpoint=last"])
+    assert build_tasks(final, "train").num_classes == 80  # type: ignore[attr-defined]
     from metamap.errors import ConfigError
 
     with pytest.raises(ConfigError, match="3×32×32"):

@@ -53,6 +53,8 @@ def test_chen_split_rule() -> None:
     assert set().union(*parts.values()) == set(range(1, 201))
     assert parts["train"][:3] == [1, 3, 5] and parts["val"][:3] == [2, 6, 10]
     assert parts["test"][:3] == [4, 8, 12] and parts["test"][-1] == 200
+    both = cub_split_classes(range(1, 201), "trainval")
+    assert both == sorted(parts["train"] + parts["val"]) and len(both) == 150
 
 
 def test_archive_and_folder_give_the_same_split(
@@ -78,6 +80,12 @@ def test_archive_and_folder_give_the_same_split(
     test = cub("test", root=tgz, image_size=16, cache_dir=cache_dir)
     assert list(val.class_names) == [CLASSES[1], CLASSES[5]]
     assert list(test.class_names) == [CLASSES[3], CLASSES[7]]
+    both = cub("trainval", root=tgz, image_size=16, cache_dir=cache_dir)  # train ∪ val
+    assert list(both.class_names) == [CLASSES[i] for i in (0, 1, 2, 4, 5, 6)]
+    for part in (ds, val):
+        for k, name in enumerate(part.class_names):
+            mine = np.asarray(both.images)[both.labels == list(both.class_names).index(name)]
+            assert (mine == np.asarray(part.images)[part.labels == k]).all()
 
 
 def test_environment_variable_and_custom_split_lists(
@@ -90,6 +98,9 @@ def test_environment_variable_and_custom_split_lists(
     (lists / "train.txt").write_text(f"{CLASSES[7]}\n{CLASSES[0]}\n")
     ds = cub("train", splits_root=lists, image_size=8, cache_dir=cache_dir)
     assert list(ds.class_names) == [CLASSES[7], CLASSES[0]] and len(ds) == 4
+    (lists / "val.txt").write_text(f"{CLASSES[2]}\n{CLASSES[0]}\n")  # one class in both lists
+    both = cub("trainval", splits_root=lists, image_size=8, cache_dir=cache_dir)
+    assert list(both.class_names) == [CLASSES[7], CLASSES[0], CLASSES[2]] and len(both) == 6
     (lists / "val.txt").write_text("999.Dodo\n")
     with pytest.raises(DataError, match=r"unknown CUB classes: 999\.Dodo"):
         cub("val", splits_root=lists, cache_dir=cache_dir)

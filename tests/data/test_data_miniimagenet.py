@@ -72,6 +72,12 @@ def test_mini_imagenet_maps_csv_names_to_numerically_sorted_files(
     assert (np.asarray(again.images) == np.asarray(ds.images)).all()
     small = mini_imagenet("val", image_size=16, cache_dir=cache_dir, draft=False)
     assert small.images.shape == (2, 3, 16, 16) and list(small.class_names) == [SYNSETS[2]]
+    # trainval: train.csv then val.csv, image for image; the train cache is not rebuilt
+    both = mini_imagenet("trainval", cache_dir=cache_dir)
+    val = mini_imagenet("val", cache_dir=cache_dir)
+    assert list(both.class_names) == SYNSETS[:3] and both.labels.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    assert list(both.sources) == [*ds.sources, *val.sources]
+    assert (np.asarray(both.images) == np.concatenate([ds.images, val.images])).all()
 
 
 def test_train_subfolder_layout_is_accepted(tmp_path: Path, cache_dir: Path) -> None:
@@ -118,6 +124,15 @@ def test_tiered_imagenet_takes_every_image_of_each_class(
     assert list(ds.class_names) == [SYNSETS[0], SYNSETS[4], SYNSETS[2]]
     assert ds.images.shape == (15, 3, 8, 8) and np.bincount(ds.labels).tolist() == [5, 5, 5]
     assert ds.sources[5] == f"{SYNSETS[4]}/{SYNSETS[4]}_3.JPEG"
+    (lists / "val.csv").write_text(f"{SYNSETS[1]},n09000003\n")
+    both = tiered_imagenet(
+        "trainval", imagenet_root=imagenet, splits_root=lists, image_size=8, cache_dir=cache_dir
+    )
+    assert list(both.class_names) == [SYNSETS[0], SYNSETS[4], SYNSETS[2], SYNSETS[1]]
+    assert (np.asarray(both.images[:15]) == np.asarray(ds.images)).all() and len(both) == 20
+    (lists / "val.csv").write_text(f"{SYNSETS[2]},n09000002\n")  # also in train.csv
+    with pytest.raises(DataError, match=r"val\.csv:1: class n00000003 is listed twice"):
+        tiered_imagenet("trainval", imagenet_root=imagenet, splits_root=lists, cache_dir=cache_dir)
     (lists / "val.csv").write_text(f"{SYNSETS[0]},n09000001\n{SYNSETS[0]},n09000001\n")
     with pytest.raises(DataError, match="listed twice"):
         tiered_imagenet("val", imagenet_root=imagenet, splits_root=lists, cache_dir=cache_dir)

@@ -184,6 +184,11 @@ def test_best_checkpoint_is_refused_where_validation_classes_are_trained_on(
     assert cfg.eval.checkpoint == "last"
 
 
+def test_an_unknown_split_name_is_refused_naming_the_key_and_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"'data\.test_split'.*'trainval' or 'test'.*'tset'"):
+        load_config(None, [*EPISODES, "data.test_split=tset"])
+
+
 def test_disjoint_splits_keep_the_best_checkpoint_and_the_choice_is_not_trained() -> None:
     cfg = load_config(None, EPISODES)
     splits = (cfg.data.train_split, cfg.data.val_split)

@@ -65,7 +65,7 @@ CIFAR100_BINARY_MD5 = "03b5dce01913d631647c71ecec9e9cb8"
 _ARCHIVE = "cifar-100-binary.tar.gz"
 _RECORD = 2 + 3 * 32 * 32
 
-Split = Literal["train", "val", "test"]
+Split = Literal["train", "val", "trainval", "test"]
 
 CIFAR_FS_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
@@ -88,7 +88,9 @@ CIFAR_FS_SPLITS: dict[str, tuple[str, ...]] = {
         "bicycle", "pickup_truck", "rocket",
     ),
 }  # fmt: skip
-"""CIFAR-FS classes (Bertinetto et al. 2019): 64 / 16 / 20 CIFAR-100 fine class names."""
+CIFAR_FS_SPLITS["trainval"] = CIFAR_FS_SPLITS["train"] + CIFAR_FS_SPLITS["val"]
+"""CIFAR-FS classes (Bertinetto et al. 2019): 64 / 16 / 20 CIFAR-100 fine class names;
+``trainval`` is train and val together (80), for final models trained on both."""
 
 FC100_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
@@ -102,7 +104,9 @@ FC100_SPLITS: dict[str, tuple[str, ...]] = {
     ),
     "test": ("aquatic_mammals", "insects", "medium_mammals", "people"),
 }  # fmt: skip
-"""FC100 superclasses (Oreshkin et al. 2018): 12 / 4 / 4 CIFAR-100 coarse class names."""
+FC100_SPLITS["trainval"] = FC100_SPLITS["train"] + FC100_SPLITS["val"]
+"""FC100 superclasses (Oreshkin et al. 2018): 12 / 4 / 4 CIFAR-100 coarse class names;
+``trainval`` is train and val together (16 superclasses, 80 classes)."""
 
 
 def _howto(where: str) -> str:
@@ -297,13 +301,15 @@ def cifar_fs(
 ) -> ImageClassDataset:
     """CIFAR-FS (Bertinetto et al. 2019): 64 / 16 / 20 classes × 600 images, 3×32×32 uint8.
 
-    Classes are in CIFAR-100 fine-label (alphabetical) order.
+    ``trainval``: the 80 classes of train and val. Classes are in CIFAR-100 fine-label
+    (alphabetical) order.
     """
     if split not in CIFAR_FS_SPLITS:
         raise ValueError(f"split must be one of {sorted(CIFAR_FS_SPLITS)}, got {split!r}")
     if splits_root is not None:
-        wanted = _read_list(Path(splits_root).expanduser(), split)
-        listing = str(Path(splits_root) / f"{split}.txt")
+        parts = ("train", "val") if split == "trainval" else (split,)
+        wanted = sum((_read_list(Path(splits_root).expanduser(), p) for p in parts), ())
+        listing = " + ".join(str(Path(splits_root) / f"{p}.txt") for p in parts)
     else:
         wanted, listing = CIFAR_FS_SPLITS[split], "CIFAR_FS_SPLITS"
     return _split_dataset(
@@ -325,7 +331,8 @@ def fc100(
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
 ) -> ImageClassDataset:
-    """FC100 (Oreshkin et al. 2018): the fine classes of 12 / 4 / 4 superclasses (60 / 20 / 20).
+    """FC100 (Oreshkin et al. 2018): the fine classes of 12 / 4 / 4 superclasses (60 / 20 / 20);
+    ``trainval``: train and val (80).
 
     Classes are in CIFAR-100 fine-label order; image data as :func:`cifar_fs`.
     """

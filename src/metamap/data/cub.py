@@ -48,8 +48,8 @@ from metamap.errors import DataError
 __all__ = ["CUB_ENV", "cub", "cub_split_classes"]
 
 CUB_ENV = "METAMAP_CUB"
-Split = Literal["train", "val", "test"]
-_SPLITS = ("train", "val", "test")
+Split = Literal["train", "val", "trainval", "test"]
+_SPLITS = ("train", "val", "trainval", "test")
 _META = ("classes.txt", "images.txt", "image_class_labels.txt")
 _HOWTO = (
     "Get CUB_200_2011.tgz from https://www.vision.caltech.edu/datasets/cub_200_2011/ and pass "
@@ -60,8 +60,12 @@ _HOWTO = (
 
 
 def cub_split_classes(class_ids: Sequence[int], split: str) -> list[int]:
-    """The class ids of ``split`` under the Hilliard et al. / Chen et al. (2019) rule."""
+    """The class ids of ``split`` under the Hilliard et al. / Chen et al. (2019) rule;
+    ``trainval`` is train and val together."""
     rule = {"train": (2, 0), "val": (4, 1), "test": (4, 3)}
+    if split == "trainval":
+        ids = list(class_ids)
+        return sorted({*cub_split_classes(ids, "train"), *cub_split_classes(ids, "val")})
     if split not in rule:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     mod, rem = rule[split]
@@ -129,20 +133,25 @@ def cub(
 ) -> ImageClassDataset:
     """CUB-200-2011, few-shot split (100 / 50 / 50 classes), ``(N, 3, H, W)`` uint8.
 
-    Classes are in class-id order, images in image-id order.
+    ``trainval``: train and val (150 classes). Classes are in class-id order (with
+    ``splits_root``, in list order), images in image-id order.
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     source = _locate(root)
     listed: list[str] | None = None
     if splits_root is not None:
-        path = Path(splits_root).expanduser() / f"{split}.txt"
-        if not path.is_file():
-            raise DataError(
-                f"split list {path} not found: splits_root must hold train.txt, val.txt and "
-                "test.txt naming CUB classes (e.g. 001.Black_footed_Albatross), one a line"
-            )
-        listed = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        listed = []
+        for part in ("train", "val") if split == "trainval" else (split,):
+            path = Path(splits_root).expanduser() / f"{part}.txt"
+            if not path.is_file():
+                raise DataError(
+                    f"split list {path} not found: splits_root must hold train.txt, val.txt and "
+                    "test.txt naming CUB classes (e.g. 001.Black_footed_Albatross), one a line"
+                )
+            text = path.read_text(encoding="utf-8")
+            listed += [ln.strip() for ln in text.splitlines() if ln.strip()]
+        listed = list(dict.fromkeys(listed))  # a class listed twice is one class
     hw = parse_size(image_size)
     params = {"split": split, "classes": listed, "size": hw, "resample": resample, "draft": draft}
     if source.is_dir():
@@ -280,7 +289,7 @@ def _select(
         by_name = {n: i for i, n in names.items()}
         unknown = [n for n in listed if n not in by_name]
         if unknown:
-            raise DataError(f"{split}.txt names unknown CUB classes: {', '.join(unknown[:5])}")
+            raise DataError(f"the {split} list names unknown CUB classes: {', '.join(unknown[:5])}")
         ids = [by_name[n] for n in listed]
     position = {c: k for k, c in enumerate(ids)}
     chosen = sorted((position[image_class[i]], i) for i in images if image_class.get(i) in position)

@@ -61,8 +61,8 @@ IMAGENET_ENV = "METAMAP_IMAGENET"
 MINI_IMAGENET_SPLITS_ENV = "METAMAP_MINIIMAGENET_SPLITS"
 TIERED_IMAGENET_SPLITS_ENV = "METAMAP_TIEREDIMAGENET_SPLITS"
 
-Split = Literal["train", "val", "test"]
-_SPLITS = ("train", "val", "test")
+Split = Literal["train", "val", "trainval", "test"]
+_SPLITS = ("train", "val", "trainval", "test")
 _SYNSET = re.compile(r"n\d{8}")
 _MINI_NAME = re.compile(r"(n\d{8})(\d+)\.[A-Za-z]+")
 _LAYOUT = "<imagenet>/<synset>/<synset>_<id>.JPEG (e.g. <imagenet>/n01532829/n01532829_1234.JPEG)"
@@ -96,6 +96,11 @@ def _splits_root(
         f"no {what} split lists given: pass splits_root= or set {env} to a folder holding "
         f"train.csv, val.csv and test.csv ({source}); they are not shipped with metamap"
     )
+
+
+def _parts(split: str) -> tuple[str, ...]:
+    """The split lists a split reads: ``trainval`` is ``train.csv`` then ``val.csv``."""
+    return ("train", "val") if split == "trainval" else (split,)
 
 
 def _id_key(name: str) -> tuple[int, int, str]:
@@ -192,7 +197,8 @@ def mini_imagenet(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> ImageClassDataset:
-    """mini-ImageNet (Ravi & Larochelle 2017 split): 64 / 16 / 20 classes × 600, 3×84×84 uint8.
+    """mini-ImageNet (Ravi & Larochelle 2017 split): 64 / 16 / 20 classes × 600, 3×84×84 uint8;
+    ``trainval`` is train and val (80 classes), for final models trained on both.
 
     Classes are the synsets in the order they first appear in the CSV; images in CSV order.
     """
@@ -205,45 +211,48 @@ def mini_imagenet(
         "mini-ImageNet",
         "Ravi & Larochelle's CSVs, e.g. from github.com/twitter/meta-learning-lstm",
     )
-    path = lists / f"{split}.csv"
-    digest, rows = _read_csv(path, "mini-ImageNet")
-    if [c.strip() for c in rows[0]] == ["filename", "label"]:
-        rows = rows[1:]
-    if not rows:
-        raise DataError(f"mini-ImageNet split list {path} lists no images")
     listing: dict[str, tuple[str, list[str]]] = {}
     label_of: dict[str, int] = {}
     class_names: list[str] = []
     files: list[str] = []
     labels: list[int] = []
-    for n, row in enumerate(rows, 2):
-        m = _MINI_NAME.fullmatch(row[0].strip()) if len(row) == 2 else None
-        if m is None or m.group(1) != row[1].strip():
-            raise DataError(
-                f"{path}:{n}: expected '<synset><index>.jpg,<synset>' (e.g. "
-                f"'n0153282900000005.jpg,n01532829'), got {','.join(row)!r}"
-            )
-        synset, index = m.group(1), int(m.group(2))
-        if synset not in listing:
-            listing[synset] = synset_files(root, synset)
-            label_of[synset] = len(class_names)
-            class_names.append(synset)
-        folder, names = listing[synset]
-        if not 1 <= index <= len(names):
-            raise DataError(
-                f"{path}:{n}: {row[0]} asks for image {index} of synset {synset}, which has "
-                f"{len(names)} images in {root / folder}; is the synset folder complete?"
-            )
-        files.append(f"{folder}/{names[index - 1]}")
-        labels.append(label_of[synset])
+    digests: list[str] = []
+    paths = [lists / f"{p}.csv" for p in _parts(split)]
+    for path in paths:
+        digest, rows = _read_csv(path, "mini-ImageNet")
+        digests.append(digest)
+        if [c.strip() for c in rows[0]] == ["filename", "label"]:
+            rows = rows[1:]
+        if not rows:
+            raise DataError(f"mini-ImageNet split list {path} lists no images")
+        for n, row in enumerate(rows, 2):
+            m = _MINI_NAME.fullmatch(row[0].strip()) if len(row) == 2 else None
+            if m is None or m.group(1) != row[1].strip():
+                raise DataError(
+                    f"{path}:{n}: expected '<synset><index>.jpg,<synset>' (e.g. "
+                    f"'n0153282900000005.jpg,n01532829'), got {','.join(row)!r}"
+                )
+            synset, index = m.group(1), int(m.group(2))
+            if synset not in listing:
+                listing[synset] = synset_files(root, synset)
+                label_of[synset] = len(class_names)
+                class_names.append(synset)
+            folder, names = listing[synset]
+            if not 1 <= index <= len(names):
+                raise DataError(
+                    f"{path}:{n}: {row[0]} asks for image {index} of synset {synset}, which has "
+                    f"{len(names)} images in {root / folder}; is the synset folder complete?"
+                )
+            files.append(f"{folder}/{names[index - 1]}")
+            labels.append(label_of[synset])
     return _build(
         f"mini-imagenet-{split}",
         root,
         files,
         labels,
         class_names,
-        {"split_csv": digest},
-        {"split_csv": str(path)},
+        {"split_csv": digests[0] if len(digests) == 1 else digests},
+        {"split_csv": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]},
         image_size=image_size,
         resample=resample,
         draft=draft,
@@ -263,7 +272,8 @@ def tiered_imagenet(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> ImageClassDataset:
-    """tiered-ImageNet (Ren et al. 2018): 351 / 97 / 160 classes, all their images, 3×84×84.
+    """tiered-ImageNet (Ren et al. 2018): 351 / 97 / 160 classes, all their images, 3×84×84;
+    ``trainval`` is train and val (448 classes).
 
     Classes are the synsets in CSV order; the category of each class is in the cache sidecar.
     """
@@ -277,36 +287,42 @@ def tiered_imagenet(
         "rows '<class synset>,<category synset>', e.g. from github.com/renmengye/"
         "few-shot-ssl-public, fewshot/data/tiered_imagenet_split/",
     )
-    path = lists / f"{split}.csv"
-    digest, rows = _read_csv(path, "tiered-ImageNet")
-    if len(rows) > 1 and not _SYNSET.fullmatch(rows[0][0].strip()):
-        rows = rows[1:]  # a header line
     class_names: list[str] = []
     categories: list[str] = []
     files: list[str] = []
     labels: list[int] = []
-    for n, row in enumerate(rows, 1):
-        synset = row[0].strip()
-        if not _SYNSET.fullmatch(synset) or len(row) < 2:
-            raise DataError(
-                f"{path}:{n}: expected '<class synset>,<category synset>' (e.g. "
-                f"'n02099267,n02098550'), got {','.join(row)!r}"
-            )
-        if synset in class_names:
-            raise DataError(f"{path}:{n}: class {synset} is listed twice")
-        folder, names = synset_files(root, synset)
-        labels += [len(class_names)] * len(names)
-        files += [f"{folder}/{name}" for name in names]
-        class_names.append(synset)
-        categories.append(row[1].strip())
+    digests: list[str] = []
+    paths = [lists / f"{p}.csv" for p in _parts(split)]
+    for path in paths:
+        digest, rows = _read_csv(path, "tiered-ImageNet")
+        digests.append(digest)
+        if len(rows) > 1 and not _SYNSET.fullmatch(rows[0][0].strip()):
+            rows = rows[1:]  # a header line
+        for n, row in enumerate(rows, 1):
+            synset = row[0].strip()
+            if not _SYNSET.fullmatch(synset) or len(row) < 2:
+                raise DataError(
+                    f"{path}:{n}: expected '<class synset>,<category synset>' (e.g. "
+                    f"'n02099267,n02098550'), got {','.join(row)!r}"
+                )
+            if synset in class_names:
+                raise DataError(f"{path}:{n}: class {synset} is listed twice")
+            folder, names = synset_files(root, synset)
+            labels += [len(class_names)] * len(names)
+            files += [f"{folder}/{name}" for name in names]
+            class_names.append(synset)
+            categories.append(row[1].strip())
     return _build(
         f"tiered-imagenet-{split}",
         root,
         files,
         labels,
         class_names,
-        {"split_csv": digest},
-        {"split_csv": str(path), "categories": categories},
+        {"split_csv": digests[0] if len(digests) == 1 else digests},
+        {
+            "split_csv": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
+            "categories": categories,
+        },
         image_size=image_size,
         resample=resample,
         draft=draft,

@@ -65,6 +65,9 @@ class AugmentConfig(_Section):
     jitter: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
+SplitName = Literal["train", "val", "trainval", "test"]
+
+
 class DataConfig(_Section):
     """Where episodes come from (``task.family: episodes`` only).
 
@@ -101,9 +104,12 @@ class DataConfig(_Section):
     image_size: PositiveInt = 28
     channels: Literal[1, 3] = 1
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
+    train_split: SplitName = "train"
+    """The split episodes are trained on: ``trainval`` (train and val classes together) for
+    final models, as the ProtoNets and MetaOptNet papers report (with ``eval.checkpoint:
+    last``); every dataset has it."""
+    val_split: SplitName = "val"
+    test_split: SplitName = "test"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
