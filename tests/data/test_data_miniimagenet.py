@@ -72,7 +72,7 @@ def test_mini_imagenet_maps_csv_names_to_numerically_sorted_files(
     assert (np.asarray(again.images) == np.asarray(ds.images)).all()
     small = mini_imagenet("val", image_size=16, cache_dir=cache_dir, draft=False)
     assert small.images.shape == (2, 3, 16, 16) and list(small.class_names) == [SYNSETS[2]]
-    # trainval: train.csv then val.csv, image for image; the train cache is not rebuilt
+    # trainval: train.csv then val.csv, image for image
     both = mini_imagenet("trainval", cache_dir=cache_dir)
     val = mini_imagenet("val", cache_dir=cache_dir)
     assert list(both.class_names) == SYNSETS[:3] and both.labels.tolist() == [0, 0, 0, 1, 1, 2, 2]
