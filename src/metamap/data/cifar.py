@@ -26,7 +26,6 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +37,7 @@ from metamap.data.cache import (
     file_checksum,
     resolve_cache_dir,
 )
-from metamap.data.dataset import ImageClassDataset
+from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
 from metamap.data.download import download_url
 from metamap.errors import DataError
 
@@ -65,7 +64,6 @@ CIFAR100_BINARY_MD5 = "03b5dce01913d631647c71ecec9e9cb8"
 _ARCHIVE = "cifar-100-binary.tar.gz"
 _RECORD = 2 + 3 * 32 * 32
 
-Split = Literal["train", "val", "trainval", "test"]
 
 CIFAR_FS_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
@@ -292,7 +290,7 @@ def _read_list(splits_root: Path, split: str) -> tuple[str, ...]:
 
 
 def cifar_fs(
-    split: Split = "train",
+    split: ClassSplit = "train",
     *,
     root: str | os.PathLike[str] | None = None,
     splits_root: str | os.PathLike[str] | None = None,
@@ -307,7 +305,7 @@ def cifar_fs(
     if split not in CIFAR_FS_SPLITS:
         raise ValueError(f"split must be one of {sorted(CIFAR_FS_SPLITS)}, got {split!r}")
     if splits_root is not None:
-        parts = ("train", "val") if split == "trainval" else (split,)
+        parts = split_parts(split)
         wanted = sum((_read_list(Path(splits_root).expanduser(), p) for p in parts), ())
         listing = " + ".join(str(Path(splits_root) / f"{p}.txt") for p in parts)
     else:
@@ -325,7 +323,7 @@ def cifar_fs(
 
 
 def fc100(
-    split: Split = "train",
+    split: ClassSplit = "train",
     *,
     root: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,

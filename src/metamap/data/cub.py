@@ -28,7 +28,6 @@ import os
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,14 +40,13 @@ from metamap.data.cache import (
     folder_fingerprint,
     resolve_cache_dir,
 )
-from metamap.data.dataset import ImageClassDataset
+from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
 from metamap.data.images import Resample, decode_image, decode_images, parse_size
 from metamap.errors import DataError
 
 __all__ = ["CUB_ENV", "cub", "cub_split_classes"]
 
 CUB_ENV = "METAMAP_CUB"
-Split = Literal["train", "val", "trainval", "test"]
 _SPLITS = ("train", "val", "trainval", "test")
 _META = ("classes.txt", "images.txt", "image_class_labels.txt")
 _HOWTO = (
@@ -65,7 +63,7 @@ def cub_split_classes(class_ids: Sequence[int], split: str) -> list[int]:
     rule = {"train": (2, 0), "val": (4, 1), "test": (4, 3)}
     if split == "trainval":
         ids = list(class_ids)
-        return sorted({*cub_split_classes(ids, "train"), *cub_split_classes(ids, "val")})
+        return sorted({c for part in split_parts(split) for c in cub_split_classes(ids, part)})
     if split not in rule:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     mod, rem = rule[split]
@@ -121,7 +119,7 @@ def _archive_texts(archive: Path) -> tuple[str, dict[str, str]]:
 
 
 def cub(
-    split: Split = "train",
+    split: ClassSplit = "train",
     *,
     root: str | os.PathLike[str] | None = None,
     splits_root: str | os.PathLike[str] | None = None,
@@ -142,7 +140,7 @@ def cub(
     listed: list[str] | None = None
     if splits_root is not None:
         listed = []
-        for part in ("train", "val") if split == "trainval" else (split,):
+        for part in split_parts(split):
             path = Path(splits_root).expanduser() / f"{part}.txt"
             if not path.is_file():
                 raise DataError(

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ImageClassDataset"]
+__all__ = ["ClassSplit", "ImageClassDataset", "split_parts"]
+
+ClassSplit = Literal["train", "val", "trainval", "test"]
+"""A dataset's class split; ``trainval`` is train and val together, for final models."""
+
+
+def split_parts(split: str) -> tuple[str, ...]:
+    """The published splits (and their lists) a split is made of: ``trainval`` is ``train``
+    then ``val``; any other split is itself."""
+    return ("train", "val") if split == "trainval" else (split,)
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,12 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from metamap.data.cache import CachePlan, cache_key, cached_images, folder_fingerprint
-from metamap.data.dataset import ImageClassDataset
+from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
 from metamap.data.images import Resample, decode_images, image_names, parse_size
 from metamap.errors import DataError
 
@@ -61,7 +60,6 @@ IMAGENET_ENV = "METAMAP_IMAGENET"
 MINI_IMAGENET_SPLITS_ENV = "METAMAP_MINIIMAGENET_SPLITS"
 TIERED_IMAGENET_SPLITS_ENV = "METAMAP_TIEREDIMAGENET_SPLITS"
 
-Split = Literal["train", "val", "trainval", "test"]
 _SPLITS = ("train", "val", "trainval", "test")
 _SYNSET = re.compile(r"n\d{8}")
 _MINI_NAME = re.compile(r"(n\d{8})(\d+)\.[A-Za-z]+")
@@ -96,11 +94,6 @@ def _splits_root(
         f"no {what} split lists given: pass splits_root= or set {env} to a folder holding "
         f"train.csv, val.csv and test.csv ({source}); they are not shipped with metamap"
     )
-
-
-def _parts(split: str) -> tuple[str, ...]:
-    """The split lists a split reads: ``trainval`` is ``train.csv`` then ``val.csv``."""
-    return ("train", "val") if split == "trainval" else (split,)
 
 
 def _id_key(name: str) -> tuple[int, int, str]:
@@ -187,7 +180,7 @@ def _build(
 
 
 def mini_imagenet(
-    split: Split = "train",
+    split: ClassSplit = "train",
     *,
     imagenet_root: str | os.PathLike[str] | None = None,
     splits_root: str | os.PathLike[str] | None = None,
@@ -217,7 +210,7 @@ def mini_imagenet(
     files: list[str] = []
     labels: list[int] = []
     digests: list[str] = []
-    paths = [lists / f"{p}.csv" for p in _parts(split)]
+    paths = [lists / f"{p}.csv" for p in split_parts(split)]
     for path in paths:
         digest, rows = _read_csv(path, "mini-ImageNet")
         digests.append(digest)
@@ -262,7 +255,7 @@ def mini_imagenet(
 
 
 def tiered_imagenet(
-    split: Split = "train",
+    split: ClassSplit = "train",
     *,
     imagenet_root: str | os.PathLike[str] | None = None,
     splits_root: str | os.PathLike[str] | None = None,
@@ -292,7 +285,7 @@ def tiered_imagenet(
     files: list[str] = []
     labels: list[int] = []
     digests: list[str] = []
-    paths = [lists / f"{p}.csv" for p in _parts(split)]
+    paths = [lists / f"{p}.csv" for p in split_parts(split)]
     for path in paths:
         digest, rows = _read_csv(path, "tiered-ImageNet")
         digests.append(digest)
