@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "command_line",
     "cpu_info",
     "device_name",
+    "parse_setting",
     "portable",
     "write_result",
 ]
@@ -74,6 +76,14 @@ def device_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
     return cpu_info()
+
+
+def parse_setting(setting: str) -> tuple[int, int]:
+    """``(ways, shots)`` of a test setting written like ``5w1s``; exits naming it otherwise."""
+    m = re.fullmatch(r"(\d+)w(\d+)s", setting)
+    if m is None:
+        raise SystemExit(f"setting {setting!r} must look like 5w1s")
+    return int(m.group(1)), int(m.group(2))
 
 
 def portable(value: Any) -> Any:

@@ -30,7 +30,14 @@ from pathlib import Path
 
 import torch
 
-from machine import SHARED, command_line, device_name, portable, write_result  # benchmarks/
+from machine import (  # benchmarks/
+    SHARED,
+    command_line,
+    device_name,
+    parse_setting,
+    portable,
+    write_result,
+)
 from metamap.data import omniglot_one_shot_runs
 from metamap.errors import TaskShapeError
 from metamap.train import (
@@ -112,10 +119,7 @@ def main() -> None:
     settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]
     scores = {}
     for s in settings:
-        m = re.fullmatch(r"(\d+)w(\d+)s", s)
-        if m is None:
-            raise SystemExit(f"setting {s!r} must look like 5w1s")
-        ways, shots = int(m.group(1)), int(m.group(2))
+        ways, shots = parse_setting(s)
         c = cfg.model_copy(deep=True)
         c.eval.ways, c.eval.shots = ways, [shots]
         c.eval.metadataset_tasks = 0  # scored once, below

@@ -18,7 +18,6 @@ Results: benchmarks/results/experiments/relation_ways_<config>_<setting>_<stats-
 from __future__ import annotations
 
 import argparse
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from machine import SHARED, command_line, cpu_info, write_result  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    SHARED,
+    command_line,
+    cpu_info,
+    parse_setting,
+    write_result,
+)
 from metamap.learners import RelationNet
 from metamap.train import RunPaths, evaluate_run, learner_from_checkpoint
 
@@ -65,10 +70,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED / "omniglot")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     args = ap.parse_args()
-    m = re.fullmatch(r"(\d+)w(\d+)s", args.setting)
-    if m is None:
-        raise SystemExit(f"--setting {args.setting!r} must look like 20w5s")
-    ways, shots = int(m.group(1)), int(m.group(2))
+    ways, shots = parse_setting(args.setting)
     if not 1 <= args.stats_ways <= ways:
         raise SystemExit(f"--stats-ways must be between 1 and the test ways ({ways})")
     torch.set_num_threads(args.threads)
