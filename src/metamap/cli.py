@@ -1,27 +1,46 @@
 """The ``metamap`` command line: ``train``, ``eval``, ``plot``, ``demo``, and the feature
-commands ``extract``, ``fewshot`` and ``export`` (:mod:`metamap.cli_features`).
+commands ``extract``, ``fewshot``, ``export`` and ``explain`` (:mod:`metamap.cli_features`).
 
-Every user mistake is reported as one line naming the problem, with exit status 2; the library
-never imports this module.
+Every failure is one line on standard error, and the exit status says what kind it is:
+
+====  ===================================================================================
+0     success
+1     an internal error (a bug in metamap): the full trace is written to a file it names
+2     a mistake in what was given: arguments, config, data, checkpoint, output path
+3     training diverged (a non-finite loss); the last good checkpoint is kept
+74    the system refused a read or write (a full disk, a file removed while in use, ...)
+75    the run folder is in use by another ``metamap train`` (try again when it has finished)
+130   interrupted (Ctrl-C); the last checkpoint is kept
+====  ===================================================================================
+
+Output paths are checked before any work starts. ``--debug`` (or ``METAMAP_DEBUG=1``) shows
+the full traceback instead. The library never imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import time
+import traceback
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from metamap.cli_features import add_feature_commands, run_feature_command
 from metamap.errors import ConfigError, MetamapError, TaskShapeError
+from metamap.fileio import atomic_write_text, check_output_dir, check_output_file
 from metamap.learners import MetaLearner
 from metamap.train import (
     RunConfig,
     RunPaths,
     Trainer,
     check_evaluation,
+    check_run_folder,
     describe,
     evaluate_run,
     lake_one_shot_error,
@@ -30,16 +49,36 @@ from metamap.train import (
     read_metrics,
 )
 
-__all__ = ["main"]
+__all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_IO", "main"]
+
+EXIT_INTERNAL = 1
+EXIT_IO = 74
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit status 2) that points at ``--help``."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="metamap", description="Meta-learning as a mapping from tasks to models."
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of a failure (also: METAMAP_DEBUG=1)",
+    )
+    p = _Parser(
+        prog="metamap",
+        description="Meta-learning as a mapping from tasks to models.",
+        parents=[common],
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    over = argparse.ArgumentParser(add_help=False)
+    over = _Parser(add_help=False, parents=[common])
     over.add_argument(
         "-o",
         "--set",
@@ -73,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
         "checkpoint's data.root, else $METAMAP_OMNIGLOT)",
     )
 
-    pl = sub.add_parser("plot", help="adaptation plot and learning curve of a run")
+    pl = sub.add_parser(
+        "plot", parents=[common], help="adaptation plot and learning curve of a run"
+    )
     pl.add_argument("run_dir", help="a run folder written by `metamap train`")
     pl.add_argument("--steps", default="0,1,10", help="inner-step counts to draw (default 0,1,10)")
 
@@ -81,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[over], help="train sinusoid MAML on the embedded default, evaluate, plot"
     )
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    add_feature_commands(sub, over)
+    add_feature_commands(sub, over, common)
     return p
 
 
@@ -108,15 +149,19 @@ def _print_scores(results: dict[str, Any]) -> None:
 
 
 def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = False) -> Trainer:
+    out_dir = check_output_dir(cfg.out_dir if out is None else out)
+    check_run_folder(cfg, out_dir, resume=not restart)  # before the data is loaded
     if cfg.train.threads is not None:
         import torch
 
         torch.set_num_threads(cfg.train.threads)
-    trainer = Trainer(cfg, out)
+    trainer = Trainer(cfg, out_dir)
     if evaluate:  # an evaluation that cannot run fails now, not after the training
         check_evaluation(cfg, trainer.learner)
-    if not restart and trainer.last_path.exists():
-        print(f"resuming from {trainer.last_path}", file=sys.stderr)
+    source = trainer.resume_source()
+    if not restart and source is not None:
+        note = "" if source == trainer.last_path else f" ({trainer.last_path.name} is missing)"
+        print(f"resuming from {source}{note}", file=sys.stderr)
     result = trainer.fit(resume=not restart)
     what = "validation accuracy" if trainer.higher_is_better else "validation MSE"
     print(
@@ -167,8 +212,7 @@ def _evaluate(
         results["lake_one_shot"] = lake_result
     _print_scores(results)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     return results
 
 
@@ -179,8 +223,20 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     from metamap.viz import adaptation_plot, learning_curve_plot
 
     run = RunPaths(run_dir)
-    cfg, learner, _ = learner_from_checkpoint(run.best)
-    if cfg.eval.checkpoint == "last":  # the run's result is its last step, not its best
+    if not run_dir.exists():
+        raise MetamapError(
+            f"run folder {str(run_dir)!r} does not exist; give the --out folder of a "
+            "`metamap train` run"
+        )
+    if not run_dir.is_dir() or not (run.best.is_file() or run.last.is_file()):
+        raise MetamapError(
+            f"{str(run_dir)!r} is not a run folder (it has no checkpoints/best.pt or last.pt); "
+            "give the --out folder of a `metamap train` run"
+        )
+    check_output_dir(run_dir, "run folder")
+    records = _readable_metrics(run.metrics)
+    cfg, learner, _ = learner_from_checkpoint(run.best if run.best.is_file() else run.last)
+    if cfg.eval.checkpoint == "last" and run.best.is_file():  # the result is the last step
         cfg, learner, _ = learner_from_checkpoint(run.last)
     paths: list[Path] = []
     if cfg.task.family != "episodes" and isinstance(learner, GradientLearner):
@@ -190,13 +246,29 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
         out = run_dir / "adaptation.png"
         paths.append(adaptation_plot(learner, family, task, out, steps, title))
-    if run.metrics.exists():
-        paths.append(
-            learning_curve_plot(read_metrics(run.metrics), run_dir / "learning_curve.png", cfg.name)
-        )
+    if records:
+        paths.append(learning_curve_plot(records, run_dir / "learning_curve.png", cfg.name))
     for p in paths:
         print(f"wrote {p}")
     return paths
+
+
+def _readable_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's metrics log with a training loss, saying how many lines of a
+    damaged log were skipped; refuses a log with lines but no readable record."""
+    if not path.is_file():
+        return []
+    records = read_metrics(path)
+    lines = sum(1 for line in path.read_bytes().splitlines() if line.strip())
+    usable = [r for r in records if isinstance(r.get("loss"), int | float)]
+    if lines and not usable:
+        raise MetamapError(
+            f"{str(path)!r} holds {lines} lines but no readable training record (it is "
+            "damaged); resume the run (metamap train) to rewrite it from the checkpoint"
+        )
+    if lines > len(usable):
+        print(f"note: skipped {lines - len(usable)} unreadable lines of {path}", file=sys.stderr)
+    return usable
 
 
 def _steps(text: str) -> list[int]:
@@ -209,37 +281,80 @@ def _steps(text: str) -> list[int]:
     return steps
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "train":
-            cfg = load_config(args.config, args.overrides)
-            trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
-            if args.eval:
-                _evaluate(trainer.result_path, [], trainer.out_dir / "eval.json")
-        elif args.command == "eval":
-            out = Path(args.out) if args.out else None
-            _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)
-        elif args.command == "plot":
-            _plot(Path(args.run_dir), _steps(args.steps))
-        elif args.command == "demo":
-            from metamap.defaults import default_config_path
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "train":
+        cfg = load_config(args.config, args.overrides)
+        trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
+        if args.eval:
+            _evaluate(trainer.result_path, [], RunPaths(trainer.out_dir).evaluation)
+    elif args.command == "eval":
+        out = None if args.out is None else check_output_file(args.out)
+        _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)
+    elif args.command == "plot":
+        _plot(Path(args.run_dir), _steps(args.steps))
+    elif args.command == "demo":
+        from metamap.defaults import default_config_path
 
-            cfg = load_config(default_config_path(), [f"out_dir={args.out}", *args.overrides])
-            trainer = _train(cfg, args.out, restart=False, evaluate=True)
-            _evaluate(trainer.result_path, [], trainer.out_dir / "eval.json")
-            _plot(trainer.out_dir, [0, 1, 10])
-        else:
-            run_feature_command(args)
+        out_dir = check_output_dir(args.out)
+        cfg = load_config(default_config_path(), [f"out_dir={out_dir}", *args.overrides])
+        trainer = _train(cfg, str(out_dir), restart=False, evaluate=True)
+        _evaluate(trainer.result_path, [], RunPaths(trainer.out_dir).evaluation)
+        _plot(trainer.out_dir, [0, 1, 10])
+    else:
+        run_feature_command(args)
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _write_trace() -> Path | None:
+    """The current exception's traceback, in a file under ``$METAMAP_CRASH_DIR`` or the
+    temporary folder (``None`` if it cannot be written)."""
+    folder = os.environ.get("METAMAP_CRASH_DIR") or tempfile.gettempdir()
+    name = f"metamap-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    try:
+        path = Path(folder) / name
+        path.write_text(f"metamap {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
+    except OSError:
+        return None
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``metamap`` command line; returns the exit status (see the module docstring)."""
+    args = _parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("METAMAP_DEBUG", "") not in ("", "0")
+    try:
+        _run(args)
     except MetamapError as e:
-        print(f"metamap: error: {e}", file=sys.stderr)
-        return 2
+        if debug:
+            traceback.print_exc()
+        print(f"metamap: error: {_one_line(str(e))}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(
             "metamap: interrupted; the last checkpoint is kept, run again to resume",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as e:  # the system refused: a full disk, a file removed while in use, ...
+        if debug:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"metamap: error: {e.strerror or _one_line(str(e))}{where}", file=sys.stderr)
+        return EXIT_IO
+    except Exception as e:
+        if debug:
+            raise
+        trace = _write_trace()
+        where = f"the full trace is in {trace}" if trace else "rerun with --debug to see it"
+        print(
+            f"metamap: internal error ({type(e).__name__}: {_one_line(str(e))[:300]}); this is "
+            f"a bug in metamap, not a mistake in your input: {where}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     return 0
 
 

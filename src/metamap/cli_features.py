@@ -9,26 +9,42 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metamap.errors import MetamapError
+from metamap.errors import ConfigError, MetamapError
+from metamap.fileio import atomic_write, atomic_write_text, check_output_dir, check_output_file
 
 __all__ = ["add_feature_commands", "run_feature_command"]
 
 
-def add_feature_commands(sub: Any, overrides: argparse.ArgumentParser) -> None:
+def _positive(text: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_feature_commands(
+    sub: Any, overrides: argparse.ArgumentParser, common: argparse.ArgumentParser
+) -> None:
     """Register ``extract``, ``fewshot``, ``export`` and ``explain`` on the CLI's sub-parsers
-    (``overrides``: the parent parser of the ``-o KEY=VALUE`` option)."""
-    x = sub.add_parser("extract", help="embed images with a checkpoint's encoder")
+    (``overrides``: the parent parser of the ``-o KEY=VALUE`` option, which includes
+    ``common``'s options, e.g. ``--debug``)."""
+    x = sub.add_parser("extract", parents=[common], help="embed images with a checkpoint's encoder")
     x.add_argument("checkpoint", help="a metamap checkpoint, e.g. runs/x/checkpoints/best.pt")
     x.add_argument("data", help="an image, a folder of images, or a folder of class folders")
     x.add_argument("--out", required=True, help="output file: .npz (NumPy) or .parquet")
     x.add_argument(
-        "--batch-size", type=int, default=None, help="images per forward (default: automatic)"
+        "--batch-size", type=_positive, default=None, help="images per forward (default: automatic)"
     )
     x.add_argument(
         "--calibrate",
@@ -37,7 +53,9 @@ def add_feature_commands(sub: Any, overrides: argparse.ArgumentParser) -> None:
         "depend on how images are batched)",
     )
 
-    f = sub.add_parser("fewshot", help="classify new images from a few labelled examples")
+    f = sub.add_parser(
+        "fewshot", parents=[common], help="classify new images from a few labelled examples"
+    )
     f.add_argument("checkpoint")
     f.add_argument("--support", required=True, help="folder with one sub-folder per new class")
     f.add_argument(
@@ -48,7 +66,9 @@ def add_feature_commands(sub: Any, overrides: argparse.ArgumentParser) -> None:
         "--out", default="predictions.csv", help="CSV of predictions (default: %(default)s)"
     )
 
-    e = sub.add_parser("export", help="export the encoder to TorchScript, torch.export and ONNX")
+    e = sub.add_parser(
+        "export", parents=[common], help="export the encoder to TorchScript, torch.export and ONNX"
+    )
     e.add_argument("checkpoint")
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument(
@@ -64,8 +84,10 @@ def add_feature_commands(sub: Any, overrides: argparse.ArgumentParser) -> None:
     )
     x.add_argument("checkpoint")
     x.add_argument("--out", required=True, help="output folder for the PNGs and explain.json")
-    x.add_argument("--tasks", type=int, default=200, help="fixed test tasks (default 200)")
-    x.add_argument("--steps", type=int, default=10, help="inner steps to profile (default 10)")
+    x.add_argument("--tasks", type=_positive, default=200, help="fixed test tasks (default 200)")
+    x.add_argument(
+        "--steps", type=_positive, default=10, help="inner steps to profile (default 10)"
+    )
     x.add_argument(
         "--data",
         help="a folder of class folders to draw episodes from (default: the run's test split)",
@@ -84,9 +106,7 @@ def _note(loaded: Any, spec: Any, what: str) -> None:
 def _extract(args: argparse.Namespace) -> None:
     from metamap.features import FeatureExtractor, load_image_files
 
-    out = Path(args.out)
-    if out.suffix not in (".npz", ".parquet"):
-        raise MetamapError(f"--out must end in .npz or .parquet, got {str(out)!r}")
+    out = check_output_file(args.out, suffixes=(".npz", ".parquet"))
     ext = FeatureExtractor.from_checkpoint(args.checkpoint)
     loaded = load_image_files(args.data, ext.spec)
     _note(loaded, ext.spec, "input")
@@ -94,14 +114,17 @@ def _extract(args: argparse.Namespace) -> None:
         ext = ext.calibrate(loaded, args.batch_size or 256)
     z = ext.embed(loaded, args.batch_size, progress=True).numpy()
     names = [loaded.class_names[i] for i in loaded.labels] if loaded.labels is not None else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
-        np.savez(
+    if out.suffix.lower() == ".npz":
+        labels = loaded.labels if loaded.labels is not None else np.full(len(z), -1)
+        atomic_write(
             out,
-            features=z,
-            labels=loaded.labels if loaded.labels is not None else np.full(len(z), -1),
-            class_names=np.array(loaded.class_names, dtype=str),
-            files=np.array(loaded.files, dtype=str),
+            lambda f: np.savez(
+                f,
+                features=z,
+                labels=labels,
+                class_names=np.array(loaded.class_names, dtype=str),
+                files=np.array(loaded.files, dtype=str),
+            ),
         )
     else:
         try:
@@ -113,7 +136,8 @@ def _extract(args: argparse.Namespace) -> None:
             ) from None
         cols: dict[str, Any] = {"file": loaded.files, "label": names}
         cols.update({f"f{j}": z[:, j] for j in range(z.shape[1])})
-        pq.write_table(pa.table(cols), out)
+        table = pa.table(cols)
+        atomic_write(out, lambda f: pq.write_table(table, f))
     print(f"wrote {len(z)} × {z.shape[1]} features to {out} [{ext}]")
 
 
@@ -122,6 +146,7 @@ def _fewshot(args: argparse.Namespace) -> None:
 
     if args.head not in HEADS:
         raise MetamapError(f"--head must be one of {', '.join(HEADS)}, got {args.head!r}")
+    out = check_output_file(args.out)
     ext = FeatureExtractor.from_checkpoint(args.checkpoint)
     support = load_image_files(args.support, ext.spec, labelled=True)
     query = load_image_files(args.query, ext.spec)
@@ -130,13 +155,12 @@ def _fewshot(args: argparse.Namespace) -> None:
     clf = FewShotClassifier(ext, args.head).fit(support)
     proba = clf.predict_proba(query)
     pred = clf.classes_[proba.argmax(1)]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", "prediction", "probability", *[f"p_{c}" for c in clf.classes_]])
-        for i, file in enumerate(query.files):
-            w.writerow([file, pred[i], f"{proba[i].max():.4f}", *[f"{p:.4f}" for p in proba[i]]])
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["file", "prediction", "probability", *[f"p_{c}" for c in clf.classes_]])
+    for i, file in enumerate(query.files):
+        w.writerow([file, pred[i], f"{proba[i].max():.4f}", *[f"{p:.4f}" for p in proba[i]]])
+    atomic_write_text(out, table.getvalue())
     width = max(len(Path(f).name) for f in query.files)
     for i, file in enumerate(query.files):
         print(f"{Path(file).name:<{width}}  {pred[i]}  ({proba[i].max():.3f})")
@@ -157,8 +181,9 @@ def _export(args: argparse.Namespace) -> None:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise MetamapError(f"--format takes {', '.join(FORMATS)}; got {args.format!r}")
+    out = check_output_dir(args.out)
     ext = FeatureExtractor.from_checkpoint(args.checkpoint)
-    for r in export_extractor(ext, args.out, formats):
+    for r in export_extractor(ext, out, formats):
         print(f"{r.format:<12} {r.path}  max |Δ| vs eager {r.max_abs_error:.2e}")
 
 
@@ -167,7 +192,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
     from metamap.data import ImageClassDataset
     from metamap.features import InputSpec, load_image_files
     from metamap.tasks import EpisodeSampler
-    from metamap.train import build_tasks
+    from metamap.train import apply_overrides, build_tasks, parse_config
 
     e = cfg.eval
     shots = e.shots[0]
@@ -187,6 +212,13 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
                 f"query); the smallest has {smallest}"
             )
         ways = min(e.ways or cfg.task.ways, len(loaded.class_names))
+        try:  # the check `eval` makes: a fixed-size head takes only its own number of ways
+            parse_config(apply_overrides(cfg.model_dump(mode="json"), [f"eval.ways={ways}"]))
+        except ConfigError as err:
+            raise MetamapError(
+                f"--data has {len(loaded.class_names)} classes, so its episodes are {ways}-way: "
+                f"{err}"
+            ) from None
         data = ImageClassDataset(loaded.images, loaded.labels, loaded.class_names)
         dist = EpisodeSampler(data, ways, shots, min(e.queries, smallest - shots))
     names = None
@@ -206,13 +238,13 @@ def _explain(args: argparse.Namespace) -> None:
     from metamap.train.config import apply_overrides
     from metamap.viz.explain import adaptation_profile_plot, embedding_plot, task_scores_plot
 
-    if args.tasks < 2 or args.steps < 1:
-        raise MetamapError("--tasks must be at least 2 and --steps at least 1")
+    if args.tasks < 2:
+        raise MetamapError(f"--tasks must be at least 2 (a spread needs two), got {args.tasks}")
+    out = check_output_dir(args.out)
     cfg, learner, state = learner_from_checkpoint(Path(args.checkpoint))
     if args.overrides:
         cfg = parse_config(apply_overrides(cfg.model_dump(mode="json"), args.overrides))
     tasks, names = _explain_tasks(args, cfg)
-    out = Path(args.out)
     title = f"{cfg.learner.name} ({cfg.name}, step {int(state['step'])})"
     losses, metrics = per_task_scores(learner, tasks)
     metric = "mse" if learner.loss_name == "mse" else "accuracy"
@@ -240,7 +272,7 @@ def _explain(args: argparse.Namespace) -> None:
         proj = project_episode(ext, tasks[0])
         written.append(embedding_plot(proj, out / "embedding.png", names, f"{title}: one episode"))
         report["embedding_explained_variance"] = list(proj.explained)
-    (out / "explain.json").write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(out / "explain.json", json.dumps(report, indent=1) + "\n")
     for p in written:
         print(f"wrote {p}")
     worst = metrics.min() if metric == "accuracy" else metrics.max()

@@ -1,4 +1,9 @@
-"""Errors raised for user mistakes: each names what is wrong and how to fix it."""
+"""Errors raised for user mistakes: each names what is wrong and how to fix it.
+
+Each class carries the exit status the ``metamap`` command ends with when it is raised
+(``exit_code``): 2 for a mistake in what was given (arguments, config, data, checkpoint, output
+path), 3 for a run that diverged, 75 (``EX_TEMPFAIL``) for a run folder another process is using.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,18 @@ __all__ = [
     "DataError",
     "MetamapError",
     "NonFiniteLossError",
+    "OutputPathError",
+    "RunFolderError",
+    "RunLockedError",
     "TaskShapeError",
 ]
 
 
 class MetamapError(Exception):
     """Base class of every error metamap raises on purpose."""
+
+    exit_code: int = 2
+    """The status ``metamap`` exits with (2: a mistake in what was given)."""
 
 
 class TaskShapeError(MetamapError, ValueError):
@@ -36,8 +47,25 @@ class DataError(MetamapError, RuntimeError):
     """
 
 
+class OutputPathError(MetamapError, ValueError):
+    """An output path is empty, of the wrong kind (a file for a folder, or the reverse), under a
+    file, or not writable; raised before any work starts."""
+
+
+class RunFolderError(MetamapError, RuntimeError):
+    """A run folder holds results that a command would overwrite without being asked to."""
+
+
+class RunLockedError(MetamapError, RuntimeError):
+    """Another process is training into the same run folder (it holds the folder's lock)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again when the other process has finished
+
+
 class NonFiniteLossError(MetamapError, FloatingPointError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+    exit_code = 3
 
     def __init__(self, step: int, value: float, checkpoint: str | None) -> None:
         where = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""

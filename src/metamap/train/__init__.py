@@ -22,8 +22,9 @@ from metamap.train.protocol import (
     lake_one_shot_error,
     learner_from_checkpoint,
 )
+from metamap.train.rundir import RunLock, RunPaths
 from metamap.train.schedule import lr_factor, schedule_mismatch
-from metamap.train.trainer import RunPaths, Trainer, TrainResult
+from metamap.train.trainer import Trainer, TrainResult, check_run_folder
 
 __all__ = [
     "EvalConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "MetricsLog",
     "ModelConfig",
     "RunConfig",
+    "RunLock",
     "RunPaths",
     "Summary",
     "TaskConfig",
@@ -42,6 +44,7 @@ __all__ = [
     "build_model",
     "build_tasks",
     "check_evaluation",
+    "check_run_folder",
     "describe",
     "evaluate",
     "evaluate_meta_dataset",

@@ -14,7 +14,7 @@ from metamap.errors import CheckpointError, ConfigError
 from metamap.learners import MetaLearner
 from metamap.tasks import EpisodeSampler, TaskBatch
 from metamap.train.build import build_metadataset, build_run_learner, build_tasks, describe
-from metamap.train.checkpoint import load_checkpoint
+from metamap.train.checkpoint import check_run_state, load_checkpoint
 from metamap.train.config import RunConfig, apply_overrides, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 
@@ -38,9 +38,8 @@ def learner_from_checkpoint(
     ``train.device=cpu`` evaluates a GPU-trained checkpoint on a CPU-only machine.
     """
     state = load_checkpoint(path)
-    stored = state.get("config")
-    if not isinstance(stored, dict):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds no config")
+    check_run_state(state, path)
+    stored = state["config"]
     try:  # the overrides may be what makes an older checkpoint's config valid today
         cfg = parse_config(apply_overrides(stored, overrides))
     except ConfigError as e:
@@ -49,9 +48,7 @@ def learner_from_checkpoint(
         except ConfigError:
             raise CheckpointError(f"checkpoint {str(path)!r} holds no usable config: {e}") from None
         raise  # a bad override is the caller's mistake: ConfigError, not CheckpointError
-    weights = state.get("learner")
-    if not isinstance(weights, dict):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds no learner weights")
+    weights = state["learner"]
     head = weights.get("classifier.weight")
     base = int(head.shape[0]) if isinstance(head, torch.Tensor) else None
     try:

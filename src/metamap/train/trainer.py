@@ -3,7 +3,15 @@
 Resumable: ``checkpoints/last.pt`` holds the learner, the optimizer, the schedule, the task
 sampler's RNG state and the step, so a run killed at any moment and resumed ends with exactly the
 weights of an uninterrupted run. ``checkpoints/best.pt`` holds the weights with the best
-validation score on a fixed, seeded set of tasks.
+validation score on a fixed, seeded set of tasks (and the whole state at that step, so a run whose
+``last.pt`` is lost resumes from it and replays the same steps).
+
+What a run folder is guaranteed (:meth:`Trainer.fit`): one trainer at a time holds it
+(:class:`~metamap.train.rundir.RunLock`); every file the trainer replaces is replaced atomically;
+temporaries of interrupted writes are removed at the next start; and a folder holding results is
+never overwritten implicitly: it is resumed when that provably continues the same run (the
+stored configuration's fingerprint matches), refused otherwise, and cleared only on
+``fit(resume=False)`` (``metamap train --restart``).
 """
 
 from __future__ import annotations
@@ -13,12 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
+import yaml
 from tqdm import tqdm
 
-from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError
+from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError, RunFolderError
+from metamap.fileio import atomic_write_text, remove_stale_temporaries
 from metamap.learners import MetaLearner, MetaStep, PretrainBaseline, ragged_meta_gradients
 from metamap.models import reseed_drop_layers
 from metamap.tasks import (
@@ -30,13 +40,14 @@ from metamap.tasks import (
     make_generator,
 )
 from metamap.train.build import build_tasks, dtype_of, from_config
-from metamap.train.checkpoint import load_checkpoint, save_checkpoint
+from metamap.train.checkpoint import check_run_state, load_checkpoint, save_checkpoint
 from metamap.train.config import RunConfig, parse_config
 from metamap.train.evaluate import evaluate_scores, summarize
 from metamap.train.metrics import MetricsLog
+from metamap.train.rundir import RunLock, RunPaths
 from metamap.train.schedule import lr_factor, schedule_mismatch
 
-__all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "RunPaths", "TrainResult", "Trainer"]
+__all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "TrainResult", "Trainer", "check_run_folder"]
 
 VAL_SEED_OFFSET = 10_000
 """Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
@@ -54,33 +65,6 @@ def _stored_config(state: dict[str, Any], evaluation: dict[str, Any]) -> RunConf
         return parse_config({**state["config"], "eval": evaluation})
     except (KeyError, TypeError, ConfigError):
         return None
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """The files of a run in ``out_dir``: the layout :class:`Trainer` (and ``metamap train``)
-    writes, for code that reads a finished run (plots, evaluation) without building a trainer."""
-
-    out_dir: Path
-
-    @property
-    def last(self) -> Path:
-        """The resumable checkpoint: learner, optimizer, schedule, sampler RNG and step."""
-        return self.out_dir / "checkpoints" / "last.pt"
-
-    @property
-    def best(self) -> Path:
-        """The weights with the best validation score."""
-        return self.out_dir / "checkpoints" / "best.pt"
-
-    def result(self, checkpoint: Literal["best", "last"]) -> Path:
-        """The weights that are the run's result, by ``eval.checkpoint``: ``best`` or ``last``."""
-        return {"best": self.best, "last": self.last}[checkpoint]
-
-    @property
-    def metrics(self) -> Path:
-        """The metrics log (JSON lines: step, loss, lr, time, validation)."""
-        return self.out_dir / "metrics.jsonl"
 
 
 VAL_CHUNK = 100
@@ -114,6 +98,33 @@ def _validation_set(
             yield val.episodes_from_plan(plan, start, min(start + VAL_CHUNK, n))
 
     return chunks
+
+
+def _same_run(cfg: RunConfig, stored_yaml: Path) -> bool:
+    try:
+        stored = parse_config(yaml.safe_load(stored_yaml.read_text()))
+    except Exception:  # missing, unreadable or invalid: not provably the same run
+        return False
+    return stored.fingerprint() == cfg.fingerprint()
+
+
+def check_run_folder(cfg: RunConfig, out_dir: str | Path, resume: bool = True) -> None:
+    """Raise :class:`RunFolderError` if training ``cfg`` into ``out_dir`` would overwrite results
+    it was not asked to: a folder with results (metrics, scores) but no checkpoint to resume
+    from, unless its ``config.yaml`` shows the same run (then it is replayed from step 0, which
+    loses nothing). ``resume=False`` (a deliberate restart) is never refused. Reads only."""
+    paths = RunPaths(Path(out_dir))
+    if not resume or paths.last.is_file() or paths.best.is_file():
+        return
+    found = paths.results()
+    if not found or (paths.evaluation not in found and _same_run(cfg, paths.config)):
+        return
+    names = ", ".join(str(p.relative_to(paths.out_dir)) for p in found)
+    raise RunFolderError(
+        f"run folder {str(paths.out_dir)!r} holds results ({names}) but no checkpoint to resume "
+        "from (checkpoints/last.pt or best.pt), so training would start over and overwrite "
+        "them; pass --restart (Trainer.fit(resume=False)) to discard them, or choose a new --out"
+    )
 
 
 @dataclass(frozen=True)
@@ -197,6 +208,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        check_run_state(state, source, resumable=True)
         stored = _stored_config(state, self.cfg.eval.model_dump(mode="json"))
         if stored is None:
             raise CheckpointError(
@@ -233,12 +245,23 @@ class Trainer:
         self.best_val = float(state["best_val"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
 
+    def resume_source(self) -> Path | None:
+        """The checkpoint a resume starts from: ``last.pt``, else ``best.pt`` (a whole state at
+        an earlier step, from which the same steps are replayed), else none."""
+        paths = RunPaths(self.out_dir)
+        return next((p for p in (paths.last, paths.best) if p.is_file()), None)
+
     def resume(self) -> bool:
-        """Load ``checkpoints/last.pt`` if present; returns whether it did."""
-        if not self.last_path.exists():
+        """Load :meth:`resume_source` if there is one; returns whether it did."""
+        source = self.resume_source()
+        if source is None:
             return False
-        self.load_state_dict(load_checkpoint(self.last_path), str(self.last_path))
+        self.load_state_dict(load_checkpoint(source), str(source))
         return True
+
+    def check_run_folder(self, resume: bool = True) -> None:
+        """:func:`check_run_folder` for this trainer's config and folder."""
+        check_run_folder(self.cfg, self.out_dir, resume)
 
     # ---- the loop ------------------------------------------------------------------------
     def validate(self) -> float:
@@ -256,12 +279,30 @@ class Trainer:
         return val > self.best_val if self.higher_is_better else val < self.best_val
 
     def fit(self, resume: bool = True, stop_after: int | None = None) -> TrainResult:
-        """Train to ``train.steps`` (or stop after ``stop_after`` steps, as a kill would)."""
+        """Train to ``train.steps`` (or stop after ``stop_after`` steps, as a kill would).
+
+        ``resume=True`` continues the run in ``out_dir`` from :meth:`resume_source`, or starts
+        it; :meth:`check_run_folder` refuses a folder whose results that would overwrite.
+        ``resume=False`` discards the folder's results first (``metamap train --restart``). The
+        folder is locked against other trainers for the whole call
+        (:class:`~metamap.errors.RunLockedError`).
+        """
+        self.check_run_folder(resume)  # before the lock: a refusal leaves the folder untouched
+        with RunLock(self.out_dir):
+            paths = RunPaths(self.out_dir)
+            for folder in (self.out_dir, paths.checkpoints):
+                remove_stale_temporaries(folder)
+            self.check_run_folder(resume)  # again: the folder may have changed before the lock
+            if not resume:
+                for p in paths.outputs():
+                    p.unlink()
+            resumed = resume and self.resume()
+            atomic_write_text(paths.config, self.cfg.to_yaml())
+            log = MetricsLog(self.metrics_path, self.step if resumed else None)
+            return self._loop(log, stop_after)
+
+    def _loop(self, log: MetricsLog, stop_after: int | None) -> TrainResult:
         cfg, t = self.cfg, self.cfg.train
-        resumed = self.resume() if resume else False
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(cfg.to_yaml())
-        log = MetricsLog(self.metrics_path, self.step if resumed else None)
         device, dtype = torch.device(t.device), dtype_of(cfg)
         bar = tqdm(
             total=t.steps,
