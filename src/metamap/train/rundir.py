@@ -84,7 +84,8 @@ class RunPaths:
 
     def outputs(self) -> list[Path]:
         """What a deliberate restart (``--restart``) discards: the results and the config copy."""
-        return [p for p in (*self.results(), self.metrics, self.config) if p.is_file()]
+        files = dict.fromkeys((*self.results(), self.metrics, self.config))
+        return [p for p in files if p.is_file()]
 
 
 def _holder(path: Path) -> str:
