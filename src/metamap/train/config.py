@@ -1,7 +1,12 @@
 """Typed run configuration, loaded from YAML (``safe_load``) with command-line overrides.
 
 Every field can be overridden as ``section.field=value`` (the value is parsed as YAML). Unknown
-keys and ill-typed values are rejected with a :class:`~metamap.errors.ConfigError` naming them.
+keys and ill-typed values are rejected with a :class:`~metamap.errors.ConfigError` naming them,
+in one line, before any work starts. So are files that are not UTF-8, empty, bigger than
+:data:`MAX_CONFIG_BYTES` or whose YAML aliases expand to more than :data:`MAX_CONFIG_VALUES`
+values; booleans, text or fractions where a number or an integer is expected (the YAML string
+``1e-3`` stays a valid float); seeds outside ``0 … 2**63 - 1``; and empty ``eval.shots`` or
+``eval.steps``.
 """
 
 from __future__ import annotations
@@ -9,12 +14,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import reprlib
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,12 +31,18 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from metamap.errors import ConfigError
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_VALUES",
+    "MAX_SEED",
     "SCHEDULE_FIELDS",
     "AugmentConfig",
     "DataConfig",
@@ -48,8 +62,131 @@ _ENCODER_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm", "pretrai
 _VARIABLE_WAY_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm")
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file (and override value) read: 1 MiB. Real configs are under 4 KiB."""
+MAX_CONFIG_VALUES = 100_000
+"""The most values (mappings, lists and scalars, every use of a YAML alias counted) a config
+may hold: a "billion laughs" file of nested aliases is refused before it is expanded."""
+_MAX_DEPTH = 32
+"""The deepest nesting of mappings and lists a config may have (real configs: 4 levels)."""
+MAX_SEED = 2**63 - 1
+"""The largest ``seed`` and ``eval.seed``. Runs derive further seeds from them (``seed + 1``,
+``seed + 10_000`` for validation tasks), which must stay within what ``torch.manual_seed`` takes
+(0 … 2**64 - 1); negative seeds would alias large ones (torch reduces them modulo 2**64)."""
+_OWN_ERROR = "metamap_config"
+"""The pydantic error type of this module's own checks; its ``ctx`` holds ``key`` (the path below
+the error's location, may be empty) and ``detail`` (the whole message after the key)."""
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 60
+
+
+def _show(value: Any) -> str:
+    """A short one-line ``repr`` of ``value``, however big, nested or self-similar it is."""
+    return _REPR.repr(value)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` on one line (control characters escaped), cut to about ``limit`` characters."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_yaml(value: Any) -> str:
+    """``value`` as it would be written in YAML (``true``, ``'many'``, ``2.5``), kept short."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _show(value)
+
+
+def _own_error(detail: str, key: str = "") -> PydanticCustomError:
+    """A validation error that :func:`_format` prints as ``'<location>.<key>': <detail>``."""
+    return PydanticCustomError(_OWN_ERROR, "{detail}", {"detail": detail, "key": key})
+
+
+def _strict_problem(value: Any, tp: Any, key: str) -> tuple[str, str] | None:
+    """Why ``value`` is refused for a field of type ``tp`` beyond pydantic's lax checks.
+
+    Pydantic (lax mode) takes ``True`` for ``1``, ``"7"`` for ``7`` and ``true`` for the literal
+    ``1``; YAML turns a stray ``yes`` or ``true`` into such a boolean silently. Returns ``(key,
+    detail)`` for the first refused number (``key`` extended into lists: ``hidden.1``), ``None``
+    when the value is fine, and ``(key, "")`` when its shape does not fit ``tp`` at all (a list
+    for a number: left to pydantic's own message, and to the other members of a union).
+    Text stays valid for floats: PyYAML reads ``1e-3`` as the string ``'1e-3'``.
+    """
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _strict_problem(value, get_args(tp)[0], key)
+    if origin in (Union, types.UnionType):
+        problems = [_strict_problem(value, member, key) for member in get_args(tp)]
+        if any(p is None for p in problems):
+            return None
+        return next((p for p in problems if p and p[1]), (key, ""))
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return (key, "")
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        kinds = args if origin is tuple and len(args) > 1 else args * len(value)
+        for i, (item, kind) in enumerate(zip(value, kinds, strict=False)):
+            problem = _strict_problem(item, kind, f"{key}.{i}")
+            if problem and problem[1]:
+                return problem
+        return None
+    if origin is Literal:
+        choices = get_args(tp)
+        if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
+            shown = ", ".join(_as_yaml(c) for c in choices)
+            return (key, f"expected one of {shown}, got {_as_yaml(value)} (a boolean)")
+        return None
+    if tp is int:
+        if isinstance(value, bool):
+            return (key, f"expected an integer, got {_as_yaml(value)} (a boolean)")
+        if isinstance(value, str):
+            return (key, f"expected an integer, got {_as_yaml(value)} (text; write digits only)")
+        if isinstance(value, float) and not value.is_integer():
+            return (key, f"expected an integer, got {_as_yaml(value)}")
+        return None if isinstance(value, int | float) else (key, "")
+    if tp is float:
+        if isinstance(value, bool):
+            return (key, f"expected a number, got {_as_yaml(value)} (a boolean)")
+        return None if isinstance(value, int | float | str) else (key, "")
+    if tp is type(None):
+        return None if value is None else (key, "")
+    return None  # text, booleans, sections (checked by their own validator): pydantic's job
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_numbers(cls, data: Any) -> Any:
+        """Refuse booleans where numbers are expected, and text or fractions for integers."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if field is None:
+                    continue  # unknown keys: pydantic names them
+                problem = _strict_problem(value, field.annotation, key)
+                if problem and problem[1]:
+                    raise _own_error(problem[1], problem[0])
+        return data
+
+
+def _seed_in_range(seed: int) -> int:
+    """``seed`` if it is in ``0 … MAX_SEED`` (see :data:`MAX_SEED`)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise _own_error(
+            f"a seed must be a whole number from 0 to 2**63 - 1 ({MAX_SEED}), got "
+            f"{_show(seed)}; use one in that range (e.g. 0)"
+        )
+    return seed
+
+
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
+"""An integer seed, ``0 … MAX_SEED``."""
 
 
 class AugmentConfig(_Section):
@@ -99,6 +236,13 @@ class DataConfig(_Section):
     """Download what is missing from its official address, checked against pinned checksums:
     Omniglot's zips and Vinyals lists, the CIFAR-100 binary archive (CIFAR-FS, FC100). ImageNet
     and CUB must be given with ``root``."""
+    verify_checksums: bool = True
+    """Check the official files found on disk (under ``root`` or in the cache: Omniglot's zips
+    and Vinyals lists, the CIFAR-100 binary archive) against the same pinned checksums as
+    downloads before using them; a mismatch stops the run with a message naming the file and
+    both hashes. Set it to false only for your own modified copy of an official file.
+    Extracted folders and lists given by ``splits_root`` are never checked; downloads always
+    are. Does not change the run's fingerprint."""
     cache_dir: str | None = None
     protocol: Literal["vinyals", "maml", "metadataset", "folder"] = "vinyals"
     image_size: PositiveInt = 28
@@ -305,7 +449,7 @@ class EvalConfig(_Section):
     shots: list[PositiveInt] = Field(default_factory=lambda: [5])
     steps: list[NonNegativeInt] = Field(default_factory=lambda: [1, 5, 10])
     queries: PositiveInt = 100
-    seed: int = 1234
+    seed: Seed = 1234
     metadataset_tasks: NonNegativeInt = 0
     """Also score this many fixed Meta-Dataset episodes (variable ways and shots) of the test
     split, as :class:`~metamap.tasks.MetaDatasetSampler` draws them with ``task.min_ways`` …
@@ -318,6 +462,15 @@ class EvalConfig(_Section):
     training + validation classes for a step count chosen on validation beforehand (ProtoNets'
     ``trainval`` models, Snell et al. 2017). A run whose training split holds its validation
     classes must use ``last``."""
+
+    @field_validator("shots", "steps")
+    @classmethod
+    def _not_empty(cls, values: list[int], info: ValidationInfo) -> list[int]:
+        """Refuse an empty ``eval.shots`` or ``eval.steps``: there would be nothing to score."""
+        if not values:
+            example = "[5]" if info.field_name == "shots" else "[0, 1, 5]"
+            raise _own_error(f"give at least one value, e.g. {example}")
+        return values
 
 
 def _check_dataset(d: DataConfig, key: str) -> None:
@@ -341,7 +494,7 @@ class RunConfig(_Section):
     """A whole run: ``seed``, where it writes, and the five sections."""
 
     name: str = "run"
-    seed: int = 0
+    seed: Seed = 0
     out_dir: str = "runs/run"
     data: DataConfig = Field(default_factory=DataConfig)
     extra_domains: list[DataConfig] = Field(default_factory=list)
@@ -483,7 +636,7 @@ class RunConfig(_Section):
         for k in ("name", "out_dir", "eval"):
             d.pop(k)
         for data in (d["data"], *d["extra_domains"]):
-            for k in ("root", "splits_root", "cache_dir", "download"):
+            for k in ("root", "splits_root", "cache_dir", "download", "verify_checksums"):
                 data.pop(k)
         if not self.extra_domains or self.task.sampler == "fixed":  # as before they existed
             d.pop("extra_domains")
@@ -519,66 +672,190 @@ class RunConfig(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+_MAX_PARTS = 8
+"""The most problems one :class:`ConfigError` lists (a hostile file could have thousands)."""
+
+
 def _format(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "<root>"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{where}' (check the spelling; see configs/ for examples)")
-        elif not err["loc"]:  # a check across sections: its input is the whole config
-            lines.append(err["msg"].removeprefix("Value error, "))
+    """Pydantic's errors as one line: ``invalid configuration: <problem>; <problem>``."""
+    parts = []
+    errors = e.errors()
+    for err in errors[:_MAX_PARTS]:
+        loc = [str(p) for p in err["loc"]]
+        where = _clip(".".join(loc) or "<root>")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == _OWN_ERROR:
+            ctx = err.get("ctx") or {}
+            key = str(ctx.get("key", ""))
+            where = _clip(".".join([*loc, key] if key else loc) or "<root>")
+            parts.append(f"'{where}': {ctx.get('detail', msg)}")
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{where}' (check the spelling; see configs/ for examples)")
+        elif not loc:  # a check across sections: its input is the whole config
+            parts.append(msg)
+        elif isinstance(err.get("input"), Mapping):  # a section's own check: not its whole input
+            parts.append(f"'{where}': {msg}")
         else:
-            lines.append(f"'{where}': {err['msg']} (got {err.get('input')!r})")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+            parts.append(f"'{where}': {msg} (got {_show(err.get('input'))})")
+    if len(errors) > _MAX_PARTS:
+        parts.append(f"and {len(errors) - _MAX_PARTS} more")
+    return "invalid configuration: " + "; ".join(" ".join(p.split()) for p in parts)
+
+
+class _Expander:
+    """Copies loaded YAML into fresh dicts and lists, counting every value as it goes.
+
+    YAML aliases (``*name``) load as shared references, so a small file can stand for billions
+    of values (the "billion laughs"): the copy stops, with a :class:`ConfigError`, at
+    :data:`MAX_CONFIG_VALUES` values in all (over every :meth:`copy` of one expander) or at a
+    nesting deeper than any config's, before memory or time is spent expanding it.
+    """
+
+    def __init__(self) -> None:
+        self.values = 0
+
+    def copy(self, value: Any, where: str, depth: int = 0) -> Any:
+        """A fresh, alias-free copy of ``value`` (tuples become lists), ``where`` naming it."""
+        self.values += 1
+        if self.values > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"{where}: YAML aliases (*name) expand to more than {MAX_CONFIG_VALUES:,} values, "
+                "far more than any run configuration has; write the settings out without "
+                "nested aliases (see configs/ for examples)"
+            )
+        if depth > _MAX_DEPTH:
+            raise ConfigError(
+                f"{where} is nested more than {_MAX_DEPTH} levels deep; a run configuration "
+                "has sections of settings (see configs/ for examples)"
+            )
+        if isinstance(value, dict):
+            return {k: self.copy(v, where, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.copy(v, where, depth + 1) for v in value]
+        return value
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A PyYAML error as one line: the problem, where it is, and while doing what."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({e.context})" if e.context else ""
+        return " ".join(f"{e.problem}{at}{context}".split())
+    return " ".join(str(e).split())
+
+
+def _safe_load(text: str, what: str) -> Any:
+    """``yaml.safe_load(text)``, its errors a one-line :class:`ConfigError` naming ``what``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} is not valid YAML: {_yaml_problem(e)}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{what} is nested too deeply to be a run configuration (see configs/ for examples)"
+        ) from None
 
 
 def parse_config(data: Mapping[str, Any]) -> RunConfig:
     """Validate a plain mapping into a :class:`RunConfig`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"a configuration is a mapping of sections (section: {{key: value}}), "
+            f"not {type(data).__name__}"
+        )
+    plain = _Expander().copy(dict(data), "the configuration")
     try:
-        return RunConfig.model_validate(dict(data))
+        return RunConfig.model_validate(plain)
     except ValidationError as e:
         raise ConfigError(_format(e)) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) to a config mapping."""
-    out: dict[str, Any] = json.loads(json.dumps(data))
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a config mapping.
+
+    Returns a fresh copy: ``data`` is left as it is. Values are held to the limits of a config
+    file (:data:`MAX_CONFIG_BYTES` of text, :data:`MAX_CONFIG_VALUES` values in all).
+    """
+    expander = _Expander()
+    out = expander.copy(data, "the configuration")
+    if not isinstance(out, dict):
+        raise ConfigError(f"a configuration is a mapping of sections, not {type(data).__name__}")
     for item in overrides:
+        shown = _show(item)
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from None
-        node = out
+            raise ConfigError(f"override {shown} must look like section.key=value")
         parts = key.split(".")
+        if "" in parts:
+            raise ConfigError(
+                f"override {shown}: the key {_show(key)} has an empty part; write "
+                "section.key=value with one dot between names (e.g. train.steps=100)"
+            )
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"override {shown}: the value is {len(raw):,} characters, more than the "
+                f"{MAX_CONFIG_BYTES:,} a config may hold; put the settings in a config file"
+            )
+        value = _safe_load(raw, f"override {shown}: the value") if raw else ""
+        value = expander.copy(value, f"override {shown}")
+        node = out
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"override {item!r}: '{p}' is not a section")
+                raise ConfigError(f"override {shown}: {_show(p)} is not a section")
             node = nxt
         node[parts[-1]] = value
     return out
 
 
+def _read_config_file(p: Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds, or a one-line :class:`ConfigError` saying why not."""
+    name = repr(str(p))
+    examples = "see configs/ for examples (e.g. configs/sinusoid/maml.yaml)"
+    if p.is_dir():
+        raise ConfigError(f"config file {name} is a folder, not a YAML file; {examples}")
+    if not p.is_file():
+        raise ConfigError(f"config file {name} does not exist; {examples}")
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {name}: {e.strerror or e}") from None
+    if max(size, len(raw)) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {name} is {max(size, len(raw)):,} bytes, more than the "
+            f"{MAX_CONFIG_BYTES:,} (1 MiB) a config may have; is it the right file? {examples}"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {name} is not UTF-8 text (byte 0x{raw[e.start]:02x} at byte offset "
+            f"{e.start:,}); save it as UTF-8"
+        ) from None
+    loaded = _safe_load(text, f"config file {name}")
+    if loaded is None:
+        raise ConfigError(
+            f"config file {name} is empty (no settings, only comments or null); write the "
+            f"settings to change, e.g. 'train: {{steps: 1000}}', or start from a file in "
+            f"configs/ (e.g. configs/sinusoid/maml.yaml)"
+        )
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {name} must hold a mapping at the top level (section: {{key: value}} "
+            f"lines), not a {type(loaded).__name__}; {examples}"
+        )
+    out: dict[str, Any] = _Expander().copy(loaded, f"config file {name}")
+    return out
+
+
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(
-                f"config file {str(p)!r} does not exist; see configs/ for examples "
-                "(e.g. configs/sinusoid/maml.yaml)"
-            )
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
-        data = loaded
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides.
+
+    Every mistake in the file or the overrides is refused here, before any work starts, with a
+    one-line :class:`ConfigError` naming the file or key and how to fix it.
+    """
+    data = {} if path is None else _read_config_file(Path(path))
     return parse_config(apply_overrides(data, overrides))
