@@ -11,7 +11,8 @@ parameter (image size, colour mode, resampling filter, ...), so a changed source
 parameter gets a new cache instead of a stale one. Sources are check-summed as
 
 * an archive: the sha256 of its bytes (memoised in ``checksums.json`` under the cache folder by
-  path, size and modification time, so a 1 GB archive is hashed once, not on every open);
+  path, size and modification time, so a 1 GB archive is hashed once, not on every open; the MD5
+  a pinned archive is checked against is memoised there too);
 * a folder: the sha256 of the sorted list of ``(relative path, size, mtime)`` of its files.
 
 The cache folder is the ``cache_dir`` argument, else the environment variable ``METAMAP_CACHE``,
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -75,19 +76,34 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
     """The sha256 (hex) of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
+    return _hash_file(path, "sha256", chunk_size)
+
+
+def _hash_file(path: str | os.PathLike[str], algorithm: str, chunk_size: int = 1 << 20) -> str:
+    h = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         while chunk := f.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
 
 
-def file_checksum(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str]) -> str:
-    """:func:`sha256_file`, memoised in ``cache_dir/checksums.json`` by path, size and mtime.
+_ALGORITHMS = ("sha256", "md5")
+
+
+def file_checksum(
+    path: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str],
+    *,
+    algorithm: Literal["sha256", "md5"] = "sha256",
+) -> str:
+    """:func:`sha256_file` (or the MD5 with ``algorithm="md5"``), memoised in
+    ``cache_dir/checksums.json`` by path, size and mtime.
 
     A file whose size or modification time changed is hashed again. The memo is only an
     accelerator: if it cannot be read or written, the hash is simply recomputed.
     """
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
     path = Path(path).resolve()
     st = path.stat()
     memo_path = Path(cache_dir) / _CHECKSUMS
@@ -97,15 +113,16 @@ def file_checksum(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str
         if isinstance(loaded, dict):
             memo = loaded
     entry = memo.get(str(path))
-    if (
+    if not (
         isinstance(entry, dict)
         and entry.get("size") == st.st_size
         and entry.get("mtime_ns") == st.st_mtime_ns
-        and isinstance(entry.get("sha256"), str)
     ):
-        return str(entry["sha256"])
-    digest = sha256_file(path)
-    memo[str(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if isinstance(entry.get(algorithm), str):
+        return str(entry[algorithm])
+    digest = sha256_file(path) if algorithm == "sha256" else _hash_file(path, algorithm)
+    memo[str(path)] = {**entry, algorithm: digest}
     with contextlib.suppress(OSError):
         atomic_write(memo_path, lambda f: f.write(json.dumps(memo, indent=1).encode()))
     return digest

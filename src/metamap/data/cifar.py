@@ -17,6 +17,12 @@ then blue, each 32×32 row-major), and ``coarse_label_names.txt``/``fine_label_n
 labels. It is read directly, never unpickled (the "python version" of CIFAR is a pickle, which
 can run arbitrary code on load, and is not supported). Each split is decoded once into its own
 cache file, keyed by the archive's sha256.
+
+An archive found on disk (given by ``root``, or downloaded earlier into the cache) is checked
+against the pinned :data:`CIFAR100_BINARY_MD5` before it is read, like a download; the MD5 is
+memoised in the cache folder's ``checksums.json``, so the 160 MB archive is hashed once, not on
+every run. ``verify=False`` (in a config, ``data.verify_checksums: false``) skips the check, for
+your own modified copy. An extracted ``cifar-100-binary/`` folder is not checked.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from metamap.data.cache import (
     resolve_cache_dir,
 )
 from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
-from metamap.data.download import download_url
+from metamap.data.download import download_url, verify_file
 from metamap.errors import DataError
 
 __all__ = [
@@ -117,10 +123,15 @@ def _howto(where: str) -> str:
 
 
 def _locate(
-    root: str | os.PathLike[str] | None, cache_dir: str | os.PathLike[str] | None, download: bool
+    root: str | os.PathLike[str] | None,
+    cache_dir: str | os.PathLike[str] | None,
+    download: bool,
+    verify: bool = True,
 ) -> Path:
-    """The archive, or an extracted folder holding train.bin etc."""
-    cached = resolve_cache_dir(cache_dir) / "downloads" / _ARCHIVE
+    """The archive (checked against its pins if ``verify``), or an extracted folder holding
+    train.bin etc. (not checked)."""
+    cache = resolve_cache_dir(cache_dir)
+    cached = cache / "downloads" / _ARCHIVE
     if root is not None:
         base, where = Path(root).expanduser(), f"at root={str(root)!r}"
     elif os.environ.get(CIFAR100_ENV):
@@ -130,6 +141,14 @@ def _locate(
         base, where = cached, f"(no root= given, {CIFAR100_ENV} unset, not in {cached})"
     for candidate in (base, base / _ARCHIVE, base / "cifar-100-binary"):
         if candidate.is_file():
+            if verify:
+                verify_file(
+                    candidate,
+                    CIFAR100_BINARY_SHA256,
+                    CIFAR100_BINARY_MD5,
+                    what="CIFAR-100 binary archive",
+                    cache_dir=cache,
+                )
             return candidate
         if (candidate / "train.bin").is_file():
             return candidate
@@ -223,10 +242,11 @@ def _split_dataset(
     root: str | os.PathLike[str] | None,
     cache_dir: str | os.PathLike[str] | None,
     download: bool,
+    verify: bool,
     wanted: Sequence[str],
     listing: str,
 ) -> ImageClassDataset:
-    source = _locate(root, cache_dir, download)
+    source = _locate(root, cache_dir, download, verify=verify)
     if source.is_file():
         cache = resolve_cache_dir(cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
@@ -296,11 +316,13 @@ def cifar_fs(
     splits_root: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
+    verify: bool = True,
 ) -> ImageClassDataset:
     """CIFAR-FS (Bertinetto et al. 2019): 64 / 16 / 20 classes × 600 images, 3×32×32 uint8.
 
     ``trainval``: the 80 classes of train and val. Classes are in CIFAR-100 fine-label
-    (alphabetical) order.
+    (alphabetical) order. ``verify=False`` reads an archive found on disk without checking it
+    against :data:`CIFAR100_BINARY_MD5` (your own modified copy; downloads are always checked).
     """
     if split not in CIFAR_FS_SPLITS:
         raise ValueError(f"split must be one of {sorted(CIFAR_FS_SPLITS)}, got {split!r}")
@@ -317,6 +339,7 @@ def cifar_fs(
         root=root,
         cache_dir=cache_dir,
         download=download,
+        verify=verify,
         wanted=wanted,
         listing=listing,
     )
@@ -328,11 +351,12 @@ def fc100(
     root: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
+    verify: bool = True,
 ) -> ImageClassDataset:
     """FC100 (Oreshkin et al. 2018): the fine classes of 12 / 4 / 4 superclasses (60 / 20 / 20);
     ``trainval``: train and val (80).
 
-    Classes are in CIFAR-100 fine-label order; image data as :func:`cifar_fs`.
+    Classes are in CIFAR-100 fine-label order; image data and ``verify`` as :func:`cifar_fs`.
     """
     if split not in FC100_SPLITS:
         raise ValueError(f"split must be one of {sorted(FC100_SPLITS)}, got {split!r}")
@@ -343,6 +367,7 @@ def fc100(
         root=root,
         cache_dir=cache_dir,
         download=download,
+        verify=verify,
         wanted=FC100_SPLITS[split],
         listing="FC100_SPLITS",
     )

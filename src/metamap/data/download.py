@@ -12,6 +12,11 @@ file and both hashes; on a match the ``.part`` file is renamed to ``dest`` (atom
 page lists MD5s only; the Omniglot zips are known by the MD5s torchvision pins); both are
 checked when both are given, and the sha256 of a file accepted by its MD5 alone is logged, so it
 can be pinned. With neither, the file is "not pinned": accepted as downloaded, its sha256 logged.
+
+:func:`verify_file` checks a file found on disk (an archive or list a user put under a data root,
+or a download kept in the cache) against the same pins, before a loader uses it; loaders skip it
+with ``verify=False`` (in a config, ``data.verify_checksums: false``) for a user's own modified
+copy of an official file.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from metamap.data.cache import file_checksum
 from metamap.errors import DataError
 
-__all__ = ["download_url"]
+__all__ = ["download_url", "verify_file"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,54 @@ def _pins(sha256: str | None, md5: str | None) -> dict[str, str]:
 
 def _mismatches(digests: dict[str, str], pins: dict[str, str]) -> list[str]:
     return [f"expected {k} {v}, got {digests[k]}" for k, v in pins.items() if digests[k] != v]
+
+
+def verify_file(
+    path: str | os.PathLike[str],
+    sha256: str | None = None,
+    md5: str | None = None,
+    *,
+    what: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Check a local file against its pinned checksums (``sha256``, ``md5``: whichever are
+    given; none: nothing to check); return its path.
+
+    Raises :class:`DataError` naming the file (``what``: e.g. ``"Omniglot zip"``), the expected
+    and actual hashes and the two ways out: delete it and download the official file again, or,
+    for one's own modified copy, turn the check off (``verify=False``,
+    ``data.verify_checksums: false``). With ``cache_dir``, each hash is memoised in its
+    ``checksums.json`` (:func:`~metamap.data.cache.file_checksum`), so a large archive is hashed
+    once, not on every run; without, both are computed in one pass.
+    """
+    path = Path(path)
+    pins = _pins(sha256, md5)
+    if not pins:
+        return path
+    digests: dict[str, str]
+    try:
+        if cache_dir is None:
+            digests = _digests(path)
+        else:
+            with contextlib.suppress(OSError):  # the memo is only an accelerator
+                Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            digests = {}
+            if "sha256" in pins:
+                digests["sha256"] = file_checksum(path, cache_dir)
+            if "md5" in pins:
+                digests["md5"] = file_checksum(path, cache_dir, algorithm="md5")
+    except OSError as e:
+        raise DataError(f"cannot read the {what} {path} to check it ({e})") from e
+    wrong = _mismatches(digests, pins)
+    if wrong:
+        raise DataError(
+            f"the {what} {path} is not the official file: {'; '.join(wrong)}. It is truncated, "
+            "corrupt or another version: delete it and run again with download=True (in a "
+            "config: data.download: true) to fetch the official file, or, if it is your own "
+            "modified copy, pass verify=False (in a config: data.verify_checksums: false) to "
+            "use it unchecked"
+        )
+    return path
 
 
 def download_url(

@@ -19,10 +19,11 @@ and every split is a selection of it.
   al. 2017): class lists ``train``/``val``/``trainval``/``test`` (1,028 / 172 / 1,200 / 423
   characters), each line ``<Alphabet>/character<NN>/rot<DDD>``; a *class* is a character at one
   rotation, so there are 4×as many classes (4,112 / 688 / 4,800 / 1,692). The lists are not
-  shipped with metamap. They are read from ``splits_root`` if given, else from
-  ``<root>/splits/vinyals`` or ``<cache>/omniglot/splits/vinyals``; with ``download=True`` a
-  missing list is fetched from the Prototypical Networks repository at a pinned commit
-  (:data:`VINYALS_URLS`) and checked against :data:`VINYALS_SHA256`.
+  shipped with metamap. They are read from ``splits_root`` if given (your own lists: not
+  checked), else from ``<root>/splits/vinyals`` or ``<cache>/omniglot/splits/vinyals``, checked
+  against :data:`VINYALS_SHA256` (``verify=False`` skips that); with ``download=True`` a missing
+  list is fetched from the Prototypical Networks repository at a pinned commit
+  (:data:`VINYALS_URLS`) and checked against the same pins.
 * ``protocol="maml"`` (Finn et al. 2017, after Santoro et al. 2016): a seeded random permutation of
   all 1,623 characters into 1,100 train, 100 val (together ``trainval``) and 423 test characters.
   MAML's own code shuffled ``os.listdir`` order with Python's ``random.seed(1)``, which is not
@@ -73,7 +74,7 @@ from metamap.data.cache import (
     resolve_cache_dir,
 )
 from metamap.data.dataset import ImageClassDataset
-from metamap.data.download import download_url
+from metamap.data.download import download_url, verify_file
 from metamap.data.images import (
     Resample,
     decode_images,
@@ -163,11 +164,15 @@ def _has_sets(folder: Path) -> bool:
     return all((folder / s).is_dir() for s in OMNIGLOT_SETS)
 
 
-def _extract_sets(zips: dict[str, Path], dest: Path) -> None:
+def _extract_sets(zips: dict[str, Path], dest: Path, *, verify: bool) -> None:
+    """Extract the zips of the sets not yet in ``dest``; ``verify``: check them against
+    :data:`OMNIGLOT_SHA256`/:data:`OMNIGLOT_MD5` first (all of them, before extracting any)."""
+    needed = {name: z for name, z in zips.items() if not (dest / name).is_dir()}
+    if verify:
+        for name, zip_path in needed.items():
+            verify_file(zip_path, OMNIGLOT_SHA256[name], OMNIGLOT_MD5[name], what="Omniglot zip")
     dest.mkdir(parents=True, exist_ok=True)
-    for name, zip_path in zips.items():
-        if (dest / name).is_dir():
-            continue
+    for name, zip_path in needed.items():
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
         try:
             extract_archive(zip_path, tmp)
@@ -186,12 +191,15 @@ def omniglot_root(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
+    verify: bool = True,
 ) -> Path:
     """The folder holding ``images_background/`` and ``images_evaluation/``.
 
     Looked up in ``root``, else ``$METAMAP_OMNIGLOT``, else ``<cache>/omniglot``. A folder that
-    holds the two official zips instead is extracted (safely) into ``<cache>/omniglot``. With
-    ``download=True`` and no data found, the zips are downloaded into ``<cache>/downloads``.
+    holds the two official zips instead is extracted (safely) into ``<cache>/omniglot``, after
+    checking them against the pinned checksums (:data:`OMNIGLOT_MD5`; ``verify=False`` skips
+    that, for your own modified zips). With ``download=True`` and no data found, the zips are
+    downloaded into ``<cache>/downloads`` (always checked). An extracted folder is not checked.
     """
     cache = resolve_cache_dir(cache_dir)
     extracted = cache / "omniglot"
@@ -207,13 +215,14 @@ def omniglot_root(
     zips = {s: candidate / f"{s}.zip" for s in OMNIGLOT_SETS}
     if not all(z.is_file() for z in zips.values()):
         zips = {s: cache / "downloads" / f"{s}.zip" for s in OMNIGLOT_SETS}
-    if not all(z.is_file() for z in zips.values()):
+    found = all(z.is_file() for z in zips.values())
+    if not found:
         if not download:
             raise DataError(_howto(where))
-        for s, z in zips.items():
+        for s, z in zips.items():  # checked by download_url
             download_url(OMNIGLOT_URLS[s], z, OMNIGLOT_SHA256[s], md5=OMNIGLOT_MD5[s])
     target = candidate if candidate == extracted else extracted
-    _extract_sets(zips, target)
+    _extract_sets(zips, target, verify=verify and found)
     return target
 
 
@@ -251,13 +260,15 @@ def omniglot_images(
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     progress: bool = False,
+    verify: bool = True,
 ) -> ImageClassDataset:
     """All Omniglot images (32,460 for the real data), one class per character, decoded once.
 
     Classes are ``"<Alphabet>/character<NN>"``: the background alphabets (sorted), then the
     evaluation alphabets. Images: ``(N, 1, H, W)`` uint8, background 0, strokes bright.
+    ``verify``: see :func:`omniglot_root`.
     """
-    data_root = omniglot_root(root, cache_dir=cache_dir, download=download)
+    data_root = omniglot_root(root, cache_dir=cache_dir, download=download, verify=verify)
     names, sets, files = _scan(data_root)
     rel = [f for fs in files for f in fs]
     flat = [os.path.join(data_root, f) for f in rel]
@@ -348,9 +359,11 @@ def _vinyals_list(
     splits_root: str | os.PathLike[str] | None,
     cache_dir: str | os.PathLike[str] | None,
     download: bool,
+    verify: bool,
 ) -> Path:
-    """The Vinyals list of ``split``: in ``splits_root`` if given, else beside the data or in the
-    cache, else (``download=True``) fetched into the cache and sha256-checked."""
+    """The Vinyals list of ``split``: in ``splits_root`` if given (not checked: your own lists),
+    else beside the data or in the cache (sha256-checked if ``verify``), else
+    (``download=True``) fetched into the cache and sha256-checked."""
     name = f"{split}.txt"
     if splits_root is not None:
         path = Path(splits_root).expanduser() / name
@@ -364,6 +377,8 @@ def _vinyals_list(
     cached = resolve_cache_dir(cache_dir) / "omniglot" / "splits" / "vinyals"
     for folder in (data_root / "splits" / "vinyals", cached):
         if (folder / name).is_file():
+            if verify:
+                verify_file(folder / name, VINYALS_SHA256[split], what="Vinyals split list")
             return folder / name
     if download:
         return download_url(VINYALS_URLS[split], cached / name, VINYALS_SHA256[split])
@@ -408,6 +423,7 @@ def omniglot(
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     progress: bool = False,
+    verify: bool = True,
 ) -> OmniglotSplit:
     """One split of Omniglot under a protocol (see the module docstring).
 
@@ -417,14 +433,16 @@ def omniglot(
     every character at 0/90/180/270° a class; ``False`` keeps each character once, unrotated.
     ``seed`` only matters for ``maml``. ``download=True`` fetches what is missing: the official
     zips (:func:`omniglot_root`) and, for ``vinyals`` without ``splits_root``, the split list.
+    ``verify=False`` uses zips and split lists found on disk without checking them against their
+    pinned checksums: for your own modified copies (downloads are always checked).
     """
     if protocol not in _SPLITS:
         raise ValueError(f"protocol must be one of {sorted(_SPLITS)}, got {protocol!r}")
     if split not in _SPLITS[protocol]:
         raise ValueError(f"split of protocol {protocol!r} must be one of {_SPLITS[protocol]}")
-    data_root = omniglot_root(root, cache_dir=cache_dir, download=download)
+    data_root = omniglot_root(root, cache_dir=cache_dir, download=download, verify=verify)
     if protocol == "vinyals":  # found (or fetched) before the images are decoded
-        list_path = _vinyals_list(split, data_root, splits_root, cache_dir, download)
+        list_path = _vinyals_list(split, data_root, splits_root, cache_dir, download, verify)
     full = omniglot_images(
         data_root,
         image_size=image_size,
@@ -432,6 +450,7 @@ def omniglot(
         cache_dir=cache_dir,
         download=download,
         progress=progress,
+        verify=verify,
     )
     names = list(full.class_names)
     rows: list[tuple[int, int, str]]

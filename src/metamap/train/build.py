@@ -90,6 +90,7 @@ def _load_images(data_json: str, split: str) -> ImageClassDataset:
             image_size=d.image_size,
             cache_dir=d.cache_dir,
             download=d.download,
+            verify=d.verify_checksums,
         )
     if d.name in ("mini_imagenet", "tiered_imagenet"):
         load = mini_imagenet if d.name == "mini_imagenet" else tiered_imagenet
@@ -108,8 +109,15 @@ def _load_images(data_json: str, split: str) -> ImageClassDataset:
                 splits_root=d.splits_root,
                 cache_dir=d.cache_dir,
                 download=d.download,
+                verify=d.verify_checksums,
             )
-        return fc100(split, root=d.root, cache_dir=d.cache_dir, download=d.download)  # type: ignore[arg-type]
+        return fc100(
+            split,  # type: ignore[arg-type]
+            root=d.root,
+            cache_dir=d.cache_dir,
+            download=d.download,
+            verify=d.verify_checksums,
+        )
     if d.name == "cub":
         return cub(
             split,  # type: ignore[arg-type]
