@@ -158,10 +158,12 @@ def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = Fals
     trainer = Trainer(cfg, out_dir)
     if evaluate:  # an evaluation that cannot run fails now, not after the training
         check_evaluation(cfg, trainer.learner)
-    source = trainer.resume_source()
-    if not restart and source is not None:
-        note = "" if source == trainer.last_path else f" ({trainer.last_path.name} is missing)"
-        print(f"resuming from {source}{note}", file=sys.stderr)
+
+    def note(source: Path, step: int) -> None:
+        lost = "" if source == trainer.last_path else f" ({trainer.last_path.name} is missing)"
+        print(f"resuming from {source} at step {step}{lost}", file=sys.stderr)
+
+    trainer.on_resume = note
     result = trainer.fit(resume=not restart)
     what = "validation accuracy" if trainer.higher_is_better else "validation MSE"
     print(
@@ -291,6 +293,8 @@ def _run(args: argparse.Namespace) -> None:
         out = None if args.out is None else check_output_file(args.out)
         _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)
     elif args.command == "plot":
+        if not args.run_dir.strip():
+            raise MetamapError("the run folder argument is empty; give a `metamap train` --out")
         _plot(Path(args.run_dir), _steps(args.steps))
     elif args.command == "demo":
         from metamap.defaults import default_config_path

@@ -100,6 +100,14 @@ def _validation_set(
     return chunks
 
 
+def _identity(path: Path | None) -> tuple[Path, int, int] | None:
+    """A checkpoint file's path, modification time and size: whether it was rewritten."""
+    if path is None:
+        return None
+    st = path.stat()
+    return path, st.st_mtime_ns, st.st_size
+
+
 def _same_run(cfg: RunConfig, stored_yaml: Path) -> bool:
     try:
         stored = parse_config(yaml.safe_load(stored_yaml.read_text()))
@@ -172,6 +180,10 @@ class Trainer:
         self.best_val = -math.inf if self.higher_is_better else math.inf
         self.last_loss = math.nan
         self.train_seconds = 0.0
+        self._resumed_from: tuple[Path, int, int] | None = None
+        self.on_resume: Callable[[Path, int], None] | None = None
+        """Called with the checkpoint and its step once a resume has loaded it (a hook, e.g.
+        for the command line's note)."""
 
     # ---- paths ---------------------------------------------------------------------------
     @property
@@ -254,9 +266,12 @@ class Trainer:
     def resume(self) -> bool:
         """Load :meth:`resume_source` if there is one; returns whether it did."""
         source = self.resume_source()
+        self._resumed_from = _identity(source)
         if source is None:
             return False
         self.load_state_dict(load_checkpoint(source), str(source))
+        if self.on_resume is not None:
+            self.on_resume(source, self.step)
         return True
 
     def check_run_folder(self, resume: bool = True) -> None:
@@ -287,7 +302,9 @@ class Trainer:
         folder is locked against other trainers for the whole call
         (:class:`~metamap.errors.RunLockedError`).
         """
-        self.check_run_folder(resume)  # before the lock: a refusal leaves the folder untouched
+        # Checked and loaded before the lock, so that a refusal leaves the folder untouched.
+        self.check_run_folder(resume)
+        resumed = resume and self.resume()
         with RunLock(self.out_dir):
             paths = RunPaths(self.out_dir)
             for folder in (self.out_dir, paths.checkpoints):
@@ -296,7 +313,8 @@ class Trainer:
             if not resume:
                 for p in paths.outputs():
                     p.unlink()
-            resumed = resume and self.resume()
+            elif self._resumed_from != _identity(self.resume_source()):  # written meanwhile
+                resumed = self.resume()
             atomic_write_text(paths.config, self.cfg.to_yaml())
             log = MetricsLog(self.metrics_path, self.step if resumed else None)
             return self._loop(log, stop_after)
