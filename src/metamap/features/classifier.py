@@ -19,6 +19,11 @@ Heads (features z = f_φ(x), ``(N, D)``):
 
 With an uncalibrated transductive-BatchNorm extractor the support set and each set of images
 passed to ``predict`` are normalised together (one batch each), as in episodic evaluation.
+
+Refused before any work, with :class:`~metamap.errors.TaskShapeError`: images of another
+shape than the extractor's, float images that are not finite or not in [0, 1], an empty
+support set or query set, a label count that differs from the image count, and support labels
+of a single class.
 """
 
 from __future__ import annotations
@@ -82,7 +87,9 @@ class FewShotClassifier:
         classes, y = np.unique(np.asarray(y_raw), return_inverse=True)
         if len(classes) < 2:
             raise TaskShapeError(
-                f"the support set has {len(classes)} class; a classifier needs at least 2"
+                f"the support labels hold a single class ({classes.tolist()[0]!r}); a few-shot "
+                "classifier needs labelled images of at least 2 classes: add images of another "
+                "class"
             )
         self.classes_ = classes
         onehot = F.one_hot(torch.from_numpy(y.astype(np.int64)), len(classes)).float()
@@ -115,10 +122,22 @@ class FewShotClassifier:
                 )
             assert loaded.labels is not None
             names = np.array(loaded.class_names)
-            return self.extractor.images(loaded.images), names[loaded.labels]
-        x = self.extractor.images(images)
+            return self.extractor.images(loaded.images, "support images"), names[loaded.labels]
+        x = self.extractor.images(images, "support images")
+        if len(x) == 0:
+            raise TaskShapeError(
+                "the support set is empty: give labelled images of at least 2 classes"
+            )
         if len(labels) != len(x):
-            raise TaskShapeError(f"{len(x)} support images but {len(labels)} labels")
+            raise TaskShapeError(
+                f"{len(x)} support images but {len(labels)} labels: give one label per image"
+            )
+        y = np.asarray(labels)
+        if y.dtype.kind in "fc" and not np.isfinite(y).all():
+            raise TaskShapeError(
+                f"the support labels contain {int((~np.isfinite(y)).sum())} NaN or infinite "
+                "values; give every image a class label"
+            )
         return x, list(labels)
 
     def _fit_finetune(self, x: Tensor, onehot: Tensor) -> None:
@@ -159,9 +178,11 @@ class FewShotClassifier:
     def decision_function(self, images: ImageSource) -> npt.NDArray[np.float32]:
         """Logits ``(N, W)`` of ``images`` for the classes ``classes_``."""
         self._check_fitted()
+        x = self.extractor.images(images)
+        if len(x) == 0:
+            raise TaskShapeError("no images to classify: give at least one image")
         if self._encoder is not None:
             ext = self.extractor
-            x = ext.images(images)
             bs = self._batch(len(x))
             with torch.inference_mode():
                 z = torch.cat(
@@ -171,7 +192,6 @@ class FewShotClassifier:
                     ]
                 ).float()
         else:
-            x = self.extractor.images(images)
             z = self.extractor.embed(x, self._batch(len(x)))
         s = self._state
         if self.head == "prototype":

@@ -5,7 +5,9 @@ Meta-training learns a mapping x ↦ f_φ(x) in which a new task is solved from 
 reuse). :class:`FeatureExtractor` loads the encoder of a checkpoint — the ``body`` of the
 network of MAML / FOMAML / ANIL / Meta-SGD / Reptile, the encoder of ProtoNet, Matching, Relation,
 R2D2, SVM and the pre-train baseline — and embeds images ``(N, C, H, W)`` → features ``(N, D)``
-in batches, in inference mode, optionally channels-last.
+in batches, in inference mode, optionally channels-last. Images are checked before any work:
+the extractor's channels and size, uint8 pixels or finite floats in [0, 1]; anything else
+raises :class:`~metamap.errors.TaskShapeError` saying what was found and how to fix it.
 
 BatchNorm. An ``"inductive"`` checkpoint normalises with its running statistics: an image's
 feature does not depend on the other images of the batch. A ``"transductive"`` checkpoint was
@@ -40,6 +42,7 @@ from metamap.features.inputs import (
 from metamap.learners import EncoderLearner, GradientLearner, MetaLearner
 from metamap.models.layout import channels_last as to_channels_last
 from metamap.models.layout import set_channels_last
+from metamap.models.shapes import describe_input_shape, input_shape_of
 from metamap.train import RunConfig, build_model, learner_from_checkpoint
 
 __all__ = ["FeatureExtractor", "encoder_of"]
@@ -75,6 +78,16 @@ class FeatureExtractor:
     ) -> None:
         """``channels_last=None`` picks it for convolutional encoders (1.3–2.9× faster on our
         CPUs, see benchmarks/embed_speed.py)."""
+        declared = input_shape_of(encoder)
+        if declared is not None and not (
+            len(declared) == 3
+            and all(d is None or d == s for d, s in zip(declared, spec.shape, strict=True))
+        ):
+            raise TaskShapeError(
+                f"the encoder was built for inputs {describe_input_shape(declared)} but the "
+                f"extractor was given images of {spec}: give the InputSpec of the encoder's "
+                "training data (channels, image size)"
+            )
         self.spec = spec
         self.batch_norm = batch_norm
         self.info = dict(info or {})
@@ -191,15 +204,19 @@ class FeatureExtractor:
         return new
 
     # ---- embedding -----------------------------------------------------------------------
-    def images(self, source: ImageSource) -> Tensor:
-        """``source`` as float32 images ``(N, C, H, W)`` in [0, 1] (files are decoded)."""
+    def images(self, source: ImageSource, name: str = "images") -> Tensor:
+        """``source`` as float32 images ``(N, C, H, W)`` in [0, 1] (files are decoded).
+
+        Tensors and arrays must have the extractor's shape (:attr:`spec`) and be uint8 or
+        finite floats in [0, 1]; otherwise :class:`TaskShapeError` names ``name`` and the fix.
+        """
         if isinstance(source, ImageClassDataset | LoadedImages):
-            return as_image_tensor(torch.from_numpy(np.asarray(source.images)), self.spec)
+            return as_image_tensor(torch.from_numpy(np.asarray(source.images)), self.spec, name)
         if isinstance(source, str | os.PathLike) or (
             isinstance(source, list | tuple) and all(isinstance(s, str | Path) for s in source)
         ):
-            return as_image_tensor(load_image_files(source, self.spec).images, self.spec)
-        return as_image_tensor(source, self.spec)  # type: ignore[arg-type]
+            return as_image_tensor(load_image_files(source, self.spec).images, self.spec, name)
+        return as_image_tensor(source, self.spec, name)  # type: ignore[arg-type]
 
     def _forward(self, x: Tensor) -> Tensor:
         x = x.to(self.device, self.dtype)
@@ -243,8 +260,9 @@ class FeatureExtractor:
         return out
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Differentiable forward of a float batch ``(N, C, H, W)`` (for fine-tuning heads)."""
-        return self._forward(as_image_tensor(x, self.spec))
+        """Differentiable forward of a float batch ``(N, C, H, W)`` in [0, 1] (for fine-tuning
+        heads)."""
+        return self._forward(as_image_tensor(x, self.spec, "x"))
 
     def __repr__(self) -> str:
         src = self.info.get("checkpoint") or self.info.get("learner", "?")

@@ -6,7 +6,8 @@ image file, a list of image files, a folder of images (unlabelled), or a folder 
 sub-folder of images per class (labelled by sub-folder name).
 
 Tensors must already have the model's shape (a clear :class:`TaskShapeError` says which shape
-otherwise). Files are converted to the model's colour mode and resized to its size (as the
+otherwise), and float images must be finite and in [0, 1] (:func:`check_pixels` says which
+range it found). Files are converted to the model's colour mode and resized to its size (as the
 datasets are), and :attr:`LoadedImages.converted` counts how many needed it, so that callers can
 say so.
 """
@@ -26,10 +27,19 @@ from PIL import Image
 from torch import Tensor
 
 from metamap.data import ImageClassDataset
-from metamap.data.images import IMAGE_EXTENSIONS, decode_image, list_images
+from metamap.data.images import IMAGE_EXTENSIONS, class_folders, decode_image, list_images
 from metamap.errors import DataError, TaskShapeError
+from metamap.learners.checks import check_finite
 
-__all__ = ["ImageSource", "InputSpec", "LoadedImages", "as_image_tensor", "load_image_files"]
+__all__ = [
+    "PIXEL_TOLERANCE",
+    "ImageSource",
+    "InputSpec",
+    "LoadedImages",
+    "as_image_tensor",
+    "check_pixels",
+    "load_image_files",
+]
 
 
 @dataclass(frozen=True)
@@ -118,16 +128,9 @@ def load_image_files(
         return load_image_files([root], spec, labelled=False)
     if not root.is_dir():
         raise DataError(f"{str(root)!r} does not exist; give an image file or a folder of images")
-    entries = [e for e in sorted(root.iterdir()) if not e.name.startswith(".")]
-    dirs = [e for e in entries if e.is_dir()]
-    if not entries:
+    if not any(not e.name.startswith(".") for e in root.iterdir()):
         raise DataError(f"folder {str(root)!r} is empty; put images (or class folders) in it")
-    if dirs and len(dirs) != len(entries):
-        stray = [e.name for e in entries if not e.is_dir()][:3]
-        raise DataError(
-            f"{str(root)!r} mixes class folders with files ({', '.join(stray)}); keep either "
-            "one folder per class or only images"
-        )
+    dirs = class_folders(root)  # the rule training applies too
     if not dirs:
         if labelled:
             raise DataError(
@@ -159,25 +162,75 @@ def load_image_files(
     )
 
 
-def as_image_tensor(images: Tensor | npt.NDArray[np.generic], spec: InputSpec) -> Tensor:
+PIXEL_TOLERANCE = 1e-6
+"""How far float pixels may stray outside [0, 1] (rounding) and still be accepted."""
+
+
+def check_pixels(x: Tensor, name: str = "images") -> None:
+    """Floating-point pixels ``x`` are finite and in [0, 1] (uint8 passes as it is).
+
+    Raises :class:`TaskShapeError` naming ``name``, the number of NaN/inf values or the range
+    found, and the likely fix (divide 0…255 pixels by 255; pass images before normalisation).
+    """
+    if not x.is_floating_point() or x.numel() == 0:
+        return
+    check_finite(x, name)
+    with torch.no_grad():
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if lo >= -PIXEL_TOLERANCE and hi <= 1 + PIXEL_TOLERANCE:
+        return
+    if lo >= 0 and hi <= 255:
+        hint = "they look like 0…255 pixels: divide them by 255, or pass them as uint8"
+    elif lo < 0:
+        hint = (
+            "they look normalised (mean/std) or shifted: pass the images before normalisation, "
+            "the extractor takes raw pixels"
+        )
+    else:
+        hint = "rescale them to [0, 1]"
+    raise TaskShapeError(
+        f"{name} are floating point with values from {lo:.4g} to {hi:.4g}, outside [0, 1]; "
+        f"float images must lie in [0, 1] (or give uint8 pixels, 0…255): {hint}"
+    )
+
+
+def as_image_tensor(
+    images: Tensor | npt.NDArray[np.generic], spec: InputSpec, name: str = "images"
+) -> Tensor:
     """Images ``(N, C, H, W)`` (or ``(N, H, W)`` with one channel) as a float32 tensor in [0, 1].
 
-    uint8 is divided by 255; floating point is taken as already in [0, 1]. Any other shape or
-    dtype raises :class:`TaskShapeError` naming the expected shape.
+    uint8 is divided by 255; floating point must already be in [0, 1] and finite
+    (:func:`check_pixels`). Any other shape, dtype or range raises :class:`TaskShapeError`
+    naming ``name`` and what was expected.
     """
     x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     if not isinstance(x, Tensor):
-        raise TaskShapeError(f"images must be a tensor or an array, got {type(images).__name__}")
+        raise TaskShapeError(f"{name} must be a tensor or an array, got {type(images).__name__}")
     if x.dim() == 3 and spec.channels == 1:
         x = x.unsqueeze(1)
     if x.dim() != 4 or tuple(x.shape[1:]) != spec.shape:
         raise TaskShapeError(
-            f"images have shape {tuple(x.shape)} but this backbone takes (N, {spec.channels}, "
-            f"{spec.image_size}, {spec.image_size}) — {spec}. Resize them, or pass the image "
-            "files or a folder, which are converted and resized automatically"
+            f"{name} have shape {tuple(x.shape)} but this backbone takes (N, {spec.channels}, "
+            f"{spec.image_size}, {spec.image_size}) — {spec}{_mismatch(x, spec)}. Resize them, "
+            "or pass the image files or a folder, which are converted and resized automatically"
         )
     if x.dtype == torch.uint8:
         return x.to(torch.float32) / 255.0
     if not x.is_floating_point():
-        raise TaskShapeError(f"images must be uint8 (0…255) or floating point (0…1), got {x.dtype}")
+        raise TaskShapeError(f"{name} must be uint8 (0…255) or floating point (0…1), got {x.dtype}")
+    check_pixels(x, name)
     return x.to(torch.float32)
+
+
+def _mismatch(x: Tensor, spec: InputSpec) -> str:
+    """What differs from ``spec`` in 4-D images ``x`` (channels, size), for messages."""
+    if x.dim() != 4:
+        return ""
+    out = []
+    if x.shape[1] != spec.channels:
+        out.append(f"{x.shape[1]} channel(s) instead of {spec.channels}")
+    if tuple(x.shape[2:]) != (spec.image_size, spec.image_size):
+        out.append(
+            f"{x.shape[2]}×{x.shape[3]} pixels instead of {spec.image_size}×{spec.image_size}"
+        )
+    return f" ({', '.join(out)})" if out else ""

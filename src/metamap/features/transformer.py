@@ -12,6 +12,9 @@
 The extractor is loaded in :meth:`fit` (``extractor_``), not in ``__init__``, as scikit-learn
 requires; ``fit`` learns nothing else unless ``calibrate=True``, which fixes transductive
 BatchNorm statistics to those of the training images. Needs ``pip install metamap[features]``.
+
+``fit`` and ``transform`` refuse, with :class:`~metamap.errors.TaskShapeError` (a
+``ValueError``) naming ``X``, rows that hold NaN or infinite values or values outside [0, 1].
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 try:
     from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -31,6 +35,8 @@ except ImportError as e:  # pragma: no cover - depends on the installation
     ) from e
 
 from metamap.features.extractor import FeatureExtractor
+from metamap.features.inputs import as_image_tensor, check_pixels
+from metamap.learners.checks import check_finite
 
 __all__ = ["FeatureTransformer"]
 
@@ -66,13 +72,15 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             if self.checkpoint is None:
                 raise ValueError("give checkpoint= (a metamap checkpoint path) or extractor=")
             ext = FeatureExtractor.from_checkpoint(self.checkpoint)
-        x = validate_data(self, X, dtype=np.float32, reset=True)
+        x = validate_data(self, X, dtype=np.float32, reset=True, ensure_all_finite=False)
+        check_finite(torch.from_numpy(x), "X")
         need = math.prod(ext.spec.shape)
         if x.shape[1] != need:
             raise ValueError(
                 f"X has {x.shape[1]} features per sample, but this extractor takes flattened "
                 f"{ext.spec} images: {need} values in [0, 1] per row (images.reshape(n, -1) / 255)"
             )
+        check_pixels(torch.from_numpy(x), "X")
         if self.calibrate and ext.normalization == "batch":
             if len(x) < 2:
                 raise ValueError("calibrate=True needs at least 2 samples")
@@ -92,9 +100,10 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def transform(self, X: Any) -> npt.NDArray[np.float32]:
         """Features ``(n_samples, D)``."""
         check_is_fitted(self, "extractor_")
-        x = validate_data(self, X, dtype=np.float32, reset=False)
+        x = validate_data(self, X, dtype=np.float32, reset=False, ensure_all_finite=False)
         ext: FeatureExtractor = self.extractor_
-        out: npt.NDArray[np.float32] = ext.embed(self._images(x, ext), self.batch_size).numpy()
+        images = as_image_tensor(self._images(x, ext), ext.spec, "X")  # finite, in [0, 1]
+        out: npt.NDArray[np.float32] = ext.embed(images, self.batch_size).numpy()
         return out
 
     def __sklearn_tags__(self) -> Any:

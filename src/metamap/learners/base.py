@@ -16,6 +16,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from metamap.errors import TaskShapeError
+from metamap.learners.checks import (
+    check_classes,
+    check_examples,
+    check_finite,
+    check_fits_model,
+    check_same_length,
+)
 from metamap.learners.functional import LossName, Params
 from metamap.models.layout import set_channels_last
 from metamap.tasks.task import TaskBatch
@@ -34,6 +41,9 @@ class AdaptedState:
     params: Params = field(default_factory=dict)
     buffers: Params = field(default_factory=dict)
     support_losses: list[float] = field(default_factory=list)
+    example_shape: tuple[int, ...] | None = None
+    """Shape of one support example it was adapted on (``adapt`` sets it): ``predict`` refuses
+    inputs of another shape, also for models that declare no input shape."""
 
 
 @dataclass
@@ -86,13 +96,62 @@ class MetaLearner(nn.Module, ABC):
             p.grad = None if g is None else g.detach().to(p.dtype)
 
     # ---- input checks, run before any work --------------------------------------------
+    # The public entry points call these first: ``adapt`` → check_task, ``predict`` →
+    # check_query, ``meta_gradients``/``meta_loss`` → check_batch. Each raises TaskShapeError
+    # naming the tensor; none draws random numbers or touches parameters or buffers.
     def check_batch(self, batch: TaskBatch) -> None:
-        """Raise :class:`TaskShapeError` naming the problem if ``batch`` cannot be used."""
+        """Raise :class:`TaskShapeError` naming the problem if ``batch`` cannot be used.
+
+        Task 0 goes through :meth:`check_task`; every task's inputs must be finite (one sum per
+        tensor: negligible next to a training step) and its targets valid
+        (:meth:`check_batch_targets`).
+        """
         self.check_task(batch.support_x[0], batch.support_y[0])
+        check_finite(batch.support_x, "batch.support_x")
+        check_finite(batch.query_x, "batch.query_x")
+        self.check_batch_targets(batch)
+
+    def check_batch_targets(self, batch: TaskBatch) -> None:
+        """The support and query targets of every task of ``batch`` are valid."""
         self.check_targets(batch.support_y, "support")
         self.check_targets(batch.query_y, "query")
 
+    def check_support(self, support_x: Tensor, support_y: Tensor) -> None:
+        """A support set the model can take: tensors with one target per example, at least one
+        example, inputs of the model's dtype, device and input shape, and finite."""
+        check_examples(support_x, "support_x")
+        if not isinstance(support_y, Tensor):
+            raise TaskShapeError(
+                f"support_y must be a torch.Tensor, got {type(support_y).__name__}; convert it "
+                "with torch.as_tensor(...)"
+            )
+        check_same_length(support_x, support_y, "support_x", "support_y")
+        self.check_inputs(support_x, "support_x", "support inputs")
+
+    def check_inputs(self, x: Tensor, name: str = "x", label: str = "inputs") -> None:
+        """Inputs ``(N, *feature)`` for the model: non-empty, of its dtype, device and declared
+        input shape (:func:`~metamap.models.input_shape_of`), and finite."""
+        check_examples(x, name)
+        check_fits_model(x, self.model, name, label)
+        check_finite(x, name)
+
+    def check_query(self, state: AdaptedState, x: Tensor, name: str = "x") -> None:
+        """Inputs for :meth:`predict`: as :meth:`check_inputs`, and of the shape of the support
+        examples ``state`` was adapted on."""
+        check_examples(x, name)
+        check_fits_model(x, self.model, name, "inputs")
+        shape = state.example_shape
+        if shape is not None and tuple(x.shape[1:]) != shape:
+            raise TaskShapeError(
+                f"inputs of shape {tuple(x.shape)} do not fit the adapted model: it was adapted "
+                f"on support examples of shape {shape}, but {name} has examples of shape "
+                f"{tuple(x.shape[1:])}; give queries of the support set's shape"
+            )
+        check_finite(x, name)
+
     def check_task(self, support_x: Tensor, support_y: Tensor) -> None:
+        """Raise :class:`TaskShapeError` if ``adapt`` cannot use this support set."""
+        self.check_support(support_x, support_y)
         self.check_targets(support_y, "support")
         # On copies of the buffers, so that the check never updates BatchNorm running statistics.
         buffers = {k: v.clone() for k, v in self.model.named_buffers()}
@@ -111,6 +170,9 @@ class MetaLearner(nn.Module, ABC):
             )
 
     def check_targets(self, y: Tensor, name: str) -> None:
+        """Targets ``(N, ...)`` or ``(B, N, ...)`` of the ``name`` ("support"/"query") set:
+        int64 labels in the head's range (support sets with at least 2 classes) for
+        cross-entropy, finite floating-point targets otherwise."""
         if self.loss_name == "cross_entropy":
             ways = _out_features(self.model)
             if y.dtype != torch.long:
@@ -121,8 +183,12 @@ class MetaLearner(nn.Module, ABC):
                     f"{name} labels must lie in [0, {ways}) for a {ways}-way model; "
                     f"got labels from {lo} to {hi}. Remap labels to 0..ways-1 per task."
                 )
+            if name == "support":
+                check_classes(y, "support_y")
         elif not y.is_floating_point():
             raise TaskShapeError(f"{name} regression targets must be floating point, got {y.dtype}")
+        else:
+            check_finite(y, f"{name}_y")
 
 
 def _param_dtype(model: nn.Module) -> torch.dtype:

@@ -214,10 +214,12 @@ class GradientLearner(MetaLearner):
                 losses += [float(v) for v in ls]
                 done = k
             params = {n[len(_MODEL) :]: v.detach() for n, v in meta.items() if n.startswith(_MODEL)}
-            out[k] = AdaptedState(params, buffers, list(losses))
+            out[k] = AdaptedState(params, buffers, list(losses), tuple(support_x.shape[1:]))
         return out
 
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        """Outputs ``(N, *out)`` of the adapted model on ``x: (N, *feature)``."""
+        self.check_query(state, x)
         out: Tensor = functional_call(self.model, (state.params, state.buffers), (x,))
         return out
 

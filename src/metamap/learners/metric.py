@@ -13,8 +13,9 @@ Only the encoder (and the head's few meta-parameters) are learned, by plain auto
 ``(S, *E)`` in :meth:`adapt`, a batch ``(B, S, *E)`` in :meth:`meta_loss`.
 
 Labels. A task's support labels must be exactly ``0 .. ways-1`` with every class present
-(``ways = support_y.max() + 1``), and query labels must lie in ``[0, ways)``; every task of a
-batch must have the same number of ways. Anything else raises :class:`TaskShapeError`.
+(``ways = support_y.max() + 1``, at least 2), and query labels must lie in ``[0, ways)``; every
+task of a batch must have the same number of ways. Anything else raises :class:`TaskShapeError`,
+as do inputs that are not finite or do not fit the encoder (:mod:`metamap.learners.checks`).
 
 BatchNorm. By default :meth:`meta_loss` encodes the support and query images of *all* tasks of
 the batch in one encoder forward, ``(B, S, C, H, W) -> (B·S, C, H, W)``. In train mode a
@@ -41,6 +42,7 @@ from torch.func import functional_call
 
 from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
+from metamap.learners.checks import check_classes
 from metamap.learners.functional import Params
 from metamap.models.layout import channels_last
 from metamap.tasks.task import TaskBatch
@@ -53,12 +55,13 @@ StateT = TypeVar("StateT", bound=AdaptedState)
 def check_labels(support_y: Tensor, query_y: Tensor | None = None) -> int:
     """Validate classification labels of one task ``(S,)`` or a batch ``(B, S)``; return ways.
 
-    Support labels must be exactly ``0..ways-1``, each present; query labels ``(Q,)`` or
-    ``(B, Q)`` must be classes of their task's support set.
+    Support labels must be exactly ``0..ways-1``, each present, with ``ways ≥ 2``; query labels
+    ``(Q,)`` or ``(B, Q)`` must be classes of their task's support set.
     """
     _check_label_tensor(support_y, "support")
     if query_y is not None:
         _check_label_tensor(query_y, "query")
+    check_classes(support_y, "support_y")
     sy = support_y.reshape(-1, support_y.shape[-1])
     ways = -1
     for b, y in enumerate(sy):
@@ -181,10 +184,13 @@ class EncoderLearner(MetaLearner):
         ways = int(support_y.max()) + 1
         with torch.no_grad():
             z = self.encode(support_x)
-            return self.fit(z, self.onehot(support_y, ways, z), steps)
+            state = self.fit(z, self.onehot(support_y, ways, z), steps)
+        state.example_shape = tuple(support_x.shape[1:])
+        return state
 
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
         """Class scores ``(N, W)`` for inputs ``(N, ...)``."""
+        self.check_query(state, x)
         return self.score(state, self.encode(x))
 
     # ---- the meta-objective -----------------------------------------------------------------
@@ -220,11 +226,11 @@ class EncoderLearner(MetaLearner):
         return MetaStep(loss.detach(), metric, grads)
 
     # ---- input checks ------------------------------------------------------------------------
-    def check_batch(self, batch: TaskBatch) -> None:
-        self.check_task(batch.support_x[0], batch.support_y[0])
+    def check_batch_targets(self, batch: TaskBatch) -> None:
         check_labels(batch.support_y, batch.query_y)
 
     def check_task(self, support_x: Tensor, support_y: Tensor) -> None:
+        self.check_support(support_x, support_y)
         self.check_targets(support_y, "support")
         # On copies of the buffers, so that the check never updates BatchNorm running statistics.
         buffers = {k: v.clone() for k, v in self.model.named_buffers()}
@@ -237,7 +243,14 @@ class EncoderLearner(MetaLearner):
             raise TaskShapeError(
                 f"support inputs of shape {tuple(support_x.shape)} do not fit the encoder: {e}"
             ) from e
-        self.check_embedding(out)
+        try:
+            self.check_embedding(out)
+        except TaskShapeError as e:
+            raise TaskShapeError(
+                f"support inputs of shape {tuple(support_x.shape)} do not fit this "
+                f"{type(self).__name__}: {e}; give support_x images of the size and channels "
+                "the encoder was trained on"
+            ) from e
 
     def check_embedding(self, z: Tensor) -> None:
         """Hook: raise :class:`TaskShapeError` if encoder outputs ``z`` do not suit the head."""

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState, MetaStep
+from metamap.learners.checks import check_same_length
 from metamap.learners.metric import EncoderLearner, accuracy, expect_state
 from metamap.learners.protonet import PrototypeState, class_means
 from metamap.tasks.task import TaskBatch
@@ -108,6 +109,7 @@ class PretrainBaseline(EncoderLearner):
     # ---- supervised pre-training on the base classes ---------------------------------------
     def supervised_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Base-classifier cross-entropy and accuracy on images ``(N, ...)``, labels ``(N,)``."""
+        self.check_inputs(x, "x")
         n = self.classifier.out_features
         ok = y.dtype == torch.long and y.dim() == 1 and y.numel() > 0
         if not ok or int(y.min()) < 0 or int(y.max()) >= n:
@@ -116,6 +118,7 @@ class PretrainBaseline(EncoderLearner):
                 f"base-class labels must be int64 of shape (N,) in [0, {n}); got {y.dtype} "
                 f"of shape {tuple(y.shape)}{values}"
             )
+        check_same_length(x, y, "x", "y")
         logits = self.classifier(self.encode(x))
         return F.cross_entropy(logits, y), accuracy(logits.detach(), y)
 

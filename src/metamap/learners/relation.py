@@ -47,6 +47,7 @@ from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState
 from metamap.learners.metric import EncoderLearner, expect_state
 from metamap.models.conv4 import BatchNormPolicy
+from metamap.models.shapes import set_input_shape
 
 __all__ = ["RelationNet", "RelationState", "relation_embedding", "relation_feature_shape"]
 
@@ -71,12 +72,14 @@ def relation_embedding(
     As in the authors' code, the first two convolutions are unpadded: 28×28 → 5×5 maps,
     84×84 → 19×19 (see :func:`relation_feature_shape`).
     """
-    return nn.Sequential(
+    embedding = nn.Sequential(
         _block(in_channels, width, 0, True, batch_norm),
         _block(width, width, 0, True, batch_norm),
         _block(width, width, 1, False, batch_norm),
         _block(width, width, 1, False, batch_norm),
     )
+    set_input_shape(embedding, (in_channels, None, None))  # the size shows in the maps' shape
+    return embedding
 
 
 def relation_feature_shape(image_size: int, width: int = 64) -> tuple[int, int, int]:

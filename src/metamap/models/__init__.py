@@ -6,6 +6,7 @@ from metamap.models.conv4 import BatchNormPolicy, Conv4, Downsample, conv4_featu
 from metamap.models.dropblock import DropBlock2d, drop_layers, reseed_drop_layers
 from metamap.models.mlp import MLP
 from metamap.models.resnet12 import ResBlock, ResNet12
+from metamap.models.shapes import InputShape, input_shape_of, set_input_shape
 
 __all__ = [
     "MLP",
@@ -13,9 +14,12 @@ __all__ = [
     "Conv4",
     "Downsample",
     "DropBlock2d",
+    "InputShape",
     "ResBlock",
     "ResNet12",
     "conv4_feature_dim",
     "drop_layers",
+    "input_shape_of",
     "reseed_drop_layers",
+    "set_input_shape",
 ]

@@ -44,6 +44,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from metamap.models.layout import ChannelsLastConv2d, ChannelsLastReLU, set_channels_last
+from metamap.models.shapes import InputShape, describe_input_shape, set_input_shape
 
 __all__ = ["BatchNormPolicy", "Conv4", "Downsample", "conv4_feature_dim"]
 
@@ -103,15 +104,18 @@ class Conv4(nn.Module):
         self.downsample = downsample
         self.body = nn.Sequential(*blocks, nn.Flatten())
         self.head = nn.Linear(self.feature_dim, out_features)
+        self.input_shape: InputShape = (in_channels, image_size, image_size)
+        """The shape of one image it was built for, ``(C, H, W)`` (also on ``body``)."""
+        set_input_shape(self.body, self.input_shape)
         if head_init_std is not None:
             nn.init.normal_(self.head.weight, 0.0, head_init_std)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-1] != self.image_size:
+        if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
-                f"Conv4 expects images of shape (N, {self.in_channels}, {self.image_size}, "
-                f"{self.image_size}), got {tuple(x.shape)}"
+                f"Conv4 expects images of shape {describe_input_shape(self.input_shape)}, "
+                f"got {tuple(x.shape)}"
             )
         out: Tensor = self.head(self.body(x))
         return out

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from metamap.models.shapes import InputShape, set_input_shape
+
 __all__ = ["MLP"]
 
 
@@ -33,6 +35,9 @@ class MLP(nn.Module):
         self.feature_dim = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_features)
+        self.input_shape: InputShape = (in_features,)
+        """The shape of one input, ``(in_features,)`` (also on ``body``)."""
+        set_input_shape(self.body, self.input_shape)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[-1] != self.in_features:

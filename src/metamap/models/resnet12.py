@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from metamap.models.conv4 import BatchNormPolicy
 from metamap.models.dropblock import DropBlock2d
+from metamap.models.shapes import InputShape, describe_input_shape, set_input_shape
 
 __all__ = ["ResBlock", "ResNet12"]
 
@@ -83,7 +84,10 @@ class ResNet12(nn.Module):
         batch_norm: BatchNormPolicy = "inductive",
         drop_rate: float = 0.0,
         dropblock_size: int = 5,
+        image_size: int | None = None,
     ) -> None:
+        """``image_size`` (optional) fixes the input size it takes; without it any H, W ≥ 16
+        run (the global pool makes every size give ``widths[-1]`` features)."""
         super().__init__()
         if batch_norm not in ("transductive", "inductive"):
             raise ValueError(
@@ -94,6 +98,8 @@ class ResNet12(nn.Module):
                 f"ResNet12 needs 4 positive widths and out_features ≥ 1, got widths={widths}, "
                 f"out_features={out_features}"
             )
+        if image_size is not None and image_size < 16:
+            raise ValueError(f"image_size {image_size} is too small for ResNet12 (needs ≥ 16)")
         if not 0.0 <= drop_rate < 1.0 or dropblock_size < 1:
             raise ValueError(
                 f"ResNet12 needs 0 ≤ drop_rate < 1 and dropblock_size ≥ 1, got "
@@ -116,15 +122,26 @@ class ResNet12(nn.Module):
         self.feature_dim = c
         self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(c, out_features)
+        self.image_size = image_size
+        self.input_shape: InputShape = (in_channels, image_size, image_size)
+        """The shape of one image, ``(C, H, W)``; H, W are ``None`` without ``image_size``."""
+        set_input_shape(self.body, self.input_shape)
         for m in self.body.modules():  # MetaOptNet's initialisation
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels or min(x.shape[-2:]) < 16:
+        size = self.image_size
+        if (
+            x.dim() != 4
+            or x.shape[1] != self.in_channels
+            or min(x.shape[-2:]) < 16
+            or (size is not None and tuple(x.shape[-2:]) != (size, size))
+        ):
+            where = "" if size is not None else " with H, W ≥ 16"
             raise ValueError(
-                f"ResNet12 expects images of shape (N, {self.in_channels}, H, W) with H, W ≥ 16, "
-                f"got {tuple(x.shape)}"
+                f"ResNet12 expects images of shape {describe_input_shape(self.input_shape)}"
+                f"{where}, got {tuple(x.shape)}"
             )
         out: Tensor = self.head(self.body(x))
         return out

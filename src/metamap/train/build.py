@@ -257,7 +257,15 @@ def build_model(cfg: RunConfig) -> nn.Module:
             )
         w = m.width
         widths = (w, int(2.5 * w), 5 * w, 10 * w)
-        return ResNet12(cfg.task.ways, c, widths, m.batch_norm, m.drop_rate, m.dropblock_size)
+        return ResNet12(
+            cfg.task.ways,
+            c,
+            widths,
+            m.batch_norm,
+            m.drop_rate,
+            m.dropblock_size,
+            image_size=size,
+        )
 
 
 def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaLearner:
