@@ -515,3 +515,47 @@ def test_failures_that_are_not_the_users_mistake(
             main(["--debug", "eval", env.best])
     else:
         assert not traces
+
+
+@pytest.mark.parametrize("command", ["train", "extract"])
+def test_loose_images_beside_class_folders_are_refused_alike(
+    env: Env, command: str, class_folder: Callable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = class_folder(env.tmp / "tree", [0, 1, 2, 3, 4, 5], 4, 2)
+    shutil.copy(data / "class00" / "0.png", data / "stray.png")
+    argv = {
+        "train": [
+            "train",
+            SINUSOID,
+            "--out",
+            str(env.tmp / "r"),
+            *[f"-o{o}" for o in ("task.family=episodes", "model.name=conv4")],
+            *[f"-o{o}" for o in ("data.name=folder", "data.protocol=folder", "task.ways=2")],
+            f"-odata.root={data}",
+            f"-odata.cache_dir={env.tmp / 'cache'}",
+        ],
+        "extract": ["extract", str(env.proto), str(data), "--out", str(env.tmp / "f.npz")],
+    }[command]
+    run_case(
+        env,
+        argv,
+        2,
+        "mixes class folders with image files directly in it (stray.png)",
+        env.tmp,
+        capsys,
+    )
+
+
+def test_other_files_beside_class_folders_are_ignored_alike(
+    class_folder: Callable, tmp_path: Path
+) -> None:
+    from metamap.data import image_folder
+    from metamap.features import InputSpec, load_image_files
+
+    data = class_folder(tmp_path / "tree", [0, 1, 2], 3, 4)
+    (data / "README.txt").write_text("my classes\n")
+    (data / "splits.csv").write_text("class,split\n")
+    trained = image_folder(data, 28, "L", tmp_path / "cache")
+    extracted = load_image_files(data, InputSpec(1, 28))
+    assert list(trained.class_names) == extracted.class_names == ["class00", "class01", "class02"]
+    assert len(trained) == len(extracted.files) == 9

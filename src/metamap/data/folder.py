@@ -31,6 +31,7 @@ from metamap.data.images import (
     IMAGE_EXTENSIONS,
     Mode,
     Resample,
+    class_folders,
     decode_images,
     list_images,
     parse_size,
@@ -64,10 +65,7 @@ def image_folder(
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         raise DataError(f"image folder {str(root_path)!r} does not exist; {_LAYOUT}")
-    class_dirs = sorted(
-        (p for p in root_path.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.name,
-    )
+    class_dirs = class_folders(root_path)
     if not class_dirs:
         stray = [p.name for p in root_path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS][:3]
         hint = f" (found images directly in it: {', '.join(stray)}, ...)" if stray else ""

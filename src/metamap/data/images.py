@@ -30,6 +30,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Mode",
     "Resample",
+    "class_folders",
     "decode_image",
     "decode_images",
     "image_names",
@@ -149,6 +150,35 @@ def decode_images(
         out[i] = decode_image(path, size, mode, resample=resample, invert=invert, draft=draft)
         if on_image is not None:
             on_image(i)
+
+
+def class_folders(root: str | os.PathLike[str]) -> list[Path]:
+    """The class sub-folders of ``root`` (hidden ones skipped), sorted by name.
+
+    The one rule for a class-per-folder tree, shared by training (:func:`~metamap.data.
+    image_folder`) and the feature tools (``metamap extract``/``fewshot``): an image file
+    directly beside class folders belongs to no class, so it is refused (:class:`DataError`
+    naming it) rather than silently dropped by one tool and labelled by another; other files
+    there (a README, a licence, a CSV of splits) are ignored by both.
+    """
+    root = Path(root)
+    dirs, loose = [], []
+    with os.scandir(root) as it:
+        for entry in it:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                dirs.append(root / entry.name)
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                loose.append(entry.name)
+    if dirs and loose:
+        loose.sort()
+        shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        raise DataError(
+            f"{str(root)!r} mixes class folders with image files directly in it ({shown}), "
+            "which belong to no class: move each into its class's folder, or out of the tree"
+        )
+    return sorted(dirs, key=lambda p: p.name)
 
 
 def list_images(folder: str | os.PathLike[str], *, skip_non_images: bool = False) -> list[Path]:
