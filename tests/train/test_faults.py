@@ -12,14 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from metamap.cli import main
 from metamap.train import RunPaths, load_checkpoint, read_metrics
 
+SameRun = Callable[[Path, Path], None]
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("fault_driver.py")
 ARGS = [
@@ -40,24 +41,6 @@ ARGS = [
     "-o",
     "train.progress=false",
 ]
-
-
-def _outcome(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, list]:
-    run = RunPaths(out)
-    last, best = load_checkpoint(run.last), load_checkpoint(run.best)
-    records = [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run.metrics)]
-    return last["learner"], best["learner"], best["step"], records
-
-
-def _assert_same_run(a: Path, b: Path) -> None:
-    la, ba, sa, ra = _outcome(a)
-    lb, bb, sb, rb = _outcome(b)
-    assert all(torch.equal(la[k], lb[k]) for k in la), "last weights differ"
-    assert all(torch.equal(ba[k], bb[k]) for k in ba), "best weights differ"
-    assert (sa, ra) == (sb, rb), "best step or metrics history differ"
-    assert [r["step"] for r in ra] == sorted({r["step"] for r in ra})
-    leftovers = [p for p in b.rglob(".*.tmp")]
-    assert not leftovers, f"temporaries left behind: {leftovers}"
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +64,7 @@ def _faulty(out: Path, call: str, name: str, n: int) -> int:
     ],
 )
 def test_sigkill_during_a_checkpoint_write(
-    tmp_path: Path, uninterrupted: Path, call: str, name: str, n: int
+    tmp_path: Path, uninterrupted: Path, same_run: SameRun, call: str, name: str, n: int
 ) -> None:
     assert _faulty(tmp_path, call, name, n) == -signal.SIGKILL
     leftover = list((tmp_path / "checkpoints").glob(f".{name}.*.tmp"))
@@ -89,12 +72,12 @@ def test_sigkill_during_a_checkpoint_write(
     step = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"]
     assert 0 < step < 240  # the previous checkpoint survived whole
     assert main([*ARGS, "--out", str(tmp_path)]) == 0
-    _assert_same_run(uninterrupted, tmp_path)
+    same_run(uninterrupted, tmp_path)
 
 
 @pytest.mark.parametrize("call", ["fsync", "replace"])
 def test_sigkill_during_the_metrics_rewrite_of_a_resume(
-    tmp_path: Path, uninterrupted: Path, call: str
+    tmp_path: Path, uninterrupted: Path, same_run: SameRun, call: str
 ) -> None:
     assert _faulty(tmp_path, "fsync", "last.pt", 5) == -signal.SIGKILL  # a first kill
     history = read_metrics(RunPaths(tmp_path).metrics)
@@ -103,10 +86,10 @@ def test_sigkill_during_the_metrics_rewrite_of_a_resume(
     assert _faulty(tmp_path, call, "metrics.jsonl", 1) == -signal.SIGKILL
     assert read_metrics(RunPaths(tmp_path).metrics) == history, "the history was lost"
     assert main([*ARGS, "--out", str(tmp_path)]) == 0
-    _assert_same_run(uninterrupted, tmp_path)
+    same_run(uninterrupted, tmp_path)
 
 
-def test_sigkill_at_random_moments(tmp_path: Path, uninterrupted: Path) -> None:
+def test_sigkill_at_random_moments(tmp_path: Path, uninterrupted: Path, same_run: SameRun) -> None:
     rng = random.Random(7)
     kills = 0
     for _ in range(12):
@@ -122,4 +105,4 @@ def test_sigkill_at_random_moments(tmp_path: Path, uninterrupted: Path) -> None:
     else:
         assert main([*ARGS, "--out", str(tmp_path)]) == 0
     assert kills >= 2, "the run finished before it could be killed twice: lengthen it"
-    _assert_same_run(uninterrupted, tmp_path)
+    same_run(uninterrupted, tmp_path)

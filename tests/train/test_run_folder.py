@@ -8,15 +8,16 @@ rewrote ``metrics.jsonl`` in place; temporaries of interrupted writes stayed for
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from metamap.cli import main
 from metamap.errors import RunFolderError, RunLockedError
 from metamap.train import RunLock, RunPaths, Trainer, load_checkpoint, load_config, read_metrics
 
+SameRun = Callable[[Path, Path], None]
 FAST = [
     "train.steps=12",
     "train.meta_batch=4",
@@ -40,21 +41,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
-def _outcome(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int, list]:
-    """What a run leaves: last and best weights, best step, metrics without wall-clock times."""
-    run = RunPaths(out)
-    last, best = load_checkpoint(run.last), load_checkpoint(run.best)
-    records = [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run.metrics)]
-    return last["learner"], best["learner"], best["step"], records
-
-
-def _same_outcome(a: Path, b: Path) -> bool:
-    la, ba, sa, ra = _outcome(a)
-    lb, bb, sb, rb = _outcome(b)
-    same = all(torch.equal(la[k], lb[k]) and torch.equal(ba[k], bb[k]) for k in la)
-    return same and sa == sb and ra == rb
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reference")
@@ -63,7 +49,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_missing_last_resumes_from_best_and_replays_the_same_run(
-    tmp_path: Path, reference: Path
+    tmp_path: Path, reference: Path, same_run: SameRun
 ) -> None:
     Trainer(_cfg(), tmp_path).fit(stop_after=10)  # best.pt at step 8, last.pt at step 9
     run = RunPaths(tmp_path)
@@ -72,7 +58,7 @@ def test_missing_last_resumes_from_best_and_replays_the_same_run(
     trainer = Trainer(_cfg(), tmp_path)
     assert trainer.resume_source() == run.best
     trainer.fit()
-    assert _same_outcome(tmp_path, reference)
+    same_run(reference, tmp_path)
 
 
 def test_no_checkpoint_but_metrics_of_another_run_is_refused_untouched(tmp_path: Path) -> None:
@@ -89,17 +75,17 @@ def test_no_checkpoint_but_metrics_of_another_run_is_refused_untouched(tmp_path:
 
 
 def test_no_checkpoint_but_metrics_of_the_same_run_replays_it(
-    tmp_path: Path, reference: Path
+    tmp_path: Path, reference: Path, same_run: SameRun
 ) -> None:
     Trainer(_cfg(), tmp_path).fit(stop_after=2)  # killed before the first checkpoint
     run = RunPaths(tmp_path)
     assert not run.last.exists() and read_metrics(run.metrics)
     Trainer(_cfg(), tmp_path).fit()
-    assert _same_outcome(tmp_path, reference)
+    same_run(reference, tmp_path)
 
 
 def test_scores_without_checkpoints_are_refused_and_restart_discards_them(
-    tmp_path: Path, reference: Path
+    tmp_path: Path, reference: Path, same_run: SameRun
 ) -> None:
     tmp_path.joinpath("eval.json").write_text("{}\n")
     tmp_path.joinpath("config.yaml").write_text(_cfg().to_yaml())
@@ -109,15 +95,17 @@ def test_scores_without_checkpoints_are_refused_and_restart_discards_them(
     assert _snapshot(tmp_path) == before
     Trainer(_cfg(), tmp_path).fit(resume=False)
     assert not (tmp_path / "eval.json").exists()
-    assert _same_outcome(tmp_path, reference)
+    same_run(reference, tmp_path)
 
 
-def test_restart_discards_the_old_results(tmp_path: Path, reference: Path) -> None:
+def test_restart_discards_the_old_results(
+    tmp_path: Path, reference: Path, same_run: SameRun
+) -> None:
     Trainer(_cfg("learner.inner_lr=0.02"), tmp_path).fit()
     with pytest.raises(Exception, match="another configuration"):
         Trainer(_cfg(), tmp_path).fit()  # a resume is checked against the stored config
     Trainer(_cfg(), tmp_path).fit(resume=False)
-    assert _same_outcome(tmp_path, reference)
+    same_run(reference, tmp_path)
 
 
 def test_cli_refusal_names_the_choices_and_changes_nothing(
