@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from metamap.cli import main
-from metamap.errors import RunFolderError, RunLockedError
+from metamap.errors import OutputPathError, RunFolderError, RunLockedError
 from metamap.train import RunLock, RunPaths, Trainer, load_checkpoint, load_config, read_metrics
 
 SameRun = Callable[[Path, Path], None]
@@ -172,3 +172,9 @@ def test_a_concurrent_trainer_is_refused_and_a_stale_lock_does_not_block(
     assert (tmp_path / ".lock").read_text().strip() == str(holder.pid)
     assert main(argv) == 0
     assert load_checkpoint(RunPaths(tmp_path).last)["step"] == 12
+
+
+def test_an_out_dir_under_a_file_is_refused_by_the_api(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputPathError, match="which is a file, not a folder"):
+        Trainer(_cfg(), tmp_path / "file" / "run").fit()

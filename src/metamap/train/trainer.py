@@ -28,7 +28,7 @@ import yaml
 from tqdm import tqdm
 
 from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError, RunFolderError
-from metamap.fileio import atomic_write_text, remove_stale_temporaries
+from metamap.fileio import atomic_write_text, check_output_dir, remove_stale_temporaries
 from metamap.learners import MetaLearner, MetaStep, PretrainBaseline, ragged_meta_gradients
 from metamap.models import reseed_drop_layers
 from metamap.tasks import (
@@ -303,6 +303,7 @@ class Trainer:
         (:class:`~metamap.errors.RunLockedError`).
         """
         # Checked and loaded before the lock, so that a refusal leaves the folder untouched.
+        check_output_dir(self.out_dir, "out_dir")
         self.check_run_folder(resume)
         resumed = resume and self.resume()
         with RunLock(self.out_dir):
