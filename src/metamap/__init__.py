@@ -12,7 +12,10 @@ Quick start::
         learner.apply_gradients(step); opt.step()
 """
 
-from metamap import learners, models, tasks
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from metamap.errors import (
     CheckpointError,
     ConfigError,
@@ -22,7 +25,21 @@ from metamap.errors import (
     TaskShapeError,
 )
 
+if TYPE_CHECKING:
+    from metamap import learners, models, tasks
+
 __version__ = "0.1.0"
+
+_LAZY = ("core", "data", "features", "learners", "models", "tasks", "train")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Sub-packages load on first use (PEP 562), so that ``import metamap.learners`` imports no
+    data or file code (:mod:`metamap.tasks` pulls in the dataset loaders)."""
+    if name in _LAZY:
+        return importlib.import_module(f"metamap.{name}")
+    raise AttributeError(f"module 'metamap' has no attribute {name!r}")
+
 
 __all__ = [
     "CheckpointError",

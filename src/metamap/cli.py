@@ -219,7 +219,6 @@ def _evaluate(
 
 
 def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
-    from metamap.learners import GradientLearner
     from metamap.tasks import RegressionTasks
     from metamap.train.build import build_tasks
     from metamap.viz import adaptation_plot, learning_curve_plot
@@ -241,7 +240,7 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     if cfg.eval.checkpoint == "last" and run.best.is_file():  # the result is the last step
         cfg, learner, _ = learner_from_checkpoint(run.last)
     paths: list[Path] = []
-    if cfg.task.family != "episodes" and isinstance(learner, GradientLearner):
+    if cfg.task.family != "episodes" and learner.inner_steps:
         family = build_tasks(cfg, "test", queries=cfg.eval.queries)
         assert isinstance(family, RegressionTasks)
         task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]

@@ -233,7 +233,6 @@ def _explain(args: argparse.Namespace) -> None:
 
     from metamap.features import FeatureExtractor, InputSpec, encoder_of
     from metamap.features.explain import adaptation_profile, per_task_scores, project_episode
-    from metamap.learners import GradientLearner
     from metamap.train import learner_from_checkpoint, parse_config
     from metamap.train.config import apply_overrides
     from metamap.viz.explain import adaptation_profile_plot, embedding_plot, task_scores_plot
@@ -254,7 +253,7 @@ def _explain(args: argparse.Namespace) -> None:
         "tasks": len(tasks),
         "per_task": {"loss": losses.tolist(), metric: metrics.tolist()},
     }
-    if isinstance(learner, GradientLearner):
+    if learner.inner_steps:  # an adaptation curve needs inner steps
         prof = adaptation_profile(learner, tasks, range(args.steps + 1))
         written.append(adaptation_profile_plot(prof, out / "adaptation.png", title))
         report["adaptation"] = {

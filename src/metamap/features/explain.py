@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metamap.features.extractor import FeatureExtractor
-from metamap.learners import GradientLearner, MetaLearner
+from metamap.learners import MetaLearner
 from metamap.learners.functional import loss_function, metric_function
 from metamap.learners.protonet import class_means
 from metamap.tasks import Task, TaskBatch
@@ -96,7 +96,7 @@ class AdaptationProfile:
 
 
 def adaptation_profile(
-    learner: GradientLearner, tasks: TaskBatch, steps: Sequence[int]
+    learner: MetaLearner, tasks: TaskBatch, steps: Sequence[int]
 ) -> AdaptationProfile:
     """Adapt to every task for ``max(steps)`` inner steps and measure along the way."""
     steps = sorted(set(int(k) for k in steps))
@@ -139,16 +139,13 @@ def per_task_scores(
     p = next(learner.parameters())
     tasks = tasks.to(p.device, p.dtype)
     loss_fn, metric_fn = loss_function(learner.loss_name), metric_function(learner.loss_name)
-    k = int(getattr(learner, "inner_steps", 0)) if steps is None else steps
+    k = learner.inner_steps if steps is None else steps
     losses, metrics = [], []
     was_training = learner.training
     learner.eval()
     try:
         for task in tasks:
-            if isinstance(learner, GradientLearner):
-                state = learner.adapt_trace(task.support_x, task.support_y, [k])[k]
-            else:
-                state = learner.adapt(task.support_x, task.support_y)
+            state = learner.adapt_trace(task.support_x, task.support_y, [k])[k]
             with torch.no_grad():
                 pred = learner.predict(state, task.query_x)
                 losses.append(float(loss_fn(pred, task.query_y)))

@@ -39,7 +39,7 @@ from metamap.features.inputs import (
     as_image_tensor,
     load_image_files,
 )
-from metamap.learners import EncoderLearner, GradientLearner, MetaLearner
+from metamap.learners import MetaLearner
 from metamap.models.layout import channels_last as to_channels_last
 from metamap.models.layout import set_channels_last
 from metamap.models.shapes import describe_input_shape, input_shape_of
@@ -52,16 +52,10 @@ Normalization = Literal["running", "batch"]
 
 def encoder_of(learner: MetaLearner) -> nn.Module:
     """The image encoder of ``learner`` (images ``(N, C, H, W)`` → features ``(N, ...)``)."""
-    if isinstance(learner, EncoderLearner):
-        return learner.model
-    if isinstance(learner, GradientLearner):
-        body = getattr(learner.model, "body", None)
-        if isinstance(body, nn.Module) and hasattr(learner.model, "in_channels"):
-            return body
-    raise CheckpointError(
-        f"a {type(learner).__name__} on {type(learner.model).__name__} has no image encoder; "
-        "feature extraction needs a checkpoint of an image model (conv4 or resnet12)"
-    )
+    try:
+        return learner.encoder()
+    except TaskShapeError as e:
+        raise CheckpointError(f"{e} (give a checkpoint of one)") from None
 
 
 class FeatureExtractor:

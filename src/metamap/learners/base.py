@@ -1,4 +1,6 @@
-"""The one interface every meta-learner implements: a mapping from a task to a model.
+"""The base class every meta-learner derives from: :class:`~metamap.core.Learner` (the
+protocol, in :mod:`metamap.core.learner`) with the defaults of its optional capabilities and the
+input checks every learner runs before work.
 
 ``adapt(support_x, support_y) -> state`` is g_φ(D^tr); ``predict(state, x)`` runs the adapted
 model; ``meta_gradients(batch)`` returns ∇φ of the meta-loss
@@ -9,12 +11,14 @@ hands to any ``torch.optim`` optimizer.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from metamap.core.learner import AdaptedState, LossName, MetaStep
+from metamap.core.task import TaskBatch
 from metamap.errors import TaskShapeError
 from metamap.learners.checks import (
     check_classes,
@@ -23,36 +27,9 @@ from metamap.learners.checks import (
     check_fits_model,
     check_same_length,
 )
-from metamap.learners.functional import LossName, Params
 from metamap.models.layout import set_channels_last
-from metamap.tasks.task import TaskBatch
 
 __all__ = ["AdaptedState", "MetaLearner", "MetaStep"]
-
-
-@dataclass
-class AdaptedState:
-    """What ``adapt`` returns: the task-specific model θ_T.
-
-    Gradient-based learners fill ``params``/``buffers`` (fast weights); other families subclass
-    this with their own state (prototypes, a closed-form head, ...).
-    """
-
-    params: Params = field(default_factory=dict)
-    buffers: Params = field(default_factory=dict)
-    support_losses: list[float] = field(default_factory=list)
-    example_shape: tuple[int, ...] | None = None
-    """Shape of one support example it was adapted on (``adapt`` sets it): ``predict`` refuses
-    inputs of another shape, also for models that declare no input shape."""
-
-
-@dataclass
-class MetaStep:
-    """One meta-gradient: the detached mean query ``loss``/``metric`` and ∇φ by parameter name."""
-
-    loss: Tensor
-    metric: Tensor
-    grads: Params
 
 
 class MetaLearner(nn.Module, ABC):
@@ -61,6 +38,30 @@ class MetaLearner(nn.Module, ABC):
     model: nn.Module
     loss_name: LossName
     channels_last: bool = False
+    inner_steps: int = 0
+    """Adaptation steps the learner was trained with; 0: its mapping has no steps."""
+
+    # ---- optional capabilities, with their defaults (see metamap.core.learner) -------------
+    def adapt_trace(
+        self, support_x: Tensor, support_y: Tensor, steps: Sequence[int]
+    ) -> dict[int, AdaptedState]:
+        """The adapted model after each count in ``steps``; without inner steps, the one
+        mapping for every count."""
+        state = self.adapt(support_x, support_y)
+        return dict.fromkeys(steps, state)
+
+    def set_training_step(self, step: int) -> None:
+        """Told the outer iteration about to be taken; learners without schedules ignore it."""
+
+    def encoder(self) -> nn.Module:
+        """The feature extractor its mapping is built on, ``(N, *feature) -> (N, D)``."""
+        body = getattr(self.model, "body", None)
+        if isinstance(body, nn.Module) and hasattr(self.model, "in_channels"):
+            return body
+        raise TaskShapeError(
+            f"a {type(self).__name__} on {type(self.model).__name__} has no image encoder; "
+            "feature extraction needs an image model (conv4 or resnet12)"
+        )
 
     def use_channels_last(self, enabled: bool = True) -> MetaLearner:
         """Run the model's convolutions channels-last (NHWC), or in the default layout.

@@ -7,11 +7,13 @@ with ``torch.func`` (``grad``, ``vmap``) as well as with ``torch.autograd``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from metamap.core.learner import LossName, Params
 
 __all__ = [
     "LossName",
@@ -23,13 +25,9 @@ __all__ = [
     "metric_function",
 ]
 
-Params: TypeAlias = dict[str, Tensor]
-"""Parameters by name, as ``nn.Module.named_parameters`` gives them."""
 
 StepSize: TypeAlias = float | Tensor | Mapping[str, Tensor]
 """An inner learning rate: one scalar, or one tensor per parameter (Meta-SGD)."""
-
-LossName = Literal["mse", "cross_entropy"]
 
 
 def _mse(pred: Tensor, y: Tensor) -> Tensor:

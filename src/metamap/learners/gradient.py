@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from metamap.core.task import TaskBatch
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.functional import (
     LossName,
@@ -37,7 +38,6 @@ from metamap.learners.functional import (
 )
 from metamap.models.dropblock import DropBlock2d
 from metamap.models.layout import default_layout, pinning, pins_layout
-from metamap.tasks.task import TaskBatch
 
 __all__ = ["Batching", "GradientLearner", "choose_batching"]
 

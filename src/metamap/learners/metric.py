@@ -40,12 +40,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from metamap.core.task import TaskBatch
 from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.checks import check_classes
 from metamap.learners.functional import Params
 from metamap.models.layout import channels_last
-from metamap.tasks.task import TaskBatch
 
 __all__ = ["EncoderLearner", "accuracy", "check_labels", "expect_state"]
 
@@ -168,6 +168,10 @@ class EncoderLearner(MetaLearner):
         return F.cross_entropy(out.flatten(0, -2), y.flatten(), label_smoothing=eps)
 
     # ---- the mapping g_φ -------------------------------------------------------------------
+    def encoder(self) -> nn.Module:
+        """The embedding network itself (``self.model``)."""
+        return self.model
+
     def encode(self, x: Tensor) -> Tensor:
         """Embeddings ``(N, *E)`` of inputs ``(N, ...)``: ``(N, D)`` if :attr:`flatten`."""
         if self.channels_last:

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metamap.core.task import TaskBatch
 from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState, MetaStep
 from metamap.learners.checks import check_same_length
 from metamap.learners.metric import EncoderLearner, accuracy, expect_state
 from metamap.learners.protonet import PrototypeState, class_means
-from metamap.tasks.task import TaskBatch
 
 __all__ = ["LinearState", "PretrainBaseline", "fit_logistic"]
 

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import torch
 
+from metamap.core.task import Task, stack_tasks
 from metamap.errors import TaskShapeError
 from metamap.learners.base import MetaLearner, MetaStep
-from metamap.tasks.task import Task, stack_tasks
 
 __all__ = ["ragged_meta_gradients"]
 

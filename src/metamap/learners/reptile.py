@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from metamap.core.task import TaskBatch
 from metamap.learners.base import MetaStep
 from metamap.learners.functional import LossName, Params, StepSize
 from metamap.learners.gradient import _MODEL, Batching, GradientLearner
-from metamap.tasks.task import TaskBatch
 
 __all__ = ["Reptile"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from metamap.learners import GradientLearner, MetaLearner
+from metamap.learners import MetaLearner
 from metamap.learners.functional import metric_function
 from metamap.tasks import Task, TaskBatch
 
@@ -74,11 +74,7 @@ def evaluate_scores(
     learner.eval()
     try:
         for task in tasks:
-            if isinstance(learner, GradientLearner):
-                states = learner.adapt_trace(task.support_x, task.support_y, steps)
-            else:
-                state = learner.adapt(task.support_x, task.support_y)
-                states = dict.fromkeys(steps, state)
+            states = learner.adapt_trace(task.support_x, task.support_y, steps)
             with torch.no_grad():
                 for k in steps:
                     pred = learner.predict(states[k], task.query_x)

@@ -88,7 +88,7 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
         "seed": e.seed,
         "scores": {},
     }
-    steps = e.steps if hasattr(learner, "inner_steps") else [0]
+    steps = e.steps if learner.inner_steps else [0]
     for shots in e.shots:
         scores: dict[int, list[float]] = {k: [] for k in steps}
         for chunk in _chunks(cfg, shots):
@@ -154,7 +154,7 @@ def check_evaluation(cfg: RunConfig, learner: MetaLearner) -> None:
     global random state are as they were afterwards.
     """
     e = cfg.eval
-    steps = [max(e.steps)] if hasattr(learner, "inner_steps") else [0]
+    steps = [max(e.steps)] if learner.inner_steps else [0]
     weights = copy.deepcopy(learner.state_dict())
     with torch.random.fork_rng(devices=[]):
         try:

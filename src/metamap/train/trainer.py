@@ -282,7 +282,7 @@ class Trainer:
     def validate(self) -> float:
         """Mean query MSE (regression) or accuracy (classification) on the validation tasks,
         after the trained number of inner steps."""
-        k = int(getattr(self.learner, "inner_steps", 0))
+        k = self.learner.inner_steps
         scores: list[float] = []
         for chunk in self.val_chunks():
             scores += evaluate_scores(self.learner, chunk, [k])[k]

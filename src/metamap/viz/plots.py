@@ -15,14 +15,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from metamap.learners import GradientLearner
+from metamap.learners import MetaLearner
 from metamap.tasks import RegressionTasks, Task
 
 __all__ = ["adaptation_plot", "learning_curve_plot"]
 
 
 def adaptation_plot(
-    learner: GradientLearner,
+    learner: MetaLearner,
     family: RegressionTasks,
     task: Task,
     path: str | Path,

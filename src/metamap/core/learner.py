@@ -1,0 +1,99 @@
+"""The meta-learner protocol: a mapping g_φ from a task's support set to a model θ_T.
+
+``adapt(support_x, support_y) -> state`` is g_φ(D^tr); ``predict(state, x)`` runs the adapted
+model; ``meta_gradients(batch)`` returns ∇φ of the meta-loss
+L_meta(φ) = (1/B) Σ_T L(predict(adapt(D^tr_T)), D^ts_T) over a batch of tasks.
+
+Optional capabilities are part of the protocol, with defaults in
+:class:`~metamap.learners.MetaLearner` (the base class every learner derives from), so that no
+caller asks a learner what it is:
+
+* ``inner_steps`` — the number of adaptation steps it was trained with (0: its mapping has no
+  steps, e.g. prototypes or a closed-form head);
+* ``adapt_trace(support_x, support_y, steps)`` — the adapted model after each step count (an
+  adaptation curve; a learner without steps returns its one mapping for every count);
+* ``set_training_step(step)`` — told the outer iteration before each training step (for
+  schedules inside the learner, e.g. MAML++'s annealed multi-step loss);
+* ``encoder()`` — the feature extractor its mapping is built on, for the feature tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from torch import Tensor, nn
+
+from metamap.core.task import TaskBatch
+
+__all__ = ["AdaptedState", "Learner", "LossName", "MetaStep", "Params"]
+
+Params = dict[str, Tensor]
+"""Parameters or buffers by name, as :func:`torch.func.functional_call` takes them."""
+
+LossName = Literal["mse", "cross_entropy"]
+
+
+@dataclass
+class AdaptedState:
+    """What ``adapt`` returns: the task-specific model θ_T.
+
+    Gradient-based learners fill ``params``/``buffers`` (fast weights); other families subclass
+    this with their own state (prototypes, a closed-form head, ...).
+    """
+
+    params: Params = field(default_factory=dict)
+    buffers: Params = field(default_factory=dict)
+    support_losses: list[float] = field(default_factory=list)
+    example_shape: tuple[int, ...] | None = None
+    """Shape of one support example it was adapted on (``adapt`` sets it): ``predict`` refuses
+    inputs of another shape, also for models that declare no input shape."""
+
+
+@dataclass
+class MetaStep:
+    """One outer step's result: the detached mean query ``loss``/``metric`` and ∇φ by parameter
+    name (``grads``), for an optimizer to apply. ``applied=True`` (with no ``grads``) says the
+    step already updated the parameters itself: an outer update that is not an optimizer step,
+    such as TRPO's constrained step in meta-reinforcement learning."""
+
+    loss: Tensor
+    metric: Tensor
+    grads: Params
+    applied: bool = False
+
+
+class Learner(Protocol):
+    """What the trainer, the evaluation and the feature tools need of a meta-learner."""
+
+    loss_name: LossName
+    inner_steps: int
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
+        """Map one task's support set ``(S, *feature)``, ``(S, *target)`` to a model."""
+        ...
+
+    def adapt_trace(
+        self, support_x: Tensor, support_y: Tensor, steps: Sequence[int]
+    ) -> dict[int, AdaptedState]:
+        """The adapted model after each count in ``steps``."""
+        ...
+
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        """Outputs ``(N, *out)`` of the adapted model on ``x: (N, *feature)``."""
+        ...
+
+    def meta_gradients(self, batch: TaskBatch) -> MetaStep:
+        """∇φ L_meta over ``batch``, keyed like ``named_parameters()``."""
+        ...
+
+    def set_training_step(self, step: int) -> None:
+        """The outer iteration about to be taken (0-based)."""
+        ...
+
+    def encoder(self) -> nn.Module:
+        """The feature extractor ``(N, *feature) -> (N, D)``; raises if there is none."""
+        ...
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
