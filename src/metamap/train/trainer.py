@@ -381,6 +381,7 @@ class Trainer:
         warmup = self.cfg.model.drop_warmup_steps
         schedule = (self.step + 1) / warmup if warmup else 1.0
         reseed_drop_layers(self.learner, self.generator, device, schedule)
+        self.learner.set_training_step(self.step)  # schedules inside the learner (MAML++)
         if isinstance(self.learner, PretrainBaseline):
             if not isinstance(self.tasks, EpisodeSampler):
                 raise ConfigError("learner 'pretrain' needs task.family 'episodes' (images)")
