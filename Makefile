@@ -73,6 +73,17 @@ device-data:
 tables: venv
 	$(PY) benchmarks/make_tables.py
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning: a broken
+# link or anchor, a docstring mkdocstrings cannot render. The [docs] extra is installed once
+# (stamp file), again only when pyproject.toml changes.
+.PHONY: docs
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PIP) install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 # Re-run the recorded command of every result (each JSON names the command that made it), then
 # the tables. bench-omniglot: the Omniglot table only (many CPU hours from scratch; resumes).
 bench: bench-env

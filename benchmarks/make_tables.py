@@ -1,7 +1,9 @@
-"""Regenerate the README's results tables from benchmarks/results/*.json.
+"""Regenerate the results tables of the documentation from benchmarks/results/*.json.
 
-Each table sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` markers in README.md;
-nothing in a table is typed by hand.
+Each table sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` markers in the page
+:data:`PAGES` names for it: the full tables in ``docs/results/*.md``, one headline table (the best
+Omniglot rows against the papers) in README.md. Nothing in a table is typed by hand, and a second
+run changes nothing.
 
     python benchmarks/make_tables.py
 """
@@ -36,7 +38,7 @@ def shell(command: str) -> str:
 
 
 class NoResults(Exception):
-    """A table's results are not written yet; the message is the README line that says so."""
+    """A table's results are not written yet; the message is the line the page shows instead."""
 
     def __init__(self, script: str) -> None:
         super().__init__(f"_No results yet: run `python benchmarks/{script}.py`._")
@@ -246,6 +248,73 @@ def omniglot_table() -> str:
             "support; Triantafillou et al. 2020): " + "; ".join(meta_dataset) + ".",
         )
     return "\n".join(lines + notes)
+
+
+OMNIGLOT_NAMES = {
+    "protonet": "ProtoNet",
+    "matching": "Matching Networks",
+    "relation": "Relation Networks",
+    "maml": "MAML",
+    "fomaml": "first-order MAML",
+    "anil": "ANIL",
+    "r2d2": "R2D2",
+    "pretrain": "supervised pre-training",
+}
+"""Method names of the headline table, in its row order (other learners follow, sorted)."""
+
+
+def headline_table() -> str:
+    """The README's summary of the Omniglot table: per method and setting, the best of that
+    method's rows, with the paper's figure and the row (config) it comes from."""
+    runs = [r for r in _load("omniglot_*.json") if r.get("benchmark") == "omniglot"]
+    if not runs:
+        raise NoResults("omniglot")
+    settings = ["5w1s", "5w5s", "20w1s", "20w5s"]
+    rank = {n: i for i, n in enumerate(OMNIGLOT_NAMES)}
+    learners = sorted({r["learner"] for r in runs}, key=lambda n: (rank.get(n, len(rank)), n))
+    lines = [
+        "| method | " + " | ".join(settings) + " | Lake error |",
+        "|" + "---|" * (len(settings) + 2),
+    ]
+    for learner in learners:
+        mine = [r for r in runs if r["learner"] == learner]
+        paper = PAPER_OMNIGLOT.get(learner, {})
+        cells = []
+        for s in settings:
+            scored = [r for r in mine if s in r["scores"]]
+            if not scored:
+                cells.append("–")
+                continue
+            best = max(scored, key=lambda r: r["scores"][s]["mean"])
+            sc = best["scores"][s]
+            target = f"paper {paper[s]}; " if s in paper else ""
+            cells.append(
+                f"{100 * sc['mean']:.2f} ± {100 * sc['ci95']:.2f} ({target}{_run_name(best)})"
+            )
+        lake = [r for r in mine if r["lake_one_shot"]["error"] is not None]
+        if lake:
+            low = min(lake, key=lambda r: r["lake_one_shot"]["error"])
+            cells.append(f"{100 * low['lake_one_shot']['error']:.1f}% ({_run_name(low)})")
+        else:
+            cells.append("n/a")
+        lines.append(f"| {OMNIGLOT_NAMES.get(learner, learner)} | " + " | ".join(cells) + " |")
+    episodes = sorted({sc["n"] for r in runs for sc in r["scores"].values()})
+    queries = sorted({r["queries"] for r in runs})
+    lake_runs = sorted({r["lake_one_shot"]["runs"] for r in runs if "runs" in r["lake_one_shot"]})
+    lines += [
+        "",
+        "Omniglot test accuracy (%, mean ± 95% CI over "
+        + " or ".join(f"{n:,}" for n in episodes)
+        + " fixed test episodes, "
+        + " or ".join(str(q) for q in queries)
+        + " queries per class) and error on Lake et al.'s "
+        + " or ".join(str(n) for n in lake_runs)
+        + " within-alphabet 20-way one-shot runs. Each cell is the best of that method's rows in "
+        "[the full table](docs/results/omniglot.md), named in brackets (a GPU row names its GPU), "
+        "which gives each row's training episodes, budget against the paper's schedule, time "
+        "and command.",
+    ]
+    return "\n".join(lines)
 
 
 BACKBONE_NAMES = {
@@ -524,14 +593,17 @@ def speed_table() -> str:
     return "\n".join(lines)
 
 
-def replace(text: str, name: str, table: str) -> str:
+def replace(text: str, name: str, table: str, page: str = "the page") -> str:
+    """``text`` with the body of its ``name`` block replaced by ``table``; ``page`` names the file
+    in the error raised when there is no such block."""
     pat = re.compile(rf"(<!-- BEGIN {name} -->\n)(?:.*?\n)?(<!-- END {name} -->)", re.S)
     if not pat.search(text):
-        raise SystemExit(f"README.md has no <!-- BEGIN {name} --> ... <!-- END {name} --> block")
+        raise SystemExit(f"{page} has no <!-- BEGIN {name} --> ... <!-- END {name} --> block")
     return pat.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
 
 
 TABLES = {
+    "headline": headline_table,
     "sinusoid": sinusoid_table,
     "omniglot": omniglot_table,
     "speed": speed_table,
@@ -543,7 +615,23 @@ TABLES = {
     "downsample_speed": downsample_speed_table,
     "first_order_gap": first_order_gap_table,
 }
-"""README block name → the function that renders its table."""
+"""Block name → the function that renders its table."""
+
+RESULTS_DOCS = ROOT / "docs" / "results"
+PAGES = {
+    "headline": ROOT / "README.md",
+    "sinusoid": RESULTS_DOCS / "sinusoid.md",
+    "omniglot": RESULTS_DOCS / "omniglot.md",
+    "first_order_gap": RESULTS_DOCS / "omniglot.md",
+    "downsample_speed": RESULTS_DOCS / "downsampling.md",
+    "speed": RESULTS_DOCS / "speed.md",
+    "easyfsl": RESULTS_DOCS / "speed.md",
+    "episode_speed": RESULTS_DOCS / "speed.md",
+    "embed_speed": RESULTS_DOCS / "speed.md",
+    "features": RESULTS_DOCS / "features.md",
+    "miniimagenet_speed": RESULTS_DOCS / "miniimagenet.md",
+}
+"""Block name → the page whose ``<!-- BEGIN name -->`` block holds its table."""
 
 
 def render(table: Callable[[], str]) -> str:
@@ -554,13 +642,33 @@ def render(table: Callable[[], str]) -> str:
         return str(missing)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def update(pages: dict[str, Path] | None = None) -> list[Path]:
+    """Fill every block of ``pages`` (default :data:`PAGES`); returns the files that changed.
+
+    A page is written only when its text changes, so a second run leaves every file as it is.
+    """
+    pages = PAGES if pages is None else pages
+    changed = []
+    for path in dict.fromkeys(pages.values()):
+        old = path.read_text()
+        text = old
+        for name in [n for n, p in pages.items() if p == path]:
+            text = replace(text, name, render(TABLES[name]), _shown(path))
+        if text != old:
+            path.write_text(text)
+            changed.append(path)
+    return changed
+
+
 def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    for name, table in TABLES.items():
-        text = replace(text, name, render(table))
-    readme.write_text(text)
-    print(f"updated {readme}")
+    changed = update()
+    for path in dict.fromkeys(PAGES.values()):
+        print(f"{'updated' if path in changed else 'unchanged'} {_shown(path)}")
 
 
 if __name__ == "__main__":

@@ -1,33 +1,90 @@
-"""benchmarks/make_tables.py: every README results block has a renderer, and an empty results
-folder renders a line naming a benchmark script that exists (not a traceback)."""
+"""benchmarks/make_tables.py: every results block of README.md and docs/ has a renderer and a page,
+the committed tables are what the real results files generate (a second run changes nothing), and
+an empty results folder renders a line naming a benchmark script that exists (not a traceback)."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"<!-- BEGIN (\w+) -->\n(.*?)<!-- END \1 -->", re.S)
 
 
-@pytest.fixture()
-def make_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def load_make_tables() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "make_tables", ROOT / "benchmarks" / "make_tables.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def real_tables() -> ModuleType:
+    """make_tables on the real benchmarks/results."""
+    return load_make_tables()
+
+
+@pytest.fixture()
+def make_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """make_tables on an empty results folder."""
+    module = load_make_tables()
     monkeypatch.setattr(module, "RESULTS", tmp_path)  # no results written yet
     return module
 
 
-def test_readme_blocks_and_renderers_agree(make_tables: ModuleType) -> None:
-    blocks = re.findall(r"<!-- BEGIN (\w+) -->", (ROOT / "README.md").read_text())
-    assert sorted(blocks) == sorted(make_tables.TABLES)
+def documentation_pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_every_block_has_a_renderer_and_sits_in_its_page(real_tables: ModuleType) -> None:
+    assert sorted(real_tables.PAGES) == sorted(real_tables.TABLES)
+    where = Counter(
+        (name, page)
+        for page in documentation_pages()
+        for name in re.findall(r"<!-- BEGIN (\w+) -->", page.read_text())
+    )
+    assert all(n == 1 for n in where.values()), "a block appears twice"
+    assert sorted(where) == sorted(real_tables.PAGES.items())
+    assert real_tables.PAGES["headline"] == ROOT / "README.md"
+
+
+def test_committed_tables_are_the_generated_ones_and_a_second_run_changes_nothing(
+    real_tables: ModuleType, tmp_path: Path
+) -> None:
+    copies = {}
+    for page in dict.fromkeys(real_tables.PAGES.values()):
+        copy = tmp_path / page.relative_to(ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, copy)
+        copies[page] = copy
+    pages = {name: copies[page] for name, page in real_tables.PAGES.items()}
+    changed = real_tables.update(pages)
+    stale = [str(p.relative_to(tmp_path)) for p in changed]
+    assert not stale, f"tables out of date in {stale}: run `python benchmarks/make_tables.py`"
+    assert real_tables.update(pages) == []
+    for page, copy in copies.items():
+        assert copy.read_text() == page.read_text()
+    for name, page in real_tables.PAGES.items():  # real results: no "run this script" lines
+        body = dict(BLOCK.findall(page.read_text()))[name]
+        assert "_No results yet" not in body, name
+        assert body.startswith("| "), name
+
+
+def test_the_headline_table_links_to_the_full_one(real_tables: ModuleType) -> None:
+    table = real_tables.headline_table()
+    assert "(docs/results/omniglot.md)" in table
+    assert (ROOT / "docs" / "results" / "omniglot.md").is_file()
+    rows = [line for line in table.split("\n") if line.startswith("| ")][1:]  # after the header
+    assert rows and rows[0].startswith("| ProtoNet |")
 
 
 def test_missing_results_name_the_script_that_writes_them(make_tables: ModuleType) -> None:
@@ -38,8 +95,8 @@ def test_missing_results_name_the_script_that_writes_them(make_tables: ModuleTyp
         assert (ROOT / "benchmarks" / f"{m.group(1)}.py").is_file(), (name, line)
 
 
-def test_a_readme_without_the_block_is_refused(make_tables: ModuleType) -> None:
-    with pytest.raises(SystemExit, match="no <!-- BEGIN omniglot -->"):
-        make_tables.replace("# README\n", "omniglot", "| table |")
+def test_a_page_without_the_block_is_refused(make_tables: ModuleType) -> None:
+    with pytest.raises(SystemExit, match=re.escape("docs/x.md has no <!-- BEGIN omniglot -->")):
+        make_tables.replace("# README\n", "omniglot", "| table |", "docs/x.md")
     text = "a\n<!-- BEGIN omniglot -->\nold\n<!-- END omniglot -->\nb\n"
     assert make_tables.replace(text, "omniglot", "new") == text.replace("old", "new")
