@@ -42,8 +42,8 @@ def meta_gradient(over: list[str], seed: int) -> tuple[dict[str, Tensor], float]
     """The meta-gradient of one meta-batch, by parameter name, and its mean query loss after the
     inner steps."""
     cfg = load_config(CONFIG, over)
-    tasks, learner = from_config(cfg)
-    batch = tasks.sample(cfg.train.meta_batch, torch.Generator().manual_seed(seed))
+    problem, learner = from_config(cfg)
+    batch = problem.tasks.sample(cfg.train.meta_batch, torch.Generator().manual_seed(seed))
     step = learner.meta_gradients(batch)
     return step.grads, step.loss.item()
 

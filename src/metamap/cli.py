@@ -219,8 +219,7 @@ def _evaluate(
 
 
 def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
-    from metamap.tasks import RegressionTasks
-    from metamap.train.build import build_tasks
+    from metamap.train.build import build_regression
     from metamap.viz import adaptation_plot, learning_curve_plot
 
     run = RunPaths(run_dir)
@@ -241,8 +240,7 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
         cfg, learner, _ = learner_from_checkpoint(run.last)
     paths: list[Path] = []
     if cfg.task.family != "episodes" and learner.inner_steps:
-        family = build_tasks(cfg, "test", queries=cfg.eval.queries)
-        assert isinstance(family, RegressionTasks)
+        family = build_regression(cfg, queries=cfg.eval.queries)
         task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
         out = run_dir / "adaptation.png"

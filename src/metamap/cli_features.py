@@ -221,10 +221,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
             ) from None
         data = ImageClassDataset(loaded.images, loaded.labels, loaded.class_names)
         dist = EpisodeSampler(data, ways, shots, min(e.queries, smallest - shots))
-    names = None
-    if isinstance(dist, EpisodeSampler):
-        plan = dist.fixed_episode_indices(1, e.seed, shots)
-        names = [dist.class_name(int(c)) for c in plan.classes[0]]
+    names = dist.fixed_task_class_names(e.seed, shots)
     return dist.fixed_tasks(args.tasks, e.seed, shots=shots), names
 
 

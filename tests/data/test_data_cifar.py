@@ -227,7 +227,7 @@ def test_configs_name_cifar_fs_and_fc100(tmp_path: Path, cache_dir: Path) -> Non
     cfg = load_config(None, over)
     t = Trainer(cfg, tmp_path / "run")
     assert t.fit().step == 2
-    assert t.tasks.num_classes == 64  # type: ignore[attr-defined]
+    assert t.problem.tasks.num_classes == 64
     assert build_tasks(cfg, "test").num_classes == 20  # type: ignore[attr-defined]
     fc = load_config(None, [*over, "data.name=fc100"])
     assert build_tasks(fc, "train").num_classes == 60  # type: ignore[attr-defined]

@@ -193,27 +193,30 @@ def test_validation_uses_the_test_ways_so_wide_training_episodes_still_validate(
     """ProtoNet-style: trained 6-way (all 6 training classes), validated and tested 2-way."""
     over = [*folder_run(folder, tmp_path), "learner.name=protonet", "task.ways=6"]
     t = Trainer(load_config(None, [*over, "eval.ways=2", "train.val_tasks=3"]), tmp_path / "r")
-    assert next(t.val_chunks()).support_y.max().item() == 1  # 2-way validation episodes
-    assert t.tasks.sample(1, torch.Generator().manual_seed(0)).support_y.max().item() == 5
+    assert (
+        next(t.problem.validation_chunks()).support_y.max().item() == 1
+    )  # 2-way validation episodes
+    assert t.problem.tasks.sample(1, torch.Generator().manual_seed(0)).support_y.max().item() == 5
     # validating 6-way needs 6 classes; the message names the key that changes that
     with pytest.raises(ConfigError, match=r"eval.ways unset, so task.ways 6.*ways=6 but the data"):
-        Trainer(load_config(None, over), tmp_path / "r2")
+        Trainer(load_config(None, over), tmp_path / "r2").fit()
+    assert not (tmp_path / "r2").exists()  # refused before the run folder was made
 
 
 def test_validation_in_chunks_scores_the_same_fixed_tasks(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunked validation (2 episodes at a time) = evaluating the whole fixed set at once."""
-    import metamap.train.trainer as trainer_module
+    import metamap.train.problems as problems_module
     from metamap.train import build_tasks, evaluate
-    from metamap.train.trainer import VAL_SEED_OFFSET
+    from metamap.train.problems import VAL_SEED_OFFSET
 
-    monkeypatch.setattr(trainer_module, "VAL_CHUNK", 2)
+    monkeypatch.setattr(problems_module, "VAL_CHUNK", 2)
     cfg = load_config(
         None, [*folder_run(folder, tmp_path), "learner.name=protonet", "train.val_tasks=5"]
     )
     t = Trainer(cfg, tmp_path / "r")
-    assert [len(c.support_x) for c in t.val_chunks()] == [2, 2, 1]
+    assert [len(c.support_x) for c in t.problem.validation_chunks()] == [2, 2, 1]
     whole = build_tasks(cfg, "val").fixed_tasks(5, cfg.seed + VAL_SEED_OFFSET)
     assert t.validate() == pytest.approx(evaluate(t.learner, whole, [0])[0].mean, abs=1e-12)
 

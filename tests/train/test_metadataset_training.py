@@ -12,6 +12,7 @@ import torch
 from metamap.errors import ConfigError
 from metamap.tasks import MetaDatasetSampler
 from metamap.train import Trainer, check_evaluation, evaluate_run, load_config, read_metrics
+from metamap.train.problems import MetaDatasetProblem
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,9 @@ def test_protonet_trains_on_meta_dataset_episodes_and_is_scored_on_them(
 ) -> None:
     cfg = load_config(None, overrides(folder, tmp_path))
     trainer = Trainer(cfg, tmp_path / "run")
-    assert isinstance(trainer.tasks, MetaDatasetSampler)
-    ways = {t.support_y.max().item() + 1 for t in trainer.tasks.sample(20, torch.Generator())}
+    assert isinstance(trainer.problem, MetaDatasetProblem)
+    sampler = trainer.problem.sampler
+    ways = {t.support_y.max().item() + 1 for t in sampler.sample(20, torch.Generator())}
     assert len(ways) > 1 and ways <= {3, 4, 5, 6}  # variable ways from the 18 training classes
     check_evaluation(cfg, trainer.learner)
     result = trainer.fit()
@@ -103,8 +105,9 @@ def test_episodes_draw_from_every_domain_and_are_scored_per_domain(
 ) -> None:
     cfg = load_config(None, [*overrides(folder, tmp_path), extra_domain(second, tmp_path)])
     trainer = Trainer(cfg, tmp_path / "run")
-    assert isinstance(trainer.tasks, MetaDatasetSampler) and trainer.tasks.num_domains == 2
-    tasks = trainer.tasks.sample(30, torch.Generator().manual_seed(0))
+    sampler = trainer.problem.sampler  # type: ignore[attr-defined]
+    assert isinstance(sampler, MetaDatasetSampler) and sampler.num_domains == 2
+    tasks = sampler.sample(30, torch.Generator().manual_seed(0))
     assert {t.params["domain"] for t in tasks} == {0.0, 1.0}
     assert {t.support_x.shape[1:] for t in tasks} == {(1, 28, 28)}
     trainer.fit()
@@ -166,8 +169,9 @@ def test_extra_domains_that_cannot_share_an_episode_stream_are_refused(
 def test_settings_meta_dataset_episodes_cannot_take_are_refused(
     folder: Path, tmp_path: Path, change: list[str], message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=message):
-        Trainer(load_config(None, [*overrides(folder, tmp_path), *change]), tmp_path / "r")
+    with pytest.raises(ConfigError, match=message):  # before the run folder is made
+        Trainer(load_config(None, [*overrides(folder, tmp_path), *change]), tmp_path / "r").fit()
+    assert not (tmp_path / "r").exists()
 
 
 def test_meta_dataset_test_episodes_the_test_split_cannot_give_fail_before_training(

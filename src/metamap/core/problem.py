@@ -53,6 +53,12 @@ class Problem(Protocol):
     """What validation and evaluation report: ``"accuracy"``, ``"mse"``, ``"return"``, ..."""
     higher_is_better: bool
 
+    def prepare(self) -> None:
+        """Load what drawing tasks and validating need, raising any mistake in the config or
+        the data now (the trainer calls it before it touches the run folder); building a
+        problem does no I/O."""
+        ...
+
     def meta_step(self, learner: Learner, generator: torch.Generator) -> MetaStep:
         """Draw a batch of tasks from ``generator`` and compute one outer update of
         ``learner``: its meta-gradients, or the update itself (``applied=True``)."""

@@ -70,6 +70,12 @@ class ImageClassDataset:
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
 
+    def episode_classes(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+        """``(rotations, base)`` where episodes draw from derived classes (Omniglot's rotated
+        characters: class ``c`` is dataset class ``base[c]`` turned ``rotations[c]`` quarter
+        turns); ``None`` when episode classes are the dataset's classes."""
+        return None
+
     def class_indices(self) -> list[npt.NDArray[np.int64]]:
         """For each class, the indices of its images (sorted)."""
         order = np.argsort(self.labels, kind="stable")

@@ -334,6 +334,10 @@ class OmniglotSplit(ImageClassDataset):
         if n[0] and (self.class_rotations.min() < 0 or self.class_rotations.max() > 3):
             raise ValueError(f"{self.name}: class_rotations must lie in [0, 3]")
 
+    def episode_classes(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The (character, rotation) episode classes: ``(class_rotations, class_base)``."""
+        return self.class_rotations, self.class_base
+
     @property
     def num_episode_classes(self) -> int:
         """How many (character, rotation) classes episodes are drawn from."""

@@ -6,6 +6,7 @@ RNG, so that a run is reproduced by its seed and resumed from the generator's sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -31,6 +32,18 @@ class TaskDistribution(Protocol):
 
     def fixed_tasks(self, n: int, seed: int, shots: int | None = None) -> TaskBatch:
         """A fixed evaluation set: the same ``n`` tasks for the same ``seed``, on any machine."""
+        ...
+
+    def fixed_task_chunks(
+        self, n: int, seed: int, chunk_size: int = 100, shots: int | None = None
+    ) -> Iterator[TaskBatch]:
+        """:meth:`fixed_tasks` in batches of at most ``chunk_size`` tasks where materialising
+        them all at once would be large (image episodes); the same tasks either way."""
+        ...
+
+    def fixed_task_class_names(self, seed: int, shots: int | None = None) -> list[str] | None:
+        """The class names of the first fixed task of ``seed`` (``None``: a family of tasks
+        without classes, such as regression), for plots."""
         ...
 
 

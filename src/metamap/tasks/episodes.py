@@ -459,6 +459,11 @@ class EpisodeSampler:
         """
         return self.episodes_from_plan(self.fixed_episode_indices(n, seed, shots))
 
+    def fixed_task_class_names(self, seed: int, shots: int | None = None) -> list[str]:
+        """The class names of the first episode of the fixed set of ``seed``."""
+        plan = self.fixed_episode_indices(1, seed, shots)
+        return [self.class_name(int(c)) for c in plan.classes[0]]
+
     def fixed_task_chunks(
         self, n: int, seed: int, chunk_size: int = 100, shots: int | None = None
     ) -> Iterator[TaskBatch]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -80,6 +81,16 @@ class RegressionTasks(ABC):
         sx = self._points(batch_size, self.shots, generator)
         qx = self._points(batch_size, self.queries, generator)
         return self._batch(params, sx, qx, generator)
+
+    def fixed_task_chunks(
+        self, n: int, seed: int, chunk_size: int = 100, shots: int | None = None
+    ) -> Iterator[TaskBatch]:
+        """:meth:`fixed_tasks` in one piece: regression tasks are small."""
+        yield self.fixed_tasks(n, seed, shots)
+
+    def fixed_task_class_names(self, seed: int, shots: int | None = None) -> list[str] | None:
+        """``None``: regression tasks have no classes."""
+        return None
 
     def fixed_tasks(self, n: int, seed: int, shots: int | None = None) -> TaskBatch:
         """``n`` evaluation tasks, the same for the same ``seed`` whatever ``shots`` is.

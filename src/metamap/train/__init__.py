@@ -1,6 +1,13 @@
 """Training and evaluation: configs, the resumable trainer, checkpoints, metrics."""
 
-from metamap.train.build import build_learner, build_model, build_tasks, describe, from_config
+from metamap.train.build import (
+    build_episodes,
+    build_learner,
+    build_model,
+    build_regression,
+    build_tasks,
+    describe,
+)
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
 from metamap.train.config import (
     EvalConfig,
@@ -15,6 +22,7 @@ from metamap.train.config import (
 )
 from metamap.train.evaluate import Summary, evaluate, summarize
 from metamap.train.metrics import MetricsLog, read_metrics
+from metamap.train.problems import build_problem, from_config
 from metamap.train.protocol import (
     check_evaluation,
     evaluate_meta_dataset,
@@ -40,8 +48,11 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "apply_overrides",
+    "build_episodes",
     "build_learner",
     "build_model",
+    "build_problem",
+    "build_regression",
     "build_tasks",
     "check_evaluation",
     "check_run_folder",

@@ -15,7 +15,6 @@ from torch import nn
 
 from metamap.data import (
     ImageClassDataset,
-    OmniglotSplit,
     cifar_fs,
     cub,
     fc100,
@@ -55,13 +54,14 @@ from metamap.train.config import DataConfig, LearnerConfig, RunConfig, TaskConfi
 
 __all__ = [
     "Split",
+    "build_episodes",
     "build_learner",
     "build_metadataset",
     "build_model",
+    "build_regression",
     "build_run_learner",
     "build_tasks",
     "dtype_of",
-    "from_config",
     "load_images",
     "resolve_device",
 ]
@@ -181,22 +181,42 @@ def build_tasks(
     ways: int | None = None,
     shots: int | None = None,
 ) -> TaskDistribution:
-    """The task distribution of ``split``: a regression family or an episode sampler.
+    """The task distribution of ``split``: a regression family (:func:`build_regression`) or an
+    episode sampler (:func:`build_episodes`), as ``task.family`` says.
 
     ``queries``, ``ways`` and ``shots`` replace ``task.queries``, ``task.ways`` and
-    ``task.shots`` (evaluation passes ``eval.*``). Episodes the split cannot give (more ways than
-    it has classes, more shots + queries than a class holds) raise :class:`ConfigError` naming
-    the config keys that set them. (``task.sampler: metadataset`` trains on
-    :func:`build_metadataset`'s episodes instead; see :func:`from_config`.)
+    ``task.shots`` (evaluation passes ``eval.*``). (``task.sampler: metadataset`` trains on
+    :func:`build_metadataset`'s episodes instead.)
     """
+    if cfg.task.family != "episodes":
+        return build_regression(cfg, queries)
+    return build_episodes(cfg, split, queries, ways, shots)
+
+
+def build_regression(cfg: RunConfig, queries: int | None = None) -> RegressionTasks:
+    """The regression family ``task.family`` names (regression tasks have no splits)."""
     t = cfg.task
-    q = t.queries if queries is None else queries
+    if t.family == "episodes":
+        raise ConfigError("task.family 'episodes' is image classification, not a regression")
+    return _regression(t, t.queries if queries is None else queries)
+
+
+def build_episodes(
+    cfg: RunConfig,
+    split: Split = "train",
+    queries: int | None = None,
+    ways: int | None = None,
+    shots: int | None = None,
+) -> EpisodeSampler:
+    """N-way K-shot episodes of ``split`` of ``cfg.data``. Episodes the split cannot give (more
+    ways than it has classes, more shots + queries than a class holds) raise
+    :class:`ConfigError` naming the config keys that set them."""
+    t = cfg.task
     if t.family != "episodes":
-        return _regression(t, q)
+        raise ConfigError(f"task.family {t.family!r} is a regression family, not image episodes")
+    q = t.queries if queries is None else queries
     data = load_images(cfg, split)
-    rot = base = None
-    if isinstance(data, OmniglotSplit):
-        rot, base = data.class_rotations, data.class_base
+    rot, base = data.episode_classes() or (None, None)
     w = t.ways if ways is None else ways
     k = t.shots if shots is None else shots
     try:
@@ -371,19 +391,6 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
         model = build_model(cfg).to(device=device, dtype=dtype_of(cfg))
         learner = build_learner(cfg.learner, model, loss)
     return learner.to(device=device, dtype=dtype_of(cfg))
-
-
-def from_config(cfg: RunConfig) -> tuple[TaskDistribution | MetaDatasetSampler, MetaLearner]:
-    """The training tasks (Meta-Dataset's with ``task.sampler: metadataset``) and the learner
-    (on the configured device and dtype)."""
-    resolve_device(cfg.train.device)  # before the data is loaded: a wrong device fails at once
-    tasks: TaskDistribution | MetaDatasetSampler
-    if cfg.task.family == "episodes" and cfg.task.sampler == "metadataset":
-        tasks = build_metadataset(cfg, "train")
-    else:
-        tasks = build_tasks(cfg, "train")
-    base = tasks.num_classes if isinstance(tasks, EpisodeSampler) else None
-    return tasks, build_run_learner(cfg, base)
 
 
 def describe(cfg: RunConfig) -> str:

@@ -12,7 +12,7 @@ import torch
 from metamap.data import OneShotRun
 from metamap.errors import CheckpointError, ConfigError
 from metamap.learners import MetaLearner
-from metamap.tasks import EpisodeSampler, TaskBatch
+from metamap.tasks import TaskBatch
 from metamap.train.build import build_metadataset, build_run_learner, build_tasks, describe
 from metamap.train.checkpoint import check_run_state, load_checkpoint
 from metamap.train.config import RunConfig, apply_overrides, parse_config
@@ -70,10 +70,7 @@ def learner_from_checkpoint(
 def _chunks(cfg: RunConfig, shots: int) -> Iterator[TaskBatch]:
     e = cfg.eval
     dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways, shots=shots)
-    if isinstance(dist, EpisodeSampler):  # large image sets are materialised chunk by chunk
-        yield from dist.fixed_task_chunks(e.tasks, e.seed, _CHUNK, shots=shots)
-    else:
-        yield dist.fixed_tasks(e.tasks, e.seed, shots=shots)
+    yield from dist.fixed_task_chunks(e.tasks, e.seed, _CHUNK, shots=shots)
 
 
 def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,28 +29,18 @@ from tqdm import tqdm
 
 from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError, RunFolderError
 from metamap.fileio import atomic_write_text, check_output_dir, remove_stale_temporaries
-from metamap.learners import MetaLearner, MetaStep, PretrainBaseline, ragged_meta_gradients
+from metamap.learners import MetaLearner, MetaStep
 from metamap.models import reseed_drop_layers
-from metamap.tasks import (
-    EpisodeSampler,
-    ImageAugment,
-    MetaDatasetSampler,
-    TaskBatch,
-    TaskDistribution,
-    make_generator,
-)
-from metamap.train.build import build_tasks, dtype_of, from_config
+from metamap.tasks import make_generator
+from metamap.train.build import build_run_learner, resolve_device
 from metamap.train.checkpoint import check_run_state, load_checkpoint, save_checkpoint
 from metamap.train.config import RunConfig, parse_config
-from metamap.train.evaluate import evaluate_scores, summarize
 from metamap.train.metrics import MetricsLog
+from metamap.train.problems import VAL_CHUNK, VAL_SEED_OFFSET, build_problem
 from metamap.train.rundir import RunLock, RunPaths
 from metamap.train.schedule import lr_factor, schedule_mismatch
 
 __all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "TrainResult", "Trainer", "check_run_folder"]
-
-VAL_SEED_OFFSET = 10_000
-"""Validation tasks use ``seed + VAL_SEED_OFFSET``: disjoint from training and evaluation."""
 
 
 def _stored_config(state: dict[str, Any], evaluation: dict[str, Any]) -> RunConfig | None:
@@ -65,39 +55,6 @@ def _stored_config(state: dict[str, Any], evaluation: dict[str, Any]) -> RunConf
         return parse_config({**state["config"], "eval": evaluation})
     except (KeyError, TypeError, ConfigError):
         return None
-
-
-VAL_CHUNK = 100
-"""Validation episodes materialised at a time: 600 mini-ImageNet episodes at once would be 4 GB."""
-
-
-def _validation_set(
-    cfg: RunConfig, train: TaskDistribution | MetaDatasetSampler
-) -> Callable[[], Iterator[TaskBatch]]:
-    """The fixed validation tasks, as a function yielding them ``VAL_CHUNK`` at a time.
-
-    Episodes come from the ``val`` split with the training shots and queries and the *test*
-    ways (``eval.ways``, default ``task.ways``), so a run trained with more ways than the
-    validation split has classes (ProtoNet's 30-way mini-ImageNet episodes, 16 validation
-    classes) still validates, on the protocol it is tested on. Only the episodes' indices are
-    kept between validations. Regression validates on its own family. Runs trained on
-    Meta-Dataset episodes validate on N-way K-shot episodes too (``task.ways``/``shots``/
-    ``queries``), so that validation scores are comparable between steps and runs.
-    """
-    seed, n = cfg.seed + VAL_SEED_OFFSET, cfg.train.val_tasks
-    if cfg.task.family != "episodes":
-        assert not isinstance(train, MetaDatasetSampler)
-        tasks = train.fixed_tasks(n, seed)
-        return lambda: iter((tasks,))
-    val = build_tasks(cfg, "val", ways=cfg.eval.ways or cfg.task.ways)
-    assert isinstance(val, EpisodeSampler)
-    plan = val.fixed_episode_indices(n, seed)
-
-    def chunks() -> Iterator[TaskBatch]:
-        for start in range(0, n, VAL_CHUNK):
-            yield val.episodes_from_plan(plan, start, min(start + VAL_CHUNK, n))
-
-    return chunks
 
 
 def _identity(path: Path | None) -> tuple[Path, int, int] | None:
@@ -152,11 +109,12 @@ class Trainer:
     def __init__(self, cfg: RunConfig, out_dir: str | Path | None = None) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
-        self.tasks: TaskDistribution | MetaDatasetSampler
-        self.learner: MetaLearner
-        self.tasks, self.learner = from_config(cfg)
-        self.higher_is_better = self.learner.loss_name == "cross_entropy"
-        self.val_name = "val_accuracy" if self.higher_is_better else "val_mse"
+        resolve_device(cfg.train.device)  # a wrong device fails at once, before any data
+        self.problem = build_problem(cfg)
+        """What differs between kinds of task: drawing them, the outer update, validation."""
+        self.learner: MetaLearner = build_run_learner(cfg, self.problem.base_classes())
+        self.higher_is_better = self.problem.higher_is_better
+        self.val_name = f"val_{self.problem.metric}"
         t = cfg.train
         params = list(self.learner.parameters())
         self.optimizer: torch.optim.Optimizer = (
@@ -170,11 +128,8 @@ class Trainer:
                 weight_decay=t.weight_decay,
             )
         )
-        a = cfg.data.augment
-        self.augment = ImageAugment(a.padding, a.flip, a.jitter)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(t))
         self.generator = make_generator(cfg.seed)
-        self.val_chunks = _validation_set(cfg, self.tasks)
         self.step = 0
         self.best_step = 0
         self.best_val = -math.inf if self.higher_is_better else math.inf
@@ -280,13 +235,9 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def validate(self) -> float:
-        """Mean query MSE (regression) or accuracy (classification) on the validation tasks,
-        after the trained number of inner steps."""
-        k = self.learner.inner_steps
-        scores: list[float] = []
-        for chunk in self.val_chunks():
-            scores += evaluate_scores(self.learner, chunk, [k])[k]
-        return summarize(scores).mean
+        """The problem's metric (query MSE, accuracy, ...) on its fixed validation tasks, after
+        the trained number of inner steps."""
+        return self.problem.validate(self.learner)
 
     def _better(self, val: float) -> bool:
         if not math.isfinite(val):
@@ -304,6 +255,7 @@ class Trainer:
         """
         # Checked and loaded before the lock, so that a refusal leaves the folder untouched.
         check_output_dir(self.out_dir, "out_dir")
+        self.problem.prepare()
         self.check_run_folder(resume)
         resumed = resume and self.resume()
         with RunLock(self.out_dir):
@@ -322,7 +274,7 @@ class Trainer:
 
     def _loop(self, log: MetricsLog, stop_after: int | None) -> TrainResult:
         cfg, t = self.cfg, self.cfg.train
-        device, dtype = torch.device(t.device), dtype_of(cfg)
+        device = torch.device(t.device)
         bar = tqdm(
             total=t.steps,
             initial=self.step,
@@ -336,7 +288,7 @@ class Trainer:
             while self.step < t.steps:
                 if stop_after is not None and self.step >= stop_after:
                     break
-                self._one_step(self._gradients(device, dtype))
+                self._one_step(self._gradients(device))
                 self.train_seconds = time.perf_counter() - start
                 record: dict[str, Any] = {}
                 if self.step % t.val_every == 0 or self.step == t.steps:
@@ -372,28 +324,15 @@ class Trainer:
             self.train_seconds,
         )
 
-    def _gradients(self, device: torch.device, dtype: torch.dtype) -> MetaStep:
-        """∇ of one training step: a meta-batch of tasks, or (``pretrain``) a supervised batch
-        of base-class images labelled with their class among all training classes."""
-        t = self.cfg.train
+    def _gradients(self, device: torch.device) -> MetaStep:
+        """One outer step of the problem: its meta-gradients (or its own update)."""
         # DropBlock masks: a generator per step, seeded from ours, for whatever DropBlock layers
         # the model has (none: no draw, so runs without them are unaffected).
         warmup = self.cfg.model.drop_warmup_steps
         schedule = (self.step + 1) / warmup if warmup else 1.0
         reseed_drop_layers(self.learner, self.generator, device, schedule)
         self.learner.set_training_step(self.step)  # schedules inside the learner (MAML++)
-        if isinstance(self.learner, PretrainBaseline):
-            if not isinstance(self.tasks, EpisodeSampler):
-                raise ConfigError("learner 'pretrain' needs task.family 'episodes' (images)")
-            x, y = self.tasks.sample_labelled(t.batch_size, self.generator)
-            x = self.augment(x.to(device, dtype), self.generator)
-            return self.learner.supervised_gradients(x, y.to(device))
-        if isinstance(self.tasks, MetaDatasetSampler):  # episodes of different shapes
-            episodes = self.tasks.sample(t.meta_batch, self.generator)
-            episodes = [self.augment.task(e.to(device, dtype), self.generator) for e in episodes]
-            return ragged_meta_gradients(self.learner, episodes)
-        batch = self.tasks.sample(t.meta_batch, self.generator).to(device, dtype)
-        return self.learner.meta_gradients(self.augment.batch(batch, self.generator))
+        return self.problem.meta_step(self.learner, self.generator)
 
     def _one_step(self, ms: MetaStep) -> None:
         step = self.step + 1
@@ -401,10 +340,11 @@ class Trainer:
         if not math.isfinite(loss) or not all(torch.isfinite(g).all() for g in ms.grads.values()):
             last = str(self.last_path) if self.last_path.exists() else None
             raise NonFiniteLossError(step, loss, last)
-        self.learner.apply_gradients(ms)
-        if self.cfg.train.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.learner.parameters(), self.cfg.train.grad_clip)
-        self.optimizer.step()
+        if not ms.applied:  # else the problem's own outer update has changed the parameters
+            self.learner.apply_gradients(ms)
+            if self.cfg.train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.learner.parameters(), self.cfg.train.grad_clip)
+            self.optimizer.step()
         self.scheduler.step()
         self.step = step
         self.last_loss = loss
