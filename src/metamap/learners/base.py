@@ -158,7 +158,9 @@ class MetaLearner(nn.Module, ABC):
         buffers = {k: v.clone() for k, v in self.model.named_buffers()}
         try:
             with torch.no_grad():
-                x = support_x[:1].to(_param_dtype(self.model))
+                x = support_x[:1]
+                if x.is_floating_point():
+                    x = x.to(_param_dtype(self.model))
                 out = functional_call(self.model, buffers, (x,))
         except (ValueError, RuntimeError) as e:
             raise TaskShapeError(

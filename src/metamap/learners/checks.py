@@ -18,7 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from metamap.errors import TaskShapeError
-from metamap.models.shapes import InputShape, describe_input_shape, input_shape_of
+from metamap.models.shapes import (
+    InputShape,
+    describe_input_shape,
+    input_dtype_of,
+    input_shape_of,
+)
 
 __all__ = [
     "check_classes",
@@ -127,12 +132,19 @@ def check_fits_model(x: Tensor, model: nn.Module, name: str, label: str) -> None
     """``x`` ``(N, ...)`` can be fed to ``model``: floating point, of the dtype and on the device
     of its parameters, of the per-example shape it declares (:func:`input_shape_of`)."""
     p = next(model.parameters(), None)
-    if not x.is_floating_point():
+    declared = input_dtype_of(model)
+    if declared is not None:  # e.g. int64 feature indices into embeddings
+        if x.dtype != declared:
+            raise TaskShapeError(
+                f"{name} has dtype {x.dtype} but the model takes {declared} inputs (feature "
+                f"indices); convert with x.to({declared})"
+            )
+    elif not x.is_floating_point():
         raise TaskShapeError(
             f"{name} has dtype {x.dtype}; inputs must be floating point (convert with "
             f"x.to({p.dtype if p is not None else torch.get_default_dtype()}); images as floats)"
         )
-    if p is not None and x.dtype != p.dtype:
+    if declared is None and p is not None and x.dtype != p.dtype:
         raise TaskShapeError(
             f"{name} is {x.dtype} but the model's parameters are {p.dtype}: convert the inputs "
             f"(x.to({p.dtype})) or the learner (learner.to({x.dtype}))"

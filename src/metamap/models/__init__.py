@@ -6,7 +6,13 @@ from metamap.models.conv4 import BatchNormPolicy, Conv4, Downsample, conv4_featu
 from metamap.models.dropblock import DropBlock2d, drop_layers, reseed_drop_layers
 from metamap.models.mlp import MLP
 from metamap.models.resnet12 import ResBlock, ResNet12
-from metamap.models.shapes import InputShape, input_shape_of, set_input_shape
+from metamap.models.shapes import (
+    InputShape,
+    input_dtype_of,
+    input_shape_of,
+    set_input_dtype,
+    set_input_shape,
+)
 
 __all__ = [
     "MLP",
@@ -19,7 +25,9 @@ __all__ = [
     "ResNet12",
     "conv4_feature_dim",
     "drop_layers",
+    "input_dtype_of",
     "input_shape_of",
     "reseed_drop_layers",
+    "set_input_dtype",
     "set_input_shape",
 ]

@@ -16,9 +16,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeAlias
 
+import torch
 from torch import nn
 
-__all__ = ["InputShape", "describe_input_shape", "input_shape_of", "set_input_shape"]
+__all__ = [
+    "InputShape",
+    "describe_input_shape",
+    "input_dtype_of",
+    "input_shape_of",
+    "set_input_dtype",
+    "set_input_shape",
+]
 
 InputShape: TypeAlias = tuple[int | None, ...]
 """Shape of one example (no batch dimension); ``None`` where any size is accepted."""
@@ -33,6 +41,19 @@ def input_shape_of(module: nn.Module) -> InputShape | None:
     """The per-example shape ``module`` declares in ``input_shape``, or ``None`` if it does not."""
     shape = module.__dict__.get("input_shape")
     return None if shape is None else tuple(shape)
+
+
+def set_input_dtype(module: nn.Module, dtype: torch.dtype) -> None:
+    """Record that ``module`` takes inputs of ``dtype`` (e.g. ``torch.long``: feature indices
+    into embeddings, as a recommender's users and items), not floating point of its parameters'
+    dtype (the default)."""
+    module.__dict__["input_dtype"] = dtype
+
+
+def input_dtype_of(module: nn.Module) -> torch.dtype | None:
+    """The input dtype ``module`` declares (``None``: floating point, its parameters' dtype)."""
+    dtype = module.__dict__.get("input_dtype")
+    return dtype if isinstance(dtype, torch.dtype) else None
 
 
 def describe_input_shape(shape: InputShape) -> str:

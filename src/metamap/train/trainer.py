@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from metamap.core.problem import Problem
 from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError, RunFolderError
 from metamap.fileio import atomic_write_text, check_output_dir, remove_stale_temporaries
 from metamap.learners import MetaLearner, MetaStep
@@ -106,13 +108,28 @@ class TrainResult:
 class Trainer:
     """Meta-trains the learner a :class:`RunConfig` describes, writing into ``out_dir``."""
 
-    def __init__(self, cfg: RunConfig, out_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out_dir: str | Path | None = None,
+        *,
+        problem: Problem | None = None,
+        learner: MetaLearner | None = None,
+    ) -> None:
+        """The problem and learner ``cfg`` describes, or a ``problem`` of your own with its
+        ``learner`` (then ``cfg`` gives the seed, the ``train`` section and the fingerprint)."""
         self.cfg = cfg
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
         resolve_device(cfg.train.device)  # a wrong device fails at once, before any data
-        self.problem = build_problem(cfg)
+        if problem is None:
+            built = build_problem(cfg)
+            problem = built
+            learner = learner or build_run_learner(cfg, built.base_classes())
+        elif learner is None:
+            raise ConfigError("a problem of your own needs its learner: Trainer(..., learner=)")
+        self.problem: Problem = problem
         """What differs between kinds of task: drawing them, the outer update, validation."""
-        self.learner: MetaLearner = build_run_learner(cfg, self.problem.base_classes())
+        self.learner: MetaLearner = learner
         self.higher_is_better = self.problem.higher_is_better
         self.val_name = f"val_{self.problem.metric}"
         t = cfg.train
@@ -345,6 +362,8 @@ class Trainer:
             if self.cfg.train.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.learner.parameters(), self.cfg.train.grad_clip)
             self.optimizer.step()
-        self.scheduler.step()
+        with warnings.catch_warnings():  # the schedule counts steps the optimizer did not take
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.scheduler.step()
         self.step = step
         self.last_loss = loss
