@@ -146,14 +146,16 @@ def test_a_fixed_head_learner_is_not_evaluated_on_other_ways() -> None:
 
 
 def test_metric_scale_is_only_for_matching_networks() -> None:
-    assert load_config(None, ["learner.name=maml"]).learner.metric_scale is None
-    with pytest.raises(ConfigError, match="metric_scale is a Matching Networks setting"):
+    assert load_config(None, [*EPISODES, "learner.name=matching"]).learner.metric_scale is None
+    with pytest.raises(ConfigError, match=r"metric_scale \(10\) is a setting of matching;"):
         load_config(None, ["learner.name=maml", "learner.metric_scale=10"])
+    assert "metric_scale" not in type(load_config(None, ["learner.name=maml"]).learner).model_fields
 
 
 def test_label_smoothing_is_for_cross_entropy_encoder_learners() -> None:
-    assert load_config(None, ["learner.name=maml"]).learner.label_smoothing == 0.0
-    with pytest.raises(ConfigError, match="label_smoothing applies to the cross-entropy"):
+    assert load_config(None, EPISODES).learner.label_smoothing == 0.0
+    owners = "matching, protonet, r2d2, svm; learner 'maml' has no such setting"
+    with pytest.raises(ConfigError, match=f"label_smoothing \\(0.1\\) is a setting of {owners}"):
         load_config(None, ["learner.name=maml", "learner.label_smoothing=0.1"])
 
 

@@ -4,6 +4,9 @@ All share :class:`MetaLearner`'s interface: ``adapt`` (the mapping), ``predict``
 ``meta_gradients`` over a :class:`~metamap.tasks.TaskBatch`.
 """
 
+import importlib
+import pkgutil
+
 from metamap.learners.anil import ANIL
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.functional import Params, gd_step, inner_loop, loss_function
@@ -16,6 +19,13 @@ from metamap.learners.pretrain import LinearState, PretrainBaseline, fit_logisti
 from metamap.learners.protonet import ProtoNet, PrototypeState
 from metamap.learners.r2d2 import R2D2, RidgeState
 from metamap.learners.ragged import ragged_meta_gradients
+from metamap.learners.registry import (
+    LEARNERS,
+    BuildContext,
+    LearnerSection,
+    register_learner,
+    split_legacy,
+)
 from metamap.learners.relation import (
     RelationNet,
     RelationState,
@@ -25,15 +35,23 @@ from metamap.learners.relation import (
 from metamap.learners.reptile import Reptile
 from metamap.learners.svm import SVMHead, SVMState
 
+# Every module of the package is imported, so that each learner's section registers itself:
+# adding a learner is one new module here (plus a YAML config).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
 __all__ = [
     "ANIL",
     "FOMAML",
+    "LEARNERS",
     "MAML",
     "R2D2",
     "AdaptedState",
     "Batching",
+    "BuildContext",
     "EncoderLearner",
     "GradientLearner",
+    "LearnerSection",
     "LinearState",
     "MatchingNet",
     "MatchingState",
@@ -57,6 +75,8 @@ __all__ = [
     "inner_loop",
     "loss_function",
     "ragged_meta_gradients",
+    "register_learner",
     "relation_embedding",
     "relation_feature_shape",
+    "split_legacy",
 ]

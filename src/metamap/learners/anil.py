@@ -12,15 +12,17 @@ inner loop runs on the head alone. The model must have ``body`` and ``head`` sub
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from metamap.learners.functional import LossName, Params, inner_loop
-from metamap.learners.gradient import Batching
+from metamap.learners.gradient import Batching, StepSizeSection
 from metamap.learners.maml import MAML
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["ANIL"]
+__all__ = ["ANIL", "ANILSection"]
 
 
 def _sub(params: Params, prefix: str) -> Params:
@@ -71,3 +73,22 @@ class ANIL(MAML):
         )
         pred = run_head(fast, zq)
         return self._loss(pred, qy), self._metric(pred.detach(), qy)
+
+
+@register_learner
+class ANILSection(StepSizeSection):
+    """``learner: {name: anil}`` — ANIL (Raghu et al. 2020): the inner loop adapts the head."""
+
+    name: Literal["anil"] = "anil"
+    first_order: bool = False
+
+    def build(self, ctx: BuildContext) -> ANIL:
+        return ANIL(
+            ctx.model(),
+            ctx.loss,
+            self.inner_steps,
+            self.inner_lr,
+            self.learn_inner_lr,
+            self.first_order,
+            self.batching,
+        )

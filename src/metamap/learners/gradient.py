@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
+from pydantic import PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -36,10 +37,11 @@ from metamap.learners.functional import (
     loss_function,
     metric_function,
 )
+from metamap.learners.registry import LearnerSection
 from metamap.models.dropblock import DropBlock2d
 from metamap.models.layout import default_layout, pinning, pins_layout
 
-__all__ = ["Batching", "GradientLearner", "choose_batching"]
+__all__ = ["Batching", "GradientLearner", "GradientSection", "StepSizeSection", "choose_batching"]
 
 Batching = Literal["auto", "vmap", "loop"]
 _MODEL = "model."
@@ -276,3 +278,33 @@ class GradientLearner(MetaLearner):
 
 def _mean_loss(losses: Tensor, metrics: Tensor) -> tuple[Tensor, Tensor]:
     return losses.detach().mean(), metrics.detach().mean()
+
+
+class GradientSection(LearnerSection):
+    """Settings every gradient-based learner has: its inner steps and how tasks are batched."""
+
+    inner_steps: PositiveInt = 1
+    batching: Batching = "auto"
+    """``vmap`` (tasks in one batched call), ``loop`` (one by one) or ``auto`` (vmap on a
+    GPU); both give the same answer (tested)."""
+
+    def draws_in_vmap(self) -> bool:
+        return self.batching == "vmap"
+
+
+class StepSizeSection(GradientSection):
+    """Gradient learners with a step size per inner step, fixed or learned (MAML's family)."""
+
+    inner_lr: PositiveFloat | list[PositiveFloat] = 0.01
+    """α: one value, or one per inner step."""
+    learn_inner_lr: bool = False
+    """Meta-learn α (one per step) with the initialisation."""
+
+    @model_validator(mode="after")
+    def _one_rate_per_step(self) -> StepSizeSection:
+        if isinstance(self.inner_lr, list) and len(self.inner_lr) not in (1, self.inner_steps):
+            raise ValueError(
+                f"inner_lr has {len(self.inner_lr)} values; give one or one per inner step "
+                f"({self.inner_steps})"
+            )
+        return self

@@ -14,14 +14,16 @@ meta-parameters (as in MAML++'s LSLR, Antoniou et al. 2019).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
 
 from metamap.learners.functional import LossName, Params, StepSize
-from metamap.learners.gradient import Batching, GradientLearner
+from metamap.learners.gradient import Batching, GradientLearner, StepSizeSection
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["FOMAML", "MAML"]
+__all__ = ["FOMAML", "MAML", "FOMAMLSection", "MAMLSection"]
 
 
 class MAML(GradientLearner):
@@ -75,3 +77,36 @@ class FOMAML(MAML):
         batching: Batching = "auto",
     ) -> None:
         super().__init__(model, loss, inner_steps, inner_lr, learn_inner_lr, True, batching)
+
+
+@register_learner
+class MAMLSection(StepSizeSection):
+    """``learner: {name: maml}`` — MAML (Finn et al. 2017), exact second order unless
+    ``first_order``."""
+
+    name: Literal["maml"] = "maml"
+    first_order: bool = False
+
+    def build(self, ctx: BuildContext) -> MAML:
+        return MAML(
+            ctx.model(),
+            ctx.loss,
+            self.inner_steps,
+            self.inner_lr,
+            self.learn_inner_lr,
+            self.first_order,
+            self.batching,
+        )
+
+
+@register_learner
+class FOMAMLSection(StepSizeSection):
+    """``learner: {name: fomaml}`` — first-order MAML (Finn et al. 2017, §5.2)."""
+
+    name: Literal["fomaml"] = "fomaml"
+
+    def build(self, ctx: BuildContext) -> MAML:
+        m = ctx.model()
+        return MAML(
+            m, ctx.loss, self.inner_steps, self.inner_lr, self.learn_inner_lr, True, self.batching
+        )

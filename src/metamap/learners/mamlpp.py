@@ -39,17 +39,20 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
 
 import torch
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from metamap.learners.base import AdaptedState
 from metamap.learners.functional import LossName, Params, StepSize, inner_loop
-from metamap.learners.gradient import Batching, GradientLearner
+from metamap.learners.gradient import Batching, GradientLearner, GradientSection
+from metamap.learners.registry import BuildContext, register_learner
 from metamap.models.layout import default_layout, pinning
 
-__all__ = ["MAMLPlusPlus", "msl_weights"]
+__all__ = ["MAMLPlusPlus", "MAMLPlusPlusSection", "msl_weights"]
 
 _MODEL = "model."
 
@@ -245,3 +248,29 @@ class MAMLPlusPlus(GradientLearner):
                 theta = {n: v.detach() for n, v in theta.items()}
                 losses.append(float(loss))
         return out
+
+
+@register_learner
+class MAMLPlusPlusSection(GradientSection):
+    """``learner: {name: mamlpp}`` — MAML++ (Antoniou et al. 2019). The paper's cosine
+    annealing of the meta learning rate is ``train.schedule: cosine``."""
+
+    name: Literal["mamlpp"] = "mamlpp"
+    inner_steps: PositiveInt = 5
+    inner_lr: PositiveFloat = 0.1
+    """The initial value of every learned per-layer, per-step rate."""
+    msl_steps: NonNegativeInt = 5000
+    """Training iterations over which the multi-step loss anneals to the last step's alone."""
+    first_order_steps: NonNegativeInt = 25000
+    """Training iterations with first-order meta-gradients before second order."""
+
+    def build(self, ctx: BuildContext) -> MAMLPlusPlus:
+        return MAMLPlusPlus(
+            ctx.model(),
+            ctx.loss,
+            self.inner_steps,
+            self.inner_lr,
+            self.msl_steps,
+            self.first_order_steps,
+            self.batching,
+        )

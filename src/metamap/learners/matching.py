@@ -27,15 +27,18 @@ the probabilities becomes ``e^{-2s}/S``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveFloat
 from torch import Tensor, nn
 
 from metamap.learners.base import AdaptedState
-from metamap.learners.metric import EncoderLearner, expect_state
+from metamap.learners.metric import EncoderLearner, EncoderSection, expect_state
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["MatchingNet", "MatchingState"]
+__all__ = ["MatchingNet", "MatchingSection", "MatchingState"]
 
 
 @dataclass(kw_only=True)
@@ -71,3 +74,17 @@ class MatchingNet(EncoderLearner):
         memory = expect_state(state, MatchingState)
         probs = self.attention(memory, query) @ memory.labels
         return probs.log()
+
+
+@register_learner
+class MatchingSection(EncoderSection):
+    """``learner: {name: matching}`` — Matching Networks (Vinyals et al. 2016)."""
+
+    name: Literal["matching"] = "matching"
+    metric_scale: PositiveFloat | None = None
+    """A learnable scale of the cosine attention, initialised to this (TADAM's metric scaling);
+    ``None``: the paper's unscaled cosine."""
+
+    def build(self, ctx: BuildContext) -> EncoderLearner:
+        head = MatchingNet(self.encoder_of(ctx), scale=self.metric_scale)
+        return head.use_label_smoothing(self.label_smoothing)

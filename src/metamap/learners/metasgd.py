@@ -9,13 +9,17 @@ where α has the shape of θ. The paper uses one inner step; more steps reuse th
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import PositiveFloat
 from torch import nn
 
 from metamap.learners.functional import LossName, Params, StepSize
-from metamap.learners.gradient import Batching, GradientLearner
+from metamap.learners.gradient import Batching, GradientLearner, GradientSection
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["MetaSGD"]
+__all__ = ["MetaSGD", "MetaSGDSection"]
 
 
 def _key(name: str) -> str:
@@ -48,3 +52,19 @@ class MetaSGD(GradientLearner):
     def step_sizes(self, meta: Params, steps: int) -> list[StepSize]:
         alpha = {n: meta[f"inner_lrs.{_key(n)}"] for n, _ in self.model.named_parameters()}
         return [alpha] * steps
+
+
+@register_learner
+class MetaSGDSection(GradientSection):
+    """``learner: {name: metasgd}`` — Meta-SGD (Li et al. 2017): a learned step size per
+    parameter, initialised to ``inner_lr``."""
+
+    name: Literal["metasgd"] = "metasgd"
+    inner_lr: PositiveFloat = 0.01
+    first_order: bool = False
+
+    def build(self, ctx: BuildContext) -> MetaSGD:
+        m = ctx.model()
+        return MetaSGD(
+            m, ctx.loss, self.inner_steps, self.inner_lr, self.first_order, self.batching
+        )

@@ -37,6 +37,7 @@ from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -45,9 +46,16 @@ from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.checks import check_classes
 from metamap.learners.functional import Params
+from metamap.learners.registry import BuildContext, LearnerSection
 from metamap.models.layout import channels_last
 
-__all__ = ["EncoderLearner", "accuracy", "check_labels", "expect_state"]
+__all__ = [
+    "EncoderLearner",
+    "EncoderSection",
+    "accuracy",
+    "check_labels",
+    "expect_state",
+]
 
 StateT = TypeVar("StateT", bound=AdaptedState)
 
@@ -264,3 +272,22 @@ class EncoderLearner(MetaLearner):
             check_labels(y)
         else:
             _check_label_tensor(y, name)
+
+
+class EncoderSection(LearnerSection):
+    """Settings of the learners built on the model's body alone (metric and closed-form heads):
+    image episodes only, any number of ways, Meta-Dataset's variable ones included."""
+
+    regression = False
+    fixed_head = False
+    variable_ways = True
+
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Meta-train against targets 1 − ε / ε/(W − 1) (MetaOptNet: 0.1)."""
+
+    def notes(self) -> list[str]:
+        return [f"label smoothing {self.label_smoothing:g}"] * bool(self.label_smoothing)
+
+    def encoder_of(self, ctx: BuildContext) -> nn.Module:
+        """The configured model's body: the encoder a head is built on."""
+        return ctx.model().get_submodule("body")

@@ -34,8 +34,9 @@ from metamap.learners.base import AdaptedState, MetaStep
 from metamap.learners.checks import check_same_length
 from metamap.learners.metric import EncoderLearner, accuracy, expect_state
 from metamap.learners.protonet import PrototypeState, class_means
+from metamap.learners.registry import BuildContext, LearnerSection, register_learner
 
-__all__ = ["LinearState", "PretrainBaseline", "fit_logistic"]
+__all__ = ["LinearState", "PretrainBaseline", "PretrainSection", "fit_logistic"]
 
 Head = Literal["prototype", "logistic"]
 
@@ -165,3 +166,28 @@ class PretrainBaseline(EncoderLearner):
             return -(z.unsqueeze(-2) - state.prototypes.unsqueeze(-3)).pow(2).sum(dim=-1)
         linear = expect_state(state, LinearState)
         return z @ linear.weight.mT + linear.bias.unsqueeze(-2)
+
+
+@register_learner
+class PretrainSection(LearnerSection):
+    """``learner: {name: pretrain}`` — the pre-train + fine-tune baseline: supervised batches of
+    ``train.batch_size`` base-class images in training, a ``head`` per test task."""
+
+    name: Literal["pretrain"] = "pretrain"
+    head: Head = "prototype"
+    """Test-time head: nearest centroid or logistic regression on normalised features."""
+
+    regression = False
+    fixed_head = False
+    supervised = True
+
+    def build(self, ctx: BuildContext) -> PretrainBaseline:
+        if ctx.base_classes is None:
+            raise ValueError("learner 'pretrain' needs base_classes (the training classes)")
+        model = ctx.model()
+        dim = int(getattr(model, "feature_dim"))  # noqa: B009 - Conv4 and ResNet12 both have it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed + 1)
+            return PretrainBaseline(
+                model.get_submodule("body"), ctx.base_classes, dim, head=self.head
+            )

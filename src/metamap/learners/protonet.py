@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metamap.learners.base import AdaptedState
-from metamap.learners.metric import EncoderLearner, expect_state
+from metamap.learners.metric import EncoderLearner, EncoderSection, expect_state
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["ProtoNet", "PrototypeState", "class_means"]
+__all__ = ["ProtoNet", "ProtoNetSection", "PrototypeState", "class_means"]
 
 Distance = Literal["euclidean", "cosine"]
 
@@ -67,3 +68,13 @@ class ProtoNet(EncoderLearner):
         if self.distance == "cosine":
             return self.scale * F.normalize(query, dim=-1) @ F.normalize(c, dim=-1).mT
         return -(query.unsqueeze(-2) - c.unsqueeze(-3)).pow(2).sum(dim=-1)
+
+
+@register_learner
+class ProtoNetSection(EncoderSection):
+    """``learner: {name: protonet}`` — Prototypical Networks (Snell et al. 2017)."""
+
+    name: Literal["protonet"] = "protonet"
+
+    def build(self, ctx: BuildContext) -> EncoderLearner:
+        return ProtoNet(self.encoder_of(ctx)).use_label_smoothing(self.label_smoothing)

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from metamap.learners.base import AdaptedState
-from metamap.learners.metric import EncoderLearner, expect_state
+from metamap.learners.metric import EncoderLearner, EncoderSection, expect_state
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["R2D2", "RidgeState", "ridge_woodbury"]
+__all__ = ["R2D2", "R2D2Section", "RidgeState", "ridge_woodbury"]
 
 
 @dataclass(kw_only=True)
@@ -76,3 +78,13 @@ class R2D2(EncoderLearner):
 
     def score(self, state: AdaptedState, query: Tensor) -> Tensor:
         return self.alpha * query @ expect_state(state, RidgeState).weight + self.beta
+
+
+@register_learner
+class R2D2Section(EncoderSection):
+    """``learner: {name: r2d2}`` — a closed-form ridge-regression head (Bertinetto et al. 2019)."""
+
+    name: Literal["r2d2"] = "r2d2"
+
+    def build(self, ctx: BuildContext) -> EncoderLearner:
+        return R2D2(self.encoder_of(ctx)).use_label_smoothing(self.label_smoothing)

@@ -46,10 +46,17 @@ from torch import Tensor, nn
 from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState
 from metamap.learners.metric import EncoderLearner, expect_state
+from metamap.learners.registry import BuildContext, LearnerSection, register_learner
 from metamap.models.conv4 import BatchNormPolicy
 from metamap.models.shapes import set_input_shape
 
-__all__ = ["RelationNet", "RelationState", "relation_embedding", "relation_feature_shape"]
+__all__ = [
+    "RelationNet",
+    "RelationSection",
+    "RelationState",
+    "relation_embedding",
+    "relation_feature_shape",
+]
 
 RelationLoss = Literal["mse", "cross_entropy"]
 ClassFeature = Literal["sum", "mean"]
@@ -175,4 +182,40 @@ class RelationNet(EncoderLearner):
             raise TaskShapeError(
                 f"the encoder gives features of shape {tuple(z.shape[1:])}, but this Relation "
                 f"Network expects maps of shape {self.feature_shape} (C, h, w)"
+            )
+
+
+@register_learner
+class RelationSection(LearnerSection):
+    """``learner: {name: relation}`` — Relation Networks (Sung et al. 2018), on their own
+    embedding (unpooled maps, ``model.width`` channels) and relation module, seeded like the
+    models."""
+
+    name: Literal["relation"] = "relation"
+    class_feature: ClassFeature = "sum"
+    """A class's feature map: the sum of its support maps (the paper) or their mean (the same at
+    one shot; shot-invariant when tested with more shots than trained, or on class-imbalanced
+    episodes)."""
+
+    regression = False
+    fixed_head = False
+    variable_ways = True
+    own_network = "the relation learner uses its own embedding (Sung et al.)"
+
+    def model_note(self) -> str:
+        return ", relation class maps: mean of the support maps" * (self.class_feature == "mean")
+
+    def build(self, ctx: BuildContext) -> RelationNet:
+        c, size, w = ctx.channels, ctx.image_size, ctx.width
+        policy: BatchNormPolicy = "inductive" if ctx.batch_norm == "inductive" else "transductive"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            encoder = relation_embedding(c, w, policy)
+            return RelationNet(
+                encoder,
+                relation_feature_shape(size, w),
+                width=w,
+                padding=1 if size < 40 else 0,
+                batch_norm=policy,
+                class_feature=self.class_feature,
             )

@@ -12,15 +12,19 @@ set; the logged loss is the query loss after adaptation.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import PositiveFloat
 from torch import Tensor, nn
 
 from metamap.core.task import TaskBatch
 from metamap.learners.base import MetaStep
 from metamap.learners.functional import LossName, Params, StepSize
-from metamap.learners.gradient import _MODEL, Batching, GradientLearner
+from metamap.learners.gradient import _MODEL, Batching, GradientLearner, GradientSection
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["Reptile"]
+__all__ = ["Reptile", "ReptileSection"]
 
 
 class Reptile(GradientLearner):
@@ -84,3 +88,14 @@ class Reptile(GradientLearner):
             metrics = torch.stack([r[2] for r in results])
         grads = {_MODEL + k: meta[_MODEL + k].detach() - v for k, v in mean_adapted.items()}
         return MetaStep(losses.mean(), metrics.mean(), grads)
+
+
+@register_learner
+class ReptileSection(GradientSection):
+    """``learner: {name: reptile}`` — Reptile (Nichol et al. 2018)."""
+
+    name: Literal["reptile"] = "reptile"
+    inner_lr: PositiveFloat = 0.01
+
+    def build(self, ctx: BuildContext) -> Reptile:
+        return Reptile(ctx.model(), ctx.loss, self.inner_steps, self.inner_lr, self.batching)

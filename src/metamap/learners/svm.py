@@ -33,14 +33,23 @@ convex). Shapes: X ``(..., S, D)``, Y ``(..., S, W)`` → α ``(..., S, W)``, W 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from metamap.learners.base import AdaptedState
-from metamap.learners.metric import EncoderLearner, expect_state
+from metamap.learners.metric import EncoderLearner, EncoderSection, expect_state
+from metamap.learners.registry import BuildContext, register_learner
 
-__all__ = ["SVMHead", "SVMState", "crammer_singer_dual", "duality_gap", "project_simplex"]
+__all__ = [
+    "SVMHead",
+    "SVMSection",
+    "SVMState",
+    "crammer_singer_dual",
+    "duality_gap",
+    "project_simplex",
+]
 
 
 def project_simplex(v: Tensor) -> Tensor:
@@ -125,3 +134,13 @@ class SVMHead(EncoderLearner):
 
     def score(self, state: AdaptedState, query: Tensor) -> Tensor:
         return self.scale * query @ expect_state(state, SVMState).weight
+
+
+@register_learner
+class SVMSection(EncoderSection):
+    """``learner: {name: svm}`` — MetaOptNet's multi-class SVM head (Lee et al. 2019)."""
+
+    name: Literal["svm"] = "svm"
+
+    def build(self, ctx: BuildContext) -> EncoderLearner:
+        return SVMHead(self.encoder_of(ctx)).use_label_smoothing(self.label_smoothing)

@@ -24,21 +24,8 @@ from metamap.data import (
     tiered_imagenet,
 )
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.learners import (
-    ANIL,
-    MAML,
-    R2D2,
-    MatchingNet,
-    MetaLearner,
-    MetaSGD,
-    PretrainBaseline,
-    ProtoNet,
-    RelationNet,
-    Reptile,
-    SVMHead,
-)
+from metamap.learners import BuildContext, LearnerSection, MetaLearner
 from metamap.learners.functional import LossName
-from metamap.learners.relation import relation_embedding, relation_feature_shape
 from metamap.models import MLP, Conv4, ResNet12
 from metamap.tasks import (
     ClassHierarchy,
@@ -50,7 +37,7 @@ from metamap.tasks import (
     SinusoidTasks,
     TaskDistribution,
 )
-from metamap.train.config import DataConfig, LearnerConfig, RunConfig, TaskConfig
+from metamap.train.config import DataConfig, RunConfig, TaskConfig
 
 __all__ = [
     "Split",
@@ -288,31 +275,11 @@ def build_model(cfg: RunConfig) -> nn.Module:
         )
 
 
-def build_learner(cfg: LearnerConfig, model: nn.Module, loss: LossName) -> MetaLearner:
-    """The meta-learner named by ``cfg`` around ``model`` (encoders use ``model.body``)."""
-    lr = cfg.inner_lr
-    scalar = lr[0] if isinstance(lr, list) else lr
-    if cfg.name in ("maml", "fomaml", "anil"):
-        first_order = cfg.first_order or cfg.name == "fomaml"
-        cls = ANIL if cfg.name == "anil" else MAML
-        return cls(model, loss, cfg.inner_steps, lr, cfg.learn_inner_lr, first_order, cfg.batching)
-    if cfg.name == "metasgd":
-        return MetaSGD(model, loss, cfg.inner_steps, scalar, cfg.first_order, cfg.batching)
-    if cfg.name == "reptile":
-        return Reptile(model, loss, cfg.inner_steps, scalar, cfg.batching)
-    if cfg.name in ("relation", "pretrain"):
-        raise ValueError(f"learner {cfg.name!r} is built by build_run_learner (it needs the run)")
-    encoder = model.get_submodule("body")
-    head: ProtoNet | MatchingNet | R2D2 | SVMHead
-    if cfg.name == "protonet":
-        head = ProtoNet(encoder)
-    elif cfg.name == "matching":
-        head = MatchingNet(encoder, scale=cfg.metric_scale)
-    elif cfg.name == "r2d2":
-        head = R2D2(encoder)
-    else:
-        head = SVMHead(encoder)
-    return head.use_label_smoothing(cfg.label_smoothing)
+def build_learner(cfg: LearnerSection, model: nn.Module, loss: LossName) -> MetaLearner:
+    """The meta-learner ``cfg`` (a registered learner's section) describes, around ``model``
+    (encoder learners use ``model.body``); learners with their own network need the run
+    (:func:`build_run_learner`)."""
+    return cfg.build(BuildContext(model=lambda: model, loss=loss, seed=0, ways=0))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -350,47 +317,30 @@ def dtype_of(cfg: RunConfig) -> torch.dtype:
     return torch.float64 if cfg.train.dtype == "float64" else torch.float32
 
 
-def _relation_net(cfg: RunConfig) -> RelationNet:
-    """Sung et al.'s own embedding (unpooled maps) and relation module, seeded like models."""
-    c, size, w = cfg.data.channels, cfg.data.image_size, cfg.model.width
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        encoder = relation_embedding(c, w, cfg.model.batch_norm)
-        return RelationNet(
-            encoder,
-            relation_feature_shape(size, w),
-            width=w,
-            padding=1 if size < 40 else 0,
-            batch_norm=cfg.model.batch_norm,
-            class_feature=cfg.learner.class_feature,
-        )
-
-
 def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLearner:
-    """The run's learner, on the configured device and dtype, without loading any data.
+    """The run's learner, on the configured device and dtype, without loading any data: the
+    learner's own section builds it (:mod:`metamap.learners.registry`) from the configured base
+    network and the run's facts.
 
-    ``base_classes`` (``learner.name: pretrain`` only) is the size of the supervised classifier:
-    the number of training classes (rotations included).
+    ``base_classes`` (learners trained on supervised batches) is the number of training classes
+    (rotations included).
     """
     device = resolve_device(cfg.train.device)
-    loss: LossName = "cross_entropy" if cfg.task.family == "episodes" else "mse"
-    learner: MetaLearner
-    if cfg.learner.name == "relation":
-        learner = _relation_net(cfg)
-    elif cfg.learner.name == "pretrain":
-        if base_classes is None:
-            raise ValueError("learner 'pretrain' needs base_classes (the training classes)")
-        model = build_model(cfg)
-        dim = int(getattr(model, "feature_dim"))  # noqa: B009 - Conv4 and ResNet12 both have it
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + 1)
-            learner = PretrainBaseline(
-                model.get_submodule("body"), base_classes, dim, head=cfg.learner.head
-            )
-    else:  # the model is placed first: learner.batching 'auto' depends on the device
-        model = build_model(cfg).to(device=device, dtype=dtype_of(cfg))
-        learner = build_learner(cfg.learner, model, loss)
-    return learner.to(device=device, dtype=dtype_of(cfg))
+    dtype = dtype_of(cfg)
+    d, m = cfg.data, cfg.model
+    context = BuildContext(
+        # the model is placed first: learner.batching 'auto' depends on the device
+        model=lambda: build_model(cfg).to(device=device, dtype=dtype),
+        loss="cross_entropy" if cfg.task.family == "episodes" else "mse",
+        seed=cfg.seed,
+        ways=cfg.task.ways,
+        channels=d.channels,
+        image_size=d.image_size,
+        width=m.width,
+        batch_norm=m.batch_norm,
+        base_classes=base_classes,
+    )
+    return cfg.learner.build(context).to(device=device, dtype=dtype)
 
 
 def describe(cfg: RunConfig) -> str:
@@ -402,8 +352,7 @@ def describe(cfg: RunConfig) -> str:
     a = cfg.data.augment
     tricks = [f"crop ±{a.padding}"] * bool(a.padding) + ["flip"] * a.flip
     tricks += [f"jitter {a.jitter:g}"] * bool(a.jitter)
-    if cfg.learner.label_smoothing:
-        tricks.append(f"label smoothing {cfg.learner.label_smoothing:g}")
+    tricks += cfg.learner.notes()
     if m.head_init_std is not None:
         tricks.append(f"head init N(0, {m.head_init_std:g}²)")
     if m.drop_rate:
@@ -416,7 +365,7 @@ def describe(cfg: RunConfig) -> str:
         if cfg.extra_domains:
             names = [cfg.data.name, *(d.name for d in cfg.extra_domains)]
             episodes += f" over {len(names)} domains ({', '.join(names)})"
-    mean = ", relation class maps: mean of the support maps" * (cfg.learner.class_feature == "mean")
+    mean = cfg.learner.model_note()
     return (
         f"{cfg.data.name}{split}, {episodes}, "
         f"{m.name}{' strided' * (m.downsample == 'stride')} width {m.width}, "

@@ -14,30 +14,29 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import reprlib
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from metamap.core.section import OWN_ERROR, Section, clip, own_error, show
 from metamap.errors import ConfigError
+from metamap.learners import LEARNERS, LearnerSection, split_legacy
+from metamap.learners.registry import LEGACY_DEFAULTS
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -58,10 +57,6 @@ __all__ = [
 ]
 
 
-_ENCODER_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm", "pretrain")
-_VARIABLE_WAY_LEARNERS = ("protonet", "matching", "relation", "r2d2", "svm")
-
-
 MAX_CONFIG_BYTES = 1 << 20
 """The largest config file (and override value) read: 1 MiB. Real configs are under 4 KiB."""
 MAX_CONFIG_VALUES = 100_000
@@ -73,114 +68,14 @@ MAX_SEED = 2**63 - 1
 """The largest ``seed`` and ``eval.seed``. Runs derive further seeds from them (``seed + 1``,
 ``seed + 10_000`` for validation tasks), which must stay within what ``torch.manual_seed`` takes
 (0 … 2**64 - 1); negative seeds would alias large ones (torch reduces them modulo 2**64)."""
-_OWN_ERROR = "metamap_config"
-"""The pydantic error type of this module's own checks; its ``ctx`` holds ``key`` (the path below
-the error's location, may be empty) and ``detail`` (the whole message after the key)."""
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
-_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 60
-
-
-def _show(value: Any) -> str:
-    """A short one-line ``repr`` of ``value``, however big, nested or self-similar it is."""
-    return _REPR.repr(value)
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    """``text`` on one line (control characters escaped), cut to about ``limit`` characters."""
-    if not text.isprintable():
-        text = repr(text)[1:-1]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _as_yaml(value: Any) -> str:
-    """``value`` as it would be written in YAML (``true``, ``'many'``, ``2.5``), kept short."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return _show(value)
-
-
-def _own_error(detail: str, key: str = "") -> PydanticCustomError:
-    """A validation error that :func:`_format` prints as ``'<location>.<key>': <detail>``."""
-    return PydanticCustomError(_OWN_ERROR, "{detail}", {"detail": detail, "key": key})
-
-
-def _strict_problem(value: Any, tp: Any, key: str) -> tuple[str, str] | None:
-    """Why ``value`` is refused for a field of type ``tp`` beyond pydantic's lax checks.
-
-    Pydantic (lax mode) takes ``True`` for ``1``, ``"7"`` for ``7`` and ``true`` for the literal
-    ``1``; YAML turns a stray ``yes`` or ``true`` into such a boolean silently. Returns ``(key,
-    detail)`` for the first refused number (``key`` extended into lists: ``hidden.1``), ``None``
-    when the value is fine, and ``(key, "")`` when its shape does not fit ``tp`` at all (a list
-    for a number: left to pydantic's own message, and to the other members of a union).
-    Text stays valid for floats: PyYAML reads ``1e-3`` as the string ``'1e-3'``.
-    """
-    origin = get_origin(tp)
-    if origin is Annotated:
-        return _strict_problem(value, get_args(tp)[0], key)
-    if origin in (Union, types.UnionType):
-        problems = [_strict_problem(value, member, key) for member in get_args(tp)]
-        if any(p is None for p in problems):
-            return None
-        return next((p for p in problems if p and p[1]), (key, ""))
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            return (key, "")
-        args = [a for a in get_args(tp) if a is not Ellipsis]
-        kinds = args if origin is tuple and len(args) > 1 else args * len(value)
-        for i, (item, kind) in enumerate(zip(value, kinds, strict=False)):
-            problem = _strict_problem(item, kind, f"{key}.{i}")
-            if problem and problem[1]:
-                return problem
-        return None
-    if origin is Literal:
-        choices = get_args(tp)
-        if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
-            shown = ", ".join(_as_yaml(c) for c in choices)
-            return (key, f"expected one of {shown}, got {_as_yaml(value)} (a boolean)")
-        return None
-    if tp is int:
-        if isinstance(value, bool):
-            return (key, f"expected an integer, got {_as_yaml(value)} (a boolean)")
-        if isinstance(value, str):
-            return (key, f"expected an integer, got {_as_yaml(value)} (text; write digits only)")
-        if isinstance(value, float) and not value.is_integer():
-            return (key, f"expected an integer, got {_as_yaml(value)}")
-        return None if isinstance(value, int | float) else (key, "")
-    if tp is float:
-        if isinstance(value, bool):
-            return (key, f"expected a number, got {_as_yaml(value)} (a boolean)")
-        return None if isinstance(value, int | float | str) else (key, "")
-    if tp is type(None):
-        return None if value is None else (key, "")
-    return None  # text, booleans, sections (checked by their own validator): pydantic's job
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _strict_numbers(cls, data: Any) -> Any:
-        """Refuse booleans where numbers are expected, and text or fractions for integers."""
-        if isinstance(data, dict):
-            for key, value in data.items():
-                field = cls.model_fields.get(key) if isinstance(key, str) else None
-                if field is None:
-                    continue  # unknown keys: pydantic names them
-                problem = _strict_problem(value, field.annotation, key)
-                if problem and problem[1]:
-                    raise _own_error(problem[1], problem[0])
-        return data
 
 
 def _seed_in_range(seed: int) -> int:
     """``seed`` if it is in ``0 … MAX_SEED`` (see :data:`MAX_SEED`)."""
     if not 0 <= seed <= MAX_SEED:
-        raise _own_error(
+        raise own_error(
             f"a seed must be a whole number from 0 to 2**63 - 1 ({MAX_SEED}), got "
-            f"{_show(seed)}; use one in that range (e.g. 0)"
+            f"{show(seed)}; use one in that range (e.g. 0)"
         )
     return seed
 
@@ -189,7 +84,7 @@ Seed = Annotated[int, AfterValidator(_seed_in_range)]
 """An integer seed, ``0 … MAX_SEED``."""
 
 
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     """Training-time augmentation of every support and query image (off by default).
 
     MetaOptNet's recipe (see :mod:`metamap.tasks.augment`): ``padding: 8`` (mini/tiered-ImageNet)
@@ -205,7 +100,7 @@ class AugmentConfig(_Section):
 SplitName = Literal["train", "val", "trainval", "test"]
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Where episodes come from (``task.family: episodes`` only).
 
     ``root`` falls back to the dataset's environment variable (``METAMAP_OMNIGLOT`` for Omniglot)
@@ -257,7 +152,7 @@ class DataConfig(_Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
-class TaskConfig(_Section):
+class TaskConfig(Section):
     """The task distribution p(T): a regression family, or N-way K-shot episodes of images."""
 
     family: Literal["sinusoid", "linear", "polynomial", "episodes"] = "sinusoid"
@@ -283,7 +178,7 @@ class TaskConfig(_Section):
     """Polynomial degree (``family: polynomial`` only)."""
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """The base network: ``mlp`` for regression, ``conv4`` or ``resnet12`` for images.
 
     Gradient-based learners use the whole network with a ``task.ways``-way head; metric and
@@ -310,64 +205,14 @@ class ModelConfig(_Section):
     """DropBlock's rate rises linearly from 0 to ``drop_rate`` over these training steps."""
 
 
-class LearnerConfig(_Section):
-    """The meta-learner and its inner loop."""
+LearnerConfig = LearnerSection
+"""The ``learner`` section: the registered section of the learner it names (a pydantic model
+discriminated on ``name``; :data:`metamap.learners.LEARNERS`)."""
 
-    name: Literal[
-        "maml",
-        "fomaml",
-        "anil",
-        "metasgd",
-        "reptile",
-        "protonet",
-        "matching",
-        "relation",
-        "r2d2",
-        "svm",
-        "pretrain",
-    ] = "maml"
-    """``pretrain`` is the supervised pre-train-then-fine-tune baseline (no episodes in
-    training: batches of ``train.batch_size`` base-class images; a ``head`` per test task)."""
-    inner_steps: PositiveInt = 1
-    inner_lr: PositiveFloat | list[PositiveFloat] = 0.01
-    learn_inner_lr: bool = False
-    first_order: bool = False
-    batching: Literal["auto", "vmap", "loop"] = "auto"
-    metric_scale: PositiveFloat | None = None
-    """Matching Networks: a learnable scale of the cosine attention, initialised to this (TADAM's
-    metric scaling); ``None``: the paper's unscaled cosine."""
-    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Meta-train ProtoNet, Matching, R2D2 or SVM against targets 1 − ε / ε/(W − 1)
-    (MetaOptNet: 0.1)."""
-    class_feature: Literal["sum", "mean"] = "sum"
-    """Relation Networks: a class's feature map is the sum of its support maps (the paper) or
-    their mean (the same at one shot; shot-invariant when tested with more shots than trained,
-    or on class-imbalanced episodes)."""
-    head: Literal["prototype", "logistic"] = "prototype"
-    """Test-time head of ``pretrain``: nearest centroid or logistic regression on normalised
-    features."""
-
-    @model_validator(mode="after")
-    def _lrs(self) -> LearnerConfig:
-        if isinstance(self.inner_lr, list) and len(self.inner_lr) not in (1, self.inner_steps):
-            raise ValueError(
-                f"inner_lr has {len(self.inner_lr)} values; give one or one per inner step "
-                f"({self.inner_steps})"
-            )
-        if self.label_smoothing and self.name not in ("protonet", "matching", "r2d2", "svm"):
-            raise ValueError(
-                "label_smoothing applies to the cross-entropy of protonet, matching, r2d2 and "
-                f"svm; learner {self.name!r} has no such loss"
-            )
-        if self.class_feature != "sum" and self.name != "relation":
-            raise ValueError(
-                f"class_feature is a Relation Networks setting; learner {self.name!r} ignores it"
-            )
-        if self.metric_scale is not None and self.name != "matching":
-            raise ValueError(
-                f"metric_scale is a Matching Networks setting; learner {self.name!r} ignores it"
-            )
-        return self
+if TYPE_CHECKING:  # to a type checker, any learner's section
+    LearnerChoice = LearnerSection
+else:  # to pydantic, the union of the registered sections, told apart by ``name``
+    LearnerChoice = Annotated[Union[tuple(LEARNERS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 SCHEDULE_FIELDS = (
@@ -383,7 +228,7 @@ SCHEDULE_FIELDS = (
 a resume is checked on the rates themselves (:func:`metamap.train.schedule.schedule_mismatch`)."""
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """The outer loop: meta-optimizer, schedule, validation and checkpoints."""
 
     steps: PositiveInt = 1000
@@ -441,7 +286,7 @@ class TrainConfig(_Section):
         return self
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """The fixed, seeded evaluation protocol (``ways``: default ``task.ways``)."""
 
     tasks: PositiveInt = 600
@@ -469,7 +314,7 @@ class EvalConfig(_Section):
         """Refuse an empty ``eval.shots`` or ``eval.steps``: there would be nothing to score."""
         if not values:
             example = "[5]" if info.field_name == "shots" else "[0, 1, 5]"
-            raise _own_error(f"give at least one value, e.g. {example}")
+            raise own_error(f"give at least one value, e.g. {example}")
         return values
 
 
@@ -490,7 +335,7 @@ def _check_dataset(d: DataConfig, key: str) -> None:
         raise ValueError(f"{key}.protocol 'folder' is for data.name 'folder'")
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     """A whole run: ``seed``, where it writes, and the five sections."""
 
     name: str = "run"
@@ -505,9 +350,36 @@ class RunConfig(_Section):
     Validation stays N-way K-shot on ``data``."""
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    learner: LearnerChoice = Field(
+        default_factory=lambda: LEARNERS["maml"].model_validate({"name": "maml"})
+    )
+    """The meta-learner: the section of the registered learner ``learner.name`` names."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    _learner_aside: dict[str, Any] = PrivateAttr(default_factory=dict)
+    """Another learner's settings in a config stored before sections existed: not used, but
+    counted by the fingerprint as they were (:func:`~metamap.learners.split_legacy`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learner_section(cls, data: Any, info: ValidationInfo) -> Any:
+        """Default the learner's ``name`` and split off other learners' settings, as the one
+        flat section of older configs held them (kept aside when ``parse_config(legacy=True)``
+        reads a stored config, refused otherwise)."""
+        learner = data.get("learner") if isinstance(data, dict) else None
+        if isinstance(learner, Mapping):
+            context = info.context if isinstance(info.context, dict) else {}
+            own, aside = split_legacy(learner, keep=bool(context.get("legacy")))
+            context["learner_aside"] = aside
+            data = {**data, "learner": own}
+        return data
+
+    @model_validator(mode="after")
+    def _keep_aside(self, info: ValidationInfo) -> RunConfig:
+        if isinstance(info.context, dict):
+            self._learner_aside = dict(info.context.get("learner_aside") or {})
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -518,14 +390,15 @@ class RunConfig(_Section):
         if not images and self.model.name != "mlp":
             raise ValueError(f"regression tasks need model.name 'mlp', not {self.model.name!r}")
         ways, test_ways = self.task.ways, self.eval.ways
-        if images and self.learner.name not in _ENCODER_LEARNERS and test_ways not in (None, ways):
+        learner = self.learner
+        if images and learner.fixed_head and test_ways not in (None, ways):
             raise ValueError(
-                f"learner {self.learner.name!r} adapts a fixed {ways}-way head (task.ways), so "
+                f"learner {learner.name!r} adapts a fixed {ways}-way head (task.ways), so "
                 f"it cannot take {test_ways}-way test tasks: leave eval.ways unset (or {ways}), "
                 f"or train a {test_ways}-way model (task.ways={test_ways})"
             )
-        if not images and self.learner.name in _ENCODER_LEARNERS:
-            raise ValueError(f"learner {self.learner.name!r} is for classification episodes")
+        if not images and not learner.regression:
+            raise ValueError(f"learner {learner.name!r} is for classification episodes")
         self._check_metadataset(images)
         if images:
             self._check_selection()
@@ -534,14 +407,12 @@ class RunConfig(_Section):
                 f"model.drop_rate (DropBlock) is a ResNet-12 option; set it to 0 for "
                 f"model.name {self.model.name!r}"
             )
-        learner = self.learner.name
         if self.model.downsample != "maxpool":
-            own = "the relation learner uses its own embedding (Sung et al.)"
-            self._check_conv4_option("downsample", own if learner == "relation" else "")
+            self._check_conv4_option("downsample", learner.own_network)
         if self.model.head_init_std is not None:
-            body = f"learner {learner!r} uses only the body, never the head"
-            self._check_conv4_option("head_init_std", body if learner in _ENCODER_LEARNERS else "")
-        if self.model.drop_rate > 0 and self.learner.batching == "vmap":
+            body = f"learner {learner.name!r} uses only the body, never the head"
+            self._check_conv4_option("head_init_std", "" if learner.fixed_head else body)
+        if self.model.drop_rate > 0 and learner.draws_in_vmap():
             raise ValueError(
                 "model.drop_rate > 0 draws random masks, which torch.func.vmap refuses: "
                 "set learner.batching to 'loop' or 'auto'"
@@ -571,7 +442,7 @@ class RunConfig(_Section):
             raise ValueError(f"model.{key} is a Conv-4 option but {where}; remove model.{key}")
 
     def _check_metadataset(self, images: bool) -> None:
-        t, learner = self.task, self.learner.name
+        t, learner = self.task, self.learner
         used = []
         if t.sampler == "metadataset":
             used.append("task.sampler 'metadataset'")
@@ -591,11 +462,12 @@ class RunConfig(_Section):
         what = " and ".join(used)
         if not images:
             raise ValueError(f"{what} needs task.family 'episodes' (images)")
-        if learner not in _VARIABLE_WAY_LEARNERS:
-            why = "a fixed head" if learner not in _ENCODER_LEARNERS else "labelled batches"
+        if not learner.variable_ways:
+            why = "a fixed head" if learner.fixed_head else "labelled batches"
+            able = [n for n, s in LEARNERS.items() if s.variable_ways]
             raise ValueError(
-                f"{what}: Meta-Dataset episodes have 5-50 ways, which learner {learner!r} "
-                f"cannot take ({why}); use one of {', '.join(_VARIABLE_WAY_LEARNERS)}"
+                f"{what}: Meta-Dataset episodes have 5-50 ways, which learner {learner.name!r} "
+                f"cannot take ({why}); use one of {', '.join(able)}"
             )
         if not 2 <= t.min_ways <= t.max_ways:
             raise ValueError(
@@ -652,7 +524,10 @@ class RunConfig(_Section):
         if self.model.drop_rate == 0:  # as before DropBlock existed: older runs still resume
             for k in ("drop_rate", "dropblock_size", "drop_warmup_steps"):
                 d["model"].pop(k)
-        if self.learner.class_feature == "sum":  # as before the option existed
+        # The learner as the one flat section of older versions held it: every learner's
+        # fields, at their defaults where this learner has none (so old runs still resume).
+        d["learner"] = {**LEGACY_DEFAULTS, **self._learner_aside, **d["learner"]}
+        if d["learner"]["class_feature"] == "sum":  # as before the option existed
             d["learner"].pop("class_feature")
         for k in (
             "val_every",
@@ -682,13 +557,21 @@ def _format(e: ValidationError) -> str:
     errors = e.errors()
     for err in errors[:_MAX_PARTS]:
         loc = [str(p) for p in err["loc"]]
-        where = _clip(".".join(loc) or "<root>")
+        if loc[:1] == ["learner"] and len(loc) > 1 and loc[1] in LEARNERS:
+            del loc[1]  # the union member pydantic tried: the learner's own name
+        where = clip(".".join(loc) or "<root>")
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == _OWN_ERROR:
+        if err["type"] == OWN_ERROR:
             ctx = err.get("ctx") or {}
             key = str(ctx.get("key", ""))
-            where = _clip(".".join([*loc, key] if key else loc) or "<root>")
+            where = clip(".".join([*loc, key] if key else loc) or "<root>")
             parts.append(f"'{where}': {ctx.get('detail', msg)}")
+        elif err["type"] == "union_tag_invalid":  # a name no registered section has
+            tag = (err.get("ctx") or {}).get("tag")
+            parts.append(
+                f"'{where}.name' {tag!r} is not a learner; choose one of "
+                f"{', '.join(sorted(LEARNERS))}"
+            )
         elif err["type"] == "extra_forbidden":
             parts.append(f"unknown key '{where}' (check the spelling; see configs/ for examples)")
         elif not loc:  # a check across sections: its input is the whole config
@@ -696,7 +579,7 @@ def _format(e: ValidationError) -> str:
         elif isinstance(err.get("input"), Mapping):  # a section's own check: not its whole input
             parts.append(f"'{where}': {msg}")
         else:
-            parts.append(f"'{where}': {msg} (got {_show(err.get('input'))})")
+            parts.append(f"'{where}': {msg} (got {show(err.get('input'))})")
     if len(errors) > _MAX_PARTS:
         parts.append(f"and {len(errors) - _MAX_PARTS} more")
     return "invalid configuration: " + "; ".join(" ".join(p.split()) for p in parts)
@@ -757,8 +640,13 @@ def _safe_load(text: str, what: str) -> Any:
         ) from None
 
 
-def parse_config(data: Mapping[str, Any]) -> RunConfig:
-    """Validate a plain mapping into a :class:`RunConfig`."""
+def parse_config(data: Mapping[str, Any], legacy: bool = False) -> RunConfig:
+    """Validate a plain mapping into a :class:`RunConfig`.
+
+    ``legacy``: the mapping is a config stored by a run (in a checkpoint or its run folder),
+    perhaps by an older metamap, whose learner section held every learner's settings; those of
+    other learners are kept aside for the fingerprint instead of refused.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"a configuration is a mapping of sections (section: {{key: value}}), "
@@ -766,7 +654,7 @@ def parse_config(data: Mapping[str, Any]) -> RunConfig:
         )
     plain = _Expander().copy(dict(data), "the configuration")
     try:
-        return RunConfig.model_validate(plain)
+        return RunConfig.model_validate(plain, context={"legacy": legacy})
     except ValidationError as e:
         raise ConfigError(_format(e)) from None
 
@@ -782,14 +670,14 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     if not isinstance(out, dict):
         raise ConfigError(f"a configuration is a mapping of sections, not {type(data).__name__}")
     for item in overrides:
-        shown = _show(item)
+        shown = show(item)
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {shown} must look like section.key=value")
         parts = key.split(".")
         if "" in parts:
             raise ConfigError(
-                f"override {shown}: the key {_show(key)} has an empty part; write "
+                f"override {shown}: the key {show(key)} has an empty part; write "
                 "section.key=value with one dot between names (e.g. train.steps=100)"
             )
         if len(raw) > MAX_CONFIG_BYTES:
@@ -803,7 +691,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"override {shown}: {_show(p)} is not a section")
+                raise ConfigError(f"override {shown}: {show(p)} is not a section")
             node = nxt
         node[parts[-1]] = value
     return out

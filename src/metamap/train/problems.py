@@ -206,7 +206,7 @@ def build_problem(cfg: RunConfig) -> RegressionProblem | EpisodeProblem:
     """The problem ``cfg`` describes (nothing is loaded until it is used)."""
     if cfg.task.family != "episodes":
         return RegressionProblem(cfg)
-    if cfg.learner.name == "pretrain":
+    if cfg.learner.supervised:  # labelled batches, not episodes
         return PretrainProblem(cfg)
     if cfg.task.sampler == "metadataset":
         return MetaDatasetProblem(cfg)

@@ -41,10 +41,10 @@ def learner_from_checkpoint(
     check_run_state(state, path)
     stored = state["config"]
     try:  # the overrides may be what makes an older checkpoint's config valid today
-        cfg = parse_config(apply_overrides(stored, overrides))
+        cfg = parse_config(apply_overrides(stored, overrides), legacy=True)
     except ConfigError as e:
         try:
-            parse_config(stored)
+            parse_config(stored, legacy=True)
         except ConfigError:
             raise CheckpointError(f"checkpoint {str(path)!r} holds no usable config: {e}") from None
         raise  # a bad override is the caller's mistake: ConfigError, not CheckpointError

@@ -54,7 +54,7 @@ def _stored_config(state: dict[str, Any], evaluation: dict[str, Any]) -> RunConf
     count for the fingerprint, so a run resumes whatever it is to be scored with.
     """
     try:
-        return parse_config({**state["config"], "eval": evaluation})
+        return parse_config({**state["config"], "eval": evaluation}, legacy=True)
     except (KeyError, TypeError, ConfigError):
         return None
 
@@ -69,7 +69,7 @@ def _identity(path: Path | None) -> tuple[Path, int, int] | None:
 
 def _same_run(cfg: RunConfig, stored_yaml: Path) -> bool:
     try:
-        stored = parse_config(yaml.safe_load(stored_yaml.read_text()))
+        stored = parse_config(yaml.safe_load(stored_yaml.read_text()), legacy=True)
     except Exception:  # missing, unreadable or invalid: not provably the same run
         return False
     return stored.fingerprint() == cfg.fingerprint()

@@ -1,0 +1,98 @@
+"""The learner registry: sections declared beside each learner, assembled into the run config,
+and nothing users have breaks (old flat learner sections, their fingerprints, their runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from metamap.errors import ConfigError
+from metamap.learners import LEARNERS, LearnerSection, split_legacy
+from metamap.learners.registry import LEGACY_DEFAULTS
+from metamap.train import (
+    Trainer,
+    load_checkpoint,
+    load_config,
+    parse_config,
+    save_checkpoint,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EPISODES = ["task.family=episodes", "model.name=conv4"]
+
+# Fingerprints the previous metamap (one flat learner section, commit bf934a0) gave these files'
+# stored configs; every run they describe must still resume.
+OLD_FINGERPRINTS = {
+    "benchmarks/results/omniglot_anil-20w1s.json": "3d9a883ab8984f65",
+    "benchmarks/results/omniglot_protonet-5w1s.json": "679efc6b4338df1d",
+    "benchmarks/results/omniglot_relation-5w1s.json": "c187893c39ecd08c",
+}
+
+
+def test_every_learner_is_registered_with_its_own_section() -> None:
+    expected = {"maml", "fomaml", "anil", "metasgd", "reptile", "mamlpp"}
+    expected |= {"protonet", "matching", "relation", "r2d2", "svm", "pretrain"}
+    assert set(LEARNERS) == expected
+    for name, section in LEARNERS.items():
+        assert issubclass(section, LearnerSection)
+        over = [] if section.regression else EPISODES
+        cfg = load_config(None, [*over, f"learner.name={name}"])
+        assert type(cfg.learner) is section and cfg.learner.name == name
+
+
+@pytest.mark.parametrize(("path", "fingerprint"), sorted(OLD_FINGERPRINTS.items()))
+def test_stored_flat_learner_sections_keep_their_fingerprint(path: str, fingerprint: str) -> None:
+    stored = json.loads((ROOT / path).read_text())["config_dump"]
+    assert set(LEGACY_DEFAULTS) - {"class_feature"} <= set(stored["learner"])  # the old shape
+    assert parse_config(stored, legacy=True).fingerprint() == fingerprint
+
+
+def test_another_learners_setting_is_refused_in_a_config_but_kept_aside_when_stored() -> None:
+    flat = {"name": "protonet", **LEGACY_DEFAULTS, "batching": "loop"}
+    with pytest.raises(ConfigError, match=r"learner.batching \('loop'\) is a setting of .*maml"):
+        parse_config({"task": {"family": "episodes"}, "model": {"name": "conv4"}, "learner": flat})
+    base = {"task": {"family": "episodes"}, "model": {"name": "conv4"}}
+    kept = parse_config({**base, "learner": flat}, legacy=True)
+    plain = parse_config({**base, "learner": {"name": "protonet"}})
+    assert kept.learner == plain.learner  # protonet has no batching setting to use
+    assert kept.fingerprint() != plain.fingerprint()  # but the old run's fingerprint had it
+    own, aside = split_legacy(flat, keep=True)
+    assert own == {"name": "protonet", "label_smoothing": 0.0} and aside == {"batching": "loop"}
+
+
+def test_messages_name_the_learners_that_have_a_setting_and_the_choices() -> None:
+    with pytest.raises(
+        ConfigError, match=r"msl_steps \(3\) is a setting of mamlpp; learner 'maml'"
+    ):
+        load_config(None, ["learner.msl_steps=3"])
+    with pytest.raises(ConfigError, match=r"'learner.name' 'mamI' is not a learner; choose one of"):
+        load_config(None, ["learner.name=mamI"])
+    with pytest.raises(ConfigError, match=r"'learner.inner_steps': Input should be greater"):
+        load_config(None, ["learner.inner_steps=0"])
+
+
+def test_a_run_with_an_old_flat_stored_config_resumes_to_the_same_result(tmp_path: Path) -> None:
+    over = [
+        "train.steps=8",
+        "train.meta_batch=4",
+        "train.val_every=4",
+        "train.val_tasks=8",
+        "train.ckpt_every=4",
+        "train.progress=false",
+        "model.hidden=[16,16]",
+    ]
+    full = Trainer(load_config(None, over), tmp_path / "full")
+    full.fit()
+    part = Trainer(load_config(None, over), tmp_path / "part")
+    part.fit(stop_after=5)  # killed after step 5; last.pt is from step 4
+    last = part.last_path
+    state = load_checkpoint(last)
+    state["config"]["learner"] = {**LEGACY_DEFAULTS, **state["config"]["learner"]}  # as written
+    save_checkpoint(last, {k: v for k, v in state.items() if not k.startswith("format")})
+    resumed = Trainer(load_config(None, over), tmp_path / "part")
+    resumed.fit()
+    a, b = load_checkpoint(full.last_path)["learner"], load_checkpoint(last)["learner"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
