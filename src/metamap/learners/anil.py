@@ -20,7 +20,7 @@ from torch.func import functional_call
 from metamap.learners.functional import LossName, Params, inner_loop
 from metamap.learners.gradient import Batching, StepSizeSection
 from metamap.learners.maml import MAML
-from metamap.learners.registry import BuildContext, register_learner
+from metamap.learners.registry import register_learner
 
 __all__ = ["ANIL", "ANILSection"]
 
@@ -81,14 +81,7 @@ class ANILSection(StepSizeSection):
 
     name: Literal["anil"] = "anil"
     first_order: bool = False
+    learner_class = ANIL
 
-    def build(self, ctx: BuildContext) -> ANIL:
-        return ANIL(
-            ctx.model(),
-            ctx.loss,
-            self.inner_steps,
-            self.inner_lr,
-            self.learn_inner_lr,
-            self.first_order,
-            self.batching,
-        )
+    def is_first_order(self) -> bool:
+        return self.first_order

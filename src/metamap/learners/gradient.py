@@ -18,9 +18,9 @@ for running BatchNorm statistics, random masks, and convolutions on a CPU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import PositiveFloat, PositiveInt, model_validator
@@ -37,7 +37,7 @@ from metamap.learners.functional import (
     loss_function,
     metric_function,
 )
-from metamap.learners.registry import LearnerSection
+from metamap.learners.registry import BuildContext, LearnerSection
 from metamap.models.dropblock import DropBlock2d
 from metamap.models.layout import default_layout, pinning, pins_layout
 
@@ -293,7 +293,10 @@ class GradientSection(LearnerSection):
 
 
 class StepSizeSection(GradientSection):
-    """Gradient learners with a step size per inner step, fixed or learned (MAML's family)."""
+    """Gradient learners with a step size per inner step, fixed or learned (MAML's family):
+    a subclass names the learner class (``learner_class``) and whether it is first order."""
+
+    learner_class: ClassVar[Callable[..., GradientLearner]]
 
     inner_lr: PositiveFloat | list[PositiveFloat] = 0.01
     """α: one value, or one per inner step."""
@@ -308,3 +311,19 @@ class StepSizeSection(GradientSection):
                 f"({self.inner_steps})"
             )
         return self
+
+    def is_first_order(self) -> bool:
+        """Whether inner gradients are constants in the meta-gradient (first-order MAML)."""
+        return False
+
+    def build(self, ctx: BuildContext) -> GradientLearner:
+        make = type(self).learner_class
+        return make(
+            ctx.model(),
+            ctx.loss,
+            self.inner_steps,
+            self.inner_lr,
+            self.learn_inner_lr,
+            self.is_first_order(),
+            self.batching,
+        )

@@ -21,7 +21,7 @@ from torch import nn
 
 from metamap.learners.functional import LossName, Params, StepSize
 from metamap.learners.gradient import Batching, GradientLearner, StepSizeSection
-from metamap.learners.registry import BuildContext, register_learner
+from metamap.learners.registry import register_learner
 
 __all__ = ["FOMAML", "MAML", "FOMAMLSection", "MAMLSection"]
 
@@ -86,17 +86,10 @@ class MAMLSection(StepSizeSection):
 
     name: Literal["maml"] = "maml"
     first_order: bool = False
+    learner_class = MAML
 
-    def build(self, ctx: BuildContext) -> MAML:
-        return MAML(
-            ctx.model(),
-            ctx.loss,
-            self.inner_steps,
-            self.inner_lr,
-            self.learn_inner_lr,
-            self.first_order,
-            self.batching,
-        )
+    def is_first_order(self) -> bool:
+        return self.first_order
 
 
 @register_learner
@@ -104,9 +97,7 @@ class FOMAMLSection(StepSizeSection):
     """``learner: {name: fomaml}`` — first-order MAML (Finn et al. 2017, §5.2)."""
 
     name: Literal["fomaml"] = "fomaml"
+    learner_class = MAML
 
-    def build(self, ctx: BuildContext) -> MAML:
-        m = ctx.model()
-        return MAML(
-            m, ctx.loss, self.inner_steps, self.inner_lr, self.learn_inner_lr, True, self.batching
-        )
+    def is_first_order(self) -> bool:
+        return True
