@@ -263,7 +263,7 @@ def _explain(args: argparse.Namespace) -> None:
         ext = FeatureExtractor(
             encoder_of(learner),
             InputSpec(cfg.data.channels, cfg.data.image_size),
-            batch_norm=cfg.model.batch_norm,
+            batch_norm=cfg.model.batch_norm_policy(),
         )
         proj = project_episode(ext, tasks[0])
         written.append(embedding_plot(proj, out / "embedding.png", names, f"{title}: one episode"))

@@ -19,13 +19,14 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "metamap"
 
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "section": set(),
     "fileio": {"errors"},
     "core": {"errors"},
-    "models": {"errors"},
-    "learners": {"core", "models", "errors"},
+    "models": {"errors", "section"},
+    "learners": {"core", "models", "errors", "section"},
     "data": {"errors", "fileio"},
     "tasks": {"core", "data", "errors"},
-    "train": {"core", "learners", "models", "tasks", "data", "errors", "fileio"},
+    "train": {"core", "learners", "models", "tasks", "data", "errors", "fileio", "section"},
     "features": {"core", "learners", "models", "tasks", "data", "train", "errors", "fileio"},
     "viz": {"core", "learners", "tasks", "train", "features", "errors"},
     "defaults": set(),

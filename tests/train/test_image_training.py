@@ -280,7 +280,10 @@ def test_dropblock_training_resumes_exactly_and_differs_from_plain(
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["model.name=conv4", "model.drop_rate=0.1"], "ResNet-12 option"),
+        (
+            ["model.name=conv4", "model.drop_rate=0.1"],
+            r"drop_rate \(0.1\) is a setting of resnet12",
+        ),
         (["model.name=resnet12", "model.drop_rate=0.1", "learner.batching=vmap"], "vmap refuses"),
         (["model.name=resnet12", "model.drop_rate=1.0"], "model.drop_rate"),
     ],
@@ -350,10 +353,10 @@ def test_relation_mean_class_feature_trains_replays_and_reloads(
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["model.downsample=stride", "model.name=resnet12"], "model.name is 'resnet12'"),
+        (["model.downsample=stride", "model.name=resnet12"], "model 'resnet12' has no such"),
         (["model.downsample=stride", "learner.name=relation"], "its own embedding"),
         (["model.downsample=avg"], "'model.downsample'"),
-        (["model.head_init_std=1", "model.name=resnet12"], "model.name is 'resnet12'"),
+        (["model.head_init_std=1", "model.name=resnet12"], "model 'resnet12' has no such"),
         (["model.head_init_std=1", "learner.name=protonet"], "uses only the body"),
         (["model.head_init_std=0"], "'model.head_init_std'"),
     ],

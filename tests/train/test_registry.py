@@ -96,3 +96,20 @@ def test_a_run_with_an_old_flat_stored_config_resumes_to_the_same_result(tmp_pat
     resumed.fit()
     a, b = load_checkpoint(full.last_path)["learner"], load_checkpoint(last)["learner"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_network_is_registered_and_old_flat_model_sections_still_load() -> None:
+    from metamap.models import MODEL_LEGACY_DEFAULTS, MODELS
+
+    assert set(MODELS) == {"mlp", "conv4", "resnet12"}
+    flat = {"name": "conv4", **MODEL_LEGACY_DEFAULTS}  # how every older config stored it
+    cfg = parse_config({"task": {"family": "episodes"}, "model": flat}, legacy=True)
+    plain = parse_config({"task": {"family": "episodes"}, "model": {"name": "conv4"}})
+    assert cfg.model == plain.model and cfg.fingerprint() == plain.fingerprint()
+    changed = {**flat, "drop_rate": 0.1}  # a ResNet-12 setting changed from its default
+    with pytest.raises(ConfigError, match=r"model.drop_rate \(0.1\) is a setting of resnet12"):
+        parse_config({"task": {"family": "episodes"}, "model": changed})
+    kept = parse_config({"task": {"family": "episodes"}, "model": changed}, legacy=True)
+    assert kept.fingerprint() != plain.fingerprint()  # counted as the old run's was
+    with pytest.raises(ConfigError, match=r"'model.name' 'vgg' is not a model; choose one of"):
+        load_config(None, ["model.name=vgg"])

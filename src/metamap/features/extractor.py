@@ -143,7 +143,7 @@ class FeatureExtractor:
         return cls(
             encoder_of(learner).to(device),
             InputSpec(cfg.data.channels, cfg.data.image_size),
-            batch_norm=cfg.model.batch_norm,
+            batch_norm=cfg.model.batch_norm_policy(),
             channels_last=channels_last,
             info=info,
         )
@@ -155,7 +155,7 @@ class FeatureExtractor:
         return cls(
             model.get_submodule("body"),
             InputSpec(cfg.data.channels, cfg.data.image_size),
-            batch_norm=cfg.model.batch_norm,
+            batch_norm=cfg.model.batch_norm_policy(),
             channels_last=channels_last,
             info={"run": cfg.name, "learner": "random", "model": cfg.model.name, "step": 0},
         )

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar, get_args
+from typing import Any, ClassVar, TypeVar
 
 from torch import nn
 
 from metamap.core.learner import LossName
-from metamap.core.section import Section, as_yaml
 from metamap.learners.base import MetaLearner
+from metamap.section import Section, registered_name, split_section
 
 __all__ = [
     "LEARNERS",
@@ -93,13 +93,10 @@ S = TypeVar("S", bound=LearnerSection)
 
 def register_learner(section: type[S]) -> type[S]:
     """Class decorator: register ``section`` under the name its ``name`` field is fixed to."""
-    fields: dict[str, Any] = dict(section.__pydantic_fields__)
-    names = get_args(fields["name"].annotation)
-    if len(names) != 1 or not isinstance(names[0], str):
-        raise TypeError(f"{section.__name__}.name must be a Literal of one learner name")
-    if names[0] in LEARNERS and LEARNERS[names[0]] is not section:
-        raise TypeError(f"learner {names[0]!r} is registered twice")
-    LEARNERS[names[0]] = section
+    name = registered_name(section)
+    if name in LEARNERS and LEARNERS[name] is not section:
+        raise TypeError(f"learner {name!r} is registered twice")
+    LEARNERS[name] = section
     return section
 
 
@@ -117,39 +114,9 @@ LEGACY_DEFAULTS: dict[str, Any] = {
 """The one flat learner section of metamap before sections existed, at its defaults."""
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal, with booleans equal only to booleans (``True == 1`` in Python)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    return bool(a == b)
-
-
 def split_legacy(data: Mapping[str, Any], keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(section, aside)``: a learner section split into the fields its learner has and the
-    fields of other learners (as every section before sections existed held them all).
-
-    Another learner's field at its old default is dropped. Otherwise it is kept ``aside`` when
-    ``keep`` and it is one of the old flat section's (a stored config: it still counts for the
-    fingerprint, so the run resumes), and refused otherwise, naming the learners that have it.
-    Unknown keys are left for the section's own check to name.
-    """
-    name = data.get("name", "maml")
-    section = LEARNERS.get(name) if isinstance(name, str) else None
-    if section is None:  # the discriminated union names the choices
-        return dict(data), {}
-    own: dict[str, Any] = {"name": name}
-    aside: dict[str, Any] = {}
-    for key, value in data.items():
-        owners = [n for n, s in LEARNERS.items() if key in s.model_fields]
-        if key in section.model_fields or not owners:
-            own[key] = value
-        elif key in LEGACY_DEFAULTS and _same(value, LEGACY_DEFAULTS[key]):
-            continue
-        elif keep and key in LEGACY_DEFAULTS:
-            aside[key] = value
-        else:
-            raise ValueError(
-                f"learner.{key} ({as_yaml(value)}) is a setting of {', '.join(owners)}; "
-                f"learner {name!r} has no such setting: remove it"
-            )
-    return own, aside
+    """A learner section split into its learner's fields and other learners' (see
+    :func:`metamap.section.split_section`)."""
+    return split_section(
+        data, LEARNERS, LEGACY_DEFAULTS, where="learner", default_name="maml", keep=keep
+    )

@@ -5,6 +5,14 @@
 from metamap.models.conv4 import BatchNormPolicy, Conv4, Downsample, conv4_feature_dim
 from metamap.models.dropblock import DropBlock2d, drop_layers, reseed_drop_layers
 from metamap.models.mlp import MLP
+from metamap.models.registry import (
+    MODEL_LEGACY_DEFAULTS,
+    MODELS,
+    ModelContext,
+    ModelSection,
+    register_model,
+    split_model,
+)
 from metamap.models.resnet12 import ResBlock, ResNet12
 from metamap.models.shapes import (
     InputShape,
@@ -16,18 +24,24 @@ from metamap.models.shapes import (
 
 __all__ = [
     "MLP",
+    "MODELS",
+    "MODEL_LEGACY_DEFAULTS",
     "BatchNormPolicy",
     "Conv4",
     "Downsample",
     "DropBlock2d",
     "InputShape",
+    "ModelContext",
+    "ModelSection",
     "ResBlock",
     "ResNet12",
     "conv4_feature_dim",
     "drop_layers",
     "input_dtype_of",
     "input_shape_of",
+    "register_model",
     "reseed_drop_layers",
     "set_input_dtype",
     "set_input_shape",
+    "split_model",
 ]

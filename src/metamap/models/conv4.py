@@ -41,14 +41,15 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from metamap.models.layout import ChannelsLastConv2d, ChannelsLastReLU, set_channels_last
+from metamap.models.registry import BatchNormPolicy, ModelContext, ModelSection, register_model
 from metamap.models.shapes import InputShape, describe_input_shape, set_input_shape
 
-__all__ = ["BatchNormPolicy", "Conv4", "Downsample", "conv4_feature_dim"]
+__all__ = ["BatchNormPolicy", "Conv4", "Conv4Section", "Downsample", "conv4_feature_dim"]
 
-BatchNormPolicy = Literal["transductive", "inductive"]
 Downsample = Literal["maxpool", "stride"]
 
 
@@ -127,3 +128,49 @@ class Conv4(nn.Module):
         """
         set_channels_last(self, enabled)
         return self
+
+
+@register_model
+class Conv4Section(ModelSection):
+    """``model: {name: conv4}`` — Conv-4 (Vinyals et al. 2016; MAML's and ProtoNets' network)."""
+
+    name: Literal["conv4"] = "conv4"
+    width: PositiveInt = 64
+    batch_norm: BatchNormPolicy = "transductive"
+    downsample: Downsample = "maxpool"
+    """2×2 max-pool after each conv, or stride-2 convs and the last maps averaged (MAML's
+    Omniglot network, several times faster: ``benchmarks/downsample_speed.py``)."""
+    head_init_std: PositiveFloat | None = None
+    """With a gradient-based learner: draw the head's weights from N(0, std²) with a zero bias
+    (MAML's Omniglot code: 1.0) instead of PyTorch's default."""
+
+    def build(self, ctx: ModelContext) -> Conv4:
+        return Conv4(
+            ctx.out_features,
+            ctx.channels,
+            self.width,
+            ctx.image_size,
+            self.batch_norm,
+            self.downsample,
+            self.head_init_std,
+        )
+
+    def base_width(self) -> int:
+        return self.width
+
+    def batch_norm_policy(self) -> BatchNormPolicy:
+        return self.batch_norm
+
+    def describe(self) -> str:
+        strided = " strided" * (self.downsample == "stride")
+        return f"conv4{strided} width {self.width}, BatchNorm {self.batch_norm}"
+
+    def notes(self) -> list[str]:
+        std = self.head_init_std
+        return [] if std is None else [f"head init N(0, {std:g}²)"]
+
+    def head_options(self) -> list[str]:
+        return ["head_init_std"] * (self.head_init_std is not None)
+
+    def network_options(self) -> list[str]:
+        return ["downsample"] * (self.downsample != "maxpool")

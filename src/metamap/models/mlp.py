@@ -7,12 +7,15 @@ Shapes: ``(N, in_features) -> (N, out_features)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
+from metamap.models.registry import ModelContext, ModelSection, register_model
 from metamap.models.shapes import InputShape, set_input_shape
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "MLPSection"]
 
 
 class MLP(nn.Module):
@@ -46,3 +49,18 @@ class MLP(nn.Module):
             )
         out: Tensor = self.head(self.body(x))
         return out
+
+
+@register_model
+class MLPSection(ModelSection):
+    """``model: {name: mlp}`` — the MLP of MAML's regression experiments (1-40-40-1)."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [40, 40])
+    images = False
+
+    def build(self, ctx: ModelContext) -> MLP:
+        return MLP(ctx.in_features, ctx.out_features, self.hidden)
+
+    def describe(self) -> str:
+        return f"mlp {self.hidden}"

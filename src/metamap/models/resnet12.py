@@ -26,14 +26,17 @@ TADAM and MetaOptNet) tracks running statistics and uses them in ``eval()`` mode
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+from pydantic import Field, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
 from metamap.models.conv4 import BatchNormPolicy
 from metamap.models.dropblock import DropBlock2d
+from metamap.models.registry import ModelContext, ModelSection, register_model
 from metamap.models.shapes import InputShape, describe_input_shape, set_input_shape
 
-__all__ = ["ResBlock", "ResNet12"]
+__all__ = ["ResBlock", "ResNet12", "ResNet12Section"]
 
 
 class ResBlock(nn.Module):
@@ -145,3 +148,52 @@ class ResNet12(nn.Module):
             )
         out: Tensor = self.head(self.body(x))
         return out
+
+
+@register_model
+class ResNet12Section(ModelSection):
+    """``model: {name: resnet12}`` — ResNet-12 (TADAM, MetaOptNet) with block widths
+    ``width · (1, 2.5, 5, 10)`` (MetaOptNet: width 64 → 64-160-320-640)."""
+
+    name: Literal["resnet12"] = "resnet12"
+    width: PositiveInt = 64
+    batch_norm: BatchNormPolicy = "transductive"
+    drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """MetaOptNet's regularisation: dropout of this rate after blocks 1-2 and DropBlock (Ghiasi
+    et al. 2018) after blocks 3-4; 0 turns it off."""
+    dropblock_size: PositiveInt = 5
+    """Side of the dropped squares (MetaOptNet: 5 on mini-/tiered-ImageNet, 2 on CIFAR)."""
+    drop_warmup_steps: NonNegativeInt = 0
+    """DropBlock's rate rises linearly from 0 to ``drop_rate`` over these training steps."""
+
+    def build(self, ctx: ModelContext) -> ResNet12:
+        w = self.width
+        return ResNet12(
+            ctx.out_features,
+            ctx.channels,
+            (w, int(2.5 * w), 5 * w, 10 * w),
+            self.batch_norm,
+            self.drop_rate,
+            self.dropblock_size,
+            image_size=ctx.image_size,
+        )
+
+    def base_width(self) -> int:
+        return self.width
+
+    def batch_norm_policy(self) -> BatchNormPolicy:
+        return self.batch_norm
+
+    def describe(self) -> str:
+        return f"resnet12 width {self.width}, BatchNorm {self.batch_norm}"
+
+    def notes(self) -> list[str]:
+        b = self.dropblock_size
+        return [f"DropBlock {self.drop_rate:g} ({b}×{b})"] * bool(self.drop_rate)
+
+    def draws_random_masks(self) -> bool:
+        return self.drop_rate > 0
+
+    def drop_schedule(self, step: int) -> float:
+        warmup = self.drop_warmup_steps
+        return (step + 1) / warmup if warmup else 1.0

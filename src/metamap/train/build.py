@@ -26,7 +26,7 @@ from metamap.data import (
 from metamap.errors import ConfigError, TaskShapeError
 from metamap.learners import BuildContext, LearnerSection, MetaLearner
 from metamap.learners.functional import LossName
-from metamap.models import MLP, Conv4, ResNet12
+from metamap.models import ModelContext
 from metamap.tasks import (
     ClassHierarchy,
     EpisodeSampler,
@@ -251,28 +251,18 @@ def _episode_keys(cfg: RunConfig, split: Split, ways: int, shots: int, queries: 
 
 
 def build_model(cfg: RunConfig) -> nn.Module:
-    """The base network, initialised from ``cfg.seed`` (without touching the global RNG)."""
-    m = cfg.model
+    """The base network the ``model`` section describes, with a ``task.ways``-way head for
+    images (one output for regression), initialised from ``cfg.seed`` without touching the
+    global RNG."""
+    images = cfg.task.family == "episodes"
+    context = ModelContext(
+        out_features=cfg.task.ways if images else 1,
+        channels=cfg.data.channels,
+        image_size=cfg.data.image_size,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        if m.name == "mlp":
-            return MLP(1, 1, m.hidden)
-        c, size = cfg.data.channels, cfg.data.image_size
-        if m.name == "conv4":
-            return Conv4(
-                cfg.task.ways, c, m.width, size, m.batch_norm, m.downsample, m.head_init_std
-            )
-        w = m.width
-        widths = (w, int(2.5 * w), 5 * w, 10 * w)
-        return ResNet12(
-            cfg.task.ways,
-            c,
-            widths,
-            m.batch_norm,
-            m.drop_rate,
-            m.dropblock_size,
-            image_size=size,
-        )
+        return cfg.model.build(context)
 
 
 def build_learner(cfg: LearnerSection, model: nn.Module, loss: LossName) -> MetaLearner:
@@ -336,8 +326,8 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
         ways=cfg.task.ways,
         channels=d.channels,
         image_size=d.image_size,
-        width=m.width,
-        batch_norm=m.batch_norm,
+        width=m.base_width(),
+        batch_norm=m.batch_norm_policy(),
         base_classes=base_classes,
     )
     return cfg.learner.build(context).to(device=device, dtype=dtype)
@@ -347,17 +337,12 @@ def describe(cfg: RunConfig) -> str:
     """One line naming the protocol, printed beside every result (BatchNorm policy included)."""
     t, m = cfg.task, cfg.model
     if t.family != "episodes":
-        return f"{t.family} regression, {t.shots}-shot, {m.name} {m.hidden}"
+        return f"{t.family} regression, {t.shots}-shot, {m.describe()}"
     split = f" ({cfg.data.protocol} split)" if cfg.data.name in ("omniglot", "folder") else ""
     a = cfg.data.augment
     tricks = [f"crop ±{a.padding}"] * bool(a.padding) + ["flip"] * a.flip
     tricks += [f"jitter {a.jitter:g}"] * bool(a.jitter)
-    tricks += cfg.learner.notes()
-    if m.head_init_std is not None:
-        tricks.append(f"head init N(0, {m.head_init_std:g}²)")
-    if m.drop_rate:
-        b = m.dropblock_size
-        tricks.append(f"DropBlock {m.drop_rate:g} ({b}×{b})")
+    tricks += cfg.learner.notes() + m.notes()
     episodes = f"{t.ways}-way {t.shots}-shot"
     if t.sampler == "metadataset":
         within = ", one alphabet each" if t.hierarchy else ""
@@ -366,9 +351,6 @@ def describe(cfg: RunConfig) -> str:
             names = [cfg.data.name, *(d.name for d in cfg.extra_domains)]
             episodes += f" over {len(names)} domains ({', '.join(names)})"
     mean = cfg.learner.model_note()
-    return (
-        f"{cfg.data.name}{split}, {episodes}, "
-        f"{m.name}{' strided' * (m.downsample == 'stride')} width {m.width}, "
-        f"BatchNorm {m.batch_norm}{mean}"
-        + (f", trained with {', '.join(tricks)}" if tricks else "")
+    return f"{cfg.data.name}{split}, {episodes}, {m.describe()}{mean}" + (
+        f", trained with {', '.join(tricks)}" if tricks else ""
     )

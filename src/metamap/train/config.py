@@ -33,10 +33,11 @@ from pydantic import (
     model_validator,
 )
 
-from metamap.core.section import OWN_ERROR, Section, clip, own_error, show
 from metamap.errors import ConfigError
 from metamap.learners import LEARNERS, LearnerSection, split_legacy
 from metamap.learners.registry import LEGACY_DEFAULTS
+from metamap.models import MODEL_LEGACY_DEFAULTS, MODELS, ModelSection, split_model
+from metamap.section import OWN_ERROR, Section, clip, own_error, show
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -178,31 +179,17 @@ class TaskConfig(Section):
     """Polynomial degree (``family: polynomial`` only)."""
 
 
-class ModelConfig(Section):
-    """The base network: ``mlp`` for regression, ``conv4`` or ``resnet12`` for images.
+ModelConfig = ModelSection
+"""The ``model`` section: the registered section of the network it names (a pydantic model
+discriminated on ``name``; :data:`metamap.models.MODELS`): ``mlp`` for regression, ``conv4`` or
+``resnet12`` for images. Gradient-based learners use the whole network with a ``task.ways``-way
+head; metric and closed-form learners use its ``body`` as the encoder. Image size and channels
+come from ``data``."""
 
-    Gradient-based learners use the whole network with a ``task.ways``-way head; metric and
-    closed-form learners use its ``body`` as the encoder. Image size and channels come from
-    ``data``.
-    """
-
-    name: Literal["mlp", "conv4", "resnet12"] = "mlp"
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [40, 40])
-    width: PositiveInt = 64
-    batch_norm: Literal["transductive", "inductive"] = "transductive"
-    downsample: Literal["maxpool", "stride"] = "maxpool"
-    """``conv4`` only: 2×2 max-pool after each conv, or stride-2 convs and the last maps averaged
-    (MAML's Omniglot network, several times faster: ``benchmarks/downsample_speed.py``)."""
-    head_init_std: PositiveFloat | None = None
-    """``conv4`` with a gradient-based learner only: draw the head's weights from N(0, std²) with
-    a zero bias (MAML's Omniglot code: 1.0) instead of PyTorch's default."""
-    drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """``resnet12`` only: MetaOptNet's regularisation, dropout of this rate after blocks 1-2 and
-    DropBlock (Ghiasi et al. 2018) after blocks 3-4; 0 turns it off."""
-    dropblock_size: PositiveInt = 5
-    """Side of the dropped squares (MetaOptNet: 5 on mini-/tiered-ImageNet, 2 on CIFAR)."""
-    drop_warmup_steps: NonNegativeInt = 0
-    """DropBlock's rate rises linearly from 0 to ``drop_rate`` over these training steps."""
+if TYPE_CHECKING:  # to a type checker, any network's section
+    ModelChoice = ModelSection
+else:  # to pydantic, the union of the registered sections, told apart by ``name``
+    ModelChoice = Annotated[Union[tuple(MODELS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 LearnerConfig = LearnerSection
@@ -349,7 +336,10 @@ class RunConfig(Section):
     share ``data``'s ``image_size`` and ``channels``; augmentation is set once, in ``data``.
     Validation stays N-way K-shot on ``data``."""
     task: TaskConfig = Field(default_factory=TaskConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelChoice = Field(
+        default_factory=lambda: MODELS["mlp"].model_validate({"name": "mlp"})
+    )
+    """The base network: the section of the registered network ``model.name`` names."""
     learner: LearnerChoice = Field(
         default_factory=lambda: LEARNERS["maml"].model_validate({"name": "maml"})
     )
@@ -357,6 +347,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    _model_aside: dict[str, Any] = PrivateAttr(default_factory=dict)
     _learner_aside: dict[str, Any] = PrivateAttr(default_factory=dict)
     """Another learner's settings in a config stored before sections existed: not used, but
     counted by the fingerprint as they were (:func:`~metamap.learners.split_legacy`)."""
@@ -367,28 +358,34 @@ class RunConfig(Section):
         """Default the learner's ``name`` and split off other learners' settings, as the one
         flat section of older configs held them (kept aside when ``parse_config(legacy=True)``
         reads a stored config, refused otherwise)."""
-        learner = data.get("learner") if isinstance(data, dict) else None
-        if isinstance(learner, Mapping):
-            context = info.context if isinstance(info.context, dict) else {}
-            own, aside = split_legacy(learner, keep=bool(context.get("legacy")))
-            context["learner_aside"] = aside
-            data = {**data, "learner": own}
+        if not isinstance(data, dict):
+            return data
+        context = info.context if isinstance(info.context, dict) else {}
+        keep = bool(context.get("legacy"))
+        for key, split in (("learner", split_legacy), ("model", split_model)):
+            section = data.get(key)
+            if isinstance(section, Mapping):
+                own, context[f"{key}_aside"] = split(section, keep)
+                data = {**data, key: own}
         return data
 
     @model_validator(mode="after")
     def _keep_aside(self, info: ValidationInfo) -> RunConfig:
         if isinstance(info.context, dict):
             self._learner_aside = dict(info.context.get("learner_aside") or {})
+            self._model_aside = dict(info.context.get("model_aside") or {})
         return self
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
         _check_dataset(self.data, "data")
         images = self.task.family == "episodes"
-        if images and self.model.name == "mlp":
-            raise ValueError("task.family 'episodes' needs model.name 'conv4' or 'resnet12'")
-        if not images and self.model.name != "mlp":
-            raise ValueError(f"regression tasks need model.name 'mlp', not {self.model.name!r}")
+        model = self.model
+        if images and not model.images:
+            able = ", ".join(repr(n) for n, s in MODELS.items() if s.images)
+            raise ValueError(f"task.family 'episodes' needs an image model.name ({able})")
+        if not images and model.images:
+            raise ValueError(f"regression tasks need model.name 'mlp', not {model.name!r}")
         ways, test_ways = self.task.ways, self.eval.ways
         learner = self.learner
         if images and learner.fixed_head and test_ways not in (None, ways):
@@ -402,17 +399,13 @@ class RunConfig(Section):
         self._check_metadataset(images)
         if images:
             self._check_selection()
-        if self.model.drop_rate > 0 and self.model.name != "resnet12":
-            raise ValueError(
-                f"model.drop_rate (DropBlock) is a ResNet-12 option; set it to 0 for "
-                f"model.name {self.model.name!r}"
-            )
-        if self.model.downsample != "maxpool":
-            self._check_conv4_option("downsample", learner.own_network)
-        if self.model.head_init_std is not None:
-            body = f"learner {learner.name!r} uses only the body, never the head"
-            self._check_conv4_option("head_init_std", "" if learner.fixed_head else body)
-        if self.model.drop_rate > 0 and learner.draws_in_vmap():
+        refused = [(k, learner.own_network) for k in model.network_options()]
+        body = f"learner {learner.name!r} uses only the body, never the head"
+        refused += [(k, body) for k in model.head_options() if not learner.fixed_head]
+        for key, why in refused:
+            if why:
+                raise ValueError(f"model.{key} cannot apply: {why}; remove model.{key}")
+        if model.draws_random_masks() and learner.draws_in_vmap():
             raise ValueError(
                 "model.drop_rate > 0 draws random masks, which torch.func.vmap refuses: "
                 "set learner.batching to 'loop' or 'auto'"
@@ -432,14 +425,6 @@ class RunConfig(Section):
                 "eval.checkpoint 'last' (a fixed budget, chosen beforehand on a run that "
                 "trains on 'train') or train on data.train_split 'train'"
             )
-
-    def _check_conv4_option(self, key: str, conv4_refusal: str) -> None:
-        """Refuse a set ``model.<key>`` on models other than Conv-4, and on Conv-4 where
-        ``conv4_refusal`` (empty when the option applies) says why it cannot apply."""
-        name = self.model.name
-        where = f"model.name is {name!r}" if name != "conv4" else conv4_refusal
-        if where:
-            raise ValueError(f"model.{key} is a Conv-4 option but {where}; remove model.{key}")
 
     def _check_metadataset(self, images: bool) -> None:
         t, learner = self.task, self.learner
@@ -517,11 +502,13 @@ class RunConfig(Section):
         if self.task.sampler == "fixed":  # as before Meta-Dataset training existed
             for k in ("sampler", "min_ways", "max_ways", "hierarchy"):
                 d["task"].pop(k)
-        if self.model.downsample == "maxpool":  # as before strided Conv-4 existed
+        # The model as the one flat section of older versions held it (so old runs resume).
+        d["model"] = {**MODEL_LEGACY_DEFAULTS, **self._model_aside, **d["model"]}
+        if d["model"]["downsample"] == "maxpool":  # as before strided Conv-4 existed
             d["model"].pop("downsample")
-        if self.model.head_init_std is None:  # as before the option existed
+        if d["model"]["head_init_std"] is None:  # as before the option existed
             d["model"].pop("head_init_std")
-        if self.model.drop_rate == 0:  # as before DropBlock existed: older runs still resume
+        if d["model"]["drop_rate"] == 0:  # as before DropBlock existed: older runs still resume
             for k in ("drop_rate", "dropblock_size", "drop_warmup_steps"):
                 d["model"].pop(k)
         # The learner as the one flat section of older versions held it: every learner's
@@ -548,6 +535,8 @@ class RunConfig(Section):
 
 
 _MAX_PARTS = 8
+_REGISTRIES: dict[str, Mapping[str, type[Section]]] = {"learner": LEARNERS, "model": MODELS}
+"""The sections assembled from registries, by config key."""
 """The most problems one :class:`ConfigError` lists (a hostile file could have thousands)."""
 
 
@@ -557,8 +546,9 @@ def _format(e: ValidationError) -> str:
     errors = e.errors()
     for err in errors[:_MAX_PARTS]:
         loc = [str(p) for p in err["loc"]]
-        if loc[:1] == ["learner"] and len(loc) > 1 and loc[1] in LEARNERS:
-            del loc[1]  # the union member pydantic tried: the learner's own name
+        registry = _REGISTRIES.get(loc[0]) if loc else None
+        if registry is not None and len(loc) > 1 and loc[1] in registry:
+            del loc[1]  # the union member pydantic tried: the section's own name
         where = clip(".".join(loc) or "<root>")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == OWN_ERROR:
@@ -566,11 +556,11 @@ def _format(e: ValidationError) -> str:
             key = str(ctx.get("key", ""))
             where = clip(".".join([*loc, key] if key else loc) or "<root>")
             parts.append(f"'{where}': {ctx.get('detail', msg)}")
-        elif err["type"] == "union_tag_invalid":  # a name no registered section has
+        elif err["type"] == "union_tag_invalid" and registry is not None:  # an unknown name
             tag = (err.get("ctx") or {}).get("tag")
             parts.append(
-                f"'{where}.name' {tag!r} is not a learner; choose one of "
-                f"{', '.join(sorted(LEARNERS))}"
+                f"'{where}.name' {tag!r} is not a {loc[0]}; choose one of "
+                f"{', '.join(sorted(registry))}"
             )
         elif err["type"] == "extra_forbidden":
             parts.append(f"unknown key '{where}' (check the spelling; see configs/ for examples)")

@@ -345,8 +345,7 @@ class Trainer:
         """One outer step of the problem: its meta-gradients (or its own update)."""
         # DropBlock masks: a generator per step, seeded from ours, for whatever DropBlock layers
         # the model has (none: no draw, so runs without them are unaffected).
-        warmup = self.cfg.model.drop_warmup_steps
-        schedule = (self.step + 1) / warmup if warmup else 1.0
+        schedule = self.cfg.model.drop_schedule(self.step)
         reseed_drop_layers(self.learner, self.generator, device, schedule)
         self.learner.set_training_step(self.step)  # schedules inside the learner (MAML++)
         return self.problem.meta_step(self.learner, self.generator)

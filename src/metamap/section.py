@@ -1,4 +1,5 @@
-"""The base of every config section: strict about numbers, closed to unknown keys.
+"""The base of every config section: strict about numbers, closed to unknown keys (a utility
+like :mod:`metamap.errors`, importable from any layer).
 
 Each part of metamap that is configured (a learner, a problem, the run's sections) declares its
 section as a subclass of :class:`Section`, a pydantic model that refuses unknown keys and, beyond
@@ -10,12 +11,22 @@ from __future__ import annotations
 
 import reprlib
 import types
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
-__all__ = ["OWN_ERROR", "Section", "as_yaml", "clip", "own_error", "show"]
+__all__ = [
+    "OWN_ERROR",
+    "Section",
+    "as_yaml",
+    "clip",
+    "own_error",
+    "registered_name",
+    "show",
+    "split_section",
+]
 
 OWN_ERROR = "metamap_config"
 """The pydantic error type of this module's own checks; its ``ctx`` holds ``key`` (the path below
@@ -117,3 +128,59 @@ class Section(BaseModel):
                 if problem and problem[1]:
                     raise own_error(problem[1], problem[0])
         return data
+
+
+def registered_name(section: type[Section]) -> str:
+    """The one name a registered section's ``name`` field is fixed to (``Literal["maml"]``)."""
+    fields: dict[str, Any] = dict(section.__pydantic_fields__)
+    names = get_args(fields["name"].annotation)
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{section.__name__}.name must be a Literal of one name")
+    return names[0]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with booleans equal only to booleans (``True == 1`` in Python)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b)
+
+
+def split_section(
+    data: Mapping[str, Any],
+    registry: Mapping[str, type[Section]],
+    legacy_defaults: Mapping[str, Any],
+    *,
+    where: str,
+    default_name: str,
+    keep: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(section, aside)``: a section of a run config (``where``: "learner", "model") split into
+    the fields of the registered section its ``name`` picks and the fields of the others, as
+    the one flat section of older configs held them all (``legacy_defaults``, their defaults).
+
+    Another section's field at its old default is dropped. Otherwise it is kept ``aside`` when
+    ``keep`` and it was one of the flat section's (a stored config: it still counts for the
+    fingerprint, so the run resumes), and refused otherwise, naming the sections that have it.
+    Unknown keys are left for the section's own check to name.
+    """
+    name = data.get("name", default_name)
+    section = registry.get(name) if isinstance(name, str) else None
+    if section is None:  # the discriminated union names the choices
+        return dict(data), {}
+    own: dict[str, Any] = {"name": name}
+    aside: dict[str, Any] = {}
+    for key, value in data.items():
+        owners = [n for n, s in registry.items() if key in s.__pydantic_fields__]
+        if key in section.__pydantic_fields__ or not owners:
+            own[key] = value
+        elif key in legacy_defaults and _same(value, legacy_defaults[key]):
+            continue
+        elif keep and key in legacy_defaults:
+            aside[key] = value
+        else:
+            raise ValueError(
+                f"{where}.{key} ({as_yaml(value)}) is a setting of {', '.join(owners)}; "
+                f"{where} {name!r} has no such setting: remove it"
+            )
+    return own, aside

@@ -1,0 +1,129 @@
+"""The model registry: each base network declares its config section and builder beside its code.
+
+A model's section (``model:`` in a run config) is a :class:`ModelSection` subclass, a pydantic
+model discriminated on ``name`` holding only that network's settings; it builds the network from
+explicit arguments (:class:`ModelContext`) and says what it takes (images or feature vectors) and
+what the protocol line should name. Configs and checkpoints of older versions held one flat model
+section with every network's settings; :func:`split_model` reads them as
+:func:`metamap.section.split_section` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeVar
+
+from torch import nn
+
+from metamap.section import Section, registered_name, split_section
+
+__all__ = [
+    "MODELS",
+    "MODEL_LEGACY_DEFAULTS",
+    "BatchNormPolicy",
+    "ModelContext",
+    "ModelSection",
+    "register_model",
+    "split_model",
+]
+
+
+BatchNormPolicy = Literal["transductive", "inductive"]
+"""``transductive``: batch statistics always (MAML's and ProtoNets' code); ``inductive``: running
+statistics at test time."""
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What a network's builder may use: the task's output size and the data's shape."""
+
+    out_features: int
+    """The head's size: the ways of an episode, or 1 for regression."""
+    in_features: int = 1
+    """Inputs per example of a feature-vector network (regression: 1)."""
+    channels: int = 1
+    image_size: int = 28
+
+
+class ModelSection(Section):
+    """One base network's config section."""
+
+    name: str
+
+    images: ClassVar[bool] = True
+    """It takes images ``(C, H, W)`` (``False``: feature vectors, for regression)."""
+
+    def build(self, ctx: ModelContext) -> nn.Module:
+        """The network these settings describe (initialised from the global RNG: the caller
+        seeds it)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The network in the protocol line ("conv4 width 64, BatchNorm transductive")."""
+        return self.name
+
+    def notes(self) -> list[str]:
+        """Training settings worth naming in the protocol line ("DropBlock 0.1 (5×5)")."""
+        return []
+
+    def head_options(self) -> list[str]:
+        """Its settings that change only the head: they cannot apply to a learner that uses the
+        body alone."""
+        return []
+
+    def network_options(self) -> list[str]:
+        """Its settings that cannot apply to a learner that builds a network of its own."""
+        return []
+
+    def draws_random_masks(self) -> bool:
+        """Whether training draws random masks (DropBlock), which ``torch.func.vmap`` refuses."""
+        return False
+
+    def drop_schedule(self, step: int) -> float:
+        """The fraction of its drop rate in force at training step ``step`` (0-based)."""
+        return 1.0
+
+    def base_width(self) -> int:
+        """Channels of its first block (for learners that build a network of their own)."""
+        return 64
+
+    def batch_norm_policy(self) -> BatchNormPolicy:
+        """Its BatchNorm policy: ``transductive`` (batch statistics) or ``inductive``."""
+        return "transductive"
+
+
+MODELS: dict[str, type[ModelSection]] = {}
+"""Every registered network's section, by name."""
+
+M = TypeVar("M", bound=ModelSection)
+
+
+def register_model(section: type[M]) -> type[M]:
+    """Class decorator: register ``section`` under the name its ``name`` field is fixed to."""
+    name = registered_name(section)
+    if name in MODELS and MODELS[name] is not section:
+        raise TypeError(f"model {name!r} is registered twice")
+    MODELS[name] = section
+    return section
+
+
+MODEL_LEGACY_DEFAULTS: dict[str, Any] = {
+    "hidden": [40, 40],
+    "width": 64,
+    "batch_norm": "transductive",
+    "downsample": "maxpool",
+    "head_init_std": None,
+    "drop_rate": 0.0,
+    "dropblock_size": 5,
+    "drop_warmup_steps": 0,
+}
+"""The one flat model section of metamap before sections existed, at its defaults."""
+
+
+def split_model(data: Mapping[str, Any], keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model section split into its network's fields and other networks' (see
+    :func:`metamap.section.split_section`)."""
+    return split_section(
+        data, MODELS, MODEL_LEGACY_DEFAULTS, where="model", default_name="mlp", keep=keep
+    )
