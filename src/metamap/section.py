@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import reprlib
 import types
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from collections.abc import Mapping, MutableMapping
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -23,6 +23,7 @@ __all__ = [
     "as_yaml",
     "clip",
     "own_error",
+    "register",
     "registered_name",
     "show",
     "split_section",
@@ -128,6 +129,19 @@ class Section(BaseModel):
                 if problem and problem[1]:
                     raise own_error(problem[1], problem[0])
         return data
+
+
+T = TypeVar("T", bound="Section")
+
+
+def register(registry: MutableMapping[str, Any], section: type[T], kind: str) -> type[T]:
+    """Add ``section`` to ``registry`` under its :func:`registered_name` (a learner's, a
+    model's); the same name twice is a programming error."""
+    name = registered_name(section)
+    if name in registry and registry[name] is not section:
+        raise TypeError(f"{kind} {name!r} is registered twice")
+    registry[name] = section
+    return section
 
 
 def registered_name(section: type[Section]) -> str:

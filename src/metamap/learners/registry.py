@@ -23,7 +23,7 @@ from torch import nn
 
 from metamap.core.learner import LossName
 from metamap.learners.base import MetaLearner
-from metamap.section import Section, registered_name, split_section
+from metamap.section import Section, register, split_section
 
 __all__ = [
     "LEARNERS",
@@ -93,11 +93,7 @@ S = TypeVar("S", bound=LearnerSection)
 
 def register_learner(section: type[S]) -> type[S]:
     """Class decorator: register ``section`` under the name its ``name`` field is fixed to."""
-    name = registered_name(section)
-    if name in LEARNERS and LEARNERS[name] is not section:
-        raise TypeError(f"learner {name!r} is registered twice")
-    LEARNERS[name] = section
-    return section
+    return register(LEARNERS, section, "learner")
 
 
 LEGACY_DEFAULTS: dict[str, Any] = {

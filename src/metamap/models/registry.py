@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from torch import nn
 
-from metamap.section import Section, registered_name, split_section
+from metamap.section import Section, register, split_section
 
 __all__ = [
     "MODELS",
@@ -101,11 +101,7 @@ M = TypeVar("M", bound=ModelSection)
 
 def register_model(section: type[M]) -> type[M]:
     """Class decorator: register ``section`` under the name its ``name`` field is fixed to."""
-    name = registered_name(section)
-    if name in MODELS and MODELS[name] is not section:
-        raise TypeError(f"model {name!r} is registered twice")
-    MODELS[name] = section
-    return section
+    return register(MODELS, section, "model")
 
 
 MODEL_LEGACY_DEFAULTS: dict[str, Any] = {
