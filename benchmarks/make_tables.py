@@ -117,6 +117,7 @@ PAPER_OMNIGLOT = {
     "maml": {"5w1s": 98.7, "5w5s": 99.9, "20w1s": 95.8, "20w5s": 98.9},
     "fomaml": {"5w1s": 98.3, "5w5s": 99.2},
     "anil": {"20w1s": 96.2, "20w5s": 98.0},  # Raghu et al. 2020, Table 2 (Omniglot 20-way only)
+    "mamlpp": {"5w1s": 99.47, "20w1s": 97.65},  # Antoniou et al. 2019, Table 1 (1-shot)
     "matching": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5},
     "relation": {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1},  # Sung et al. 2018
 }
@@ -169,6 +170,12 @@ def omniglot_table() -> str:
             episodes = f"Meta-Dataset {task['min_ways']}-{task['max_ways']}w"
         if r["config_dump"]["data"].get("train_split", "train") == "trainval":
             episodes += ", train+val"
+        if r["learner"] == "mamlpp":  # its phases, as this run scaled them to its steps
+            lrn = r["config_dump"]["learner"]
+            budget += (
+                f"; {train['schedule']} lr over {train['steps']:,}, MSL over "
+                f"{lrn['msl_steps']:,}, first-order for {lrn['first_order_steps']:,}"
+            )
         if r["config_dump"]["eval"].get("checkpoint") == "last":
             budget += "; last weights"
         lines.append(
@@ -255,6 +262,7 @@ OMNIGLOT_NAMES = {
     "matching": "Matching Networks",
     "relation": "Relation Networks",
     "maml": "MAML",
+    "mamlpp": "MAML++",
     "fomaml": "first-order MAML",
     "anil": "ANIL",
     "r2d2": "R2D2",
