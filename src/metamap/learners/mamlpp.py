@@ -85,13 +85,15 @@ class MAMLPlusPlus(GradientLearner):
         loss: LossName = "mse",
         inner_steps: int = 5,
         inner_lr: float = 0.1,
-        msl_steps: int = 5000,
+        msl_steps: int = 10000,
         first_order_steps: int = 25000,
         batching: Batching = "auto",
     ) -> None:
         """``inner_lr``: the initial α of every layer and step. ``msl_steps``/
         ``first_order_steps``: training iterations of MSL annealing and of first-order
-        meta-gradients (0: none); the defaults are the paper's 10 and 50 epochs of 500."""
+        meta-gradients (0: none); the defaults are 20 epochs of 500 iterations (the MSL
+        annealing of the paper's released Omniglot configs) and 50 epochs (DA, as the paper's
+        text gives it; those configs switch DA off)."""
         super().__init__(model, loss, inner_steps, batching)
         if not inner_lr > 0:
             raise ValueError(f"inner_lr (the initial α) must be positive, got {inner_lr}")
@@ -259,7 +261,7 @@ class MAMLPlusPlusSection(GradientSection):
     inner_steps: PositiveInt = 5
     inner_lr: PositiveFloat = 0.1
     """The initial value of every learned per-layer, per-step rate."""
-    msl_steps: NonNegativeInt = 5000
+    msl_steps: NonNegativeInt = 10000
     """Training iterations over which the multi-step loss anneals to the last step's alone."""
     first_order_steps: NonNegativeInt = 25000
     """Training iterations with first-order meta-gradients before second order."""
