@@ -113,3 +113,13 @@ def test_every_network_is_registered_and_old_flat_model_sections_still_load() ->
     assert kept.fingerprint() != plain.fingerprint()  # counted as the old run's was
     with pytest.raises(ConfigError, match=r"'model.name' 'vgg' is not a model; choose one of"):
         load_config(None, ["model.name=vgg"])
+
+
+@pytest.mark.parametrize("name", ["relation", "pretrain"])
+def test_learners_that_need_the_run_are_refused_by_build_learner(name: str) -> None:
+    from metamap.models import MLP
+    from metamap.train import build_learner
+
+    section = load_config(None, [*EPISODES, f"learner.name={name}"]).learner
+    with pytest.raises(ValueError, match="is built by build_run_learner"):
+        build_learner(section, MLP(1, 1), "cross_entropy")

@@ -269,6 +269,8 @@ def build_learner(cfg: LearnerSection, model: nn.Module, loss: LossName) -> Meta
     """The meta-learner ``cfg`` (a registered learner's section) describes, around ``model``
     (encoder learners use ``model.body``); learners with their own network need the run
     (:func:`build_run_learner`)."""
+    if cfg.own_network or cfg.supervised:  # its network or head needs the run's facts
+        raise ValueError(f"learner {cfg.name!r} is built by build_run_learner (it needs the run)")
     return cfg.build(BuildContext(model=lambda: model, loss=loss, seed=0, ways=0))
 
 
