@@ -177,7 +177,7 @@ def _lake(cfg: RunConfig, learner: MetaLearner, root: str) -> dict[str, Any]:
     """Lake et al.'s one-shot runs: 20 tasks of 20 grey classes, resized to the model's input."""
     from metamap.data import omniglot_one_shot_runs
 
-    if cfg.task.family != "episodes" or cfg.data.channels != 1:
+    if not cfg.task.images or cfg.data.channels != 1:
         raise ConfigError(
             "--lake scores Omniglot's grey one-shot runs: it needs an image checkpoint with "
             f"data.channels 1 (this one: task.family {cfg.task.family!r}, "
@@ -239,7 +239,7 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     if cfg.eval.checkpoint == "last" and run.best.is_file():  # the result is the last step
         cfg, learner, _ = learner_from_checkpoint(run.last)
     paths: list[Path] = []
-    if cfg.task.family != "episodes" and learner.inner_steps:
+    if not cfg.task.images and learner.inner_steps:
         family = build_regression(cfg, queries=cfg.eval.queries)
         task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"

@@ -199,7 +199,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
     if args.data is None:
         dist = build_tasks(cfg, "test", queries=e.queries, ways=e.ways, shots=shots)
     else:
-        if cfg.task.family != "episodes":
+        if not cfg.task.images:
             raise MetamapError("--data is for image classifiers; this checkpoint is a regression")
         loaded = load_image_files(
             args.data, InputSpec(cfg.data.channels, cfg.data.image_size), labelled=True
@@ -211,7 +211,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
                 f"every class of --data needs more than {shots} images (shots + at least one "
                 f"query); the smallest has {smallest}"
             )
-        ways = min(e.ways or cfg.task.ways, len(loaded.class_names))
+        ways = min(e.ways or cfg.task.episodes().ways, len(loaded.class_names))
         try:  # the check `eval` makes: a fixed-size head takes only its own number of ways
             parse_config(apply_overrides(cfg.model_dump(mode="json"), [f"eval.ways={ways}"]))
         except ConfigError as err:
@@ -259,7 +259,7 @@ def _explain(args: argparse.Namespace) -> None:
             "loss": [[s.mean, s.ci95] for s in prof.loss],
             "delta_norms": prof.delta_norms,
         }
-    if cfg.task.family == "episodes":
+    if cfg.task.images:
         ext = FeatureExtractor(
             encoder_of(learner),
             InputSpec(cfg.data.channels, cfg.data.image_size),

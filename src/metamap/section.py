@@ -134,22 +134,25 @@ class Section(BaseModel):
 T = TypeVar("T", bound="Section")
 
 
-def register(registry: MutableMapping[str, Any], section: type[T], kind: str) -> type[T]:
+def register(
+    registry: MutableMapping[str, Any], section: type[T], kind: str, key: str = "name"
+) -> type[T]:
     """Add ``section`` to ``registry`` under its :func:`registered_name` (a learner's, a
-    model's); the same name twice is a programming error."""
-    name = registered_name(section)
+    model's; ``key``: the field that holds it); the same name twice is a programming error."""
+    name = registered_name(section, key)
     if name in registry and registry[name] is not section:
         raise TypeError(f"{kind} {name!r} is registered twice")
     registry[name] = section
     return section
 
 
-def registered_name(section: type[Section]) -> str:
-    """The one name a registered section's ``name`` field is fixed to (``Literal["maml"]``)."""
+def registered_name(section: type[Section], key: str = "name") -> str:
+    """The one name a registered section's ``name`` field (or ``key``) is fixed to
+    (``Literal["maml"]``)."""
     fields: dict[str, Any] = dict(section.__pydantic_fields__)
-    names = get_args(fields["name"].annotation)
+    names = get_args(fields[key].annotation)
     if len(names) != 1 or not isinstance(names[0], str):
-        raise TypeError(f"{section.__name__}.name must be a Literal of one name")
+        raise TypeError(f"{section.__name__}.{key} must be a Literal of one name")
     return names[0]
 
 
@@ -168,6 +171,7 @@ def split_section(
     where: str,
     default_name: str,
     keep: bool,
+    key: str = "name",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(section, aside)``: a section of a run config (``where``: "learner", "model") split into
     the fields of the registered section its ``name`` picks and the fields of the others, as
@@ -178,23 +182,23 @@ def split_section(
     fingerprint, so the run resumes), and refused otherwise, naming the sections that have it.
     Unknown keys are left for the section's own check to name.
     """
-    name = data.get("name", default_name)
+    name = data.get(key, default_name)
     section = registry.get(name) if isinstance(name, str) else None
     if section is None:  # the discriminated union names the choices
         return dict(data), {}
-    own: dict[str, Any] = {"name": name}
+    own: dict[str, Any] = {key: name}
     aside: dict[str, Any] = {}
-    for key, value in data.items():
-        owners = [n for n, s in registry.items() if key in s.__pydantic_fields__]
-        if key in section.__pydantic_fields__ or not owners:
-            own[key] = value
-        elif key in legacy_defaults and _same(value, legacy_defaults[key]):
+    for field, value in data.items():
+        owners = [n for n, s in registry.items() if field in s.__pydantic_fields__]
+        if field in section.__pydantic_fields__ or not owners:
+            own[field] = value
+        elif field in legacy_defaults and _same(value, legacy_defaults[field]):
             continue
-        elif keep and key in legacy_defaults:
-            aside[key] = value
+        elif keep and field in legacy_defaults:
+            aside[field] = value
         else:
             raise ValueError(
-                f"{where}.{key} ({as_yaml(value)}) is a setting of {', '.join(owners)}; "
+                f"{where}.{field} ({as_yaml(value)}) is a setting of {', '.join(owners)}; "
                 f"{where} {name!r} has no such setting: remove it"
             )
     return own, aside

@@ -136,7 +136,7 @@ def test_checkpoints_that_cannot_be_used_say_why(protonet_ckpt: Path, tmp_path: 
         tmp_path / "sin",
     )
     reg.fit()
-    with pytest.raises(CheckpointError, match="regression model"):
+    with pytest.raises(CheckpointError, match="is a sinusoid model, not of images"):
         FeatureExtractor.from_checkpoint(reg.last_path)
     state = load_checkpoint(protonet_ckpt)
     state["format_version"] = 99

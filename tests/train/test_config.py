@@ -113,12 +113,24 @@ def test_optimizer_schedule_and_augmentation_settings_are_checked(
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["data.channels=3"], "'omniglot' has grey images: set data.channels 1"),
-        (["data.name=cifar_fs", "data.channels=3"], "has 3×32×32 images"),
-        (["data.name=fc100", "data.image_size=84", "data.channels=3"], "has 3×32×32 images"),
-        (["data.name=mini_imagenet", "data.image_size=84"], "set data.channels 3"),
-        (["data.name=folder", "data.protocol=metadataset"], "'metadataset' is an Omniglot split"),
-        (["data.protocol=folder"], "data.protocol 'folder' is for data.name 'folder'"),
+        (["data.channels=3"], "'data.channels': 'omniglot' has grey images: set channels 1"),
+        (["data.name=cifar_fs", "data.channels=1"], "'cifar_fs' has colour images"),
+        (["data.name=fc100", "data.image_size=84"], "'fc100' has 3×32×32 images"),
+        (
+            ["data.name=mini_imagenet", "data.channels=1"],
+            "'data.channels': 'mini_imagenet' has colour",
+        ),
+        (
+            ["data.name=folder", "data.protocol=metadataset"],
+            "'data.protocol': Input should be 'folder' or 'vinyals'",
+        ),
+        (
+            ["data.name=cub", "data.protocol=maml"],
+            "data.protocol ('maml') is a setting of folder, omniglot",
+        ),
+        (["data.name=cifar_fs", "data.split_fractions=[0.5, 0.3, 0.2]"], "setting of folder"),
+        (["data.protocol=folder"], "'data.protocol': Input should be 'vinyals', 'maml' or"),
+        (["data.name=omniglt"], "'data.name' 'omniglt' is not a dataset; choose one of cifar_fs"),
     ],
 )
 def test_image_size_and_channels_must_be_the_datasets(overrides: list[str], needle: str) -> None:
@@ -128,6 +140,17 @@ def test_image_size_and_channels_must_be_the_datasets(overrides: list[str], need
         load_config(None, [*episodes, *overrides])
     assert needle in str(e.value)
     load_config(None, episodes)  # the defaults (grey 28×28 Omniglot) are consistent
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("cifar_fs", (3, 32)), ("fc100", (3, 32)), ("mini_imagenet", (3, 28)), ("folder", (1, 28))],
+)
+def test_each_dataset_section_defaults_to_a_shape_it_has(name: str, shape: tuple[int, int]) -> None:
+    """A colour dataset defaults to 3 channels, CIFAR to 32×32: naming the dataset is enough."""
+    cfg = load_config(None, ["task.family=episodes", "model.name=conv4", f"data.name={name}"])
+    assert (cfg.data.channels, cfg.data.image_size) == shape
+    assert cfg.data.split_note() == (" (folder split)" if name == "folder" else "")
 
 
 def test_a_fixed_head_learner_is_not_evaluated_on_other_ways() -> None:

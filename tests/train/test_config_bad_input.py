@@ -177,7 +177,10 @@ def test_every_seed_a_run_derives_from_an_allowed_seed_is_valid_for_torch() -> N
         ),
         (["model.hidden=[40, true]"], "'model.hidden.1': expected an integer, got true"),
         (["eval.seed=true"], "'eval.seed': expected an integer, got true (a boolean)"),
-        (["data.split_fractions=[0.6, true, 0.2]"], "'data.split_fractions.1': expected a number"),
+        (
+            ["data.name=folder", "data.split_fractions=[0.6, true, 0.2]"],
+            "'data.split_fractions.1': expected a number",
+        ),
         (
             ["task.family=episodes", "model.name=conv4", "data.channels=true"],
             "'data.channels': expected one of 1, 3, got true (a boolean)",
@@ -202,6 +205,7 @@ def test_lax_numbers_that_configs_rely_on_stay_accepted() -> None:
         [
             "train.lr=1e-3",  # PyYAML reads this as the string '1e-3'
             "train.weight_decay=0",  # an integer for a float
+            "data.name=folder",
             "data.split_fractions=[0.5, 0.25, 0.25]",  # a list for a tuple
             "learner.inner_lr=[1, 0.5]",
             "learner.inner_steps=2",
@@ -209,7 +213,8 @@ def test_lax_numbers_that_configs_rely_on_stay_accepted() -> None:
         ],
     )
     assert cfg.train.lr == pytest.approx(1e-3) and cfg.train.weight_decay == 0.0
-    assert cfg.data.split_fractions == (0.5, 0.25, 0.25) and cfg.learner.inner_lr == [1.0, 0.5]
+    assert cfg.data.model_dump()["split_fractions"] == (0.5, 0.25, 0.25)
+    assert cfg.learner.inner_lr == [1.0, 0.5]
     assert cfg.train.steps == 7
 
 

@@ -139,7 +139,11 @@ def test_extra_domains_only_in_test_episodes_leave_the_fingerprint_alone(
     [
         ({"image_size": 32}, r"extra_domains\[0\] \(folder\) has image_size 32, channels 1 but"),
         ({"augment": "{flip: true}"}, r"extra_domains\[0\].augment: augmentation is set once"),
-        ({"name": "omniglot", "channels": 3}, r"extra_domains\[0\].name 'omniglot' has grey"),
+        (
+            {"name": "omniglot", "protocol": "vinyals", "channels": 3},
+            r"'extra_domains\.0\.channels': 'omniglot' has grey images: set channels 1",
+        ),
+        ({"name": "cub", "protocol": "folder"}, r"extra_domains\[0\]\.protocol \('folder'\) is a "),
     ],
 )
 def test_extra_domains_that_cannot_share_an_episode_stream_are_refused(
@@ -158,7 +162,7 @@ def test_extra_domains_that_cannot_share_an_episode_stream_are_refused(
         (["learner.name=maml"], "learner 'maml' cannot take \\(a fixed head\\)"),
         (["learner.name=pretrain"], "learner 'pretrain' cannot take \\(labelled batches\\)"),
         (["task.min_ways=7"], "need 2 ≤ min_ways ≤ max_ways"),
-        (["task.hierarchy=true"], "task.hierarchy .* needs an Omniglot domain"),
+        (["task.hierarchy=true"], "task.hierarchy .* grouped \\('omniglot'\\), not only folder"),
         (
             ["task.sampler=fixed", "eval.metadataset_tasks=0", "task.hierarchy=true"],
             "task.hierarchy is for Meta-Dataset episodes",

@@ -13,19 +13,31 @@ Two small but real problems, each trained by the unchanged :class:`~metamap.trai
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import pytest
 import torch
+from pydantic import PositiveInt
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from metamap.core import MetaStep, Task
-from metamap.errors import TaskShapeError
+from metamap.errors import ConfigError, TaskShapeError
 from metamap.learners import MAML, MetaLearner, ragged_meta_gradients
-from metamap.models import set_input_dtype
-from metamap.train import Trainer, evaluate, load_checkpoint, load_config
+from metamap.models import MODELS, ModelContext, ModelSection, register_model, set_input_dtype
+from metamap.tasks import TASKS, TaskSection, register_task
+from metamap.train import (
+    PROBLEMS,
+    RunConfig,
+    Trainer,
+    evaluate,
+    load_checkpoint,
+    load_config,
+    parse_config,
+    register_problem,
+)
 
 TRAIN = ["train.progress=false", "train.log_every=10", "train.val_every=20"]
 
@@ -107,6 +119,70 @@ def test_a_user_task_refuses_float_ids_for_an_embedding_model() -> None:
     learner = MAML(Ratings(40, 4), loss="mse")
     with pytest.raises(TaskShapeError, match=r"takes torch\.int64 inputs"):
         learner.adapt(torch.zeros(5, 1), torch.zeros(5, 1))
+
+
+@pytest.fixture
+def users_plugin() -> Iterator[None]:
+    """Users as tasks registered as a plug-in would be, after metamap.train was imported: a
+    ``task`` section naming its problem, the problem, and the rating network's ``model``
+    section. Nothing in metamap changes."""
+
+    @register_task
+    class ToyUsersTask(TaskSection):
+        family: Literal["toy_users"] = "toy_users"
+        items: PositiveInt = 40
+
+        def problem(self) -> str:
+            return "toy_users"
+
+    @register_model
+    class RatingsModel(ModelSection):
+        name: Literal["ratings"] = "ratings"
+        dim: PositiveInt = 4
+        images: ClassVar[bool] = False
+
+        def build(self, ctx: ModelContext) -> nn.Module:
+            return Ratings(40, self.dim)
+
+    @register_problem("toy_users")
+    class ToyUsersProblem(ToyUsers):
+        def __init__(self, cfg: RunConfig) -> None:
+            super().__init__(items=40, meta_batch=cfg.train.meta_batch)
+
+        def base_classes(self) -> None:
+            return None
+
+    yield
+    del TASKS["toy_users"], MODELS["ratings"], PROBLEMS["toy_users"]
+
+
+def test_a_kind_of_task_registered_later_is_configured_and_trained_by_name(
+    users_plugin: None, tmp_path: Path
+) -> None:
+    over = [
+        *TRAIN,
+        "task.family=toy_users",
+        "model.name=ratings",
+        "learner.name=maml",
+        "learner.inner_steps=2",
+        "learner.inner_lr=0.1",
+        "train.steps=100",
+        "train.meta_batch=8",
+        "train.lr=0.03",
+        "seed=3",
+    ]
+    cfg = load_config(None, over)
+    trainer = Trainer(cfg, tmp_path / "run")
+    before = trainer.validate()
+    trainer.fit()
+    assert trainer.validate() < 0.6 * before
+    stored = parse_config(cfg.model_dump(mode="json"), legacy=True)  # as its run folder holds it
+    assert stored.fingerprint() == cfg.fingerprint()
+    no_images = r"'toy_users' has no images: it needs model\.name 'mlp', 'ratings', not"
+    with pytest.raises(ConfigError, match=no_images):
+        load_config(None, [*over, "model.name=conv4"])
+    with pytest.raises(ConfigError, match=r"'task\.family' 'toy_user' is not a task family"):
+        load_config(None, [*over, "task.family=toy_user"])
 
 
 # ---- environments as tasks ------------------------------------------------------------------

@@ -23,6 +23,9 @@ Decoding happens once per source and preprocessing (:mod:`metamap.data.cache`; c
 mislaid source raises :class:`metamap.errors.DataError` saying what is wrong and how to fix it.
 Building blocks: :func:`download_url` (resumable, checked against a pinned sha256 and/or MD5),
 :func:`extract_archive` (refuses members escaping the target), :func:`decode_image`.
+
+Each loader's module also registers the dataset's ``data`` config section
+(:mod:`metamap.data.registry`, :data:`DATASETS`): its settings, its facts and its ``load``.
 """
 
 from metamap.data.archive import extract_archive, is_archive
@@ -36,10 +39,19 @@ from metamap.data.images import decode_image, list_images
 from metamap.data.miniimagenet import mini_imagenet, tiered_imagenet
 from metamap.data.omniglot import OmniglotSplit, omniglot, omniglot_images, omniglot_root
 from metamap.data.omniglot_runs import OneShotRun, omniglot_one_shot_runs
+from metamap.data.registry import (
+    DATASETS,
+    AugmentConfig,
+    DatasetSection,
+    register_dataset,
+)
 
 __all__ = [
     "CIFAR_FS_SPLITS",
+    "DATASETS",
     "FC100_SPLITS",
+    "AugmentConfig",
+    "DatasetSection",
     "ImageClassDataset",
     "OmniglotSplit",
     "OneShotRun",
@@ -60,6 +72,7 @@ __all__ = [
     "omniglot_one_shot_runs",
     "omniglot_root",
     "read_cifar100_binary",
+    "register_dataset",
     "resolve_cache_dir",
     "tiered_imagenet",
 ]

@@ -32,9 +32,11 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import PositiveInt
 
 from metamap.data.cache import (
     CachePlan,
@@ -45,6 +47,7 @@ from metamap.data.cache import (
 )
 from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
 from metamap.data.download import download_url, verify_file
+from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 
 __all__ = [
@@ -55,6 +58,8 @@ __all__ = [
     "CIFAR_FS_SPLITS",
     "FC100_SPLITS",
     "Cifar100",
+    "CifarFSData",
+    "FC100Data",
     "cifar_fs",
     "fc100",
     "read_cifar100_binary",
@@ -371,3 +376,33 @@ def fc100(
         wanted=FC100_SPLITS[split],
         listing="FC100_SPLITS",
     )
+
+
+class _CifarData(DatasetSection):
+    """What CIFAR-FS and FC100 share: 3×32×32 images from the CIFAR-100 binary archive."""
+
+    channels: Literal[1, 3] = 3
+    image_size: PositiveInt = 32
+
+    colour: ClassVar[bool | None] = True
+    image_sizes: ClassVar[tuple[int, ...]] = (32,)
+
+
+@register_dataset
+class CifarFSData(_CifarData):
+    """``data.name: cifar_fs``: :func:`cifar_fs` (``splits_root``: optional class lists)."""
+
+    name: Literal["cifar_fs"] = "cifar_fs"
+
+    loader = staticmethod(cifar_fs)
+    keywords = ("root", "splits_root", "cache_dir", "download", "verify")
+
+
+@register_dataset
+class FC100Data(_CifarData):
+    """``data.name: fc100``: :func:`fc100` (its split is by superclass; no lists)."""
+
+    name: Literal["fc100"] = "fc100"
+
+    loader = staticmethod(fc100)
+    keywords = ("root", "cache_dir", "download", "verify")

@@ -28,6 +28,7 @@ import os
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +43,10 @@ from metamap.data.cache import (
 )
 from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
 from metamap.data.images import Resample, decode_image, decode_images, parse_size
+from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 
-__all__ = ["CUB_ENV", "cub", "cub_split_classes"]
+__all__ = ["CUB_ENV", "CubData", "cub", "cub_split_classes"]
 
 CUB_ENV = "METAMAP_CUB"
 _SPLITS = ("train", "val", "trainval", "test")
@@ -299,3 +301,17 @@ def _select(
     if not chosen:
         raise DataError(f"{source}: no images of the CUB {split} classes")
     return [names[c] for c in ids], [images[i] for _, i in chosen], [p for p, _ in chosen]
+
+
+@register_dataset
+class CubData(DatasetSection):
+    """``data.name: cub``: :func:`cub` from ``root`` (the folder or archive), colour images
+    resized to ``image_size``."""
+
+    name: Literal["cub"] = "cub"
+    channels: Literal[1, 3] = 3
+
+    colour: ClassVar[bool | None] = True
+
+    loader = staticmethod(cub)
+    keywords = ("root", "splits_root", "image_size", "cache_dir")

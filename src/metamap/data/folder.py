@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from metamap.data.cache import CachePlan, cache_key, cached_images, folder_fingerprint
-from metamap.data.dataset import ImageClassDataset
+from metamap.data.dataset import ClassSplit, ImageClassDataset
 from metamap.data.images import (
     IMAGE_EXTENSIONS,
     Mode,
@@ -36,9 +37,10 @@ from metamap.data.images import (
     list_images,
     parse_size,
 )
+from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 
-__all__ = ["image_folder"]
+__all__ = ["FolderData", "class_split", "image_folder"]
 
 _LAYOUT = (
     "expected one sub-folder per class, each holding that class's images: "
@@ -114,3 +116,61 @@ def image_folder(
         )
 
     return cached_images(f"folder-{root_path.name}", key, plan, cache_dir).dataset
+
+
+def class_split(
+    full: ImageClassDataset, split: str, fractions: Sequence[float], seed: int = 0
+) -> ImageClassDataset:
+    """A seeded split of ``full``'s classes into train/val/test by ``fractions`` (disjoint
+    classes; ``trainval`` is train and val together), relabelled ``0 … n - 1``."""
+    parts = ("train", "val", "trainval", "test")
+    if split not in parts:
+        raise DataError(f"a folder dataset has splits {'/'.join(parts)}, not {split!r}")
+    n = full.num_classes
+    perm = np.random.default_rng(seed).permutation(n)
+    a = round(fractions[0] * n)
+    b = a + round(fractions[1] * n)
+    chosen = np.sort(
+        dict(zip(parts, (perm[:a], perm[a:b], perm[:b], perm[b:]), strict=True))[split]
+    )
+    if chosen.size < 2:
+        raise DataError(
+            f"the folder {full.name!r} has {n} classes: too few for a {split} split of "
+            f"{tuple(fractions)}; add classes or change data.split_fractions"
+        )
+    keep = np.isin(full.labels, chosen)
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[chosen] = np.arange(chosen.size)
+    return ImageClassDataset(
+        np.asarray(full.images[keep]),
+        remap[full.labels[keep]],
+        [full.class_names[i] for i in chosen],
+        [s for s, k in zip(full.sources, keep, strict=True) if k] if full.sources else (),
+        name=f"{full.name}:{split}",
+    )
+
+
+@register_dataset
+class FolderData(DatasetSection):
+    """``data.name: folder``: your own images, ``root/<class>/<image>`` (:func:`image_folder`),
+    decoded to ``channels`` and ``image_size``; the classes are split into train/val/test by a
+    seeded permutation in the proportions ``split_fractions``."""
+
+    name: Literal["folder"] = "folder"
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    protocol: Literal["folder", "vinyals"] | None = None
+    """Not used: older versions named a folder's split ``protocol: folder`` (and stored
+    ``vinyals``, the Omniglot default, when none was given); kept so those configs and runs
+    load and resume as they were."""
+
+    def load(self, split: ClassSplit) -> ImageClassDataset:
+        if self.root is None:
+            raise DataError(
+                "data.name 'folder' needs data.root: a folder with one sub-folder per class"
+            )
+        mode: Mode = "L" if self.channels == 1 else "RGB"
+        full = image_folder(self.root, self.image_size, mode, self.cache_dir)
+        return class_split(full, split, self.split_fractions)
+
+    def split_note(self) -> str:
+        return " (folder split)"

@@ -38,6 +38,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -45,12 +46,15 @@ import numpy.typing as npt
 from metamap.data.cache import CachePlan, cache_key, cached_images, folder_fingerprint
 from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
 from metamap.data.images import Resample, decode_images, image_names, parse_size
+from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 
 __all__ = [
     "IMAGENET_ENV",
     "MINI_IMAGENET_SPLITS_ENV",
     "TIERED_IMAGENET_SPLITS_ENV",
+    "MiniImageNetData",
+    "TieredImageNetData",
     "mini_imagenet",
     "synset_files",
     "tiered_imagenet",
@@ -322,3 +326,29 @@ def tiered_imagenet(
         cache_dir=cache_dir,
         progress=progress,
     )
+
+
+class _ImageNetData(DatasetSection):
+    """What mini- and tiered-ImageNet share: ``root`` is an ImageNet train folder,
+    ``splits_root`` the split CSVs; colour images resized to ``image_size``."""
+
+    channels: Literal[1, 3] = 3
+
+    colour: ClassVar[bool | None] = True
+    keywords = ("imagenet_root", "splits_root", "image_size", "cache_dir")
+
+
+@register_dataset
+class MiniImageNetData(_ImageNetData):
+    """``data.name: mini_imagenet``: :func:`mini_imagenet`."""
+
+    name: Literal["mini_imagenet"] = "mini_imagenet"
+    loader = staticmethod(mini_imagenet)
+
+
+@register_dataset
+class TieredImageNetData(_ImageNetData):
+    """``data.name: tiered_imagenet``: :func:`tiered_imagenet`."""
+
+    name: Literal["tiered_imagenet"] = "tiered_imagenet"
+    loader = staticmethod(tiered_imagenet)

@@ -60,7 +60,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -81,6 +81,7 @@ from metamap.data.images import (
     image_names,
     parse_size,
 )
+from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "OMNIGLOT_URLS",
     "VINYALS_SHA256",
     "VINYALS_URLS",
+    "OmniglotData",
     "OmniglotProtocol",
     "OmniglotSplit",
     "omniglot",
@@ -545,3 +547,32 @@ def _select(
         protocol=protocol,
         split=split,
     )
+
+
+@register_dataset
+class OmniglotData(DatasetSection):
+    """``data.name: omniglot``: :func:`omniglot` under ``protocol``, grey images of any size."""
+
+    name: Literal["omniglot"] = "omniglot"
+    protocol: Literal["vinyals", "maml", "metadataset"] = "vinyals"
+    """The class split: ``vinyals`` (ProtoNets: 1,028 / 172 / 423 characters, each in 4
+    rotations; ``trainval`` is the first two, 1,200), ``maml`` (seeded 1,100 / 100 / 423
+    characters) or ``metadataset`` (by alphabet: 25 / 5 / 20 alphabets, 883 / 81 / 659
+    characters)."""
+
+    colour: ClassVar[bool | None] = False
+    hierarchical: ClassVar[bool] = True
+
+    loader = staticmethod(omniglot)
+    keywords = (
+        "protocol",
+        "root",
+        "splits_root",
+        "image_size",
+        "cache_dir",
+        "download",
+        "verify",
+    )
+
+    def split_note(self) -> str:
+        return f" ({self.protocol} split)"

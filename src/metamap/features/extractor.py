@@ -128,9 +128,9 @@ class FeatureExtractor:
         match its config raises :class:`CheckpointError` saying so.
         """
         cfg, learner, state = learner_from_checkpoint(Path(path))
-        if cfg.task.family != "episodes":
+        if not cfg.task.images:
             raise CheckpointError(
-                f"checkpoint {str(path)!r} is a {cfg.task.family} regression model; feature "
+                f"checkpoint {str(path)!r} is a {cfg.task.family} model, not of images; feature "
                 "extraction needs a checkpoint of an image model (conv4 or resnet12)"
             )
         info = {

@@ -180,6 +180,7 @@ class PretrainSection(LearnerSection):
     regression = False
     fixed_head = False
     supervised = True
+    problem = "pretrain"
 
     def build(self, ctx: BuildContext) -> PretrainBaseline:
         if ctx.base_classes is None:

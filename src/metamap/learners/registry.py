@@ -65,6 +65,9 @@ class LearnerSection(Section):
     """It takes Meta-Dataset's variable-way, variable-shot episodes."""
     supervised: ClassVar[bool] = False
     """It trains on labelled batches of the training classes, not on episodes."""
+    problem: ClassVar[str | None] = None
+    """The registered problem that trains it whatever the tasks (``pretrain``: labelled
+    batches); ``None``: the one its ``task`` section names."""
     own_network: ClassVar[str] = ""
     """Why model options do not apply to it ("" when it uses the configured model)."""
 

@@ -39,7 +39,7 @@ BatchNorm policy (explicit, since it changes results in episodic learning):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
@@ -143,6 +143,9 @@ class Conv4Section(ModelSection):
     head_init_std: PositiveFloat | None = None
     """With a gradient-based learner: draw the head's weights from N(0, std²) with a zero bias
     (MAML's Omniglot code: 1.0) instead of PyTorch's default."""
+
+    min_image_size: ClassVar[int] = 16
+    """Four 2×2 downsamplings need at least 16×16 images."""
 
     def build(self, ctx: ModelContext) -> Conv4:
         return Conv4(

@@ -53,6 +53,8 @@ class ModelSection(Section):
 
     images: ClassVar[bool] = True
     """It takes images ``(C, H, W)`` (``False``: feature vectors, for regression)."""
+    min_image_size: ClassVar[int] = 1
+    """The smallest image side it takes (a run config with smaller images is refused)."""
 
     def build(self, ctx: ModelContext) -> nn.Module:
         """The network these settings describe (initialised from the global RNG: the caller

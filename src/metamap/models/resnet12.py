@@ -26,7 +26,7 @@ TADAM and MetaOptNet) tracks running statistics and uses them in ``eval()`` mode
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
@@ -165,6 +165,9 @@ class ResNet12Section(ModelSection):
     """Side of the dropped squares (MetaOptNet: 5 on mini-/tiered-ImageNet, 2 on CIFAR)."""
     drop_warmup_steps: NonNegativeInt = 0
     """DropBlock's rate rises linearly from 0 to ``drop_rate`` over these training steps."""
+
+    min_image_size: ClassVar[int] = 16
+    """Four 2×2 downsamplings need at least 16×16 images."""
 
     def build(self, ctx: ModelContext) -> ResNet12:
         w = self.width

@@ -1,28 +1,46 @@
-"""Task generation: tasks, batches of tasks, and task distributions p(T)."""
+"""Task generation: tasks, batches of tasks, and task distributions p(T).
+
+Each kind of task also registers its ``task`` config section (:mod:`metamap.tasks.registry`,
+:data:`TASKS`): the regression families beside their distributions, image episodes in
+:mod:`metamap.tasks.episode_task`.
+"""
 
 from metamap.tasks.augment import ImageAugment
 from metamap.tasks.distribution import TaskDistribution, check_counts, make_generator
+from metamap.tasks.episode_task import EpisodeTask
 from metamap.tasks.episodes import EpisodePlan, EpisodeSampler
 from metamap.tasks.hierarchy import ClassHierarchy
 from metamap.tasks.metadataset import MetaDatasetEpisode, MetaDatasetSampler
-from metamap.tasks.regression import LinearTasks, PolynomialTasks, RegressionTasks, SinusoidTasks
+from metamap.tasks.registry import TASKS, TaskSection, register_task
+from metamap.tasks.regression import (
+    LinearTasks,
+    PolynomialTasks,
+    RegressionTasks,
+    RegressionTaskSection,
+    SinusoidTasks,
+)
 from metamap.tasks.task import Task, TaskBatch, stack_tasks
 
 __all__ = [
+    "TASKS",
     "ClassHierarchy",
     "EpisodePlan",
     "EpisodeSampler",
+    "EpisodeTask",
     "ImageAugment",
     "LinearTasks",
     "MetaDatasetEpisode",
     "MetaDatasetSampler",
     "PolynomialTasks",
+    "RegressionTaskSection",
     "RegressionTasks",
     "SinusoidTasks",
     "Task",
     "TaskBatch",
     "TaskDistribution",
+    "TaskSection",
     "check_counts",
     "make_generator",
+    "register_task",
     "stack_tasks",
 ]

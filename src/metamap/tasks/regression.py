@@ -13,14 +13,26 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import Tensor
 
 from metamap.tasks.distribution import check_counts, make_generator
+from metamap.tasks.registry import TaskSection, register_task
 from metamap.tasks.task import TaskBatch
 
-__all__ = ["LinearTasks", "PolynomialTasks", "RegressionTasks", "SinusoidTasks"]
+__all__ = [
+    "LinearTask",
+    "LinearTasks",
+    "PolynomialTask",
+    "PolynomialTasks",
+    "RegressionTaskSection",
+    "RegressionTasks",
+    "SinusoidTask",
+    "SinusoidTasks",
+]
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, *shape: int) -> Tensor:
@@ -203,3 +215,63 @@ class PolynomialTasks(RegressionTasks):
         for i in range(self.degree + 1):
             y = y + params[f"c{i}"].reshape(-1, 1, 1) * x**i
         return y
+
+
+class RegressionTaskSection(TaskSection):
+    """The ``task`` section of a regression family: ``shots`` support and ``queries`` query
+    points a task, targets with Gaussian noise of ``noise_std``; trained by the ``regression``
+    problem, with MSE. A family names its distribution class in ``tasks``."""
+
+    shots: PositiveInt = 10
+    queries: PositiveInt = 10
+    noise_std: NonNegativeFloat = 0.0
+
+    tasks: ClassVar[type[RegressionTasks]]
+    """The family's distribution, built from ``shots``, ``queries``, ``noise_std`` and the
+    section's own settings (:meth:`options`)."""
+
+    def options(self) -> dict[str, Any]:
+        """The family's own settings, as keyword arguments of :attr:`tasks`."""
+        return {}
+
+    def build(self, queries: int | None = None) -> RegressionTasks:
+        """The family's task distribution (``queries`` replaces ``self.queries``)."""
+        q = self.queries if queries is None else queries
+        return type(self).tasks(self.shots, q, noise_std=self.noise_std, **self.options())
+
+    def problem(self) -> str:
+        return "regression"
+
+    def describe(self) -> str:
+        return f"{self.family} regression, {self.shots}-shot"
+
+    def regression(self) -> RegressionTaskSection:
+        return self
+
+
+@register_task
+class SinusoidTask(RegressionTaskSection):
+    """``task.family: sinusoid``: :class:`SinusoidTasks` (MAML §5.1)."""
+
+    family: Literal["sinusoid"] = "sinusoid"
+    tasks = SinusoidTasks
+
+
+@register_task
+class LinearTask(RegressionTaskSection):
+    """``task.family: linear``: :class:`LinearTasks`."""
+
+    family: Literal["linear"] = "linear"
+    tasks = LinearTasks
+
+
+@register_task
+class PolynomialTask(RegressionTaskSection):
+    """``task.family: polynomial``: :class:`PolynomialTasks` of degree ``degree``."""
+
+    family: Literal["polynomial"] = "polynomial"
+    degree: NonNegativeInt = 3
+    tasks = PolynomialTasks
+
+    def options(self) -> dict[str, Any]:
+        return {"degree": self.degree}

@@ -22,7 +22,13 @@ from metamap.train.config import (
 )
 from metamap.train.evaluate import Summary, evaluate, summarize
 from metamap.train.metrics import MetricsLog, read_metrics
-from metamap.train.problems import build_problem, from_config
+from metamap.train.problems import (
+    PROBLEMS,
+    RunProblem,
+    build_problem,
+    from_config,
+    register_problem,
+)
 from metamap.train.protocol import (
     check_evaluation,
     evaluate_meta_dataset,
@@ -35,6 +41,7 @@ from metamap.train.schedule import lr_factor, schedule_mismatch
 from metamap.train.trainer import Trainer, TrainResult, check_run_folder
 
 __all__ = [
+    "PROBLEMS",
     "EvalConfig",
     "LearnerConfig",
     "MetricsLog",
@@ -42,6 +49,7 @@ __all__ = [
     "RunConfig",
     "RunLock",
     "RunPaths",
+    "RunProblem",
     "Summary",
     "TaskConfig",
     "TrainConfig",
@@ -68,6 +76,7 @@ __all__ = [
     "lr_factor",
     "parse_config",
     "read_metrics",
+    "register_problem",
     "save_checkpoint",
     "schedule_mismatch",
     "summarize",

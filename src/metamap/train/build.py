@@ -9,20 +9,11 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 
-from metamap.data import (
-    ImageClassDataset,
-    cifar_fs,
-    cub,
-    fc100,
-    image_folder,
-    mini_imagenet,
-    omniglot,
-    tiered_imagenet,
-)
+from metamap.data import DATASETS, ImageClassDataset
+from metamap.data.dataset import ClassSplit
 from metamap.errors import ConfigError, TaskShapeError
 from metamap.learners import BuildContext, LearnerSection, MetaLearner
 from metamap.learners.functional import LossName
@@ -30,14 +21,11 @@ from metamap.models import ModelContext
 from metamap.tasks import (
     ClassHierarchy,
     EpisodeSampler,
-    LinearTasks,
     MetaDatasetSampler,
-    PolynomialTasks,
     RegressionTasks,
-    SinusoidTasks,
     TaskDistribution,
 )
-from metamap.train.config import DataConfig, RunConfig, TaskConfig
+from metamap.train.config import DataConfig, RunConfig
 
 __all__ = [
     "Split",
@@ -56,101 +44,9 @@ __all__ = [
 Split = Literal["train", "val", "test"]
 
 
-def _regression(cfg: TaskConfig, queries: int) -> RegressionTasks:
-    if cfg.family == "sinusoid":
-        return SinusoidTasks(cfg.shots, queries, noise_std=cfg.noise_std)
-    if cfg.family == "linear":
-        return LinearTasks(cfg.shots, queries, noise_std=cfg.noise_std)
-    return PolynomialTasks(cfg.shots, queries, degree=cfg.degree, noise_std=cfg.noise_std)
-
-
 @functools.lru_cache(maxsize=8)
-def _load_images(data_json: str, split: str) -> ImageClassDataset:
-    d = DataConfig.model_validate_json(data_json)
-    if d.name == "omniglot":
-        assert d.protocol != "folder"  # refused with the config
-        return omniglot(
-            split,
-            d.protocol,
-            root=d.root,
-            splits_root=d.splits_root,
-            image_size=d.image_size,
-            cache_dir=d.cache_dir,
-            download=d.download,
-            verify=d.verify_checksums,
-        )
-    if d.name in ("mini_imagenet", "tiered_imagenet"):
-        load = mini_imagenet if d.name == "mini_imagenet" else tiered_imagenet
-        return load(
-            split,  # type: ignore[arg-type]
-            imagenet_root=d.root,
-            splits_root=d.splits_root,
-            image_size=d.image_size,
-            cache_dir=d.cache_dir,
-        )
-    if d.name in ("cifar_fs", "fc100"):
-        if d.name == "cifar_fs":
-            return cifar_fs(
-                split,  # type: ignore[arg-type]
-                root=d.root,
-                splits_root=d.splits_root,
-                cache_dir=d.cache_dir,
-                download=d.download,
-                verify=d.verify_checksums,
-            )
-        return fc100(
-            split,  # type: ignore[arg-type]
-            root=d.root,
-            cache_dir=d.cache_dir,
-            download=d.download,
-            verify=d.verify_checksums,
-        )
-    if d.name == "cub":
-        return cub(
-            split,  # type: ignore[arg-type]
-            root=d.root,
-            splits_root=d.splits_root,
-            image_size=d.image_size,
-            cache_dir=d.cache_dir,
-        )
-    if d.root is None:
-        raise ConfigError(
-            "data.name 'folder' needs data.root: a folder with one sub-folder per class"
-        )
-    full = image_folder(d.root, d.image_size, "L" if d.channels == 1 else "RGB", d.cache_dir)
-    return _class_split(full, split, d.split_fractions)
-
-
-def _class_split(
-    full: ImageClassDataset, split: str, fractions: tuple[float, float, float]
-) -> ImageClassDataset:
-    """A seeded split of a folder's classes into train/val/test (disjoint classes); ``trainval``
-    is train and val together."""
-    parts = ("train", "val", "trainval", "test")
-    if split not in parts:
-        raise ConfigError(f"a folder dataset has splits {'/'.join(parts)}, not {split!r}")
-    n = full.num_classes
-    perm = np.random.default_rng(0).permutation(n)
-    a = round(fractions[0] * n)
-    b = a + round(fractions[1] * n)
-    chosen = np.sort(
-        dict(zip(parts, (perm[:a], perm[a:b], perm[:b], perm[b:]), strict=True))[split]
-    )
-    if chosen.size < 2:
-        raise ConfigError(
-            f"the folder {full.name!r} has {n} classes: too few for a {split} split of "
-            f"{fractions}; add classes or change data.split_fractions"
-        )
-    keep = np.isin(full.labels, chosen)
-    remap = np.full(n, -1, dtype=np.int64)
-    remap[chosen] = np.arange(chosen.size)
-    return ImageClassDataset(
-        np.asarray(full.images[keep]),
-        remap[full.labels[keep]],
-        [full.class_names[i] for i in chosen],
-        [s for s, k in zip(full.sources, keep, strict=True) if k] if full.sources else (),
-        name=f"{full.name}:{split}",
-    )
+def _load_images(name: str, data_json: str, split: ClassSplit) -> ImageClassDataset:
+    return DATASETS[name].model_validate_json(data_json).load(split)
 
 
 def load_images(cfg: RunConfig, split: Split, data: DataConfig | None = None) -> ImageClassDataset:
@@ -158,7 +54,7 @@ def load_images(cfg: RunConfig, split: Split, data: DataConfig | None = None) ->
     ``cfg.extra_domains``)."""
     d = cfg.data if data is None else data
     name = {"train": d.train_split, "val": d.val_split, "test": d.test_split}
-    return _load_images(d.model_dump_json(), name[split])
+    return _load_images(d.name, d.model_dump_json(), name[split])
 
 
 def build_tasks(
@@ -168,24 +64,21 @@ def build_tasks(
     ways: int | None = None,
     shots: int | None = None,
 ) -> TaskDistribution:
-    """The task distribution of ``split``: a regression family (:func:`build_regression`) or an
-    episode sampler (:func:`build_episodes`), as ``task.family`` says.
+    """The fixed-shape task distribution of ``split``: image episodes (:func:`build_episodes`)
+    where ``task`` is images, else its regression family (:func:`build_regression`).
 
     ``queries``, ``ways`` and ``shots`` replace ``task.queries``, ``task.ways`` and
     ``task.shots`` (evaluation passes ``eval.*``). (``task.sampler: metadataset`` trains on
     :func:`build_metadataset`'s episodes instead.)
     """
-    if cfg.task.family != "episodes":
-        return build_regression(cfg, queries)
-    return build_episodes(cfg, split, queries, ways, shots)
+    if cfg.task.images:
+        return build_episodes(cfg, split, queries, ways, shots)
+    return build_regression(cfg, queries)
 
 
 def build_regression(cfg: RunConfig, queries: int | None = None) -> RegressionTasks:
     """The regression family ``task.family`` names (regression tasks have no splits)."""
-    t = cfg.task
-    if t.family == "episodes":
-        raise ConfigError("task.family 'episodes' is image classification, not a regression")
-    return _regression(t, t.queries if queries is None else queries)
+    return cfg.task.regression().build(queries)
 
 
 def build_episodes(
@@ -198,9 +91,7 @@ def build_episodes(
     """N-way K-shot episodes of ``split`` of ``cfg.data``. Episodes the split cannot give (more
     ways than it has classes, more shots + queries than a class holds) raise
     :class:`ConfigError` naming the config keys that set them."""
-    t = cfg.task
-    if t.family != "episodes":
-        raise ConfigError(f"task.family {t.family!r} is a regression family, not image episodes")
+    t = cfg.task.episodes()
     q = t.queries if queries is None else queries
     data = load_images(cfg, split)
     rot, base = data.episode_classes() or (None, None)
@@ -218,12 +109,12 @@ def build_metadataset(cfg: RunConfig, split: Split) -> MetaDatasetSampler:
     ``extra_domains`` (each episode from one of them, picked uniformly): ``task.min_ways`` …
     ``task.max_ways`` classes, within one alphabet of an Omniglot domain with
     ``task.hierarchy``."""
-    t = cfg.task
+    t = cfg.task.episodes()
     configs = [cfg.data, *cfg.extra_domains]
     domains = [load_images(cfg, split, d) for d in configs]
     hierarchies = [
         ClassHierarchy.from_class_names(data.class_names)
-        if t.hierarchy and d.name == "omniglot"
+        if t.hierarchy and d.hierarchical
         else None
         for d, data in zip(configs, domains, strict=True)
     ]
@@ -254,9 +145,8 @@ def build_model(cfg: RunConfig) -> nn.Module:
     """The base network the ``model`` section describes, with a ``task.ways``-way head for
     images (one output for regression), initialised from ``cfg.seed`` without touching the
     global RNG."""
-    images = cfg.task.family == "episodes"
     context = ModelContext(
-        out_features=cfg.task.ways if images else 1,
+        out_features=cfg.task.out_features(),
         channels=cfg.data.channels,
         image_size=cfg.data.image_size,
     )
@@ -323,9 +213,9 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
     context = BuildContext(
         # the model is placed first: learner.batching 'auto' depends on the device
         model=lambda: build_model(cfg).to(device=device, dtype=dtype),
-        loss="cross_entropy" if cfg.task.family == "episodes" else "mse",
+        loss=cfg.task.loss,
         seed=cfg.seed,
-        ways=cfg.task.ways,
+        ways=cfg.task.out_features(),
         channels=d.channels,
         image_size=d.image_size,
         width=m.base_width(),
@@ -338,20 +228,17 @@ def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLe
 def describe(cfg: RunConfig) -> str:
     """One line naming the protocol, printed beside every result (BatchNorm policy included)."""
     t, m = cfg.task, cfg.model
-    if t.family != "episodes":
-        return f"{t.family} regression, {t.shots}-shot, {m.describe()}"
-    split = f" ({cfg.data.protocol} split)" if cfg.data.name in ("omniglot", "folder") else ""
+    if not t.images:
+        return f"{t.describe()}, {m.describe()}"
+    split = cfg.data.split_note()
     a = cfg.data.augment
     tricks = [f"crop ±{a.padding}"] * bool(a.padding) + ["flip"] * a.flip
     tricks += [f"jitter {a.jitter:g}"] * bool(a.jitter)
     tricks += cfg.learner.notes() + m.notes()
-    episodes = f"{t.ways}-way {t.shots}-shot"
-    if t.sampler == "metadataset":
-        within = ", one alphabet each" if t.hierarchy else ""
-        episodes = f"Meta-Dataset episodes of {t.min_ways}-{t.max_ways} ways{within}"
-        if cfg.extra_domains:
-            names = [cfg.data.name, *(d.name for d in cfg.extra_domains)]
-            episodes += f" over {len(names)} domains ({', '.join(names)})"
+    episodes = t.describe()
+    if t.variable_ways() and cfg.extra_domains:
+        names = [cfg.data.name, *(d.name for d in cfg.extra_domains)]
+        episodes += f" over {len(names)} domains ({', '.join(names)})"
     mean = cfg.learner.model_note()
     return f"{cfg.data.name}{split}, {episodes}, {m.describe()}{mean}" + (
         f", trained with {', '.join(tricks)}" if tricks else ""

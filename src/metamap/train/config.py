@@ -11,9 +11,11 @@ values; booleans, text or fractions where a number or an integer is expected (th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -33,11 +35,15 @@ from pydantic import (
     model_validator,
 )
 
+from metamap.data import DATASETS, AugmentConfig, DatasetSection
+from metamap.data.registry import DATA_LEGACY_DEFAULTS, split_data
 from metamap.errors import ConfigError
 from metamap.learners import LEARNERS, LearnerSection, split_legacy
 from metamap.learners.registry import LEGACY_DEFAULTS
 from metamap.models import MODEL_LEGACY_DEFAULTS, MODELS, ModelSection, split_model
 from metamap.section import OWN_ERROR, Section, clip, own_error, show
+from metamap.tasks import TASKS, TaskSection
+from metamap.tasks.registry import TASK_LEGACY_DEFAULTS, split_task
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -85,98 +91,27 @@ Seed = Annotated[int, AfterValidator(_seed_in_range)]
 """An integer seed, ``0 … MAX_SEED``."""
 
 
-class AugmentConfig(Section):
-    """Training-time augmentation of every support and query image (off by default).
+DataConfig = DatasetSection
+"""The ``data`` section: the registered section of the dataset ``name`` picks (a pydantic model
+discriminated on ``name``; :data:`metamap.data.DATASETS`), for ``task.family: episodes`` only.
+Its shared settings are :class:`~metamap.data.DatasetSection`'s; Omniglot adds ``protocol``, a
+folder ``split_fractions``."""
 
-    MetaOptNet's recipe (see :mod:`metamap.tasks.augment`): ``padding: 8`` (mini/tiered-ImageNet)
-    or ``4`` (CIFAR-FS, FC100) random crop, ``flip: true``, ``jitter: 0.4``. Validation and
-    test episodes are never augmented.
-    """
-
-    padding: NonNegativeInt = 0
-    flip: bool = False
-    jitter: float = Field(default=0.0, ge=0.0, lt=1.0)
-
-
-SplitName = Literal["train", "val", "trainval", "test"]
+if TYPE_CHECKING:  # to a type checker, any dataset's section
+    DataChoice = DatasetSection
+else:  # to pydantic, the union of the registered sections, told apart by ``name``
+    DataChoice = Annotated[Union[tuple(DATASETS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
-class DataConfig(Section):
-    """Where episodes come from (``task.family: episodes`` only).
+TaskConfig = TaskSection
+"""The ``task`` section, the task distribution p(T): the registered section of the kind of task
+``family`` names (a pydantic model discriminated on ``family``; :data:`metamap.tasks.TASKS`):
+``sinusoid``, ``linear``, ``polynomial`` (regression) or ``episodes`` (images)."""
 
-    ``root`` falls back to the dataset's environment variable (``METAMAP_OMNIGLOT`` for Omniglot)
-    and ``cache_dir`` to ``$METAMAP_CACHE`` or ``~/.cache/metamap``. ``protocol`` picks the
-    class split: ``vinyals`` (ProtoNets: 1,028 / 172 / 423 characters, each in 4 rotations;
-    ``trainval`` is the first two, 1,200), ``maml`` (seeded 1,100 / 100 / 423 characters) or
-    ``metadataset`` (by alphabet: 25 / 5 / 20 alphabets, 883 / 81 / 659 characters) for
-    Omniglot, ``folder`` for your own images
-    (``root/<class>/*.png``; the split is a seeded class split by ``split_fractions``); the other
-    datasets have one standard split each and ignore it. ``image_size``/``channels`` must match
-    the dataset (Omniglot: any size, 1 channel; CIFAR: 32/3; ImageNet and CUB: any size, 3
-    channels).
-    """
-
-    name: Literal[
-        "omniglot", "folder", "mini_imagenet", "tiered_imagenet", "cifar_fs", "fc100", "cub"
-    ] = "omniglot"
-    root: str | None = None
-    """The dataset's source: Omniglot's folder or archives, your image folder, an ImageNet
-    train folder (mini/tiered-ImageNet), the CIFAR-100 *binary* archive or its folder (CIFAR-FS,
-    FC100), the CUB-200-2011 folder or archive. Falls back to the dataset's environment
-    variable (``METAMAP_OMNIGLOT``, ``METAMAP_IMAGENET``, ``METAMAP_CIFAR100``,
-    ``METAMAP_CUB``)."""
-    splits_root: str | None = None
-    """Split lists where the dataset needs them: Omniglot's Vinyals lists (default: beside the
-    data, in the cache, or downloaded), mini/tiered-ImageNet CSVs, optional CIFAR-FS lists."""
-    download: bool = False
-    """Download what is missing from its official address, checked against pinned checksums:
-    Omniglot's zips and Vinyals lists, the CIFAR-100 binary archive (CIFAR-FS, FC100). ImageNet
-    and CUB must be given with ``root``."""
-    verify_checksums: bool = True
-    """Check the official files found on disk (under ``root`` or in the cache: Omniglot's zips
-    and Vinyals lists, the CIFAR-100 binary archive) against the same pinned checksums as
-    downloads before using them; a mismatch stops the run with a message naming the file and
-    both hashes. Set it to false only for your own modified copy of an official file.
-    Extracted folders and lists given by ``splits_root`` are never checked; downloads always
-    are. Does not change the run's fingerprint."""
-    cache_dir: str | None = None
-    protocol: Literal["vinyals", "maml", "metadataset", "folder"] = "vinyals"
-    image_size: PositiveInt = 28
-    channels: Literal[1, 3] = 1
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    train_split: SplitName = "train"
-    """The split episodes are trained on: ``trainval`` (train and val classes together) for
-    final models, as the ProtoNets and MetaOptNet papers report (with ``eval.checkpoint:
-    last``); every dataset has it."""
-    val_split: SplitName = "val"
-    test_split: SplitName = "test"
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-
-
-class TaskConfig(Section):
-    """The task distribution p(T): a regression family, or N-way K-shot episodes of images."""
-
-    family: Literal["sinusoid", "linear", "polynomial", "episodes"] = "sinusoid"
-    sampler: Literal["fixed", "metadataset"] = "fixed"
-    """``episodes`` only: the training episodes. ``fixed``: N-way K-shot with ``ways``,
-    ``shots`` and ``queries``. ``metadataset``: Meta-Dataset's variable-way, variable-shot,
-    class-imbalanced episodes (Triantafillou et al., ICLR 2020) of ``min_ways`` … ``max_ways``
-    classes of the training split; ``ways``, ``shots`` and ``queries`` then shape only the
-    (N-way K-shot) validation episodes. Metric and closed-form learners only."""
-    min_ways: PositiveInt = 5
-    """``sampler: metadataset``: fewest classes per training episode (the paper: 5)."""
-    max_ways: PositiveInt = 50
-    """``sampler: metadataset``: most classes per training episode (the paper: 50)."""
-    hierarchy: bool = False
-    """``sampler: metadataset`` on Omniglot: draw each episode's characters from one alphabet
-    (Meta-Dataset's ``bilevel`` hierarchy for Omniglot)."""
-    ways: PositiveInt = 5
-    """Classes per episode (``episodes`` only)."""
-    shots: PositiveInt = 10
-    queries: PositiveInt = 10
-    noise_std: NonNegativeFloat = 0.0
-    degree: NonNegativeInt = 3
-    """Polynomial degree (``family: polynomial`` only)."""
+if TYPE_CHECKING:  # to a type checker, any kind of task's section
+    TaskChoice = TaskSection
+else:  # to pydantic, the union of the registered sections, told apart by ``family``
+    TaskChoice = Annotated[Union[tuple(TASKS.values())], Field(discriminator="family")]  # noqa: UP007
 
 
 ModelConfig = ModelSection
@@ -305,37 +240,26 @@ class EvalConfig(Section):
         return values
 
 
-def _check_dataset(d: DataConfig, key: str) -> None:
-    """The image shape and split a dataset's config names are ones the dataset has."""
-    if d.name in ("cifar_fs", "fc100") and (d.image_size, d.channels) != (32, 3):
-        raise ValueError(f"{key}.name {d.name!r} has 3×32×32 images: set image_size 32, channels 3")
-    if d.name == "omniglot" and d.channels != 1:
-        raise ValueError(f"{key}.name 'omniglot' has grey images: set {key}.channels 1")
-    if d.name in ("mini_imagenet", "tiered_imagenet", "cub") and d.channels != 3:
-        raise ValueError(f"{key}.name {d.name!r} has colour images: set {key}.channels 3")
-    if d.name != "omniglot" and d.protocol in ("maml", "metadataset"):
-        raise ValueError(
-            f"{key}.protocol {d.protocol!r} is an Omniglot split; {key}.name {d.name!r} has "
-            f"its own (a folder: protocol 'folder', split by {key}.split_fractions)"
-        )
-    if d.name == "omniglot" and d.protocol == "folder":
-        raise ValueError(f"{key}.protocol 'folder' is for data.name 'folder'")
-
-
 class RunConfig(Section):
     """A whole run: ``seed``, where it writes, and the five sections."""
 
     name: str = "run"
     seed: Seed = 0
     out_dir: str = "runs/run"
-    data: DataConfig = Field(default_factory=DataConfig)
-    extra_domains: list[DataConfig] = Field(default_factory=list)
+    data: DataChoice = Field(
+        default_factory=lambda: DATASETS["omniglot"].model_validate({"name": "omniglot"})
+    )
+    """Where episodes come from: the section of the registered dataset ``data.name`` names."""
+    extra_domains: list[DataChoice] = Field(default_factory=list)
     """More datasets for Meta-Dataset episodes (``task.sampler: metadataset``, or
     ``eval.metadataset_tasks``), each split as ``data`` is: an episode first picks one of
     ``data`` and these uniformly, then its classes there (Triantafillou et al. 2020). They must
     share ``data``'s ``image_size`` and ``channels``; augmentation is set once, in ``data``.
     Validation stays N-way K-shot on ``data``."""
-    task: TaskConfig = Field(default_factory=TaskConfig)
+    task: TaskChoice = Field(
+        default_factory=lambda: TASKS["sinusoid"].model_validate({"family": "sinusoid"})
+    )
+    """The tasks: the section of the registered kind of task ``task.family`` names."""
     model: ModelChoice = Field(
         default_factory=lambda: MODELS["mlp"].model_validate({"name": "mlp"})
     )
@@ -349,6 +273,8 @@ class RunConfig(Section):
 
     _model_aside: dict[str, Any] = PrivateAttr(default_factory=dict)
     _learner_aside: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _data_aside: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+    _task_aside: dict[str, Any] = PrivateAttr(default_factory=dict)
     """Another learner's settings in a config stored before sections existed: not used, but
     counted by the fingerprint as they were (:func:`~metamap.learners.split_legacy`)."""
 
@@ -362,11 +288,23 @@ class RunConfig(Section):
             return data
         context = info.context if isinstance(info.context, dict) else {}
         keep = bool(context.get("legacy"))
-        for key, split in (("learner", split_legacy), ("model", split_model)):
+        for key, split in (("learner", split_legacy), ("model", split_model), ("task", split_task)):
             section = data.get(key)
             if isinstance(section, Mapping):
                 own, context[f"{key}_aside"] = split(section, keep)
                 data = {**data, key: own}
+        domains = data.get("extra_domains")
+        sections = [("data", data.get("data", {}))]
+        if isinstance(domains, list):
+            sections += [(f"extra_domains[{i}]", e) for i, e in enumerate(domains)]
+        split_up = [
+            split_data(d, keep, where) if isinstance(d, Mapping) else (d, {})
+            for where, d in sections
+        ]
+        context["data_aside"] = [aside for _, aside in split_up]
+        data = {**data, "data": split_up[0][0]}
+        if isinstance(domains, list):
+            data["extra_domains"] = [own for own, _ in split_up[1:]]
         return data
 
     @model_validator(mode="after")
@@ -374,27 +312,37 @@ class RunConfig(Section):
         if isinstance(info.context, dict):
             self._learner_aside = dict(info.context.get("learner_aside") or {})
             self._model_aside = dict(info.context.get("model_aside") or {})
+            self._data_aside = list(info.context.get("data_aside") or [])
+            self._task_aside = dict(info.context.get("task_aside") or {})
         return self
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
-        _check_dataset(self.data, "data")
-        images = self.task.family == "episodes"
-        model = self.model
+        task, model, learner = self.task, self.model, self.learner
+        images = task.images
         if images and not model.images:
             able = ", ".join(repr(n) for n, s in MODELS.items() if s.images)
-            raise ValueError(f"task.family 'episodes' needs an image model.name ({able})")
+            raise ValueError(f"task.family {task.family!r} needs an image model.name ({able})")
         if not images and model.images:
-            raise ValueError(f"regression tasks need model.name 'mlp', not {model.name!r}")
-        ways, test_ways = self.task.ways, self.eval.ways
-        learner = self.learner
+            able = ", ".join(repr(n) for n, s in MODELS.items() if not s.images)
+            raise ValueError(
+                f"task.family {task.family!r} has no images: it needs model.name {able}, "
+                f"not {model.name!r}"
+            )
+        if images and self.data.image_size < model.min_image_size:
+            raise ValueError(
+                f"model {model.name!r} needs images of at least {model.min_image_size}×"
+                f"{model.min_image_size}, but data.image_size is {self.data.image_size}: set "
+                f"data.image_size {model.min_image_size} or more (images are resized)"
+            )
+        ways, test_ways = task.out_features(), self.eval.ways
         if images and learner.fixed_head and test_ways not in (None, ways):
             raise ValueError(
                 f"learner {learner.name!r} adapts a fixed {ways}-way head (task.ways), so "
                 f"it cannot take {test_ways}-way test tasks: leave eval.ways unset (or {ways}), "
                 f"or train a {test_ways}-way model (task.ways={test_ways})"
             )
-        if not images and not learner.regression:
+        if task.loss == "mse" and not learner.regression:
             raise ValueError(f"learner {learner.name!r} is for classification episodes")
         self._check_metadataset(images)
         if images:
@@ -429,13 +377,13 @@ class RunConfig(Section):
     def _check_metadataset(self, images: bool) -> None:
         t, learner = self.task, self.learner
         used = []
-        if t.sampler == "metadataset":
+        if t.variable_ways():
             used.append("task.sampler 'metadataset'")
         if self.eval.metadataset_tasks > 0:
             used.append("eval.metadataset_tasks")
         if not used:
             for key, value in (
-                ("task.hierarchy", t.hierarchy),
+                ("task.hierarchy", t.grouped()),
                 ("extra_domains", self.extra_domains),
             ):
                 if value:
@@ -454,15 +402,15 @@ class RunConfig(Section):
                 f"{what}: Meta-Dataset episodes have 5-50 ways, which learner {learner.name!r} "
                 f"cannot take ({why}); use one of {', '.join(able)}"
             )
-        if not 2 <= t.min_ways <= t.max_ways:
+        episodes = t.episodes()
+        if not 2 <= episodes.min_ways <= episodes.max_ways:
             raise ValueError(
-                f"task.min_ways {t.min_ways} and task.max_ways {t.max_ways}: need "
+                f"task.min_ways {episodes.min_ways} and task.max_ways {episodes.max_ways}: need "
                 "2 ≤ min_ways ≤ max_ways"
             )
         d = self.data
         for i, e in enumerate(self.extra_domains):
             key = f"extra_domains[{i}]"
-            _check_dataset(e, key)
             if (e.image_size, e.channels) != (d.image_size, d.channels):
                 raise ValueError(
                     f"{key} ({e.name}) has image_size {e.image_size}, channels {e.channels} but "
@@ -472,10 +420,12 @@ class RunConfig(Section):
             if e.augment != AugmentConfig():
                 raise ValueError(f"{key}.augment: augmentation is set once, in data.augment")
         names = [d.name, *(e.name for e in self.extra_domains)]
-        if t.hierarchy and "omniglot" not in names:
+        if t.grouped() and not any(x.hierarchical for x in (d, *self.extra_domains)):
+            grouped = ", ".join(repr(n) for n, s in DATASETS.items() if s.hierarchical)
             raise ValueError(
-                "task.hierarchy draws episodes within one Omniglot alphabet: it needs an "
-                f"Omniglot domain (data.name 'omniglot'), not only {', '.join(names)}"
+                "task.hierarchy draws episodes within one group of classes (an Omniglot "
+                f"alphabet): it needs a domain whose classes are grouped ({grouped}), not only "
+                f"{', '.join(names)}"
             )
 
     def fingerprint(self) -> str:
@@ -492,14 +442,27 @@ class RunConfig(Section):
         d = self.model_dump(mode="json")
         for k in ("name", "out_dir", "eval"):
             d.pop(k)
-        for data in (d["data"], *d["extra_domains"]):
+        # Each dataset as the one flat section of older versions held it (so old runs resume).
+        domains = [d["data"], *d["extra_domains"]]
+        asides = [*self._data_aside, *({} for _ in domains)]  # none when built in code
+        for i, (data, aside) in enumerate(zip(domains, asides, strict=False)):
+            if data.get("protocol", "") is None:  # a folder's unused protocol, not given
+                del data["protocol"]
+            data = {**DATA_LEGACY_DEFAULTS, **aside, **data}
             for k in ("root", "splits_root", "cache_dir", "download", "verify_checksums"):
                 data.pop(k)
-        if not self.extra_domains or self.task.sampler == "fixed":  # as before they existed
+            if i == 0:
+                d["data"] = data
+            else:
+                d["extra_domains"][i - 1] = data
+        # The task as the one flat section of older versions held it (so old runs resume).
+        d["task"] = {**TASK_LEGACY_DEFAULTS, **self._task_aside, **d["task"]}
+        fixed = not self.task.variable_ways()
+        if not self.extra_domains or fixed:  # as before they existed
             d.pop("extra_domains")
-        if self.task.family != "episodes":
+        if not self.task.images:
             d.pop("data")
-        if self.task.sampler == "fixed":  # as before Meta-Dataset training existed
+        if fixed and d["task"]["sampler"] == "fixed":  # as before Meta-Dataset training existed
             for k in ("sampler", "min_ways", "max_ways", "hierarchy"):
                 d["task"].pop(k)
         # The model as the one flat section of older versions held it (so old runs resume).
@@ -535,7 +498,13 @@ class RunConfig(Section):
 
 
 _MAX_PARTS = 8
-_REGISTRIES: dict[str, Mapping[str, type[Section]]] = {"learner": LEARNERS, "model": MODELS}
+_REGISTRIES: dict[str, tuple[str, str, Mapping[str, type[Section]]]] = {
+    "learner": ("learner", "name", LEARNERS),
+    "model": ("model", "name", MODELS),
+    "data": ("dataset", "name", DATASETS),
+    "extra_domains": ("dataset", "name", DATASETS),
+    "task": ("task family", "family", TASKS),
+}
 """The sections assembled from registries, by config key."""
 """The most problems one :class:`ConfigError` lists (a hostile file could have thousands)."""
 
@@ -546,9 +515,10 @@ def _format(e: ValidationError) -> str:
     errors = e.errors()
     for err in errors[:_MAX_PARTS]:
         loc = [str(p) for p in err["loc"]]
-        registry = _REGISTRIES.get(loc[0]) if loc else None
-        if registry is not None and len(loc) > 1 and loc[1] in registry:
-            del loc[1]  # the union member pydantic tried: the section's own name
+        kind, key, registry = _REGISTRIES.get(loc[0], ("", "", None)) if loc else ("", "", None)
+        at = 2 if loc[:1] == ["extra_domains"] else 1  # after the list's index
+        if registry is not None and len(loc) > at and loc[at] in registry:
+            del loc[at]  # the union member pydantic tried: the section's own name
         where = clip(".".join(loc) or "<root>")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == OWN_ERROR:
@@ -559,7 +529,7 @@ def _format(e: ValidationError) -> str:
         elif err["type"] == "union_tag_invalid" and registry is not None:  # an unknown name
             tag = (err.get("ctx") or {}).get("tag")
             parts.append(
-                f"'{where}.name' {tag!r} is not a {loc[0]}; choose one of "
+                f"'{where}.{key}' {tag!r} is not a {kind}; choose one of "
                 f"{', '.join(sorted(registry))}"
             )
         elif err["type"] == "extra_forbidden":
@@ -630,6 +600,37 @@ def _safe_load(text: str, what: str) -> Any:
         ) from None
 
 
+_SYNCED: dict[str, tuple[type[Section], ...]] = {
+    "data": tuple(DATASETS.values()),
+    "model": tuple(MODELS.values()),
+    "learner": tuple(LEARNERS.values()),
+    "task": tuple(TASKS.values()),
+}
+"""The registered sections :class:`RunConfig`'s unions were last built from, by config key."""
+
+
+def _sync_registries() -> None:
+    """Rebuild :class:`RunConfig`'s ``data``, ``model`` and ``learner`` unions when a section has
+    been registered since (a plug-in imported after :mod:`metamap.train`), so every registered
+    learner, network and dataset can be named in a config without changing this module."""
+    registries: dict[str, Mapping[str, type[Section]]] = {
+        "data": DATASETS,
+        "model": MODELS,
+        "learner": LEARNERS,
+        "task": TASKS,
+    }
+    current = {key: tuple(r.values()) for key, r in registries.items()}
+    if current == _SYNCED:
+        return
+    fields = RunConfig.model_fields
+    for key, members in current.items():
+        fields[key].annotation = functools.reduce(operator.or_, members)
+    domain: Any = functools.reduce(operator.or_, current["data"])
+    fields["extra_domains"].annotation = list[Annotated[domain, Field(discriminator="name")]]
+    RunConfig.model_rebuild(force=True)
+    _SYNCED.update(current)
+
+
 def parse_config(data: Mapping[str, Any], legacy: bool = False) -> RunConfig:
     """Validate a plain mapping into a :class:`RunConfig`.
 
@@ -644,6 +645,7 @@ def parse_config(data: Mapping[str, Any], legacy: bool = False) -> RunConfig:
         )
     plain = _Expander().copy(dict(data), "the configuration")
     try:
+        _sync_registries()
         return RunConfig.model_validate(plain, context={"legacy": legacy})
     except ValidationError as e:
         raise ConfigError(_format(e)) from None

@@ -11,7 +11,10 @@
 
 Every problem draws from the generator it is handed, in the order the trainer drew in before
 problems existed, so runs (and their resumes) replay bit for bit. Data are loaded on first use,
-so building a problem does no I/O. :func:`build_problem` picks the problem a config describes;
+so building a problem does no I/O. Each is registered in :data:`PROBLEMS` under the name a
+``task`` section's ``problem()`` gives (``pretrain`` is named by its learner);
+:func:`build_problem` builds the one a config names, so a new kind of task brings its problem
+with :func:`register_problem` and the trainer does not change;
 evaluation (``metamap eval``) is the same for all four: :func:`~metamap.train.protocol.
 evaluate_run` on the test split.
 """
@@ -20,13 +23,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 from torch import Tensor
 
 from metamap.core import MetaStep, TaskBatch
 from metamap.core.learner import Learner
+from metamap.core.problem import Problem
+from metamap.errors import ConfigError
 from metamap.learners import MetaLearner, ragged_meta_gradients
 from metamap.tasks import EpisodeSampler, ImageAugment, MetaDatasetSampler, RegressionTasks
 from metamap.train.build import (
@@ -40,15 +45,18 @@ from metamap.train.config import RunConfig
 from metamap.train.evaluate import evaluate_scores, summarize
 
 __all__ = [
+    "PROBLEMS",
     "VAL_CHUNK",
     "VAL_SEED_OFFSET",
     "EpisodeProblem",
     "MetaDatasetProblem",
     "PretrainProblem",
     "RegressionProblem",
+    "RunProblem",
     "SupervisedLearner",
     "build_problem",
     "from_config",
+    "register_problem",
 ]
 
 VAL_SEED_OFFSET = 10_000
@@ -56,6 +64,33 @@ VAL_SEED_OFFSET = 10_000
 
 VAL_CHUNK = 100
 """Validation episodes materialised at a time: 600 mini-ImageNet episodes at once would be 4 GB."""
+
+
+class RunProblem(Problem, Protocol):
+    """A problem built from a run config: :class:`~metamap.core.problem.Problem`, and the size
+    of the supervised classifier it trains where it trains one (``None``: none)."""
+
+    def base_classes(self) -> int | None: ...
+
+
+PROBLEMS: dict[str, Callable[[RunConfig], RunProblem]] = {}
+"""Every registered problem, by the name a ``task`` section (``TaskSection.problem``) or a
+learner (``LearnerSection.problem``) gives: a callable (a class) that builds it from the run
+config without loading anything."""
+
+P = TypeVar("P", bound=Callable[[RunConfig], RunProblem])
+
+
+def register_problem(name: str) -> Callable[[P], P]:
+    """Class decorator: register a problem under ``name`` (the same name twice is an error)."""
+
+    def add(problem: P) -> P:
+        if name in PROBLEMS and PROBLEMS[name] is not problem:
+            raise TypeError(f"problem {name!r} is registered twice")
+        PROBLEMS[name] = problem
+        return problem
+
+    return add
 
 
 class SupervisedLearner(Learner, Protocol):
@@ -100,6 +135,7 @@ class _FixedTasksProblem:
         return evaluate_run(self.cfg, learner)  # type: ignore[arg-type]
 
 
+@register_problem("regression")
 class RegressionProblem(_FixedTasksProblem):
     """Tasks of a regression family; validated on fixed tasks of the same family."""
 
@@ -125,6 +161,7 @@ class RegressionProblem(_FixedTasksProblem):
         return self.tasks.fixed_tasks(self.cfg.train.val_tasks, self.cfg.seed + VAL_SEED_OFFSET)
 
 
+@register_problem("episodes")
 class EpisodeProblem(_FixedTasksProblem):
     """N-way K-shot episodes of the training classes, augmented as ``data.augment`` says.
 
@@ -152,7 +189,7 @@ class EpisodeProblem(_FixedTasksProblem):
     @functools.cached_property
     def _validation_plan(self) -> Callable[[int, int], TaskBatch]:
         cfg = self.cfg
-        val = build_episodes(cfg, "val", ways=cfg.eval.ways or cfg.task.ways)
+        val = build_episodes(cfg, "val", ways=cfg.eval.ways or cfg.task.episodes().ways)
         plan = val.fixed_episode_indices(cfg.train.val_tasks, cfg.seed + VAL_SEED_OFFSET)
         return lambda start, stop: val.episodes_from_plan(plan, start, stop)
 
@@ -162,6 +199,7 @@ class EpisodeProblem(_FixedTasksProblem):
             yield self._validation_plan(start, min(start + VAL_CHUNK, n))
 
 
+@register_problem("metadataset")
 class MetaDatasetProblem(EpisodeProblem):
     """Meta-Dataset's episodes for training (they differ in ways and shots, so the meta-gradient
     is the mean of per-episode ones); N-way K-shot validation, comparable between runs."""
@@ -180,6 +218,7 @@ class MetaDatasetProblem(EpisodeProblem):
         return ragged_meta_gradients(learner, tasks)  # type: ignore[arg-type]
 
 
+@register_problem("pretrain")
 class PretrainProblem(EpisodeProblem):
     """Batches of ``train.batch_size`` training images labelled with their class among all
     training classes (rotations included); validated on episodes."""
@@ -188,13 +227,15 @@ class PretrainProblem(EpisodeProblem):
         """The training classes (rotations included): loads the training split."""
         return self.tasks.num_classes
 
-    def meta_step(self, learner: SupervisedLearner, generator: torch.Generator) -> MetaStep:  # type: ignore[override]
+    def meta_step(self, learner: Learner, generator: torch.Generator) -> MetaStep:
+        """One supervised step of a learner that names this problem (``learner.problem``), so
+        has :class:`SupervisedLearner`'s ``supervised_gradients``."""
         x, y = self.tasks.sample_labelled(self.cfg.train.batch_size, generator)
         x = self.augment(x.to(self.device, self.dtype), generator)
-        return learner.supervised_gradients(x, y.to(self.device))
+        return cast(SupervisedLearner, learner).supervised_gradients(x, y.to(self.device))
 
 
-def from_config(cfg: RunConfig) -> tuple[RegressionProblem | EpisodeProblem, MetaLearner]:
+def from_config(cfg: RunConfig) -> tuple[RunProblem, MetaLearner]:
     """The run's problem (prepared: its data loaded and checked) and learner (on the
     configured device and dtype)."""
     problem = build_problem(cfg)
@@ -202,12 +243,15 @@ def from_config(cfg: RunConfig) -> tuple[RegressionProblem | EpisodeProblem, Met
     return problem, build_run_learner(cfg, problem.base_classes())
 
 
-def build_problem(cfg: RunConfig) -> RegressionProblem | EpisodeProblem:
-    """The problem ``cfg`` describes (nothing is loaded until it is used)."""
-    if cfg.task.family != "episodes":
-        return RegressionProblem(cfg)
-    if cfg.learner.supervised:  # labelled batches, not episodes
-        return PretrainProblem(cfg)
-    if cfg.task.sampler == "metadataset":
-        return MetaDatasetProblem(cfg)
-    return EpisodeProblem(cfg)
+def build_problem(cfg: RunConfig) -> RunProblem:
+    """The registered problem that trains this run (nothing is loaded until it is used): the
+    learner's own (``pretrain`` trains on labelled batches whatever the tasks), else the one
+    its ``task`` section names."""
+    name = cfg.learner.problem or cfg.task.problem()
+    if name not in PROBLEMS:
+        raise ConfigError(
+            f"task.family {cfg.task.family!r} is trained by problem {name!r}, which is not "
+            f"registered (registered: {', '.join(sorted(PROBLEMS))}); import the module that "
+            "registers it before loading the config"
+        )
+    return PROBLEMS[name](cfg)

@@ -79,7 +79,7 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
     results: dict[str, Any] = {
         "protocol": describe(cfg),
         "metric": "mse" if learner.loss_name == "mse" else "accuracy",
-        "ways": e.ways or cfg.task.ways if cfg.task.family == "episodes" else None,
+        "ways": e.ways or cfg.task.episodes().ways if cfg.task.images else None,
         "tasks": e.tasks,
         "queries": e.queries,
         "seed": e.seed,
@@ -105,7 +105,7 @@ def evaluate_meta_dataset(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any
     (:func:`~metamap.train.build.build_metadataset`), with the episodes' mean ways, support size
     and queries per class; with several domains also per domain (``by_domain``: Meta-Dataset
     reports each test dataset on its own). Episodes are materialised 100 at a time."""
-    e, t = cfg.eval, cfg.task
+    e, t = cfg.eval, cfg.task.episodes()
     sampler = build_metadataset(cfg, "test")
     episodes = sampler.fixed_episodes(e.metadataset_tasks, e.seed)
     values: list[float] = []
