@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "command_line",
     "cpu_info",
     "device_name",
+    "git_state",
     "parse_setting",
     "portable",
     "write_result",
@@ -99,6 +101,22 @@ def portable(value: Any) -> Any:
         if path.is_relative_to(ROOT.parent):
             return os.path.relpath(path, ROOT)
     return value
+
+
+def git_state() -> dict[str, Any]:
+    """``{"commit": <HEAD's sha>, "dirty": <uncommitted changes to tracked files>}`` of this
+    checkout (``None`` for both outside a git checkout)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head, "dirty": bool(status.strip())}
 
 
 def write_result(path: Path, result: Any) -> Path:

@@ -116,7 +116,9 @@ def main() -> None:
     # The checkpoint stores the config it was trained under; this run's evaluation settings win.
     evaluation = [o for o in over if o.startswith("eval.")] + args.eval_set
     cfg, learner, state = learner_from_checkpoint(trainer.result_path, evaluation)
-    settings = args.settings or [f"{cfg.eval.ways or cfg.task.ways}w{cfg.eval.shots[0]}s"]
+    settings = args.settings or [
+        f"{cfg.eval.ways or cfg.task.episodes().ways}w{cfg.eval.shots[0]}s"
+    ]
     scores = {}
     for s in settings:
         ways, shots = parse_setting(s)
