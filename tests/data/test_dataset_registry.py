@@ -12,6 +12,7 @@ import pytest
 
 from metamap.data import DATASETS, DatasetSection, ImageClassDataset, register_dataset
 from metamap.data.dataset import ClassSplit
+from metamap.data.images import DecodeOptions
 from metamap.errors import ConfigError
 from metamap.train import Trainer, load_config, parse_config
 
@@ -33,8 +34,11 @@ def test_every_shipped_dataset_is_registered_with_a_loader() -> None:
         assert config.name == name
         if section.load is not DatasetSection.load:  # a loader of its own (a folder's split)
             continue
-        takes = inspect.signature(section.loader).parameters
-        assert set(section.keywords) <= set(takes), (name, set(section.keywords) - set(takes))
+        params = inspect.signature(section.loader).parameters
+        takes = set(params)
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):  # **decoding
+            takes |= set(DecodeOptions.__annotations__)
+        assert set(section.keywords) <= takes, (name, set(section.keywords) - takes)
         assert set(section.keywords) <= set(config.settings()), name
         # every setting the loader takes is passed (none left at the loader's default)
         passed = {k for k in takes if k in config.settings()} - {"split"}

@@ -32,6 +32,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack
 
 from metamap.data.cache import (
     CachePlan,
@@ -42,7 +43,7 @@ from metamap.data.cache import (
     resolve_cache_dir,
 )
 from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
-from metamap.data.images import Resample, decode_image, decode_images, parse_size
+from metamap.data.images import DecodeOptions, Decoding, Resample, decode_image
 from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 
@@ -125,17 +126,16 @@ def cub(
     *,
     root: str | os.PathLike[str] | None = None,
     splits_root: str | os.PathLike[str] | None = None,
-    image_size: int | Sequence[int] = 84,
-    resample: Resample = "lanczos",
-    draft: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    **decoding: Unpack[DecodeOptions],
 ) -> ImageClassDataset:
     """CUB-200-2011, few-shot split (100 / 50 / 50 classes), ``(N, 3, H, W)`` uint8.
 
     ``trainval``: train and val (150 classes). Classes are in class-id order (with
-    ``splits_root``, in list order), images in image-id order.
+    ``splits_root``, in list order), images in image-id order. ``decoding``:
+    :class:`~metamap.data.images.Decoding`'s fields (``image_size=84``, ...).
     """
+    d = Decoding(**decoding)
+    resample, draft, progress, cache_dir = d.resample, d.draft, d.progress, d.cache_dir
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     source = _locate(root)
@@ -152,7 +152,7 @@ def cub(
             text = path.read_text(encoding="utf-8")
             listed += [ln.strip() for ln in text.splitlines() if ln.strip()]
         listed = list(dict.fromkeys(listed))  # a class listed twice is one class
-    hw = parse_size(image_size)
+    hw = d.size
     params = {"split": split, "classes": listed, "size": hw, "resample": resample, "draft": draft}
     if source.is_dir():
         texts = {
@@ -170,16 +170,7 @@ def cub(
 
         def plan() -> CachePlan:
             def fill(out: npt.NDArray[np.uint8]) -> None:
-                decode_images(
-                    paths,
-                    out,
-                    hw,
-                    "RGB",
-                    resample=resample,
-                    draft=draft,
-                    progress=progress,
-                    desc="cub",
-                )
+                d.decode(paths, out, "cub")
 
             return _plan(classes, files, labels, hw, fill, source)
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,8 @@ from metamap.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "DecodeOptions",
+    "Decoding",
     "Mode",
     "Resample",
     "class_folders",
@@ -52,6 +55,51 @@ _RESAMPLE: dict[str, Image.Resampling] = {
     "box": Image.Resampling.BOX,
     "nearest": Image.Resampling.NEAREST,
 }
+
+
+class DecodeOptions(TypedDict, total=False):
+    """How a loader of photographs (mini/tiered-ImageNet, CUB) decodes them, as keyword
+    arguments: the fields of :class:`Decoding`."""
+
+    image_size: int | Sequence[int]
+    resample: Resample
+    draft: bool
+    cache_dir: str | os.PathLike[str] | None
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a loader of photographs decodes them: resized to ``image_size`` (``84`` or ``(H, W)``)
+    with the ``resample`` filter, JPEGs decoded at a reduced size first when ``draft`` (much
+    faster, nearly the same pixels), cached under ``cache_dir`` (default ``$METAMAP_CACHE`` or
+    ``~/.cache/metamap``), with a progress bar when ``progress``. All but ``cache_dir`` and
+    ``progress`` are part of the cache key."""
+
+    image_size: int | Sequence[int] = 84
+    resample: Resample = "lanczos"
+    draft: bool = True
+    cache_dir: str | os.PathLike[str] | None = None
+    progress: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return parse_size(self.image_size)
+
+    def decode(self, paths: Sequence[str], out: npt.NDArray[np.uint8], desc: str) -> None:
+        """Decode the photographs at ``paths`` into ``out`` ``(N, 3, H, W)`` as RGB
+        (:func:`decode_images`), ``desc`` naming them on the progress bar."""
+        decode_images(
+            paths,
+            out,
+            self.size,
+            "RGB",
+            resample=self.resample,
+            draft=self.draft,
+            progress=self.progress,
+            desc=desc,
+        )
 
 
 def parse_size(size: int | Sequence[int]) -> tuple[int, int]:

@@ -36,16 +36,16 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Unpack
 
 from metamap.data.cache import CachePlan, cache_key, cached_images, folder_fingerprint
 from metamap.data.dataset import ClassSplit, ImageClassDataset, split_parts
-from metamap.data.images import Resample, decode_images, image_names, parse_size
+from metamap.data.images import DecodeOptions, Decoding, image_names
 from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 
@@ -139,14 +139,9 @@ def _build(
     class_names: list[str],
     extra_key: dict[str, object],
     meta: dict[str, object],
-    *,
-    image_size: int | Sequence[int],
-    resample: Resample,
-    draft: bool,
-    cache_dir: str | os.PathLike[str] | None,
-    progress: bool,
+    d: Decoding,
 ) -> ImageClassDataset:
-    hw = parse_size(image_size)
+    hw, resample, draft = d.size, d.resample, d.draft
     paths = [os.path.join(root, f) for f in files]
     key = cache_key(
         source=folder_fingerprint(root, paths),
@@ -160,16 +155,7 @@ def _build(
 
     def plan() -> CachePlan:
         def fill(out: npt.NDArray[np.uint8]) -> None:
-            decode_images(
-                paths,
-                out,
-                hw,
-                "RGB",
-                resample=resample,
-                draft=draft,
-                progress=progress,
-                desc=name,
-            )
+            d.decode(paths, out, name)
 
         return CachePlan(
             labels=np.asarray(labels, dtype=np.int64),
@@ -180,7 +166,7 @@ def _build(
             meta=meta,
         )
 
-    return cached_images(name, key, plan, cache_dir).dataset
+    return cached_images(name, key, plan, d.cache_dir).dataset
 
 
 def mini_imagenet(
@@ -188,16 +174,13 @@ def mini_imagenet(
     *,
     imagenet_root: str | os.PathLike[str] | None = None,
     splits_root: str | os.PathLike[str] | None = None,
-    image_size: int | Sequence[int] = 84,
-    resample: Resample = "lanczos",
-    draft: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    **decoding: Unpack[DecodeOptions],
 ) -> ImageClassDataset:
     """mini-ImageNet (Ravi & Larochelle 2017 split): 64 / 16 / 20 classes × 600, 3×84×84 uint8;
     ``trainval`` is train and val (80 classes), for final models trained on both.
 
     Classes are the synsets in the order they first appear in the CSV; images in CSV order.
+    ``decoding``: :class:`~metamap.data.images.Decoding`'s fields (``image_size=84``, ...).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
@@ -250,11 +233,7 @@ def mini_imagenet(
         class_names,
         {"split_csv": digests[0] if len(digests) == 1 else digests},
         {"split_csv": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]},
-        image_size=image_size,
-        resample=resample,
-        draft=draft,
-        cache_dir=cache_dir,
-        progress=progress,
+        Decoding(**decoding),
     )
 
 
@@ -263,16 +242,13 @@ def tiered_imagenet(
     *,
     imagenet_root: str | os.PathLike[str] | None = None,
     splits_root: str | os.PathLike[str] | None = None,
-    image_size: int | Sequence[int] = 84,
-    resample: Resample = "lanczos",
-    draft: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    **decoding: Unpack[DecodeOptions],
 ) -> ImageClassDataset:
     """tiered-ImageNet (Ren et al. 2018): 351 / 97 / 160 classes, all their images, 3×84×84;
     ``trainval`` is train and val (448 classes).
 
     Classes are the synsets in CSV order; the category of each class is in the cache sidecar.
+    ``decoding``: :class:`~metamap.data.images.Decoding`'s fields (``image_size=84``, ...).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
@@ -320,11 +296,7 @@ def tiered_imagenet(
             "split_csv": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
             "categories": categories,
         },
-        image_size=image_size,
-        resample=resample,
-        draft=draft,
-        cache_dir=cache_dir,
-        progress=progress,
+        Decoding(**decoding),
     )
 
 
