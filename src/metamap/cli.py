@@ -1,5 +1,6 @@
-"""The ``metamap`` command line: ``train``, ``eval``, ``plot``, ``demo``, and the feature
-commands ``extract``, ``fewshot``, ``export`` and ``explain`` (:mod:`metamap.cli_features`).
+"""The ``metamap`` command line: ``train``, ``eval``, ``plot``, ``demo``, ``configs`` (the
+shipped configs), and the feature commands ``extract``, ``fewshot``, ``export`` and ``explain``
+(:mod:`metamap.cli_features`); ``metamap --version`` prints the installed version.
 
 Every failure is one line on standard error, and the exit status says what kind it is:
 
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Meta-learning as a mapping from tasks to models.",
         parents=[common],
     )
+    p.add_argument("--version", action="version", version=f"metamap {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     over = _Parser(add_help=False, parents=[common])
@@ -90,7 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     t = sub.add_parser("train", parents=[over], help="meta-train from a YAML config")
-    t.add_argument("config", help="YAML config file, e.g. configs/sinusoid/maml.yaml")
+    t.add_argument(
+        "config",
+        help="YAML config file, e.g. my.yaml, or the name of a shipped config when no such "
+        "file exists, e.g. sinusoid/maml (`metamap configs` lists them)",
+    )
     t.add_argument("--out", help="output folder (default: the config's out_dir)")
     t.add_argument(
         "--restart",
@@ -117,6 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("run_dir", help="a run folder written by `metamap train`")
     pl.add_argument("--steps", default="0,1,10", help="inner-step counts to draw (default 0,1,10)")
+
+    c = sub.add_parser(
+        "configs",
+        parents=[common],
+        help="list the shipped configs, or print one",
+        description="Without NAME: list the configs shipped with metamap (the published "
+        "protocols), with a line on each. With NAME: print that config's YAML (redirect it to a "
+        "file to start your own), or with --path where it is installed. `metamap train NAME` "
+        "trains one.",
+    )
+    c.add_argument("name", nargs="?", help="a shipped config, e.g. omniglot/protonet-5w1s")
+    c.add_argument("--path", action="store_true", help="print the file's path, not its text")
 
     d = sub.add_parser(
         "demo", parents=[over], help="train sinusoid MAML on the embedded default, evaluate, plot"
@@ -206,7 +224,7 @@ def _evaluate(
     cfg, learner, state = learner_from_checkpoint(ckpt, overrides)
     # Lake's 20 tasks first: a checkpoint that cannot take them fails before the long part.
     lake_result = _lake(cfg, learner, lake) if lake is not None else None
-    results = evaluate_run(cfg, learner)
+    results = evaluate_run(cfg, learner, progress=cfg.train.progress)
     results["checkpoint"] = str(ckpt)
     results["step"] = int(state["step"])
     results["learner"] = cfg.learner.name
@@ -219,6 +237,7 @@ def _evaluate(
 
 
 def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
+    from metamap.train import build_problem
     from metamap.train.build import build_regression
     from metamap.viz import adaptation_plot, learning_curve_plot
 
@@ -245,8 +264,10 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
         out = run_dir / "adaptation.png"
         paths.append(adaptation_plot(learner, family, task, out, steps, title))
-    if records:
-        paths.append(learning_curve_plot(records, run_dir / "learning_curve.png", cfg.name))
+    if records:  # the metric it validated on: accuracy for classification, MSE for regression
+        metric = build_problem(cfg).metric
+        out = run_dir / "learning_curve.png"
+        paths.append(learning_curve_plot(records, out, cfg.name, metric))
     for p in paths:
         print(f"wrote {p}")
     return paths
@@ -280,9 +301,63 @@ def _steps(text: str) -> list[int]:
     return steps
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("metamap")
+    except PackageNotFoundError:
+        import metamap
+
+        return f"{metamap.__version__} (not installed)"
+
+
+def _config_path(text: str) -> Path:
+    """The config file ``metamap train`` reads: ``text`` when it names an existing file or
+    folder (a folder is refused by the config loader, naming it), else the shipped config of
+    that name, else a one-line error suggesting close names."""
+    from metamap.shipped_configs import shipped_config
+
+    path = Path(text)
+    if not text.strip() or path.exists():
+        return path
+    try:
+        shipped = shipped_config(text)
+    except ConfigError as e:
+        raise ConfigError(f"config file {text!r} does not exist, and {e}") from None
+    print(f"using the shipped config {shipped.name} ({shipped.path})", file=sys.stderr)
+    return shipped.path
+
+
+def _configs(name: str | None, path_only: bool) -> None:
+    """``metamap configs [NAME] [--path]``."""
+    from metamap.shipped_configs import shipped_config, shipped_configs, shipped_configs_dir
+
+    if name is None:
+        if path_only:
+            print(shipped_configs_dir())
+            return
+        every = shipped_configs()
+        width = max((len(c.name) for c in every), default=0)
+        for c in every:
+            print(f"{c.name:<{width}}  {c.description}".rstrip())
+        print(
+            f"{len(every)} configs in {shipped_configs_dir()}; `metamap configs NAME` prints "
+            "one, `metamap train NAME` trains it",
+            file=sys.stderr,
+        )
+        return
+    shipped = shipped_config(name)
+    if path_only:
+        print(shipped.path)
+    else:
+        sys.stdout.write(shipped.path.read_text(encoding="utf-8"))
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(_config_path(args.config), args.overrides)
         trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
         if args.eval:
             _evaluate(trainer.result_path, [], RunPaths(trainer.out_dir).evaluation)
@@ -293,6 +368,8 @@ def _run(args: argparse.Namespace) -> None:
         if not args.run_dir.strip():
             raise MetamapError("the run folder argument is empty; give a `metamap train` --out")
         _plot(Path(args.run_dir), _steps(args.steps))
+    elif args.command == "configs":
+        _configs(args.name, args.path)
     elif args.command == "demo":
         from metamap.defaults import default_config_path
 

@@ -14,11 +14,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from metamap.learners import MetaLearner
 from metamap.tasks import RegressionTasks, Task
 
-__all__ = ["adaptation_plot", "learning_curve_plot"]
+__all__ = ["adaptation_plot", "learning_curve_figure", "learning_curve_plot"]
 
 
 def adaptation_plot(
@@ -67,27 +69,82 @@ def adaptation_plot(
 
 
 def learning_curve_plot(
-    records: Sequence[dict[str, Any]], path: str | Path, title: str = ""
+    records: Sequence[dict[str, Any]],
+    path: str | Path,
+    title: str = "",
+    metric: str | None = None,
 ) -> Path:
-    """Training meta-loss and validation MSE against meta-iterations (log scale)."""
-    train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
-    val = [(r["step"], r["val_mse"]) for r in records if r.get("val_mse") is not None]
-    if not train and not val:
-        raise ValueError("no metrics to plot: the metrics file holds no records yet")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    if train:
-        ax.plot(*zip(*train, strict=True), lw=1, alpha=0.7, label="train meta-loss (query MSE)")
-    if val:
-        ax.plot(*zip(*val, strict=True), marker="o", ms=3, label="validation MSE (fixed tasks)")
-    ax.set_yscale("log")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("MSE")
-    ax.set_title(title or "learning curve")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    """Training meta-loss and the validation metric against meta-iterations, as a PNG.
+
+    ``metric`` is what the run validates on (its problem's ``metric``: ``"mse"`` for
+    regression, ``"accuracy"`` for classification), logged as ``val_<metric>``; by default the
+    one the records hold. See :func:`learning_curve_figure`.
+    """
+    fig = learning_curve_figure(records, title, metric)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def learning_curve_figure(
+    records: Sequence[dict[str, Any]], title: str = "", metric: str | None = None
+) -> Figure:
+    """The learning-curve figure: for MSE, the training meta-loss (query MSE) and the
+    validation MSE on one log-scale axis; for any other metric (accuracy), the training
+    meta-loss on a log-scale left axis and the validation metric on a linear right axis
+    (accuracy as a percentage), labelled with its name."""
+    metric = metric or _logged_metric(records)
+    key = f"val_{metric}"
+    train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
+    val = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    if not train and not val:
+        raise ValueError("no metrics to plot: the metrics file holds no records yet")
+    name = METRIC_NAMES.get(metric, metric)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    ax.set_xlabel("meta-iteration")
+    ax.set_title(title or "learning curve")
+    ax.grid(alpha=0.3)
+    ax.set_yscale("log")
+    if metric == "mse":  # the training loss is a query MSE too: one axis
+        if train:
+            ax.plot(*zip(*train, strict=True), lw=1, alpha=0.7, label="train meta-loss (query MSE)")
+        if val:
+            ax.plot(*zip(*val, strict=True), marker="o", ms=3, label="validation MSE (fixed tasks)")
+        ax.set_ylabel("MSE")
+        ax.legend()
+    else:
+        if train:
+            ax.plot(*zip(*train, strict=True), lw=1, alpha=0.7, color="C0", label="train meta-loss")
+        ax.set_ylabel("train meta-loss")
+        right = ax.twinx()
+        if val:
+            right.plot(
+                *zip(*val, strict=True),
+                marker="o",
+                ms=3,
+                color="C1",
+                label=f"validation {name} (fixed tasks)",
+            )
+        if metric == "accuracy":
+            right.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        right.set_ylabel(f"validation {name}")
+        lines = ax.get_legend_handles_labels()
+        more = right.get_legend_handles_labels()
+        right.legend(lines[0] + more[0], lines[1] + more[1])
+    fig.tight_layout()
+    return fig
+
+
+METRIC_NAMES = {"mse": "MSE", "accuracy": "accuracy"}
+"""How :func:`learning_curve_figure` names a metric on its axis (others: as logged)."""
+
+
+def _logged_metric(records: Sequence[dict[str, Any]]) -> str:
+    """The metric of the first ``val_<metric>`` key in the records (``"mse"`` if none)."""
+    for r in records:
+        for k in r:
+            if k.startswith("val_") and len(k) > 4:
+                return k[4:]
+    return "mse"
