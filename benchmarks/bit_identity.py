@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from machine import ROOT, SHARED, command_line, cpu_info, git_state, write_result
+from machine import ROOT, SHARED, command_line, cpu_info, git_state, provenance, write_result
 
 BASE = "8b8e35990c6d96e63d6762b574d82b66898edaeb"
 """The last commit before the core redesign (``metamap.core``, problems, registries)."""
@@ -77,7 +77,15 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
         out[ckpt] = sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     ea = json.loads((a / "eval.json").read_text())["scores"]
     eb = json.loads((b / "eval.json").read_text())["scores"]
-    out["eval"] = ea == eb
+
+    def summary(scores: dict[str, Any]) -> dict[str, Any]:
+        """The scores without the per-episode ``values`` (older versions did not write them)."""
+        return {
+            shots: {k: {f: v for f, v in s.items() if f != "values"} for k, s in by_step.items()}
+            for shots, by_step in scores.items()
+        }
+
+    out["eval"] = summary(ea) == summary(eb)
     out["scores"] = eb
     return out
 
@@ -112,6 +120,7 @@ def main() -> None:
         "torch": torch.__version__,
         "runs": runs,
         "identical": identical,
+        "provenance": provenance("cpu", 1),
     }
     write_result(ROOT / "benchmarks" / "results" / "bit_identity.json", result)
     print("bit-identical" if identical else "DIFFERENT")

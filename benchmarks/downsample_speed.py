@@ -32,6 +32,7 @@ from machine import (  # benchmarks/
     clocked_seconds,
     command_line,
     cpu_info,
+    provenance,
     write_result,
 )
 from metamap.train import RunConfig, Trainer, describe, load_config
@@ -100,6 +101,7 @@ def main() -> None:
         "command": command_line(),
         "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", args.threads),
     }
     write_result(args.results / "downsample_speed.json", out)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from machine import command_line, write_result  # benchmarks/machine.py
+from machine import command_line, provenance, write_result  # benchmarks/machine.py
 from metamap.features import FeatureExtractor, InputSpec
 from metamap.models import Conv4, ResNet12
 
@@ -102,6 +102,7 @@ def main() -> None:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", args.threads),
     }
     write_result(args.results / "embed_speed.json", out)
 

@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import SHARED, command_line, portable, write_result  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    SHARED,
+    command_line,
+    portable,
+    provenance,
+    write_result,
+)
 from metamap.data import omniglot
 from metamap.data.dataset import ImageClassDataset
 from metamap.tasks import EpisodeSampler, MetaDatasetSampler, make_generator
@@ -118,6 +124,7 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", args.threads),
     }
     write_result(args.out / "episode_speed.json", res)
 

@@ -38,7 +38,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from machine import SHARED, command_line, portable, write_result  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    SHARED,
+    command_line,
+    portable,
+    provenance,
+    write_result,
+)
 from metamap.data import ImageClassDataset
 from metamap.features import FeatureExtractor, FewShotClassifier
 from metamap.tasks import EpisodeSampler, TaskBatch
@@ -84,13 +90,12 @@ def gratings(
     )
 
 
-def fewshot(ext: FeatureExtractor, episodes: TaskBatch, head: str) -> dict[str, float]:
+def fewshot(ext: FeatureExtractor, episodes: TaskBatch, head: str) -> dict[str, Any]:
     accs = []
     for task in episodes:
         clf = FewShotClassifier(ext, head).fit(task.support_x, task.support_y.tolist())  # type: ignore[arg-type]
         accs.append(clf.score(task.query_x, task.query_y.tolist()))
-    s = summarize(accs)
-    return {"mean": s.mean, "ci95": s.ci95, "n": s.n}
+    return summarize(accs).to_dict()  # mean, ci95, n, nonfinite and each episode's accuracy
 
 
 def probe(ext: FeatureExtractor, data: ImageClassDataset, classes: int = 100) -> float:
@@ -172,6 +177,7 @@ def main() -> None:
         "threads": args.threads,
         "machine": platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", args.threads),
     }
     assert all(
         math.isfinite(v["mean"])

@@ -28,7 +28,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from machine import SHARED, command_line, cpu_info, write_result  # benchmarks/machine.py
+from machine import (  # benchmarks/machine.py
+    SHARED,
+    command_line,
+    cpu_info,
+    provenance,
+    write_result,
+)
 from metamap.train import describe, from_config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +125,7 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": cpu_info(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", args.threads),
     }
     write_result(args.results / "first_order_gap.json", out)
 

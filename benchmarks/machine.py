@@ -9,11 +9,14 @@ import re
 import shlex
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
+import metamap
 from metamap.fileio import atomic_write
 from metamap.train import read_metrics
 
@@ -26,6 +29,7 @@ __all__ = [
     "git_state",
     "parse_setting",
     "portable",
+    "provenance",
     "write_result",
 ]
 
@@ -119,9 +123,41 @@ def git_state() -> dict[str, Any]:
     return {"commit": head, "dirty": bool(status.strip())}
 
 
+def provenance(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """Where and with what a result was measured, for its ``"provenance"`` key.
+
+    ``{"commit", "dirty"}`` (:func:`git_state`), ``"cpu"`` (:func:`cpu_info`), ``"gpu"`` (the
+    GPU's name when ``device`` is a CUDA one, else ``None``), ``"device"``, ``"threads"`` (the
+    thread count the benchmark was asked for; torch's when ``None``), ``"torch_threads"``
+    (``torch.get_num_threads()`` now), ``"versions"`` (python, torch, numpy, metamap) and
+    ``"date"`` (UTC, ISO 8601).
+    """
+    cuda = torch.device(device).type == "cuda"
+    return {
+        **git_state(),
+        "cpu": cpu_info(),
+        "gpu": device_name(device) if cuda else None,
+        "device": device,
+        "threads": torch.get_num_threads() if threads is None else threads,
+        "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "metamap": metamap.__version__,
+        },
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def write_result(path: Path, result: Any) -> Path:
     """Write a benchmark's result as indented JSON, atomically: a benchmark killed while writing
-    leaves the previous result file (which the README tables are built from), never a torn one."""
+    leaves the previous result file (which the README tables are built from), never a torn one.
+
+    A result dict must hold a ``"provenance"`` (:func:`provenance`): every result file says the
+    commit, machine and versions it was measured with."""
+    if isinstance(result, dict) and "provenance" not in result:
+        raise ValueError(f"result for {path} has no 'provenance' (benchmarks/machine.py)")
     text = json.dumps(result, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     print(f"wrote {path}", flush=True)

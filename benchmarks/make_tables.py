@@ -57,6 +57,28 @@ def _result(name: str) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+def provenance_note(results: list[dict[str, Any]]) -> str:
+    """The line under a table that says at which commit its results were measured: each commit
+    (short sha, ", dirty" when the tree had uncommitted changes), and how many of the results
+    predate the ``provenance`` record (made before result files kept one)."""
+    counts: dict[str, int] = {}
+    missing = 0
+    for r in results:
+        p = r.get("provenance")
+        if not isinstance(p, dict) or not p.get("commit"):
+            missing += 1
+            continue
+        key = f"`{str(p['commit'])[:7]}`" + (", dirty" if p.get("dirty") else "")
+        counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return "Measured before result files recorded their commit."
+    many = len(results) > 1
+    parts = [f"{key}{f' ({n})' if many else ''}" for key, n in counts.items()]
+    if missing:
+        parts.append(f"not recorded ({missing}, older results)")
+    return "Measured at commit " + "; ".join(parts) + "."
+
+
 def _cell(s: dict[str, Any] | None, base: float = math.inf) -> str:
     if s is None:
         return "–"
@@ -66,6 +88,42 @@ def _cell(s: dict[str, Any] | None, base: float = math.inf) -> str:
     return (
         f"{s['mean']:.3g} ± {s['ci95']:.2g}{mark}" if mark else f"{s['mean']:.3f} ± {s['ci95']:.3f}"
     )
+
+
+def demo_table() -> str:
+    """What ``make demo`` gives (benchmarks/demo.py ran it): its MSE after each number of inner
+    steps against the MAML paper's, its length and its time."""
+    data = _result("demo")
+    ev = data["evaluation"]
+    steps = list(next(iter(ev["scores"].values())))
+    names = [f"{k} step{'s' if k != '1' else ''}" for k in steps]
+    lines = [
+        "| `make demo` | " + " | ".join(names) + " | meta-iterations | time |",
+        "|" + "---|" * (len(steps) + 3),
+    ]
+    for shots, sc in ev["scores"].items():
+        lines.append(
+            f"| metamap, {shots} MSE | "
+            + " | ".join(_cell(sc.get(k)) for k in steps)
+            + f" | {data['steps_trained']:,} | {data['wall_seconds']:.0f} s, "
+            f"{data['threads']} CPU thread{'s' * (data['threads'] != 1)} |"
+        )
+        if shots == "5-shot":
+            paper = [f"{PAPER_MAML_5SHOT[k]:.2f}" if k in PAPER_MAML_5SHOT else "–" for k in steps]
+            lines.append("| *MAML paper* | " + " | ".join(paper) + " | 70,000 | – |")
+    where = data.get("provenance") or {}
+    lines += [
+        "",
+        f"Query MSE (mean ± 95% CI) on {ev['tasks']} fixed sinusoid tasks (seed {ev['seed']}, "
+        f"{ev['queries']} query points each) after each number of inner steps from the "
+        f"support points; time: the whole command (training {data['train_seconds']:.0f} s, then "
+        "evaluation and plots)"
+        + (f" on {where['cpu']}" if where.get("cpu") else "")
+        + f", torch {data['torch']}. Produced by `{shell(data['command'])}`, which runs "
+        f"`{data['demo_command']}` as `make demo` does.",
+        provenance_note([data]),
+    ]
+    return "\n".join(lines)
 
 
 def sinusoid_table() -> str:
@@ -109,7 +167,7 @@ def sinusoid_table() -> str:
         + "; ".join(sorted({f"`{shell(x['command'])}`" for x in runs.values()}))
         + ".",
     ]
-    return "\n".join(lines + notes)
+    return "\n".join([*lines, *notes, provenance_note(list(runs.values()))])
 
 
 PAPER_OMNIGLOT = {
@@ -254,7 +312,7 @@ def omniglot_table() -> str:
             "Accuracy on fixed Meta-Dataset test episodes (variable ways, class-imbalanced "
             "support; Triantafillou et al. 2020): " + "; ".join(meta_dataset) + ".",
         )
-    return "\n".join(lines + notes)
+    return "\n".join([*lines, *notes, provenance_note(runs)])
 
 
 OMNIGLOT_NAMES = {
@@ -271,9 +329,10 @@ OMNIGLOT_NAMES = {
 """Method names of the headline table, in its row order (other learners follow, sorted)."""
 
 
-def headline_table() -> str:
+def headline_table(full_table: str = "docs/results/omniglot.md") -> str:
     """The README's summary of the Omniglot table: per method and setting, the best of that
-    method's rows, with the paper's figure and the row (config) it comes from."""
+    method's rows, with the paper's figure and the row (config) it comes from; ``full_table``:
+    the link to the full table from the page the summary is on."""
     runs = [r for r in _load("omniglot_*.json") if r.get("benchmark") == "omniglot"]
     if not runs:
         raise NoResults("omniglot")
@@ -318,11 +377,11 @@ def headline_table() -> str:
         + " queries per class) and error on Lake et al.'s "
         + " or ".join(str(n) for n in lake_runs)
         + " within-alphabet 20-way one-shot runs. Each cell is the best of that method's rows in "
-        "[the full table](docs/results/omniglot.md), named in brackets (a GPU row names its GPU), "
+        f"[the full table]({full_table}), named in brackets (a GPU row names its GPU), "
         "which gives each row's training episodes, budget against the paper's schedule, time "
         "and command.",
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, provenance_note(runs)])
 
 
 BACKBONE_NAMES = {
@@ -370,7 +429,7 @@ def features_table() -> str:
         )
         + ".",
     ]
-    return "\n".join(lines + probe + notes)
+    return "\n".join([*lines, *probe, *notes, provenance_note([data])])
 
 
 def episode_speed_table() -> str:
@@ -401,7 +460,7 @@ def episode_speed_table() -> str:
         f"and shots, one episode per call): {data['metadataset_episodes_per_second']:,.0f} "
         f"episodes/s. Produced by `{shell(data['command'])}`.",
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, provenance_note([data])])
 
 
 def embed_speed_table() -> str:
@@ -423,7 +482,7 @@ def embed_speed_table() -> str:
         f"best of 3), random-initialised backbones, outputs checked to agree. Produced by "
         f"`{shell(data['command'])}`.",
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, provenance_note([data])])
 
 
 def miniimagenet_speed_table() -> str:
@@ -503,7 +562,7 @@ def miniimagenet_speed_table() -> str:
             f"(the rates `benchmarks/steps_in_budget.py` sized the GPU rows of the Omniglot "
             f"table with; {budgets[0]['device_name']}, torch {budgets[0]['torch']}): {rates}."
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, provenance_note([*data.values(), *budgets])])
 
 
 def downsample_speed_table() -> str:
@@ -529,7 +588,7 @@ def downsample_speed_table() -> str:
         f"({data['device_name']}, {data['threads']} thread(s), torch {data['torch']}): "
         f"`{shell(data['command'])}`.",
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, provenance_note([data])])
 
 
 def first_order_gap_table() -> str:
@@ -560,6 +619,56 @@ def first_order_gap_table() -> str:
         f"{len(data['rows'][0]['seeds'])} "
         f"seeds ({data['machine']}, torch {data['torch']}): `{shell(data['command'])}`.",
     ]
+    return "\n".join([*lines, provenance_note([data])])
+
+
+def batching_table() -> str:
+    """What ``batching="auto"`` chooses and why: vmap against the per-task loop on the CPU
+    (speed_learn2learn.json's sinusoid and Conv-4 MAML scenarios) and on a GPU (the
+    steps_in_budget results that timed both)."""
+    data = _result("speed_learn2learn")
+    lines = [
+        "| model | device | vmap it/s | loop it/s | `auto` picks | its speed-up "
+        "| peak MiB vmap / loop |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    shown, gpu = [data], []
+    for name, model in (("sinusoid-maml", "sinusoid MLP"), ("conv4-maml", "Conv-4")):
+        sc = data["scenarios"].get(name)
+        if sc is None:
+            continue
+        v = {k: sc["variants"][f"metamap-{k}"] for k in ("vmap", "loop")}
+        pick = sc["metamap_default_batching"]
+        other = "loop" if pick == "vmap" else "vmap"
+        rate = {k: v[k]["median_it_s"] for k in v}
+        lines.append(
+            f"| {model}, second-order MAML, meta-batch {sc['settings']['meta_batch']} | CPU, "
+            f"{data['threads']} thread{'s' * (data['threads'] != 1)} | {rate['vmap']:.3g} | "
+            f"{rate['loop']:.3g} | {pick} | {rate[pick] / rate[other]:.1f}× | "
+            f"{v['vmap']['peak_increase_mib']:,.0f} / {v['loop']['peak_increase_mib']:,.0f} |"
+        )
+    for r in _load("steps_in_budget_*.json"):
+        its = r["it_per_s"]
+        if not _on_gpu(r) or not {"vmap", "loop"} <= set(its):
+            continue
+        pick = "vmap"  # auto's choice for a convolutional model on a CUDA device
+        lines.append(
+            f"| Conv-4, second-order MAML, Omniglot `{r['config']}` | {r['device_name']} | "
+            f"{its['vmap']:.3g} | {its['loop']:.3g} | {pick} | {its['vmap'] / its['loop']:.1f}× "
+            "| – |"
+        )
+        shown.append(r)
+        gpu.append(f"torch {r['torch']}")
+    lines += [
+        "",
+        "Meta-iterations per second (meta-gradient and Adam step) of each batching path; the CPU "
+        f"rows are the median of {data['scenarios']['conv4-maml']['plan']['rounds']} rounds of "
+        f"`{shell(data['command'])}` (torch {data['torch']}, {data['cpu']}), the GPU row"
+        + (f" ({', '.join(dict.fromkeys(gpu))})" if gpu else "")
+        + " the timing `benchmarks/steps_in_budget.py` made before training the GPU rows of "
+        "the Omniglot table. Peak MiB: the rise of the process's resident memory while timing.",
+        provenance_note(shown),
+    ]
     return "\n".join(lines)
 
 
@@ -585,7 +694,7 @@ def easyfsl_table() -> str:
         "the same prototype distances. Produced by "
         f"`{shell(data['command'])}`.",
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, provenance_note([data])])
 
 
 def speed_table() -> str:
@@ -596,8 +705,7 @@ def speed_table() -> str:
     cols = list(rows[0].keys())
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in rows]
-    if data.get("notes"):
-        lines += ["", data["notes"]]
+    lines += ["", *([data["notes"]] if data.get("notes") else []), provenance_note([data])]
     return "\n".join(lines)
 
 
@@ -612,9 +720,13 @@ def replace(text: str, name: str, table: str, page: str = "the page") -> str:
 
 TABLES = {
     "headline": headline_table,
+    "index_headline": lambda: headline_table("results/omniglot.md"),
+    "demo": demo_table,
+    "usage_demo": demo_table,
     "sinusoid": sinusoid_table,
     "omniglot": omniglot_table,
     "speed": speed_table,
+    "batching": batching_table,
     "features": features_table,
     "easyfsl": easyfsl_table,
     "embed_speed": embed_speed_table,
@@ -628,11 +740,15 @@ TABLES = {
 RESULTS_DOCS = ROOT / "docs" / "results"
 PAGES = {
     "headline": ROOT / "README.md",
+    "index_headline": ROOT / "docs" / "index.md",
+    "demo": ROOT / "README.md",
+    "usage_demo": ROOT / "docs" / "usage.md",
     "sinusoid": RESULTS_DOCS / "sinusoid.md",
     "omniglot": RESULTS_DOCS / "omniglot.md",
     "first_order_gap": RESULTS_DOCS / "omniglot.md",
     "downsample_speed": RESULTS_DOCS / "downsampling.md",
     "speed": RESULTS_DOCS / "speed.md",
+    "batching": ROOT / "docs" / "design.md",
     "easyfsl": RESULTS_DOCS / "speed.md",
     "episode_speed": RESULTS_DOCS / "speed.md",
     "embed_speed": RESULTS_DOCS / "speed.md",

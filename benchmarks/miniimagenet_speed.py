@@ -36,6 +36,7 @@ from machine import (  # benchmarks/
     clocked_seconds,
     command_line,
     device_name,
+    provenance,
     write_result,
 )
 from metamap.train import (
@@ -162,6 +163,7 @@ def main() -> None:
         "command": command_line(),
         "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance(args.device, args.threads),
     }
     write_result(args.results / f"miniimagenet_speed_{kind}.json", out)
 

@@ -36,6 +36,7 @@ from machine import (  # benchmarks/
     device_name,
     parse_setting,
     portable,
+    provenance,
     write_result,
 )
 from metamap.data import omniglot_one_shot_runs
@@ -127,7 +128,8 @@ def main() -> None:
         c.eval.metadataset_tasks = 0  # scored once, below
         res = evaluate_run(c, learner)
         by_step = next(iter(res["scores"].values()))
-        scores[s] = dict(by_step[str(max(int(k) for k in by_step))])  # after the most steps
+        last = by_step[str(max(int(k) for k in by_step))]  # after the most steps
+        scores[s] = {k: v for k, v in last.items() if k != "values"}  # values: in by_step
         scores[s]["by_step"] = by_step
         print(f"{args.config} {s}: {scores[s]['mean']:.4f} ± {scores[s]['ci95']:.4f}", flush=True)
     try:
@@ -164,11 +166,12 @@ def main() -> None:
         "test_tasks": args.tasks,
         "queries": cfg.eval.queries,
         "scores": scores,
-        "lake_one_shot": {k: v for k, v in lake.items() if k != "per_run"},
+        "lake_one_shot": lake,
         "meta_dataset": meta_dataset,
         "torch": torch.__version__,
         "machine": platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance(args.device, args.threads),
     }
     # A GPU-trained row sits beside the CPU one rather than replacing it.
     kind = torch.device(args.device).type

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import SHARED, command_line, write_result  # benchmarks/machine.py
+from machine import SHARED, command_line, provenance, write_result  # benchmarks/machine.py
 from metamap.data.omniglot import omniglot, omniglot_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +78,7 @@ def main() -> None:
             "note": "first decode includes listing and stat-ing the 32,460 files; a re-open "
             "lists and stats them again (to compute the cache key), maps the .npy and reads "
             "the JSON sidecar, but decodes nothing",
+            "provenance": provenance("cpu"),
         }
     write_result(args.out, result)
     print(json.dumps(result, indent=2))

@@ -30,6 +30,7 @@ from machine import (  # benchmarks/machine.py
     command_line,
     cpu_info,
     parse_setting,
+    provenance,
     write_result,
 )
 from metamap.learners import RelationNet
@@ -105,6 +106,7 @@ def main() -> None:
         "cpu": cpu_info(),
         "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", args.threads),
     }
     name = f"relation_ways_{args.config}_{args.setting}_{args.stats_ways}.json"
     write_result(ROOT / "benchmarks" / "results" / "experiments" / name, out)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from machine import command_line, write_result  # benchmarks/machine.py
+from machine import command_line, provenance, write_result  # benchmarks/machine.py
 from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,7 @@ def run(learner: str, steps: int | None, out_root: Path, threads: int) -> dict[s
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", threads),
         **scores,
     }
 

@@ -47,7 +47,7 @@ from metamap.tasks import TaskBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
-from machine import command_line, write_result  # benchmarks/machine.py
+from machine import command_line, provenance, write_result  # benchmarks/machine.py
 from textbook import textbook
 
 install_stubs(["torchvision"])  # easyfsl.modules imports it; PrototypicalNetworks never does
@@ -170,6 +170,7 @@ def main() -> None:
         "easyfsl": easyfsl.__version__,
         "machine": platform.machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance("cpu", args.threads),
     }
     write_result(args.results / "speed_easyfsl.json", out)
 

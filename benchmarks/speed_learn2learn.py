@@ -85,7 +85,7 @@ from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from import_stubs import install_stubs
-from machine import command_line, cpu_info, write_result
+from machine import command_line, cpu_info, provenance, write_result
 from textbook import textbook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -511,6 +511,7 @@ def main() -> None:
             "Produced by `python benchmarks/speed_learn2learn.py`."
         ),
         "scenarios": results,
+        "provenance": provenance("cpu", args.threads),
     }
     name = "speed_learn2learn_quick.json" if args.quick else "speed_learn2learn.json"
     write_result(args.out / name, report)

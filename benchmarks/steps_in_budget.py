@@ -31,6 +31,7 @@ from machine import (  # benchmarks/
     clocked_seconds,
     command_line,
     device_name,
+    provenance,
     write_result,
 )
 from metamap.train import Trainer, load_config
@@ -105,6 +106,7 @@ def main() -> None:
         "command": command_line(),
         "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "provenance": provenance(args.device),
     }
     write_result(args.results / f"steps_in_budget_{args.config}_{kind}.json", out)
     print(best, steps)

@@ -7,8 +7,9 @@ protocols), as reported by MAML, ProtoNets and their successors.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -36,6 +37,18 @@ class Summary:
     def __str__(self) -> str:
         return f"{self.mean:.4f} ± {self.ci95:.4f} (n={self.n})"
 
+    def to_dict(self, digits: int = 6) -> dict[str, Any]:
+        """``{"mean", "ci95", "n", "nonfinite", "values"}`` for a JSON report: the per-task
+        ``values`` (rounded to ``digits`` significant digits) let a reader recompute the mean and
+        interval, or any other statistic."""
+        return {
+            "mean": self.mean,
+            "ci95": self.ci95,
+            "n": self.n,
+            "nonfinite": self.nonfinite,
+            "values": [float(f"{v:.{digits}g}") for v in self.values],
+        }
+
 
 def summarize(values: Sequence[float]) -> Summary:
     t = torch.tensor(list(values), dtype=torch.float64)
@@ -60,9 +73,14 @@ def evaluate(
 
 
 def evaluate_scores(
-    learner: MetaLearner, tasks: TaskBatch | Sequence[Task], steps: Sequence[int]
+    learner: MetaLearner,
+    tasks: TaskBatch | Sequence[Task],
+    steps: Sequence[int],
+    on_task: Callable[[], object] | None = None,
 ) -> dict[int, list[float]]:
-    """The per-task scores behind :func:`evaluate` (to accumulate over chunks of tasks)."""
+    """The per-task scores behind :func:`evaluate` (to accumulate over chunks of tasks).
+
+    ``on_task()`` is called after each task is scored (a progress bar's ``update``)."""
     p = next(learner.parameters())
     if isinstance(tasks, TaskBatch):
         tasks = tasks.to(p.device, p.dtype)
@@ -79,6 +97,8 @@ def evaluate_scores(
                 for k in steps:
                     pred = learner.predict(states[k], task.query_x)
                     per_step[k].append(float(metric(pred, task.query_y)))
+            if on_task is not None:
+                on_task()
     finally:
         learner.train(was_training)
     return per_step
