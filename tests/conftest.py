@@ -105,3 +105,11 @@ def maml_strided_ckpt(image_root: Path, tmp_path_factory: pytest.TempPathFactory
     """MAML on the strided Conv-4 (``model.downsample: stride``, MAML's Omniglot network)."""
     out = tmp_path_factory.mktemp("maml-strided")
     return _train(image_root, out, "maml", "transductive", [*MAML, "model.downsample=stride"])
+
+
+@pytest.fixture(scope="session")
+def inverted_ckpt(image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ProtoNet (inductive BatchNorm) trained on inverted, normalised images."""
+    out = tmp_path_factory.mktemp("inverted")
+    extra = ["data.invert=true", "data.mean=[0.4]", "data.std=[0.2]"]
+    return _train(image_root, out, "protonet", "inductive", extra)

@@ -33,6 +33,79 @@ def _positive(text: str) -> int:
     return value
 
 
+def _preprocess_option(text: str) -> tuple[str, Any]:
+    """An argparse type: ``KEY=VALUE`` overriding a field of the model's preprocessing (the value
+    parsed as YAML: ``invert=false``, ``mean=[0.5]``)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. invert=false), got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
+
+
+def _extractor_options(p: argparse.ArgumentParser, calibrate_help: str) -> None:
+    """The options every command that embeds images has: preprocessing and BatchNorm."""
+    p.add_argument(
+        "--preprocess",
+        action="append",
+        type=_preprocess_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the model's preprocessing explicitly (fields: channels, image_size, "
+        "resample, invert, mean, std), e.g. --preprocess invert=false",
+    )
+    p.add_argument(
+        "--calibrate", nargs="?", const="", default=None, metavar="DIR", help=calibrate_help
+    )
+    p.add_argument(
+        "--transductive",
+        action="store_true",
+        help="transductive-BatchNorm checkpoints: normalise each batch with its own statistics "
+        "(features then depend on the batch) instead of calibrating",
+    )
+
+
+def _load_extractor(args: argparse.Namespace, notes: list[str]) -> Any:
+    """The checkpoint's extractor with ``--preprocess`` overrides; ``notes`` gets what it
+    applies (printed once the command has succeeded: a failure stays one line)."""
+    from metamap.features import FeatureExtractor
+
+    changes = dict(args.preprocess)
+    ext = FeatureExtractor.from_checkpoint(
+        args.checkpoint, preprocessing=changes, transductive=args.transductive
+    )
+    what = "overridden: " if changes else ""
+    notes.append(f"preprocessing ({what}{ext.spec.preprocessing()})")
+    if ext.batch_dependent and args.transductive:
+        notes.append(
+            "transductive BatchNorm is on: each batch is normalised with its own statistics, so "
+            "features depend on the batch"
+        )
+    return ext
+
+
+def _calibrated(
+    ext: Any, args: argparse.Namespace, default: Any, what: str, notes: list[str]
+) -> Any:
+    """``ext`` calibrated on ``--calibrate DIR`` or, when it needs it, on ``default``."""
+    from metamap.features import load_image_files
+
+    asked = args.calibrate is not None
+    if args.transductive or (not ext.batch_dependent and not asked):
+        return ext
+    if args.calibrate:
+        images = load_image_files(args.calibrate, ext.spec)
+        what = f"the {len(images.files)} images of {args.calibrate}"
+    else:
+        images = default
+    notes.append(f"BatchNorm statistics calibrated on {what}")
+    return ext.calibrate(images, getattr(args, "batch_size", None) or 256)
+
+
 def add_feature_commands(
     sub: Any, overrides: argparse.ArgumentParser, common: argparse.ArgumentParser
 ) -> None:
@@ -46,11 +119,10 @@ def add_feature_commands(
     x.add_argument(
         "--batch-size", type=_positive, default=None, help="images per forward (default: automatic)"
     )
-    x.add_argument(
-        "--calibrate",
-        action="store_true",
-        help="fix transductive BatchNorm statistics on DATA first (features then do not "
-        "depend on how images are batched)",
+    _extractor_options(
+        x,
+        "fix BatchNorm statistics on the images of DIR (default for a transductive-BatchNorm "
+        "checkpoint: on DATA), so that an image's features never depend on its batch",
     )
 
     f = sub.add_parser(
@@ -65,6 +137,12 @@ def add_feature_commands(
     f.add_argument(
         "--out", default="predictions.csv", help="CSV of predictions (default: %(default)s)"
     )
+    _extractor_options(
+        f,
+        "fix BatchNorm statistics on the images of DIR (default for a transductive-BatchNorm "
+        "checkpoint: on the support set), so that a prediction never depends on the other "
+        "queries",
+    )
 
     e = sub.add_parser(
         "export", parents=[common], help="export the encoder to TorchScript, torch.export and ONNX"
@@ -75,6 +153,21 @@ def add_feature_commands(
         "--format",
         default="torchscript,export,onnx",
         help="comma-separated: torchscript, export, onnx (default: all)",
+    )
+    e.add_argument(
+        "--calibrate",
+        metavar="DIR",
+        default=None,
+        help="transductive-BatchNorm checkpoints: fix BatchNorm statistics on the images of DIR "
+        "(an export's features never depend on the batch)",
+    )
+    e.add_argument(
+        "--preprocess",
+        action="append",
+        type=_preprocess_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the model's preprocessing explicitly (recorded in features.json)",
     )
 
     x = sub.add_parser(
@@ -104,14 +197,14 @@ def _note(loaded: Any, spec: Any, what: str) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from metamap.features import FeatureExtractor, load_image_files
+    from metamap.features import load_image_files
 
     out = check_output_file(args.out, suffixes=(".npz", ".parquet"))
-    ext = FeatureExtractor.from_checkpoint(args.checkpoint)
+    notes: list[str] = []
+    ext = _load_extractor(args, notes)
     loaded = load_image_files(args.data, ext.spec)
     _note(loaded, ext.spec, "input")
-    if args.calibrate:
-        ext = ext.calibrate(loaded, args.batch_size or 256)
+    ext = _calibrated(ext, args, loaded, f"the {len(loaded.files)} input images", notes)
     z = ext.embed(loaded, args.batch_size, progress=True).numpy()
     names = [loaded.class_names[i] for i in loaded.labels] if loaded.labels is not None else None
     if out.suffix.lower() == ".npz":
@@ -139,19 +232,23 @@ def _extract(args: argparse.Namespace) -> None:
         table = pa.table(cols)
         atomic_write(out, lambda f: pq.write_table(table, f))
     print(f"wrote {len(z)} × {z.shape[1]} features to {out} [{ext}]")
+    for n in notes:
+        print(n)
 
 
 def _fewshot(args: argparse.Namespace) -> None:
-    from metamap.features import HEADS, FeatureExtractor, FewShotClassifier, load_image_files
+    from metamap.features import HEADS, FewShotClassifier, load_image_files
 
     if args.head not in HEADS:
         raise MetamapError(f"--head must be one of {', '.join(HEADS)}, got {args.head!r}")
     out = check_output_file(args.out)
-    ext = FeatureExtractor.from_checkpoint(args.checkpoint)
+    notes: list[str] = []
+    ext = _load_extractor(args, notes)
     support = load_image_files(args.support, ext.spec, labelled=True)
     query = load_image_files(args.query, ext.spec)
     _note(support, ext.spec, "support")
     _note(query, ext.spec, "query")
+    ext = _calibrated(ext, args, support, f"the {len(support.files)} support images", notes)
     clf = FewShotClassifier(ext, args.head).fit(support)
     proba = clf.predict_proba(query)
     pred = clf.classes_[proba.argmax(1)]
@@ -168,13 +265,15 @@ def _fewshot(args: argparse.Namespace) -> None:
         f"{c}: {int(np.sum(support.labels == k))}" for k, c in enumerate(support.class_names)
     )
     print(f"{len(pred)} images, {len(clf.classes_)} classes ({counts}), head {args.head} → {out}")
+    for n in notes:
+        print(n)
     if query.labels is not None:  # a labelled query folder: report accuracy too
         truth = np.array(query.class_names)[query.labels]
         print(f"accuracy {float(np.mean(pred == truth)):.4f} on {len(truth)} labelled queries")
 
 
 def _export(args: argparse.Namespace) -> None:
-    from metamap.features import FeatureExtractor
+    from metamap.features import FeatureExtractor, load_image_files
     from metamap.features.export import FORMATS, export_extractor
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -182,15 +281,29 @@ def _export(args: argparse.Namespace) -> None:
     if bad or not formats:
         raise MetamapError(f"--format takes {', '.join(FORMATS)}; got {args.format!r}")
     out = check_output_dir(args.out)
-    ext = FeatureExtractor.from_checkpoint(args.checkpoint)
+    ext = FeatureExtractor.from_checkpoint(args.checkpoint, preprocessing=dict(args.preprocess))
+    if args.calibrate:
+        images = load_image_files(args.calibrate, ext.spec)
+        ext = ext.calibrate(images)
+    elif ext.batch_dependent:
+        raise MetamapError(
+            "this checkpoint has transductive BatchNorm (no running statistics), so an exported "
+            "model's features would depend on the batch: give --calibrate DIR (unlabelled images "
+            "like those it will embed)"
+        )
     for r in export_extractor(ext, out, formats):
         print(f"{r.format:<12} {r.path}  max |Δ| vs eager {r.max_abs_error:.2e}")
+    print(f"preprocessing recorded in {out / 'features.json'}: {ext.spec.preprocessing()}")
+    if args.calibrate:
+        print(
+            f"BatchNorm statistics calibrated on the {len(images.files)} images of {args.calibrate}"
+        )
 
 
 def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
     """The fixed tasks to explain on, and the class names of the first one (if known)."""
     from metamap.data import ImageClassDataset
-    from metamap.features import InputSpec, load_image_files
+    from metamap.features import input_spec, load_image_files
     from metamap.tasks import EpisodeSampler
     from metamap.train import apply_overrides, build_tasks, parse_config
 
@@ -201,9 +314,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
     else:
         if not cfg.task.images:
             raise MetamapError("--data is for image classifiers; this checkpoint is a regression")
-        loaded = load_image_files(
-            args.data, InputSpec(cfg.data.channels, cfg.data.image_size), labelled=True
-        )
+        loaded = load_image_files(args.data, input_spec(cfg), labelled=True)
         assert loaded.labels is not None
         smallest = int(np.bincount(loaded.labels).min())
         if smallest <= shots:
@@ -228,7 +339,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
 def _explain(args: argparse.Namespace) -> None:
     import json
 
-    from metamap.features import FeatureExtractor, InputSpec, encoder_of
+    from metamap.features import FeatureExtractor, encoder_of, input_spec
     from metamap.features.explain import adaptation_profile, per_task_scores, project_episode
     from metamap.train import learner_from_checkpoint, parse_config
     from metamap.train.config import apply_overrides
@@ -260,10 +371,11 @@ def _explain(args: argparse.Namespace) -> None:
             "delta_norms": prof.delta_norms,
         }
     if cfg.task.images:
-        ext = FeatureExtractor(
+        ext = FeatureExtractor(  # one episode, as it is evaluated
             encoder_of(learner),
-            InputSpec(cfg.data.channels, cfg.data.image_size),
+            input_spec(cfg),
             batch_norm=cfg.model.batch_norm_policy(),
+            transductive=True,
         )
         proj = project_episode(ext, tasks[0])
         written.append(embedding_plot(proj, out / "embedding.png", names, f"{title}: one episode"))

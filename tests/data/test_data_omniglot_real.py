@@ -141,3 +141,20 @@ def test_meta_dataset_episodes_stay_within_one_alphabet(full, omni_cache: Path) 
         alphabets = {train.class_names[c].split("/")[0] for c in ep.classes.tolist()}
         assert alphabets == {h.names[ep.group]}  # type: ignore[index]
         assert ep.queries == 10  # 20 drawings per character: q = min(10, 20 // 2)
+
+
+def test_lakes_runs_are_unseen_only_by_models_trained_on_the_background_alphabets(
+    full: ImageClassDataset, omni_cache: Path
+) -> None:
+    """Pixels, not names: Vinyals training characters include 312 of the 800 run images (the runs
+    come from the evaluation alphabets, which the Vinyals split also trains on); the background
+    alphabets (the metadataset protocol's train + val, Lake's training set) include none."""
+    from metamap.data import run_images_seen
+
+    runs = omniglot_one_shot_runs(ROOT)
+    vinyals = omniglot("train", "vinyals", root=ROOT, cache_dir=omni_cache)
+    background = omniglot("trainval", "metadataset", root=ROOT, cache_dir=omni_cache)
+    evaluation = omniglot("test", "metadataset", root=ROOT, cache_dir=omni_cache)
+    assert len(run_images_seen(vinyals.images, runs)) == 312
+    assert run_images_seen(background.images, runs) == []
+    assert len(run_images_seen(evaluation.images, runs)) == 800  # the runs' own alphabets

@@ -37,10 +37,13 @@ def test_protonet_encoder_equals_the_learners(protonet_ckpt: Path, image_root: P
 def test_maml_encoder_is_the_body_and_calibration_fixes_batch_statistics(
     maml_ckpt: Path, image_root: Path
 ) -> None:
-    ext = FeatureExtractor.from_checkpoint(maml_ckpt)
+    plain = FeatureExtractor.from_checkpoint(maml_ckpt)
+    x = plain.images(image_root)
+    with pytest.raises(TaskShapeError, match=r"transductive .* calibrate it first"):
+        plain.embed(x)  # never batch-dependent by accident
+    ext = FeatureExtractor.from_checkpoint(maml_ckpt, transductive=True)  # asked for
     _, learner, _ = learner_from_checkpoint(maml_ckpt)
     assert isinstance(learner, MAML)
-    x = ext.images(image_root)
     with torch.no_grad():
         want = learner.model.body(x[:12])
     torch.testing.assert_close(ext.embed(x[:12]), want)  # one batch: the batch's statistics
@@ -48,8 +51,8 @@ def test_maml_encoder_is_the_body_and_calibration_fixes_batch_statistics(
     split = ext.embed(x, batch_size=7)
     whole = ext.embed(x, batch_size=100)
     assert not torch.allclose(split, whole, atol=1e-4)  # transductive: depends on the batch
-    cal = ext.calibrate(x)
-    assert cal.normalization == "running" and ext.normalization == "batch"
+    cal = plain.calibrate(x)
+    assert cal.normalization == "running" and plain.normalization == "batch"
     a, b = cal.embed(x, batch_size=7), cal.embed(x, batch_size=100)
     torch.testing.assert_close(a, b)
     # Calibrated statistics are those of the data: close to one batch of everything (BatchNorm's

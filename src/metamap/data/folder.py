@@ -19,12 +19,13 @@ standard benchmarks (e.g. mini-ImageNet, Vinyals et al. 2016) are distributed in
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import PositiveFloat, model_validator
 
 from metamap.data.cache import CachePlan, cache_key, cached_images, folder_fingerprint
 from metamap.data.dataset import ClassSplit, ImageClassDataset
@@ -39,8 +40,9 @@ from metamap.data.images import (
 )
 from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
+from metamap.section import own_error
 
-__all__ = ["FolderData", "class_split", "image_folder"]
+__all__ = ["FolderData", "class_split", "folder_split_classes", "image_folder", "select_classes"]
 
 _LAYOUT = (
     "expected one sub-folder per class, each holding that class's images: "
@@ -118,29 +120,78 @@ def image_folder(
     return cached_images(f"folder-{root_path.name}", key, plan, cache_dir).dataset
 
 
-def class_split(
-    full: ImageClassDataset, split: str, fractions: Sequence[float], seed: int = 0
-) -> ImageClassDataset:
-    """A seeded split of ``full``'s classes into train/val/test by ``fractions`` (disjoint
-    classes; ``trainval`` is train and val together), relabelled ``0 … n - 1``."""
-    parts = ("train", "val", "trainval", "test")
-    if split not in parts:
-        raise DataError(f"a folder dataset has splits {'/'.join(parts)}, not {split!r}")
-    n = full.num_classes
-    perm = np.random.default_rng(seed).permutation(n)
+def _cuts(n: int, fractions: Sequence[float]) -> tuple[int, int]:
+    """Where the seeded permutation of ``n`` classes is cut into train | val | test."""
     a = round(fractions[0] * n)
-    b = a + round(fractions[1] * n)
-    chosen = np.sort(
-        dict(zip(parts, (perm[:a], perm[a:b], perm[:b], perm[b:]), strict=True))[split]
-    )
-    if chosen.size < 2:
-        raise DataError(
-            f"the folder {full.name!r} has {n} classes: too few for a {split} split of "
-            f"{tuple(fractions)}; add classes or change data.split_fractions"
+    return a, a + round(fractions[1] * n)
+
+
+def _sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    a, b = _cuts(n, fractions)
+    return a, b - a, n - b
+
+
+def folder_split_classes(
+    class_names: Sequence[str],
+    fractions: Sequence[float],
+    lists: Mapping[str, Sequence[str] | None] | None = None,
+    seed: int = 0,
+) -> dict[str, list[int]]:
+    """The class indices of a folder's ``train``, ``val``, ``trainval`` and ``test`` splits:
+    the classes named in ``lists`` (``{"train": [...], "val": [...], "test": [...]}``; all
+    three or none), else a seeded permutation of the classes cut in the proportions
+    ``fractions``. Raises :class:`DataError` for unknown or repeated names, classes in two
+    lists, and splits with fewer than 2 classes, saying what would work."""
+    n = len(class_names)
+    if lists and any(v is not None for v in lists.values()):
+        index = {c: i for i, c in enumerate(class_names)}
+        out: dict[str, list[int]] = {}
+        for part in ("train", "val", "test"):
+            names = list(lists.get(part) or [])
+            unknown = [c for c in names if c not in index]
+            if unknown:
+                raise DataError(
+                    f"data.{part}_classes names {', '.join(map(repr, unknown[:5]))}, which "
+                    f"is not a class folder; the classes are {', '.join(class_names[:10])}"
+                    + (" …" if n > 10 else "")
+                )
+            out[part] = sorted({index[c] for c in names})
+        twice = set(out["train"]) & set(out["test"]) | set(out["val"]) & set(out["test"])
+        twice |= set(out["train"]) & set(out["val"])
+        if twice:
+            shown = ", ".join(repr(class_names[i]) for i in sorted(twice)[:5])
+            raise DataError(f"class(es) {shown} are in two of data.train/val/test_classes")
+    else:
+        perm = np.random.default_rng(seed).permutation(n)
+        a, b = _cuts(n, fractions)
+        out = {"train": sorted(perm[:a]), "val": sorted(perm[a:b]), "test": sorted(perm[b:])}
+    out["trainval"] = sorted(out["train"] + out["val"])
+    small = {k: len(v) for k, v in out.items() if len(v) < 2 and k != "trainval"}
+    if small:
+        sizes = ", ".join(f"{k} {len(out[k])}" for k in ("train", "val", "test"))
+        need = next((m for m in range(n + 1, 10_000) if min(_sizes(m, fractions)) >= 2), None)
+        more = f"at least {need}" if need else "more"
+        how = (
+            "name the classes of each split with data.train_classes, data.val_classes and "
+            "data.test_classes, or"
+            if not lists or all(v is None for v in lists.values())
+            else "change the lists, or"
         )
+        raise DataError(
+            f"a folder of {n} classes split {sizes} leaves the {' and '.join(small)} "
+            f"split(s) with fewer than 2 classes (an episode needs 2 ways at least): {how} "
+            f"add class folders ({more} give every split 2 classes at split_fractions "
+            f"{list(fractions)}); episodes of N ways need N classes in the split they are "
+            "drawn from"
+        )
+    return {k: [int(i) for i in v] for k, v in out.items()}
+
+
+def select_classes(full: ImageClassDataset, chosen: Sequence[int], split: str) -> ImageClassDataset:
+    """The images of classes ``chosen`` of ``full``, relabelled ``0 … len(chosen) - 1``."""
     keep = np.isin(full.labels, chosen)
-    remap = np.full(n, -1, dtype=np.int64)
-    remap[chosen] = np.arange(chosen.size)
+    remap = np.full(full.num_classes, -1, dtype=np.int64)
+    remap[list(chosen)] = np.arange(len(chosen))
     return ImageClassDataset(
         np.asarray(full.images[keep]),
         remap[full.labels[keep]],
@@ -148,6 +199,22 @@ def class_split(
         [s for s, k in zip(full.sources, keep, strict=True) if k] if full.sources else (),
         name=f"{full.name}:{split}",
     )
+
+
+def class_split(
+    full: ImageClassDataset,
+    split: str,
+    fractions: Sequence[float],
+    seed: int = 0,
+    lists: Mapping[str, Sequence[str] | None] | None = None,
+) -> ImageClassDataset:
+    """Split ``split`` (``train``, ``val``, ``trainval``, ``test``) of a folder's classes
+    (:func:`folder_split_classes`), relabelled ``0 … n - 1``."""
+    parts = ("train", "val", "trainval", "test")
+    if split not in parts:
+        raise DataError(f"a folder dataset has splits {'/'.join(parts)}, not {split!r}")
+    chosen = folder_split_classes(full.class_names, fractions, lists, seed)[split]
+    return select_classes(full, chosen, split)
 
 
 @register_dataset
@@ -158,6 +225,19 @@ class FolderData(DatasetSection):
 
     name: Literal["folder"] = "folder"
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    train_classes: list[str] | None = None
+    """The class folders to train on (with ``val_classes`` and ``test_classes``, instead of
+    the seeded ``split_fractions`` split); ``metamap train`` prints the split it uses."""
+    val_classes: list[str] | None = None
+    test_classes: list[str] | None = None
+    invert: bool = False
+    """Store ``255 - pixel`` (dark drawings on a light background become bright on black, as
+    Omniglot is trained)."""
+    mean: tuple[float, ...] | None = None
+    """Per-channel mean subtracted from pixels in [0, 1] (with ``std``; one value, or one per
+    channel), in training and by every feature tool."""
+    std: tuple[PositiveFloat, ...] | None = None
+    """Per-channel standard deviation pixels in [0, 1] are divided by (with ``mean``)."""
     protocol: Literal["folder", "vinyals"] | None = None
     """Not used: older versions named a folder's split ``protocol: folder`` (and stored
     ``vinyals``, the Omniglot default, when none was given); kept so those configs and runs
@@ -169,8 +249,58 @@ class FolderData(DatasetSection):
                 "data.name 'folder' needs data.root: a folder with one sub-folder per class"
             )
         mode: Mode = "L" if self.channels == 1 else "RGB"
-        full = image_folder(self.root, self.image_size, mode, self.cache_dir)
-        return class_split(full, split, self.split_fractions)
+        full = image_folder(self.root, self.image_size, mode, self.cache_dir, invert=self.invert)
+        return class_split(full, split, self.split_fractions, lists=self.class_lists())
+
+    def split_summary(self) -> str:
+        if self.root is None:
+            return ""
+        mode: Mode = "L" if self.channels == 1 else "RGB"
+        full = image_folder(self.root, self.image_size, mode, self.cache_dir, invert=self.invert)
+        parts = folder_split_classes(full.class_names, self.split_fractions, self.class_lists())
+        how = (
+            "data.*_classes"
+            if self.class_lists()
+            else f"split_fractions {list(self.split_fractions)}"
+        )
+
+        def show(part: str) -> str:
+            names = [full.class_names[i] for i in parts[part]]
+            return f"{part} {len(names)} ({', '.join(names[:6])}{' …' if len(names) > 6 else ''})"
+
+        return f"folder classes by {how}: " + "; ".join(show(p) for p in ("train", "val", "test"))
+
+    def class_lists(self) -> dict[str, list[str] | None] | None:
+        """The explicit class lists, or ``None`` for the ``split_fractions`` split."""
+        lists = {"train": self.train_classes, "val": self.val_classes, "test": self.test_classes}
+        return lists if any(v is not None for v in lists.values()) else None
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            **super().preprocessing(),
+            "invert": self.invert,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    @model_validator(mode="after")
+    def _normalisation(self) -> FolderData:
+        given = [k for k in ("train", "val", "test") if getattr(self, f"{k}_classes") is not None]
+        if given and len(given) != 3:
+            missing = [f"{k}_classes" for k in ("train", "val", "test") if k not in given]
+            raise own_error(
+                f"give all three class lists; {', '.join(missing)} missing", given[0] + "_classes"
+            )
+        if (self.mean is None) != (self.std is None):
+            raise own_error("give both mean and std, or neither", "mean")
+        for key, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) not in (1, self.channels):
+                raise own_error(
+                    f"{len(values)} values for {self.channels} channel(s): give one value, or "
+                    "one per channel",
+                    key,
+                )
+        return self
 
     def split_note(self) -> str:
         return " (folder split)"

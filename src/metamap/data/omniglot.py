@@ -60,7 +60,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -573,6 +573,9 @@ class OmniglotData(DatasetSection):
         "download",
         "verify",
     )
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {**super().preprocessing(), "invert": True}  # bright strokes on black
 
     def split_note(self) -> str:
         return f" ({self.protocol} split)"

@@ -21,7 +21,7 @@ from metamap.data.images import Resample, decode_image, list_images, parse_size
 from metamap.data.omniglot import OMNIGLOT_ENV
 from metamap.errors import DataError
 
-__all__ = ["OneShotRun", "omniglot_one_shot_runs"]
+__all__ = ["OneShotRun", "omniglot_one_shot_runs", "run_images_seen"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,24 @@ def omniglot_one_shot_runs(
     if not runs:
         raise DataError(f"{folder} holds no runNN folders")
     return runs
+
+
+def run_images_seen(images: npt.NDArray[np.uint8], runs: Sequence[OneShotRun]) -> list[str]:
+    """The run images (``runNN/training/classNN.png``, ``runNN/test/itemNN.png``) whose pixels
+    are identical to one of ``images`` ``(N, 1, H, W)`` (a training split, decoded the same way),
+    so a model trained on ``images`` has seen them: Lake's error is only a one-shot figure for
+    a model for which this is empty.
+
+    The runs are drawn from the 20 evaluation alphabets; the Vinyals split trains on characters
+    of those alphabets, and 312 of the 800 run images are drawings in its training split.
+    """
+    seen = {np.ascontiguousarray(x).tobytes() for x in images}
+    found = []
+    for run in runs:
+        for image, source in (
+            *zip(run.train_images, run.train_sources, strict=True),
+            *zip(run.test_images, run.test_sources, strict=True),
+        ):
+            if image.tobytes() in seen:
+                found.append(source)
+    return found

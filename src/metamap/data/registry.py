@@ -127,6 +127,26 @@ class DatasetSection(Section):
         settings = self.settings()
         return type(self).loader(split, **{k: settings[k] for k in self.keywords})
 
+    def preprocessing(self) -> dict[str, Any]:
+        """How an image file becomes what a network trained on this dataset takes — stored with
+        every model (in its config) and applied by every feature tool: ``channels`` (1: grey,
+        3: RGB), ``image_size``, the ``resample`` filter, ``invert`` (``255 - pixel``: Omniglot's
+        bright strokes on black) and the per-channel ``mean``/``std`` normalisation of pixels in
+        [0, 1] (``None``: none)."""
+        return {
+            "channels": self.channels,
+            "image_size": self.image_size,
+            "resample": "lanczos",
+            "invert": False,
+            "mean": None,
+            "std": None,
+        }
+
+    def split_summary(self) -> str:
+        """Which classes each split holds, in one line, where the user chose them (a folder);
+        ``""`` for a dataset's standard split. May load the dataset (cached)."""
+        return ""
+
     def split_note(self) -> str:
         """How the classes are split, for the protocol line (``""``: the dataset's one split)."""
         return ""

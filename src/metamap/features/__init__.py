@@ -9,7 +9,14 @@
 
 from metamap.features.classifier import HEADS, FewShotClassifier, Head
 from metamap.features.extractor import FeatureExtractor, encoder_of
-from metamap.features.inputs import ImageSource, InputSpec, LoadedImages, load_image_files
+from metamap.features.inputs import (
+    ImageSource,
+    InputSpec,
+    LoadedImages,
+    input_spec,
+    load_image_files,
+    replace_spec,
+)
 
 __all__ = [
     "HEADS",
@@ -20,5 +27,7 @@ __all__ = [
     "InputSpec",
     "LoadedImages",
     "encoder_of",
+    "input_spec",
     "load_image_files",
+    "replace_spec",
 ]

@@ -17,8 +17,12 @@ Heads (features z = f_φ(x), ``(N, D)``):
   ``w_k = 2c_k, b_k = −‖c_k‖²``, Triantafillou et al. 2020) fine-tuned together by Adam on the
   support cross-entropy for ``finetune_steps`` full-batch steps.
 
-With an uncalibrated transductive-BatchNorm extractor the support set and each set of images
-passed to ``predict`` are normalised together (one batch each), as in episodic evaluation.
+BatchNorm: an image's prediction does not depend on the other images it is classified with. An
+extractor of a transductive-BatchNorm checkpoint (no running statistics) is calibrated in
+:meth:`FewShotClassifier.fit` on ``calibration`` images if given, else on the support set
+(:meth:`FeatureExtractor.calibrate`). Only an extractor made with ``transductive=True`` keeps
+batch statistics: then the support set and each set of images passed to ``predict`` are
+normalised together (one batch each), as in episodic evaluation.
 
 Refused before any work, with :class:`~metamap.errors.TaskShapeError`: images of another
 shape than the extractor's, float images that are not finite or not in [0, 1], an empty
@@ -67,10 +71,15 @@ class FewShotClassifier:
         finetune_steps: int = 50,
         finetune_lr: float = 1e-3,
         batch_size: int | None = None,
+        calibration: ImageSource | None = None,
     ) -> None:
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
         self.extractor = extractor
+        self._given = extractor
+        self.calibration = calibration
+        self.calibrated_on = ""
+        """What BatchNorm statistics were calibrated on in :meth:`fit` ("" when not)."""
         self.head = head
         self.ridge_lambda, self.ridge_scale = ridge_lambda, ridge_scale
         self.logistic_c, self.logistic_steps = logistic_c, logistic_steps
@@ -92,6 +101,14 @@ class FewShotClassifier:
                 "class"
             )
         self.classes_ = classes
+        self.extractor, self.calibrated_on = self._given, ""
+        if self._given.batch_dependent and not self._given.transductive:
+            if self.calibration is not None:
+                self.extractor = self._given.calibrate(self.calibration)
+                self.calibrated_on = "the calibration images"
+            else:
+                self.extractor = self._given.calibrate(x)
+                self.calibrated_on = f"the {len(x)} support images"
         onehot = F.one_hot(torch.from_numpy(y.astype(np.int64)), len(classes)).float()
         self._encoder = None
         if self.head == "finetune":

@@ -12,7 +12,11 @@ Formats (images ``(N, C, H, W)`` float32 in [0, 1] → features ``(N, D)``, any 
 After writing, each file is loaded back and run on a fresh random batch of another size than the
 one used for tracing; the export fails with :class:`ExportError` if any output differs from the
 eager extractor's by more than ``atol``. ``features.json`` beside them records the input shape,
-feature size, BatchNorm normalisation and source checkpoint.
+the model's preprocessing (how a file becomes an input: colour mode, size, resampling filter,
+inversion — decode files that way, e.g. with :func:`metamap.features.load_image_files` and
+``InputSpec.from_dict(meta["preprocessing"])``; its mean/std normalisation is inside the exported
+graph), feature size, BatchNorm normalisation and source checkpoint. A transductive extractor
+must be calibrated first: an export's features never depend on the batch.
 """
 
 from __future__ import annotations
@@ -125,6 +129,12 @@ def export_extractor(
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ExportError(f"unknown export format(s) {bad}; choose from {', '.join(FORMATS)}")
+    if extractor.batch_dependent:
+        raise ExportError(
+            "this extractor's transductive BatchNorm has no fixed statistics, so an exported "
+            "model's features would depend on the batch: calibrate it first "
+            "(extractor.calibrate(images); CLI: metamap export --calibrate DIR)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = _eager_module(extractor)
@@ -155,6 +165,7 @@ def export_extractor(
         reports.append(ExportReport(fmt, str(path), err, len(check)))
     meta = {
         "input": {"channels": c, "height": h, "width": w, "range": [0.0, 1.0]},
+        "preprocessing": extractor.spec.to_dict(),
         "feature_dim": extractor.feature_dim,
         "batch_norm": extractor.batch_norm,
         "normalization": extractor.normalization,

@@ -9,19 +9,30 @@ in batches, in inference mode, optionally channels-last. Images are checked befo
 the extractor's channels and size, uint8 pixels or finite floats in [0, 1]; anything else
 raises :class:`~metamap.errors.TaskShapeError` saying what was found and how to fix it.
 
-BatchNorm. An ``"inductive"`` checkpoint normalises with its running statistics: an image's
-feature does not depend on the other images of the batch. A ``"transductive"`` checkpoint was
-trained with the statistics of each batch (as MAML did); it has no running statistics, so by
-default every batch of ``batch_size`` images is normalised with its own statistics, and features
-depend on how images are grouped (embed a task's support or query set as one batch, as in
-training). :meth:`FeatureExtractor.calibrate` estimates fixed statistics from a set of images
-(e.g. your unlabelled data) and makes the features per-image deterministic.
+Preprocessing travels with the model: :attr:`FeatureExtractor.spec` (an
+:class:`~metamap.features.InputSpec`, read from the checkpoint's config) says how a file becomes
+an input — colour mode, size, resampling filter, inversion (Omniglot's bright strokes on black)
+— and the per-channel normalisation, which the extractor applies itself (so its exports do too).
+Files are decoded that way; tensors and arrays are taken as decoded pixels in [0, 1] (inverted
+already, not yet normalised). ``from_checkpoint(..., preprocessing={"invert": False})``
+overrides it explicitly.
+
+BatchNorm: features never depend on the batch by default. An ``"inductive"`` checkpoint
+normalises with its running statistics. A ``"transductive"`` checkpoint was trained with the
+statistics of each batch (as MAML did) and has none: :meth:`FeatureExtractor.calibrate`
+estimates fixed statistics from a set of images (your unlabelled data, or a task's support set,
+which :class:`~metamap.features.FewShotClassifier` does by default), after which each image's
+feature is its own. Until then :meth:`~FeatureExtractor.embed` refuses, saying so, unless
+batch-dependent features were asked for explicitly (``transductive=True``): then each batch is
+normalised with its own statistics (embed a task's support or query set as one batch, as in
+training).
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +48,9 @@ from metamap.features.inputs import (
     InputSpec,
     LoadedImages,
     as_image_tensor,
+    input_spec,
     load_image_files,
+    replace_spec,
 )
 from metamap.learners import MetaLearner
 from metamap.models.layout import channels_last as to_channels_last
@@ -45,7 +58,7 @@ from metamap.models.layout import set_channels_last
 from metamap.models.shapes import describe_input_shape, input_shape_of
 from metamap.train import RunConfig, build_model, learner_from_checkpoint
 
-__all__ = ["FeatureExtractor", "encoder_of"]
+__all__ = ["FeatureExtractor", "PixelNormalize", "encoder_of"]
 
 Normalization = Literal["running", "batch"]
 
@@ -56,6 +69,26 @@ def encoder_of(learner: MetaLearner) -> nn.Module:
         return learner.encoder()
     except TaskShapeError as e:
         raise CheckpointError(f"{e} (give a checkpoint of one)") from None
+
+
+class PixelNormalize(nn.Module):
+    """``(x - mean) / std`` per channel of images ``(N, C, H, W)`` in [0, 1]: a model's
+    normalisation, part of the extractor's module (and so of its exports)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channels: int) -> None:
+        super().__init__()
+        m = torch.as_tensor([float(v) for v in mean]).expand(channels).clone()
+        sd = torch.as_tensor([float(v) for v in std]).expand(channels).clone()
+        if not bool(torch.all(sd > 0)):
+            raise TaskShapeError(f"normalisation std must be positive, got {list(std)}")
+        self.register_buffer("mean", m.reshape(1, channels, 1, 1))
+        self.register_buffer("std", sd.reshape(1, channels, 1, 1))
+
+    mean: Tensor
+    std: Tensor
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
 
 
 class FeatureExtractor:
@@ -69,9 +102,11 @@ class FeatureExtractor:
         batch_norm: Literal["transductive", "inductive"] = "inductive",
         channels_last: bool | None = None,
         info: dict[str, Any] | None = None,
+        transductive: bool = False,
     ) -> None:
         """``channels_last=None`` picks it for convolutional encoders (1.3–2.9× faster on our
-        CPUs, see benchmarks/embed_speed.py)."""
+        CPUs, see benchmarks/embed_speed.py). ``transductive=True`` allows batch-dependent
+        features from an uncalibrated transductive encoder (see the module docstring)."""
         declared = input_shape_of(encoder)
         if declared is not None and not (
             len(declared) == 3
@@ -84,8 +119,12 @@ class FeatureExtractor:
             )
         self.spec = spec
         self.batch_norm = batch_norm
+        self.transductive = transductive
         self.info = dict(info or {})
-        flat = nn.Sequential(copy.deepcopy(encoder), nn.Flatten())
+        layers = [copy.deepcopy(encoder), nn.Flatten()]
+        if spec.mean is not None:
+            layers.insert(0, PixelNormalize(spec.mean, spec.std or (), spec.channels))
+        flat = nn.Sequential(*layers)
         self.encoder = flat.eval().requires_grad_(False)
         if channels_last is None:
             channels_last = any(isinstance(m, nn.Conv2d) for m in encoder.modules())
@@ -121,8 +160,12 @@ class FeatureExtractor:
         *,
         device: str = "cpu",
         channels_last: bool | None = None,
+        preprocessing: Mapping[str, Any] | None = None,
+        transductive: bool = False,
     ) -> FeatureExtractor:
-        """The encoder of a metamap checkpoint (``runs/<run>/checkpoints/best.pt``).
+        """The encoder of a metamap checkpoint (``runs/<run>/checkpoints/best.pt``), with the
+        preprocessing its run trained with (``preprocessing`` replaces fields of it explicitly:
+        ``{"invert": False}``; see :class:`~metamap.features.InputSpec`).
 
         A checkpoint of a regression model, of another format version, or whose weights do not
         match its config raises :class:`CheckpointError` saying so.
@@ -140,12 +183,17 @@ class FeatureExtractor:
             "model": cfg.model.name,
             "step": int(state["step"]),
         }
+        spec = input_spec(cfg)
+        if preprocessing:
+            spec = replace_spec(spec, preprocessing)
+            info["preprocessing_overridden"] = dict(preprocessing)
         return cls(
             encoder_of(learner).to(device),
-            InputSpec(cfg.data.channels, cfg.data.image_size),
+            spec,
             batch_norm=cfg.model.batch_norm_policy(),
             channels_last=channels_last,
             info=info,
+            transductive=transductive,
         )
 
     @classmethod
@@ -154,7 +202,7 @@ class FeatureExtractor:
         model = build_model(cfg)
         return cls(
             model.get_submodule("body"),
-            InputSpec(cfg.data.channels, cfg.data.image_size),
+            input_spec(cfg),
             batch_norm=cfg.model.batch_norm_policy(),
             channels_last=channels_last,
             info={"run": cfg.name, "learner": "random", "model": cfg.model.name, "step": 0},
@@ -212,6 +260,24 @@ class FeatureExtractor:
             return as_image_tensor(load_image_files(source, self.spec).images, self.spec, name)
         return as_image_tensor(source, self.spec, name)  # type: ignore[arg-type]
 
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether a feature depends on the other images of its batch (an uncalibrated
+        transductive encoder)."""
+        return self.normalization == "batch"
+
+    def check_batch_independent(self) -> None:
+        """Refuse to embed with batch-dependent features unless they were asked for."""
+        if self.batch_dependent and not self.transductive:
+            raise TaskShapeError(
+                "this encoder's BatchNorm is transductive (its checkpoint has no running "
+                "statistics), so an image's feature would depend on the other images of its "
+                "batch: calibrate it first on your unlabelled images or a task's support set "
+                "(extractor.calibrate(images); CLI --calibrate), or ask for batch-dependent "
+                "features explicitly (from_checkpoint(..., transductive=True); CLI "
+                "--transductive)"
+            )
+
     def _forward(self, x: Tensor) -> Tensor:
         x = x.to(self.device, self.dtype)
         if self.channels_last:
@@ -239,6 +305,7 @@ class FeatureExtractor:
         pass ``batch_size=len(images)`` to normalise a set together); otherwise batching
         changes nothing.
         """
+        self.check_batch_independent()
         if batch_size is None:
             batch_size = self.default_batch_size
         if batch_size < 1:
@@ -256,11 +323,13 @@ class FeatureExtractor:
     def __call__(self, x: Tensor) -> Tensor:
         """Differentiable forward of a float batch ``(N, C, H, W)`` in [0, 1] (for fine-tuning
         heads)."""
+        self.check_batch_independent()
         return self._forward(as_image_tensor(x, self.spec, "x"))
 
     def __repr__(self) -> str:
         src = self.info.get("checkpoint") or self.info.get("learner", "?")
         return (
-            f"FeatureExtractor({src}, {self.info.get('model', '?')}, input {self.spec}, "
-            f"D={self.feature_dim}, BatchNorm {self.batch_norm} → {self.normalization})"
+            f"FeatureExtractor({src}, {self.info.get('model', '?')}, input {self.spec}: "
+            f"{self.spec.preprocessing()}, D={self.feature_dim}, BatchNorm {self.batch_norm} → "
+            f"{self.normalization}{' (transductive)' * self.batch_dependent})"
         )

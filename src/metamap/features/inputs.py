@@ -15,10 +15,10 @@ say so.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +27,17 @@ from PIL import Image
 from torch import Tensor
 
 from metamap.data import ImageClassDataset
-from metamap.data.images import IMAGE_EXTENSIONS, class_folders, decode_image, list_images
+from metamap.data.images import (
+    IMAGE_EXTENSIONS,
+    Resample,
+    class_folders,
+    decode_image,
+    list_images,
+)
 from metamap.errors import DataError, TaskShapeError
 from metamap.learners.checks import check_finite
+from metamap.train import RunConfig
+from metamap.train.build import preprocessing
 
 __all__ = [
     "PIXEL_TOLERANCE",
@@ -38,20 +46,59 @@ __all__ = [
     "LoadedImages",
     "as_image_tensor",
     "check_pixels",
+    "input_spec",
     "load_image_files",
+    "replace_spec",
 ]
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The images a backbone takes: ``channels`` × ``image_size`` × ``image_size``."""
+    """The images a backbone takes and how an image file becomes one: the model's preprocessing.
+
+    ``channels`` × ``image_size`` × ``image_size`` pixels, decoded from a file in colour mode
+    ``L`` (1 channel) or ``RGB`` (3), resized with the ``resample`` filter, and inverted
+    (``255 - pixel``) when ``invert``, as the training data were (Omniglot: bright strokes on
+    black); then, as floats in [0, 1], normalised per channel with ``mean``/``std`` when given,
+    inside the extractor (and its exports). :func:`input_spec` reads it from a run config, so
+    it travels with every checkpoint; :meth:`to_dict` is what exports record.
+    """
 
     channels: int
     image_size: int
+    resample: Resample = "lanczos"
+    invert: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def mode(self) -> str:
         return "L" if self.channels == 1 else "RGB"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``mode`` added for readers)."""
+        return {**asdict(self), "mode": self.mode}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
+        """The spec :meth:`to_dict` (or a dataset section's ``preprocessing()``) describes."""
+        mean, std = data.get("mean"), data.get("std")
+        return cls(
+            channels=int(data["channels"]),
+            image_size=int(data["image_size"]),
+            resample=data.get("resample", "lanczos"),
+            invert=bool(data.get("invert", False)),
+            mean=None if mean is None else tuple(float(v) for v in mean),
+            std=None if std is None else tuple(float(v) for v in std),
+        )
+
+    def preprocessing(self) -> str:
+        """The decoding and normalisation in words, for messages and ``repr``."""
+        steps = [f"{self.mode} {self.image_size}×{self.image_size} ({self.resample})"]
+        steps += ["inverted"] * self.invert
+        if self.mean is not None:
+            steps.append(f"normalised mean {list(self.mean)} std {list(self.std or ())}")
+        return ", ".join(steps)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -94,7 +141,13 @@ def _decode(paths: Sequence[Path], spec: InputSpec) -> tuple[npt.NDArray[np.uint
                 converted += int(im.size != size or im.mode != spec.mode)
         except Exception:  # decode_image below names the file and the problem
             pass
-        out[i] = decode_image(p, spec.image_size, spec.mode)  # type: ignore[arg-type]
+        out[i] = decode_image(
+            p,
+            spec.image_size,
+            spec.mode,  # type: ignore[arg-type]
+            resample=spec.resample,
+            invert=spec.invert,
+        )
     return out, converted
 
 
@@ -234,3 +287,35 @@ def _mismatch(x: Tensor, spec: InputSpec) -> str:
             f"{x.shape[2]}×{x.shape[3]} pixels instead of {spec.image_size}×{spec.image_size}"
         )
     return f" ({', '.join(out)})" if out else ""
+
+
+def input_spec(cfg: RunConfig) -> InputSpec:
+    """The preprocessing of a run (:func:`metamap.train.build.preprocessing`): what its
+    checkpoint's encoder takes and how files become it."""
+    return InputSpec.from_dict(preprocessing(cfg))
+
+
+_SPEC_FIELDS = ("channels", "image_size", "resample", "invert", "mean", "std")
+
+
+def replace_spec(spec: InputSpec, changes: Mapping[str, Any]) -> InputSpec:
+    """``spec`` with the fields in ``changes`` replaced (an explicit override of a model's
+    preprocessing); an unknown field or a bad value raises :class:`TaskShapeError` naming it."""
+    unknown = sorted(set(changes) - set(_SPEC_FIELDS))
+    if unknown:
+        raise TaskShapeError(
+            f"unknown preprocessing field(s) {', '.join(unknown)}; the fields are "
+            f"{', '.join(_SPEC_FIELDS)}"
+        )
+    merged = {**spec.to_dict(), **changes}
+    if merged["resample"] not in get_args(Resample):
+        raise TaskShapeError(
+            f"resample {merged['resample']!r} is not a filter; use one of "
+            f"{', '.join(get_args(Resample))}"
+        )
+    if (merged["mean"] is None) != (merged["std"] is None):
+        raise TaskShapeError("give both mean and std, or neither")
+    try:
+        return InputSpec.from_dict(merged)
+    except (TypeError, ValueError) as e:
+        raise TaskShapeError(f"bad preprocessing {dict(changes)}: {e}") from None

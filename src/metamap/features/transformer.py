@@ -10,8 +10,11 @@
     clf.fit(X_train, y_train)
 
 The extractor is loaded in :meth:`fit` (``extractor_``), not in ``__init__``, as scikit-learn
-requires; ``fit`` learns nothing else unless ``calibrate=True``, which fixes transductive
-BatchNorm statistics to those of the training images. Needs ``pip install metamap[features]``.
+requires; ``fit`` learns nothing else, except for a transductive-BatchNorm checkpoint (no
+running statistics): ``calibrate=True`` (the default) fixes its statistics to those of the
+``fit`` images, so that a row's features never depend on the other rows of ``transform``'s
+input; ``calibrate=False`` is refused for such a checkpoint unless its extractor was made with
+``transductive=True``. Needs ``pip install metamap[features]``.
 
 ``fit`` and ``transform`` refuse, with :class:`~metamap.errors.TaskShapeError` (a
 ``ValueError``) naming ``X``, rows that hold NaN or infinite values or values outside [0, 1].
@@ -54,7 +57,7 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         checkpoint: str | None = None,
         extractor: FeatureExtractor | None = None,
         batch_size: int | None = None,
-        calibrate: bool = False,
+        calibrate: bool = True,
     ) -> None:
         self.checkpoint = checkpoint
         self.extractor = extractor
@@ -81,7 +84,7 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"{ext.spec} images: {need} values in [0, 1] per row (images.reshape(n, -1) / 255)"
             )
         check_pixels(torch.from_numpy(x), "X")
-        if self.calibrate and ext.normalization == "batch":
+        if self.calibrate and ext.batch_dependent and not ext.transductive:
             if len(x) < 2:
                 raise ValueError("calibrate=True needs at least 2 samples")
             ext = ext.calibrate(self._images(x, ext), self.batch_size or 256)

@@ -90,6 +90,14 @@ class ModelSection(Section):
         """Channels of its first block (for learners that build a network of their own)."""
         return 64
 
+    def normalization(
+        self, channels: int = 3
+    ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """The per-channel ``(mean, std)`` its inputs in [0, 1] (``channels`` of them) must be
+        normalised with (a pretrained backbone's), or ``None``: it takes pixels as the dataset
+        gives them."""
+        return None
+
     def batch_norm_policy(self) -> BatchNormPolicy:
         """Its BatchNorm policy: ``transductive`` (batch statistics) or ``inductive``."""
         return "transductive"

@@ -7,7 +7,7 @@ configs, files and datasets.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ from metamap.tasks import (
     RegressionTasks,
     TaskDistribution,
 )
+from metamap.tasks.pixels import Normalize
 from metamap.train.config import DataConfig, RunConfig
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "build_tasks",
     "dtype_of",
     "load_images",
+    "preprocessing",
     "resolve_device",
 ]
 
@@ -81,6 +83,25 @@ def build_regression(cfg: RunConfig, queries: int | None = None) -> RegressionTa
     return cfg.task.regression().build(queries)
 
 
+def preprocessing(cfg: RunConfig, data: DataConfig | None = None) -> dict[str, Any]:
+    """How an image file becomes the run's network input (``cfg.data``'s, or ``data``'s, one of
+    ``cfg.extra_domains``): the dataset's decoding (:meth:`~metamap.data.DatasetSection.
+    preprocessing`), normalised as the dataset or else the network asks
+    (:meth:`~metamap.models.ModelSection.normalization`). Training applies it, the checkpoint's
+    config records it, and every feature tool applies it again to new images."""
+    d = cfg.data if data is None else data
+    out = d.preprocessing()
+    model = cfg.model.normalization(d.channels)
+    if out["mean"] is None and model is not None:
+        out["mean"], out["std"] = model
+    return out
+
+
+def _normalize(cfg: RunConfig, data: DataConfig | None = None) -> Normalize | None:
+    p = preprocessing(cfg, data)
+    return None if p["mean"] is None else (p["mean"], p["std"])
+
+
 def build_episodes(
     cfg: RunConfig,
     split: Split = "train",
@@ -98,7 +119,9 @@ def build_episodes(
     w = t.ways if ways is None else ways
     k = t.shots if shots is None else shots
     try:
-        return EpisodeSampler(data, w, k, q, class_rotations=rot, class_base=base)
+        return EpisodeSampler(
+            data, w, k, q, class_rotations=rot, class_base=base, normalize=_normalize(cfg)
+        )
     except TaskShapeError as e:
         keys = _episode_keys(cfg, split, ways=w, shots=k, queries=q)
         raise ConfigError(f"the {split} split cannot give these episodes ({keys}): {e}") from e
@@ -120,7 +143,11 @@ def build_metadataset(cfg: RunConfig, split: Split) -> MetaDatasetSampler:
     ]
     try:
         return MetaDatasetSampler(
-            domains, min_ways=t.min_ways, max_ways=t.max_ways, hierarchies=hierarchies
+            domains,
+            min_ways=t.min_ways,
+            max_ways=t.max_ways,
+            hierarchies=hierarchies,
+            normalize=_normalize(cfg),
         )
     except TaskShapeError as e:
         raise ConfigError(
@@ -240,6 +267,8 @@ def describe(cfg: RunConfig) -> str:
         names = [cfg.data.name, *(d.name for d in cfg.extra_domains)]
         episodes += f" over {len(names)} domains ({', '.join(names)})"
     mean = cfg.learner.model_note()
+    if cfg.eval.batch_norm == "transductive" and m.batch_norm_policy() == "inductive":
+        mean += " (tested with each episode's BatchNorm statistics)"
     return f"{cfg.data.name}{split}, {episodes}, {m.describe()}{mean}" + (
         f", trained with {', '.join(tricks)}" if tricks else ""
     )

@@ -222,6 +222,12 @@ class EvalConfig(Section):
     split, as :class:`~metamap.tasks.MetaDatasetSampler` draws them with ``task.min_ways`` …
     ``task.max_ways`` (the paper: 600 per test dataset). 0: none. Metric and closed-form
     learners only."""
+    batch_norm: Literal["as_trained", "transductive"] = "as_trained"
+    """How BatchNorm normalises test images: ``as_trained`` (the network's policy: running
+    statistics for ``model.batch_norm: inductive``, each episode's for ``transductive``) or
+    ``transductive``, each episode's own statistics even for an inductive network, to score one
+    trained network in both modes (the ProtoNets code tests with running statistics, MAML's
+    with the episode's). Does not change the fingerprint."""
     checkpoint: Literal["best", "last"] = "best"
     """The weights that are the run's result (``metamap train --eval``, the benchmarks):
     ``best``, the best validation score (``checkpoints/best.pt``), or ``last``, the weights after
@@ -417,6 +423,12 @@ class RunConfig(Section):
                     f"data ({d.name}) has {d.image_size}, {d.channels}: every domain of an "
                     "episode feeds the same network, so set them alike"
                 )
+            normalised = [(x.preprocessing()["mean"], x.preprocessing()["std"]) for x in (d, e)]
+            if normalised[0] != normalised[1]:
+                raise ValueError(
+                    f"{key} ({e.name}) is normalised with mean/std {normalised[1]} but data "
+                    f"({d.name}) with {normalised[0]}: one network takes both, so set them alike"
+                )
             if e.augment != AugmentConfig():
                 raise ValueError(f"{key}.augment: augmentation is set once, in data.augment")
         names = [d.name, *(e.name for e in self.extra_domains)]
@@ -448,6 +460,11 @@ class RunConfig(Section):
         for i, (data, aside) in enumerate(zip(domains, asides, strict=False)):
             if data.get("protocol", "") is None:  # a folder's unused protocol, not given
                 del data["protocol"]
+            preprocessing = (("invert", False), ("mean", None), ("std", None))
+            lists = (("train_classes", None), ("val_classes", None), ("test_classes", None))
+            for k, default in (*preprocessing, *lists):
+                if k in data and data[k] == default:  # as before a folder's preprocessing
+                    del data[k]
             data = {**DATA_LEGACY_DEFAULTS, **aside, **data}
             for k in ("root", "splits_root", "cache_dir", "download", "verify_checksums"):
                 data.pop(k)

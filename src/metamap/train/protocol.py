@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from metamap.data import OneShotRun
 from metamap.errors import CheckpointError, ConfigError
 from metamap.learners import MetaLearner
+from metamap.models.batchnorm import use_batch_statistics
 from metamap.tasks import TaskBatch
 from metamap.train.build import build_metadataset, build_run_learner, build_tasks, describe
 from metamap.train.checkpoint import check_run_state, load_checkpoint
@@ -35,7 +37,9 @@ def learner_from_checkpoint(
     """Rebuild the run's config and learner from a checkpoint and load its weights.
 
     ``overrides`` (``section.key=value``) change the stored config before the learner is built:
-    ``train.device=cpu`` evaluates a GPU-trained checkpoint on a CPU-only machine.
+    ``train.device=cpu`` evaluates a GPU-trained checkpoint on a CPU-only machine, and
+    ``eval.batch_norm=transductive`` scores an inductive network with each episode's own
+    BatchNorm statistics (:func:`~metamap.models.batchnorm.use_batch_statistics`).
     """
     state = load_checkpoint(path)
     check_run_state(state, path)
@@ -64,6 +68,8 @@ def learner_from_checkpoint(
             f"checkpoint {str(path)!r} does not match the model its config describes: "
             f"{str(e).splitlines()[0]}"
         ) from None
+    if cfg.eval.batch_norm == "transductive":
+        use_batch_statistics(learner)
     return cfg, learner, state
 
 
@@ -73,8 +79,20 @@ def _chunks(cfg: RunConfig, shots: int) -> Iterator[TaskBatch]:
     yield from dist.fixed_task_chunks(e.tasks, e.seed, _CHUNK, shots=shots)
 
 
-def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
-    """``{"<shots>-shot": {"<steps>": {"mean", "ci95", "n"}}}`` on ``cfg.eval``'s fixed tasks."""
+def _bar(total: int, progress: bool) -> tqdm[Any]:
+    return tqdm(
+        total=total, desc="evaluating", unit="task", disable=not progress, dynamic_ncols=True,
+        leave=False,
+    )  # fmt: skip
+
+
+def evaluate_run(cfg: RunConfig, learner: MetaLearner, progress: bool = False) -> dict[str, Any]:
+    """Scores on ``cfg.eval``'s fixed tasks: under ``"scores"``, ``{"<shots>-shot": {"<steps>":
+    {"mean", "ci95", "n", "nonfinite", "values"}}}`` (``values``: each task's score, in task
+    order, so that the interval can be recomputed), and ``"meta_dataset"``
+    (:func:`evaluate_meta_dataset`) when ``eval.metadataset_tasks`` asks for it.
+
+    ``progress`` shows a progress bar of the tasks scored (on stderr)."""
     e = cfg.eval
     results: dict[str, Any] = {
         "protocol": describe(cfg),
@@ -86,32 +104,46 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
         "scores": {},
     }
     steps = e.steps if learner.inner_steps else [0]
-    for shots in e.shots:
-        scores: dict[int, list[float]] = {k: [] for k in steps}
-        for chunk in _chunks(cfg, shots):
-            for k, values in evaluate_scores(learner, chunk, steps).items():
-                scores[k] += values
-        results["scores"][f"{shots}-shot"] = {
-            str(k): {"mean": s.mean, "ci95": s.ci95, "n": s.n, "nonfinite": s.nonfinite}
-            for k, s in ((k, summarize(v)) for k, v in scores.items())
-        }
-    if e.metadataset_tasks:
-        results["meta_dataset"] = evaluate_meta_dataset(cfg, learner)
+    with _bar(len(e.shots) * e.tasks + e.metadataset_tasks, progress) as bar:
+        for shots in e.shots:
+            bar.set_postfix_str(f"{shots}-shot", refresh=False)
+            scores: dict[int, list[float]] = {k: [] for k in steps}
+            for chunk in _chunks(cfg, shots):
+                for k, values in evaluate_scores(learner, chunk, steps, bar.update).items():
+                    scores[k] += values
+            results["scores"][f"{shots}-shot"] = {
+                str(k): summarize(v).to_dict() for k, v in scores.items()
+            }
+        if e.metadataset_tasks:
+            bar.set_postfix_str("Meta-Dataset", refresh=False)
+            results["meta_dataset"] = _meta_dataset(cfg, learner, bar.update)
     return results
 
 
-def evaluate_meta_dataset(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any]:
+def evaluate_meta_dataset(
+    cfg: RunConfig, learner: MetaLearner, progress: bool = False
+) -> dict[str, Any]:
     """Accuracy on ``eval.metadataset_tasks`` fixed Meta-Dataset episodes of the test split
     (:func:`~metamap.train.build.build_metadataset`), with the episodes' mean ways, support size
     and queries per class; with several domains also per domain (``by_domain``: Meta-Dataset
-    reports each test dataset on its own). Episodes are materialised 100 at a time."""
+    reports each test dataset on its own). ``values`` holds each episode's accuracy, in episode
+    order (and ``domains``, with several domains, each episode's domain index), so that every
+    interval can be recomputed. Episodes are materialised 100 at a time; ``progress`` shows a
+    progress bar (on stderr)."""
+    with _bar(cfg.eval.metadataset_tasks, progress) as bar:
+        return _meta_dataset(cfg, learner, bar.update)
+
+
+def _meta_dataset(
+    cfg: RunConfig, learner: MetaLearner, on_task: Callable[[], object]
+) -> dict[str, Any]:
     e, t = cfg.eval, cfg.task.episodes()
     sampler = build_metadataset(cfg, "test")
     episodes = sampler.fixed_episodes(e.metadataset_tasks, e.seed)
     values: list[float] = []
     for start in range(0, len(episodes), _CHUNK):
         tasks = [sampler.task_from_episode(ep) for ep in episodes[start : start + _CHUNK]]
-        values += evaluate_scores(learner, tasks, [0])[0]
+        values += evaluate_scores(learner, tasks, [0], on_task)[0]
     s = summarize(values)
     n = len(episodes)
     by_domain: list[dict[str, Any]] = []
@@ -139,6 +171,8 @@ def evaluate_meta_dataset(cfg: RunConfig, learner: MetaLearner) -> dict[str, Any
         "ci95": s.ci95,
         "nonfinite": s.nonfinite,
         "by_domain": by_domain if len(by_domain) > 1 else None,
+        "values": s.to_dict()["values"],
+        "domains": [ep.domain for ep in episodes] if len(by_domain) > 1 else None,
     }
 
 
@@ -168,17 +202,25 @@ def lake_one_shot_error(learner: MetaLearner, runs: Sequence[OneShotRun]) -> dic
     """Error rate on Lake et al.'s 20 within-alphabet 20-way one-shot runs (Science 2015).
 
     Each run is one task: the 20 training images (one per class) are the support set and the 20
-    test images the queries. Humans: 4.5% error (Lake et al. 2015).
+    test images the queries. Humans: 4.5% error (Lake et al. 2015). The learner is in evaluation
+    mode, as in every other evaluation: an inductive network normalises with its running
+    statistics. The figure is a one-shot one only if no run image was trained on
+    (:func:`~metamap.data.omniglot_runs.run_images_seen`).
     """
     p = next(learner.parameters())
     errors = []
-    for run in runs:
-        sx = torch.from_numpy(run.train_images).to(p.device, p.dtype) / 255.0
-        qx = torch.from_numpy(run.test_images).to(p.device, p.dtype) / 255.0
-        sy = torch.arange(len(sx), device=p.device)
-        state = learner.adapt(sx, sy)
-        with torch.no_grad():
-            pred = learner.predict(state, qx).argmax(-1).cpu()
-        errors.append(float((pred != torch.from_numpy(run.answers)).float().mean()))
+    was_training = learner.training
+    learner.eval()
+    try:
+        for run in runs:
+            sx = torch.from_numpy(run.train_images).to(p.device, p.dtype) / 255.0
+            qx = torch.from_numpy(run.test_images).to(p.device, p.dtype) / 255.0
+            sy = torch.arange(len(sx), device=p.device)
+            state = learner.adapt(sx, sy)
+            with torch.no_grad():
+                pred = learner.predict(state, qx).argmax(-1).cpu()
+            errors.append(float((pred != torch.from_numpy(run.answers)).float().mean()))
+    finally:
+        learner.train(was_training)
     s = summarize(errors)
     return {"error": s.mean, "ci95": s.ci95, "runs": s.n, "per_run": list(s.values)}
