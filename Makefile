@@ -6,6 +6,14 @@ PIP    := $(PY) -m pip
 # torch is pinned here (a local CPU wheel on our machines) and installed before the package,
 # so that the `torch>=2.4` range in pyproject never pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# torchvision and timm (`model.name: torchvision` / `timm`, and their tests) go in with --no-deps,
+# so that pip never replaces that torch: each torchvision release pins one torch release (0.28 is
+# torch 2.13's; change TORCHVISION_SPEC with TORCH_SPEC), then timm's pure-Python dependencies.
+# PyPI's torchvision wheel is built for PyPI's CUDA torch: beside a CPU torch its compiled
+# operators do not load (metamap then refuses it, naming the matching CPU wheel to install; the
+# tests still run the networks, see tests/models/test_external.py).
+TORCHVISION_SPEC ?= torchvision==0.28.*
+TIMM_SPEC ?= timm==1.0.31
 
 .PHONY: venv demo test lint typecheck unit bench bench-omniglot bench-env device-wheels device-data tables clean
 
@@ -14,6 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps "$(TORCHVISION_SPEC)" "$(TIMM_SPEC)"
+	$(PIP) install -q huggingface_hub safetensors
 	touch $@
 
 venv: $(VENV)/.installed

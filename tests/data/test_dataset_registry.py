@@ -28,6 +28,7 @@ def test_every_shipped_dataset_is_registered_with_a_loader() -> None:
         "cifar_fs",
         "fc100",
         "cub",
+        "torch",
     }
     for name, section in DATASETS.items():
         config = section.model_validate({"name": name})

@@ -16,6 +16,8 @@ loader                                 dataset                                  
 :func:`mini_imagenet`                  mini-ImageNet (Ravi & Larochelle 2017 split)    3×84×84
 :func:`tiered_imagenet`                tiered-ImageNet (Ren et al. 2018)               3×84×84
 :func:`cub`                            CUB-200-2011, Chen et al. (2019) split          3×84×84
+:func:`from_torch_dataset`             any PyTorch ``Dataset`` of ``(image, label)``   any
+                                       pairs (``torchvision.datasets.ImageFolder``, …)
 =====================================  ==============================================  ==========
 
 Decoding happens once per source and preprocessing (:mod:`metamap.data.cache`; cache folder:
@@ -38,13 +40,14 @@ from metamap.data.folder import image_folder
 from metamap.data.images import decode_image, list_images
 from metamap.data.miniimagenet import mini_imagenet, tiered_imagenet
 from metamap.data.omniglot import OmniglotSplit, omniglot, omniglot_images, omniglot_root
-from metamap.data.omniglot_runs import OneShotRun, omniglot_one_shot_runs
+from metamap.data.omniglot_runs import OneShotRun, omniglot_one_shot_runs, run_images_seen
 from metamap.data.registry import (
     DATASETS,
     AugmentConfig,
     DatasetSection,
     register_dataset,
 )
+from metamap.data.torch_dataset import TorchData, from_torch_dataset
 
 __all__ = [
     "CIFAR_FS_SPLITS",
@@ -55,6 +58,7 @@ __all__ = [
     "ImageClassDataset",
     "OmniglotSplit",
     "OneShotRun",
+    "TorchData",
     "cached_images",
     "cifar_fs",
     "cub",
@@ -63,6 +67,7 @@ __all__ = [
     "download_url",
     "extract_archive",
     "fc100",
+    "from_torch_dataset",
     "image_folder",
     "is_archive",
     "list_images",
@@ -74,5 +79,6 @@ __all__ = [
     "read_cifar100_binary",
     "register_dataset",
     "resolve_cache_dir",
+    "run_images_seen",
     "tiered_imagenet",
 ]

@@ -1,9 +1,20 @@
 """Base learners. They know nothing of meta-learning: plain ``nn.Module`` s with a ``body``
 (feature extractor) and a ``head`` (last linear layer), usable through
-``torch.func.functional_call``."""
+``torch.func.functional_call``. Besides metamap's own (MLP, Conv-4, ResNet-12), torchvision's and
+timm's classification networks serve as bodies (:mod:`metamap.models.external`; optional
+packages, imported only when one is built)."""
 
 from metamap.models.conv4 import BatchNormPolicy, Conv4, Downsample, conv4_feature_dim
 from metamap.models.dropblock import DropBlock2d, drop_layers, reseed_drop_layers
+from metamap.models.external import (
+    BackboneImportError,
+    ExternalBackbone,
+    Normalization,
+    TimmSection,
+    TorchvisionSection,
+    normalization_of,
+    set_normalization,
+)
 from metamap.models.mlp import MLP
 from metamap.models.registry import (
     MODEL_LEGACY_DEFAULTS,
@@ -26,22 +37,29 @@ __all__ = [
     "MLP",
     "MODELS",
     "MODEL_LEGACY_DEFAULTS",
+    "BackboneImportError",
     "BatchNormPolicy",
     "Conv4",
     "Downsample",
     "DropBlock2d",
+    "ExternalBackbone",
     "InputShape",
     "ModelContext",
     "ModelSection",
+    "Normalization",
     "ResBlock",
     "ResNet12",
+    "TimmSection",
+    "TorchvisionSection",
     "conv4_feature_dim",
     "drop_layers",
     "input_dtype_of",
     "input_shape_of",
+    "normalization_of",
     "register_model",
     "reseed_drop_layers",
     "set_input_dtype",
     "set_input_shape",
+    "set_normalization",
     "split_model",
 ]
