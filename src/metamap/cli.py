@@ -174,6 +174,9 @@ def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = Fals
 
         torch.set_num_threads(cfg.train.threads)
     trainer = Trainer(cfg, out_dir)
+    split = cfg.data.split_summary() if cfg.task.images else ""
+    if split:  # classes the user's own folder split gives each part
+        print(split, file=sys.stderr)
     if evaluate:  # an evaluation that cannot run fails now, not after the training
         check_evaluation(cfg, trainer.learner)
 

@@ -126,3 +126,21 @@ def test_the_cli_says_what_it_applies(
     assert "calibrated on the 72 input images" in out
     assert main(["export", str(maml_ckpt), "--out", str(tmp_path / "e"), "--format", "export"]) == 2
     assert "give --calibrate DIR" in capsys.readouterr().err
+
+
+def test_a_torch_dataset_is_embedded_like_its_files(inverted_ckpt: Path, image_root: Path) -> None:
+    """(image, label) pairs of PIL images, as torchvision's ImageFolder gives them, get the
+    model's preprocessing (inversion included) like the same files do."""
+    from PIL import Image
+
+    ext = FeatureExtractor.from_checkpoint(inverted_ckpt)
+    files = load_image_files(image_root, ext.spec).files[:8]
+
+    class Pairs(torch.utils.data.Dataset[tuple[Image.Image, int]]):
+        def __len__(self) -> int:
+            return len(files)
+
+        def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+            return Image.open(files[i]).convert("L"), i % 2
+
+    torch.testing.assert_close(ext.embed(Pairs()), ext.embed(files))

@@ -305,4 +305,4 @@ class CubData(DatasetSection):
     colour: ClassVar[bool | None] = True
 
     loader = staticmethod(cub)
-    keywords = ("root", "splits_root", "image_size", "cache_dir")
+    keywords = ("root", "splits_root", "image_size", "cache_dir", "progress")

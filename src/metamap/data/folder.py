@@ -243,13 +243,15 @@ class FolderData(DatasetSection):
     ``vinyals``, the Omniglot default, when none was given); kept so those configs and runs
     load and resume as they were."""
 
-    def load(self, split: ClassSplit) -> ImageClassDataset:
+    def load(self, split: ClassSplit, progress: bool = False) -> ImageClassDataset:
         if self.root is None:
             raise DataError(
                 "data.name 'folder' needs data.root: a folder with one sub-folder per class"
             )
         mode: Mode = "L" if self.channels == 1 else "RGB"
-        full = image_folder(self.root, self.image_size, mode, self.cache_dir, invert=self.invert)
+        full = image_folder(
+            self.root, self.image_size, mode, self.cache_dir, invert=self.invert, progress=progress
+        )
         return class_split(full, split, self.split_fractions, lists=self.class_lists())
 
     def split_summary(self) -> str:

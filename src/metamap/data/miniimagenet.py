@@ -307,7 +307,7 @@ class _ImageNetData(DatasetSection):
     channels: Literal[1, 3] = 3
 
     colour: ClassVar[bool | None] = True
-    keywords = ("imagenet_root", "splits_root", "image_size", "cache_dir")
+    keywords = ("imagenet_root", "splits_root", "image_size", "cache_dir", "progress")
 
 
 @register_dataset

@@ -572,6 +572,7 @@ class OmniglotData(DatasetSection):
         "cache_dir",
         "download",
         "verify",
+        "progress",
     )
 
     def preprocessing(self) -> dict[str, Any]:

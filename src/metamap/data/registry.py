@@ -115,16 +115,19 @@ class DatasetSection(Section):
     keywords: ClassVar[tuple[str, ...]] = ()
     """The keyword arguments ``loader`` takes, from :meth:`settings`."""
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self, progress: bool = False) -> dict[str, Any]:
         """The section's settings under the names loaders give them: its fields, with
-        ``verify`` for ``verify_checksums`` and ``imagenet_root`` for ``root``."""
+        ``verify`` for ``verify_checksums`` and ``imagenet_root`` for ``root``, and
+        ``progress``."""
         fields = {name: getattr(self, name) for name in type(self).model_fields}
-        return {**fields, "verify": self.verify_checksums, "imagenet_root": self.root}
+        aliases = {"verify": self.verify_checksums, "imagenet_root": self.root}
+        return {**fields, **aliases, "progress": progress}
 
-    def load(self, split: ClassSplit) -> ImageClassDataset:
+    def load(self, split: ClassSplit, progress: bool = False) -> ImageClassDataset:
         """The decoded (cached) images of class split ``split`` (``train``, ``val``,
-        ``trainval`` or ``test``)."""
-        settings = self.settings()
+        ``trainval`` or ``test``); ``progress`` shows a bar while a first decode fills the
+        cache."""
+        settings = self.settings(progress)
         return type(self).loader(split, **{k: settings[k] for k in self.keywords})
 
     def preprocessing(self) -> dict[str, Any]:

@@ -406,7 +406,7 @@ class TorchData(DatasetSection):
             raise own_error(f"expected an import path 'package.module:attribute', got {value!r}")
         return value
 
-    def load(self, split: ClassSplit) -> ImageClassDataset:
+    def load(self, split: ClassSplit, progress: bool = False) -> ImageClassDataset:
         if self.dataset is None:
             raise DataError(
                 "data.name 'torch' needs data.dataset: 'package.module:attribute', a function "
@@ -430,7 +430,7 @@ class TorchData(DatasetSection):
             )
         name = f"{self.dataset.split(':')[1]}:{split}"
         return from_torch_dataset(
-            made, image_size=self.image_size, channels=self.channels, name=name
+            made, image_size=self.image_size, channels=self.channels, name=name, progress=progress
         )
 
     def split_note(self) -> str:

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from metamap.data import ImageClassDataset
+from metamap.data import ImageClassDataset, from_torch_dataset
 from metamap.errors import CheckpointError, TaskShapeError
 from metamap.features.inputs import (
     ImageSource,
@@ -254,6 +254,15 @@ class FeatureExtractor:
         """
         if isinstance(source, ImageClassDataset | LoadedImages):
             return as_image_tensor(torch.from_numpy(np.asarray(source.images)), self.spec, name)
+        if isinstance(source, torch.utils.data.Dataset):  # raw (image, label) pairs, as files
+            loaded = from_torch_dataset(
+                source,  # type: ignore[arg-type]  # from_torch_dataset refuses one without len
+                image_size=self.spec.image_size,
+                channels=1 if self.spec.channels == 1 else 3,
+                resample=self.spec.resample,
+            )
+            pixels = 255 - loaded.images if self.spec.invert else loaded.images
+            return as_image_tensor(torch.from_numpy(np.asarray(pixels)), self.spec, name)
         if isinstance(source, str | os.PathLike) or (
             isinstance(source, list | tuple) and all(isinstance(s, str | Path) for s in source)
         ):

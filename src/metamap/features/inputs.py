@@ -2,8 +2,10 @@
 
 Accepted: a tensor or NumPy array of images ``(N, C, H, W)`` (or ``(N, H, W)`` for one channel;
 uint8 in 0…255 or floating point in [0, 1]), an :class:`~metamap.data.ImageClassDataset`, one
-image file, a list of image files, a folder of images (unlabelled), or a folder with one
-sub-folder of images per class (labelled by sub-folder name).
+image file, a list of image files, a folder of images (unlabelled), a folder with one
+sub-folder of images per class (labelled by sub-folder name), or a map-style
+``torch.utils.data.Dataset`` of ``(image, label)`` pairs such as torchvision's ``ImageFolder``
+(:func:`~metamap.data.from_torch_dataset`; its images are decoded like files).
 
 Tensors must already have the model's shape (a clear :class:`TaskShapeError` says which shape
 otherwise), and float images must be finite and in [0, 1] (:func:`check_pixels` says which
@@ -25,6 +27,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from metamap.data import ImageClassDataset
 from metamap.data.images import (
@@ -125,6 +128,7 @@ ImageSource: TypeAlias = (
     | npt.NDArray[np.generic]
     | ImageClassDataset
     | LoadedImages
+    | Dataset[Any]
     | str
     | os.PathLike[str]
     | Sequence[str | os.PathLike[str]]

@@ -47,8 +47,8 @@ Split = Literal["train", "val", "test"]
 
 
 @functools.lru_cache(maxsize=8)
-def _load_images(name: str, data_json: str, split: ClassSplit) -> ImageClassDataset:
-    return DATASETS[name].model_validate_json(data_json).load(split)
+def _load_images(name: str, data_json: str, split: ClassSplit, progress: bool) -> ImageClassDataset:
+    return DATASETS[name].model_validate_json(data_json).load(split, progress)
 
 
 def load_images(cfg: RunConfig, split: Split, data: DataConfig | None = None) -> ImageClassDataset:
@@ -56,7 +56,7 @@ def load_images(cfg: RunConfig, split: Split, data: DataConfig | None = None) ->
     ``cfg.extra_domains``)."""
     d = cfg.data if data is None else data
     name = {"train": d.train_split, "val": d.val_split, "test": d.test_split}
-    return _load_images(d.name, d.model_dump_json(), name[split])
+    return _load_images(d.name, d.model_dump_json(), name[split], cfg.train.progress)
 
 
 def build_tasks(
