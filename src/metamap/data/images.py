@@ -29,6 +29,7 @@ from metamap.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "RESAMPLE_FILTERS",
     "DecodeOptions",
     "Decoding",
     "Mode",
@@ -48,7 +49,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 )
 
-_RESAMPLE: dict[str, Image.Resampling] = {
+RESAMPLE_FILTERS: dict[str, Image.Resampling] = {
     "lanczos": Image.Resampling.LANCZOS,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -113,8 +114,8 @@ def parse_size(size: int | Sequence[int]) -> tuple[int, int]:
 def _check(mode: str, resample: str) -> None:
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
-    if resample not in _RESAMPLE:
-        raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, got {resample!r}")
 
 
 def decode_image(
@@ -152,7 +153,7 @@ def decode_image(
             if img.mode != mode:
                 img = img.convert(mode)
             if hw is not None and img.size != (hw[1], hw[0]):
-                img = img.resize((hw[1], hw[0]), _RESAMPLE[resample])
+                img = img.resize((hw[1], hw[0]), RESAMPLE_FILTERS[resample])
             arr = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError as e:
         raise DataError(f"image file {label} does not exist") from e

@@ -46,20 +46,12 @@ from pydantic import field_validator
 
 from metamap.data.dataset import ClassSplit, ImageClassDataset
 from metamap.data.folder import class_split
-from metamap.data.images import Resample, parse_size
+from metamap.data.images import RESAMPLE_FILTERS, Resample, parse_size
 from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 from metamap.section import own_error
 
 __all__ = ["MapDataset", "TorchData", "from_torch_dataset", "import_object"]
-
-_RESAMPLE: dict[str, Image.Resampling] = {
-    "lanczos": Image.Resampling.LANCZOS,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "box": Image.Resampling.BOX,
-    "nearest": Image.Resampling.NEAREST,
-}
 
 
 class MapDataset(Protocol):
@@ -102,8 +94,8 @@ def from_torch_dataset(
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if resample not in _RESAMPLE:
-        raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"resample must be one of {sorted(RESAMPLE_FILTERS)}, got {resample!r}")
     hw = parse_size(image_size)
     label = name or type(dataset).__name__
     try:
@@ -217,7 +209,7 @@ def _converted(
 
 def _resized(img: Image.Image, hw: tuple[int, int], resample: str) -> npt.NDArray[np.uint8]:
     if img.size != (hw[1], hw[0]):
-        img = img.resize((hw[1], hw[0]), _RESAMPLE[resample])
+        img = img.resize((hw[1], hw[0]), RESAMPLE_FILTERS[resample])
     arr = np.asarray(img, dtype=np.uint8)
     return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
 

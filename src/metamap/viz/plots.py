@@ -61,6 +61,11 @@ def adaptation_plot(
     ax.set_title(title or f"{type(learner).__name__}: {task.shots}-shot adaptation")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (its folder made) and close it."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -80,12 +85,7 @@ def learning_curve_plot(
     regression, ``"accuracy"`` for classification), logged as ``val_<metric>``; by default the
     one the records hold. See :func:`learning_curve_figure`.
     """
-    fig = learning_curve_figure(records, title, metric)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(learning_curve_figure(records, title, metric), path)
 
 
 def learning_curve_figure(
