@@ -100,3 +100,19 @@ def test_a_page_without_the_block_is_refused(make_tables: ModuleType) -> None:
         make_tables.replace("# README\n", "omniglot", "| table |", "docs/x.md")
     text = "a\n<!-- BEGIN omniglot -->\nold\n<!-- END omniglot -->\nb\n"
     assert make_tables.replace(text, "omniglot", "new") == text.replace("old", "new")
+
+
+def test_lakes_error_is_shown_only_for_models_that_never_saw_a_run_image(
+    real_tables: ModuleType,
+) -> None:
+    def row(protocol: str, lake: dict[str, object]) -> dict[str, object]:
+        return {"lake_one_shot": lake, "config_dump": {"data": {"protocol": protocol}}}
+
+    checked = row("vinyals", {"error": 0.05, "seen_run_images": 0})
+    assert real_tables.lake_unseen(checked) and "5.0%" in real_tables._lake_cell(checked)
+    seen = row("metadataset", {"error": 0.03, "seen_run_images": 312})
+    assert real_tables._lake_cell(seen) == " | – (saw run images) | "
+    # Older results have no pixel check: the split decides (the Vinyals split holds run images).
+    assert not real_tables.lake_unseen(row("vinyals", {"error": 0.03}))
+    assert real_tables.lake_unseen(row("metadataset", {"error": 0.1}))
+    assert real_tables._lake_cell(row("vinyals", {"error": None})) == " | n/a | "
