@@ -186,8 +186,10 @@ def _on_gpu(r: dict[str, Any]) -> bool:
 
 
 def _run_name(r: dict[str, Any]) -> str:
-    """A result's config, with the GPU it trained on where it did (beside a CPU row)."""
-    return f"{r['config']} on {r['device_name']}" if _on_gpu(r) else str(r["config"])
+    """A result's config, with the GPU it trained on where it did (beside a CPU row), and
+    "batch-statistics test" where an inductive network was scored transductively."""
+    name = f"{r['config']} on {r['device_name']}" if _on_gpu(r) else str(r["config"])
+    return name + (", batch-statistics test" if _tested_transductively(r) else "")
 
 
 def lake_unseen(r: dict[str, Any]) -> bool:
@@ -227,6 +229,8 @@ def omniglot_table() -> str:
         paper = PAPER_OMNIGLOT.get(r["learner"], {})
         if r["config_dump"]["task"].get("sampler") == "metadataset":
             paper = {}  # the papers' figures are for their own (N-way K-shot) training episodes
+        if r["config_dump"]["data"].get("protocol") == "metadataset":
+            paper = {}  # tested on other characters than the papers' (the evaluation alphabets)
         cells = []
         for s in settings:
             sc = r["scores"].get(s)
@@ -322,7 +326,9 @@ def omniglot_table() -> str:
         )
         + " — measured recognition of drawings the model had trained on, not one-shot "
         "learning, and were optimistic; the rows that train on the 30 background alphabets "
-        "only (Lake's protocol) give the one-shot figure. A row's settings "
+        "only (Lake's protocol) give the one-shot figure. "
+        + _batch_norm_note(runs)
+        + "A row's settings "
         "with more shots than it was trained with test the same model with more shots: "
         + "; ".join(more_shots)
         + ". "
@@ -367,6 +373,39 @@ OMNIGLOT_NAMES = {
 """Method names of the headline table, in its row order (other learners follow, sorted)."""
 
 
+def _batch_norm_note(runs: list[dict[str, Any]]) -> str:
+    """Rows scored both ways (running statistics, and each episode's): the papers differ (the
+    ProtoNets code tests with running statistics, MAML's with the episode's)."""
+    pairs = []
+    for r in runs:
+        if not _tested_transductively(r):
+            continue
+        twin = next(
+            (x for x in runs if x["config"] == r["config"] and not _tested_transductively(x)),
+            None,
+        )
+        if twin is None:
+            continue
+        cells = [
+            f"{s} {100 * twin['scores'][s]['mean']:.2f} with running statistics against "
+            f"{100 * r['scores'][s]['mean']:.2f} with each episode's"
+            for s in ("5w1s", "20w1s")
+            if s in twin["scores"] and s in r["scores"]
+        ]
+        pairs.append(f"{r['config']}: " + ", ".join(cells))
+    if not pairs:
+        return ""
+    return (
+        "BatchNorm at test time: an inductive network scored both ways (`eval.batch_norm: "
+        "transductive`; the policy does not change training, so the weights are the same) — "
+        + "; ".join(pairs)
+        + ". The ProtoNets code tests with running statistics and MAML's with each episode's; "
+        "the Vinyals ProtoNet rows were trained transductive (no running statistics), so their "
+        "inductive twins (`protonet-5w1s-inductive`, `protonet-5w1s-trainval-inductive`) ship "
+        "as configs but are not yet measured. "
+    )
+
+
 def _lake_cell(r: dict[str, Any]) -> str:
     """The Lake column of a row: its error where the model never saw a run image."""
     lake = r["lake_one_shot"]
@@ -390,12 +429,16 @@ def headline_table(full_table: str = "docs/results/omniglot.md") -> str:
         "| method | " + " | ".join(settings) + " | Lake error |",
         "|" + "---|" * (len(settings) + 2),
     ]
-    for learner in learners:
-        mine = [r for r in runs if r["learner"] == learner]
+    for learner in learners:  # each network as it was trained to be tested
+        mine = [r for r in runs if r["learner"] == learner and not _tested_transductively(r)]
         paper = PAPER_OMNIGLOT.get(learner, {})
         cells = []
         for s in settings:
-            scored = [r for r in mine if s in r["scores"]]
+            scored = [  # on the Vinyals test characters, as the papers (not Lake's protocol)
+                r
+                for r in mine
+                if s in r["scores"] and r["config_dump"]["data"].get("protocol") != "metadataset"
+            ]
             if not scored:
                 cells.append("–")
                 continue
@@ -435,51 +478,170 @@ def headline_table(full_table: str = "docs/results/omniglot.md") -> str:
 
 
 BACKBONE_NAMES = {
+    "protonet-lake": "ProtoNet, background alphabets (meta-trained)",
     "protonet": "ProtoNet (meta-trained)",
     "maml": "MAML (meta-trained)",
     "pretrain": "supervised pre-training",
     "pretrain+adabn": "supervised pre-training + AdaBN",
     "random": "random initialisation",
+    "pixels": "raw pixels",
+}
+FEATURE_DOMAINS = {"omniglot": "held-out Omniglot", "digits": "digits", "gratings": "gratings"}
+DIGITS_DIAGNOSTICS = {
+    "inverted": "inverted",
+    "framed": "framed",
+    "shifted": "framed, shifted",
+    "adabn": "AdaBN",
 }
 
 
+def _pct(v: dict[str, Any] | None) -> str:
+    return "–" if v is None else f"{100 * v['mean']:.2f} ± {100 * v['ci95']:.2f}"
+
+
+def _left_out(head: str, info: dict[str, Any]) -> str:
+    """The sentence saying why ``head`` was left out of the features table (and what it costs)."""
+    if "seconds_per_episode" not in info:
+        return f"Head {head} {info['reason']}."
+    per = info["seconds_per_episode"]
+    others = info["other_heads_seconds_per_episode"]
+    return (
+        f"Head {head} {info['reason']}: timed on {info['episodes_timed']} held-out Omniglot "
+        f"episodes of {BACKBONE_NAMES.get(info['timed_on'], info['timed_on'])}, it takes "
+        + " and ".join(f"{per[s]:.2f} s per {s} episode" for s in per)
+        + " (the three heads above together: "
+        + " and ".join(f"{others[s]:.3f} s" for s in others)
+        + f"), about {info['estimated_hours']:.1f} more hours for this table."
+    )
+
+
 def features_table() -> str:
+    """benchmarks/features.py: each backbone under each head on held-out Omniglot and two
+    domains no backbone saw (5-way, 1 and 5 shots), its linear probes, and what moves its digits
+    score (polarity, framing, AdaBN)."""
     data = _result("features")
-    cols = ["omniglot/5w1s", "omniglot/5w5s", "gratings/5w1s", "gratings/5w5s"]
-    names = ["Omniglot 5w1s", "Omniglot 5w5s", "gratings 5w1s", "gratings 5w5s"]
-    lines = ["| backbone | head | " + " | ".join(names) + " |", "|" + "---|" * (len(cols) + 2)]
-    for key, row in data["backbones"].items():
+    rows = data["backbones"]
+    shots = data["shots"]
+    doms = [
+        d for d in FEATURE_DOMAINS if any(k.startswith(f"{d}/") for r in rows.values() for k in r)
+    ]
+    cols = [(d, f"{data['ways']}w{k}s") for d in doms for k in shots]
+    lines = [
+        "| backbone | head | " + " | ".join(f"{FEATURE_DOMAINS[d]} {s}" for d, s in cols) + " |",
+        "|" + "---|" * (len(cols) + 2),
+    ]
+    for key, row in rows.items():
         for head in data["heads"]:
-            cells = []
-            for c in cols:
-                v = row[f"{c}/{head}"]
-                cells.append(f"{100 * v['mean']:.2f} ± {100 * v['ci95']:.2f}")
+            cells = [_pct(row.get(f"{d}/{s}/{head}")) for d, s in cols]
             lines.append(f"| {BACKBONE_NAMES.get(key, key)} | {head} | " + " | ".join(cells) + " |")
-    probe = ["", "| backbone | linear probe, Omniglot | linear probe, gratings |", "|---|---|---|"]
-    for key, row in data["backbones"].items():
-        probe.append(
-            f"| {BACKBONE_NAMES.get(key, key)} | {100 * row['omniglot/probe']:.1f} | "
-            f"{100 * row['gratings/probe']:.1f} |"
-        )
+    probe = [
+        "",
+        "| backbone (feature dimension) | measure | "
+        + " | ".join(FEATURE_DOMAINS[d] for d in doms)
+        + " |",
+        "|" + "---|" * (len(doms) + 2),
+    ]
+    measures = {
+        "probe": ("linear probe, centred (%)", lambda v: f"{100 * v:.1f}"),
+        "probe_uncentred": ("linear probe, uncentred (%)", lambda v: f"{100 * v:.1f}"),
+        "mean_cosine": ("mean cosine of two images' features", lambda v: f"{v:.2f}"),
+    }
+    for key, row in rows.items():
+        for m, (label, fmt) in measures.items():
+            if f"{doms[0]}/{m}" in row:
+                probe.append(
+                    f"| {BACKBONE_NAMES.get(key, key)} ({row['feature_dim']}) | {label} | "
+                    + " | ".join(fmt(row[f"{d}/{m}"]) for d in doms)
+                    + " |"
+                )
+    diag = data.get("diagnostics")
+    why: list[str] = []
+    if diag:
+        variants = [
+            v
+            for v in DIGITS_DIAGNOSTICS
+            if any(f"{v}/" in k for r in rows.values() for k in r.get("digits_diagnostics", {}))
+        ]
+        dcols = [(v, f"{data['ways']}w{k}s") for v in ["as given", *variants] for k in shots]
+        why = [
+            "",
+            "| backbone (digits, "
+            + diag["head"]
+            + " head) | "
+            + " | ".join(f"{DIGITS_DIAGNOSTICS.get(v, v)} {s}" for v, s in dcols)
+            + " |",
+            "|" + "---|" * (len(dcols) + 1),
+        ]
+        for key, row in rows.items():
+            found = {
+                **{f"as given/{s}": row.get(f"digits/{s}/{diag['head']}") for _, s in dcols},
+                **row.get("digits_diagnostics", {}),
+            }
+            why.append(
+                f"| {BACKBONE_NAMES.get(key, key)} | "
+                + " | ".join(_pct(found.get(f"{v}/{s}")) for v, s in dcols)
+                + " |"
+            )
+    splits = data["domains"]["omniglot"]["splits"]
+    scored_on = {
+        split: [BACKBONE_NAMES.get(k, k) for k, r in rows.items() if r["omniglot_split"] == split]
+        for split in splits
+    }
+    digits = data["domains"]["digits"]
     notes = [
         "",
-        f"Few-shot accuracy (%, mean ± 95% CI) over {data['episodes']} fixed 5-way test episodes "
-        f"({data['queries']} queries per class) per cell, through "
-        "`FewShotClassifier(FeatureExtractor.from_checkpoint(ckpt), head)`. Linear probe: "
-        f"accuracy (%) of a logistic regression on the features of {data['probe_classes']} "
-        "classes, trained on half of each class's images and tested on the other half. "
-        f"torch {data['torch']}, {data['threads']} thread(s). "
-        f"Produced by `{shell(data['command'])}`"
-        f" on {data['date'][:10]}. Checkpoints (the best validated step of each run in "
-        "runs/bench/ on that date): "
+        f"Few-shot accuracy (%, mean ± 95% CI) over {data['episodes']} fixed {data['ways']}-way "
+        f"episodes ({data['queries']} queries per class, seed {data['seed']}) per cell, through "
+        "`FewShotClassifier(extractor, head)` at its default settings. Held-out Omniglot: "
         + "; ".join(
-            f"{BACKBONE_NAMES.get(k, k)}: {r['info']['run']}, step {r['info']['step']:,}"
-            for k, r in data["backbones"].items()
-            if "checkpoint" in r["info"]
+            f"{info['description']} ({info['characters']} characters"
+            + (f", {info['classes']} classes" if info["classes"] != info["characters"] else "")
+            + f") for {', '.join(scored_on[split])}"
+            for split, info in splits.items()
         )
-        + ".",
+        + f". Digits: {digits['images']:,} real scanned digits of {digits['classes']} classes "
+        f"({digits['source']}); gratings: {data['domains']['gratings']['classes']} synthetic "
+        "classes. Linear probe: accuracy (%) of a logistic regression (C=1) on the features of at "
+        f"most {data['probe_classes']} classes, trained on half of each class's images and "
+        "tested on the other half, the features centred on the training half's mean and "
+        "L2-normalised (CL2N), or L2-normalised only (uncentred).",
     ]
-    return "\n".join([*lines, *probe, *notes, provenance_note([data])])
+    if diag:
+        notes.append(
+            f"Digits diagnostics, the {diag['head']} head on the same episodes: *inverted*, "
+            "dark strokes on bright; *framed*, the digit "
+            f"{diag['frame']}×{diag['frame']} in a dark 28×28 margin; *framed, shifted*, each "
+            f"framed digit moved by up to {diag['shift']} pixels along each axis (random, "
+            "fixed); *AdaBN*, the backbone's "
+            "BatchNorm statistics re-estimated on all the unlabelled digits."
+        )
+    left = data.get("left_out") or {}
+    skipped = data.get("skipped") or {}
+    notes.append(
+        " ".join(
+            [
+                *(_left_out(h, why_left) for h, why_left in left.items()),
+                *(
+                    [
+                        "Not scored (no checkpoint): "
+                        + "; ".join(f"{BACKBONE_NAMES.get(k, k)} ({r})" for k, r in skipped.items())
+                        + "."
+                    ]
+                    if skipped
+                    else []
+                ),
+                f"torch {data['torch']}, {data['threads']} thread(s); "
+                f"produced by `{shell(data['command'])}` on {data['date'][:10]}. Checkpoints: "
+                + "; ".join(
+                    f"{BACKBONE_NAMES.get(k, k)}: {r['info']['run']}, step {r['info']['step']:,}"
+                    for k, r in rows.items()
+                    if "checkpoint" in r["info"]
+                )
+                + ".",
+            ]
+        )
+    )
+    return "\n".join([*lines, *probe, *why, *notes, provenance_note([data])])
 
 
 def episode_speed_table() -> str:
