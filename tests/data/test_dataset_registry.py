@@ -134,7 +134,7 @@ def stripes() -> Iterator[type[DatasetSection]]:
         name: Literal["stripes"] = "stripes"
         image_size: int = 16
 
-        def load(self, split: ClassSplit) -> ImageClassDataset:
+        def load(self, split: ClassSplit, progress: bool = False) -> ImageClassDataset:
             return _Stripes.images(split)
 
     yield StripesData

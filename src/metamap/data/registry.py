@@ -16,8 +16,11 @@ Example (``data/omniglot.py``)::
         protocol: Literal["vinyals", "maml", "metadataset"] = "vinyals"
         colour: ClassVar[bool | None] = False
 
-        def load(self, split: ClassSplit) -> ImageClassDataset:
-            return omniglot(split, self.protocol, root=self.root, ...)
+        loader = staticmethod(omniglot)  # called as loader(split, protocol=..., root=..., ...)
+        keywords = ("protocol", "root", "splits_root", "image_size", "cache_dir", "progress")
+
+A dataset whose loading is not one call overrides ``load(self, split, progress=False)`` instead
+(a folder's seeded class split: :class:`~metamap.data.folder.FolderData`).
 
 Older configs held one flat ``data`` section with every dataset's settings; :func:`split_data`
 drops another dataset's setting at its old default and keeps it aside in a stored config
