@@ -357,3 +357,23 @@ def test_maml_adapts_the_whole_network() -> None:
     step = learner.meta_gradients(TaskBatch(x, y, x, y))
     assert torch.isfinite(step.loss) and step.grads["model.head.weight"].abs().sum() > 0
     assert step.grads["model.body.conv1.weight"].abs().sum() > 0
+
+
+def test_a_checkpoints_model_is_rebuilt_without_its_pretrained_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ModelContext(pretrained=False) (what learner_from_checkpoint asks for): the hub is not
+    asked, since the checkpoint's weights replace them."""
+    models = vision("torchvision").models
+    asked: list[str] = []
+
+    def offline(self: Any, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        asked.append(repr(self))
+        return models.resnet18(weights=None).state_dict()
+
+    monkeypatch.setattr(models.WeightsEnum, "get_state_dict", offline)
+    hub = section("torchvision", weights="hub")
+    hub.build(ModelContext(3, 1, 3, 32))
+    assert len(asked) == 1
+    rebuilt = hub.build(ModelContext(3, 1, 3, 32, pretrained=False))
+    assert len(asked) == 1 and rebuilt.feature_dim == 512

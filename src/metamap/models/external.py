@@ -377,9 +377,12 @@ class _ExternalSection(ModelSection):
             return w[4:]
         return None
 
-    def build(self, ctx: ModelContext, load_weights: bool = True) -> ExternalBackbone:
-        """The network; ``load_weights=False``: the same architecture, randomly initialised,
-        without reading ``weights`` (for a caller that loads a checkpoint of it next)."""
+    def build(self, ctx: ModelContext, load_weights: bool | None = None) -> ExternalBackbone:
+        """The network; ``load_weights=False`` (default: ``ctx.pretrained``): the same
+        architecture, randomly initialised, without reading ``weights`` (for a caller that loads
+        a checkpoint of it next)."""
+        if load_weights is None:
+            load_weights = ctx.pretrained
         if ctx.channels not in (1, 3):
             raise ConfigError(f"{self.library} networks take 1 or 3 channels, not {ctx.channels}")
         body = self._body(ctx.channels, load_weights)

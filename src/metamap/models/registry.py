@@ -44,6 +44,9 @@ class ModelContext:
     """Inputs per example of a feature-vector network (regression: 1)."""
     channels: int = 1
     image_size: int = 28
+    pretrained: bool = True
+    """Load the weights the section names (a file, or a hub): ``False`` when a checkpoint's
+    weights replace them next, so that rebuilding a trained model reads nothing else."""
 
 
 class ModelSection(Section):

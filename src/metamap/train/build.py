@@ -168,14 +168,16 @@ def _episode_keys(cfg: RunConfig, split: Split, ways: int, shots: int, queries: 
     return ", ".join(f"{n} {v}" for n, v in zip(names, (ways, shots, queries), strict=True))
 
 
-def build_model(cfg: RunConfig) -> nn.Module:
+def build_model(cfg: RunConfig, pretrained: bool = True) -> nn.Module:
     """The base network the ``model`` section describes, with a ``task.ways``-way head for
     images (one output for regression), initialised from ``cfg.seed`` without touching the
-    global RNG."""
+    global RNG; ``pretrained=False`` skips the weights a backbone section names (a checkpoint
+    replaces them)."""
     context = ModelContext(
         out_features=cfg.task.out_features(),
         channels=cfg.data.channels,
         image_size=cfg.data.image_size,
+        pretrained=pretrained,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -226,20 +228,23 @@ def dtype_of(cfg: RunConfig) -> torch.dtype:
     return torch.float64 if cfg.train.dtype == "float64" else torch.float32
 
 
-def build_run_learner(cfg: RunConfig, base_classes: int | None = None) -> MetaLearner:
+def build_run_learner(
+    cfg: RunConfig, base_classes: int | None = None, pretrained: bool = True
+) -> MetaLearner:
     """The run's learner, on the configured device and dtype, without loading any data: the
     learner's own section builds it (:mod:`metamap.learners.registry`) from the configured base
     network and the run's facts.
 
     ``base_classes`` (learners trained on supervised batches) is the number of training classes
-    (rotations included).
+    (rotations included); ``pretrained=False``: a checkpoint's weights come next (see
+    :func:`build_model`).
     """
     device = resolve_device(cfg.train.device)
     dtype = dtype_of(cfg)
     d, m = cfg.data, cfg.model
     context = BuildContext(
         # the model is placed first: learner.batching 'auto' depends on the device
-        model=lambda: build_model(cfg).to(device=device, dtype=dtype),
+        model=lambda: build_model(cfg, pretrained).to(device=device, dtype=dtype),
         loss=cfg.task.loss,
         seed=cfg.seed,
         ways=cfg.task.out_features(),

@@ -56,7 +56,7 @@ def learner_from_checkpoint(
     head = weights.get("classifier.weight")
     base = int(head.shape[0]) if isinstance(head, torch.Tensor) else None
     try:
-        learner = build_run_learner(cfg, base)
+        learner = build_run_learner(cfg, base, pretrained=False)  # the checkpoint's weights
     except ConfigError:
         raise
     except ValueError as e:
