@@ -6,7 +6,6 @@ by import path in a run config, trained on."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -24,25 +23,12 @@ from metamap.data import DATASETS, TorchData, from_torch_dataset, image_folder
 from metamap.errors import ConfigError, DataError
 from metamap.tasks import EpisodeSampler
 from metamap.train import Trainer, load_config
-
-_OPS: list[Any] = []
+from vision_support import import_vision
 
 
 def torchvision() -> ModuleType:
-    """torchvision, or the test skipped; beside a CPU torch, PyPI's (CUDA) wheel imports only
-    once two of its operators are declared (see tests/models/test_external.py)."""
-    try:
-        return importlib.import_module("torchvision")
-    except ImportError:
-        pytest.skip("torchvision is not installed (pip install 'metamap[vision]')")
-    except RuntimeError as e:
-        if "torchvision::" not in str(e) or _OPS:
-            raise
-    lib = torch.library.Library("torchvision", "DEF")
-    for op in ("nms", "qnms"):
-        lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _OPS.append(lib)
-    return importlib.import_module("torchvision")
+    """torchvision, or the test skipped (tests/vision_support.py)."""
+    return import_vision("torchvision")
 
 
 def rgb(seed: int, size: int = 8) -> np.ndarray:

@@ -7,14 +7,12 @@ library, and a ProtoNet on the body. Small images (32×32) and networks keep it 
 torchvision (and so timm, which imports it) is optional: the tests are skipped without it. PyPI's
 torchvision wheel is built against PyPI's (CUDA) torch; beside a CPU torch its compiled operators
 do not load, and its import then fails while registering fake kernels for two of them
-(pytorch/vision#9085). The networks never call those operators, so :func:`vision` defines their
-schemas, here in the tests only, when that is the one thing that stops the import; metamap itself
-refuses such an install with :class:`BackboneImportError` (tested below).
+(pytorch/vision#9085); tests/vision_support.py declares their schemas for the tests, and
+metamap itself refuses such an install with :class:`BackboneImportError` (tested below).
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -40,24 +38,12 @@ from metamap.models import (
 from metamap.models.external import IMAGENET_MEAN, IMAGENET_STD, import_backbone_library
 from metamap.tasks import TaskBatch
 from metamap.train import build_model, load_config
-
-_OPS: list[Any] = []  # the torch.library.Library defining them must stay alive
+from vision_support import import_vision
 
 
 def vision(name: str) -> ModuleType:
-    """``torchvision`` or ``timm`` imported (see the module's text), or the test skipped."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        pytest.skip(f"{name} is not installed (pip install 'metamap[vision]')")
-    except RuntimeError as e:
-        if "torchvision::" not in str(e) or _OPS:
-            raise
-    lib = torch.library.Library("torchvision", "DEF")
-    for op in ("nms", "qnms"):
-        lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _OPS.append(lib)
-    return importlib.import_module(name)
+    """``torchvision`` or ``timm`` imported (tests/vision_support.py), or the test skipped."""
+    return import_vision(name)
 
 
 @pytest.fixture(params=["torchvision", "timm"])
