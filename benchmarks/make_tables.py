@@ -400,9 +400,9 @@ def _batch_norm_note(runs: list[dict[str, Any]]) -> str:
         "transductive`; the policy does not change training, so the weights are the same) — "
         + "; ".join(pairs)
         + ". The ProtoNets code tests with running statistics and MAML's with each episode's; "
-        "the Vinyals ProtoNet rows were trained transductive (no running statistics), so their "
-        "inductive twins (`protonet-5w1s-inductive`, `protonet-5w1s-trainval-inductive`) ship "
-        "as configs but are not yet measured. "
+        "the paper-level Vinyals ProtoNet rows were trained transductive (no running "
+        "statistics): `protonet-5w1s-trainval-inductive` is their inductive twin, the "
+        "ProtoNets code's protocol, measured so far on part of its budget (see its row). "
     )
 
 
