@@ -423,7 +423,7 @@ class RunConfig(Section):
                     f"data ({d.name}) has {d.image_size}, {d.channels}: every domain of an "
                     "episode feeds the same network, so set them alike"
                 )
-            normalised = [(x.preprocessing()["mean"], x.preprocessing()["std"]) for x in (d, e)]
+            normalised = [(p["mean"], p["std"]) for p in (x.preprocessing() for x in (d, e))]
             if normalised[0] != normalised[1]:
                 raise ValueError(
                     f"{key} ({e.name}) is normalised with mean/std {normalised[1]} but data "
