@@ -1,4 +1,5 @@
-"""Few-shot image classification data: real datasets decoded once into a memory-mapped cache.
+"""Data: image datasets for few-shot classification, decoded once into a memory-mapped cache,
+and MovieLens ratings for cold-start recommendation (:func:`load_movielens`).
 
 Every loader returns an :class:`ImageClassDataset` — ``images (N, C, H, W)`` uint8 (a read-only
 memory map of the cache, or a small in-memory selection of it), ``labels (N,)`` int64, class
@@ -39,6 +40,12 @@ from metamap.data.download import download_url
 from metamap.data.folder import image_folder
 from metamap.data.images import decode_image, list_images
 from metamap.data.miniimagenet import mini_imagenet, tiered_imagenet
+from metamap.data.movielens import (
+    MAX_ITEM_ID,
+    MOVIELENS_ENV,
+    MovieLens,
+    load_movielens,
+)
 from metamap.data.omniglot import OmniglotSplit, omniglot, omniglot_images, omniglot_root
 from metamap.data.omniglot_runs import OneShotRun, omniglot_one_shot_runs, run_images_seen
 from metamap.data.registry import (
@@ -53,9 +60,12 @@ __all__ = [
     "CIFAR_FS_SPLITS",
     "DATASETS",
     "FC100_SPLITS",
+    "MAX_ITEM_ID",
+    "MOVIELENS_ENV",
     "AugmentConfig",
     "DatasetSection",
     "ImageClassDataset",
+    "MovieLens",
     "OmniglotSplit",
     "OneShotRun",
     "TorchData",
@@ -71,6 +81,7 @@ __all__ = [
     "image_folder",
     "is_archive",
     "list_images",
+    "load_movielens",
     "mini_imagenet",
     "omniglot",
     "omniglot_images",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from metamap.errors import DataError
@@ -166,7 +167,7 @@ def extract_archive(
                 f"{archive} is neither a zip nor a tar archive; it may be truncated or an HTML "
                 "error page: download it again"
             )
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as e:
         if _HAS_FILTERS and isinstance(e, tarfile.FilterError):
             raise DataError(f"refusing to extract {archive}: {e}") from e
         raise DataError(
