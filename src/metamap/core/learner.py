@@ -32,7 +32,9 @@ __all__ = ["AdaptedState", "Learner", "LossName", "MetaStep", "Params"]
 Params = dict[str, Tensor]
 """Parameters or buffers by name, as :func:`torch.func.functional_call` takes them."""
 
-LossName = Literal["mse", "cross_entropy"]
+LossName = Literal["mse", "cross_entropy", "masked_mse"]
+"""``mse`` (regression), ``cross_entropy`` (class labels), ``masked_mse`` (regression whose NaN
+targets are missing values: the padding of ragged tasks stacked into one batch)."""
 
 
 @dataclass

@@ -166,7 +166,7 @@ class MetaLearner(nn.Module, ABC):
             raise TaskShapeError(
                 f"support inputs of shape {tuple(support_x.shape)} do not fit the model: {e}"
             ) from e
-        if self.loss_name == "mse" and out.shape[1:] != support_y.shape[1:]:
+        if self.loss_name != "cross_entropy" and out.shape[1:] != support_y.shape[1:]:
             raise TaskShapeError(
                 f"targets have shape {tuple(support_y.shape)} but the model outputs "
                 f"{tuple(out.shape[1:])} per point"
@@ -190,6 +190,10 @@ class MetaLearner(nn.Module, ABC):
                 check_classes(y, "support_y")
         elif not y.is_floating_point():
             raise TaskShapeError(f"{name} regression targets must be floating point, got {y.dtype}")
+        elif self.loss_name == "masked_mse":  # NaN marks a missing (padding) target
+            if bool(torch.isnan(y).all()):
+                raise TaskShapeError(f"every {name} target is NaN (missing): nothing to fit")
+            check_finite(torch.nan_to_num(y, nan=0.0), f"{name}_y")
         else:
             check_finite(y, f"{name}_y")
 

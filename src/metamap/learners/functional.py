@@ -34,6 +34,14 @@ def _mse(pred: Tensor, y: Tensor) -> Tensor:
     return F.mse_loss(pred, y)
 
 
+def _masked_mse(pred: Tensor, y: Tensor) -> Tensor:
+    """MSE over the targets that are not NaN (a padded task's missing rows): exactly the MSE
+    of the task without its padding. NaN never reaches the gradient (it is replaced first)."""
+    present = ~torch.isnan(y)
+    diff = torch.where(present, pred - torch.nan_to_num(y), torch.zeros_like(pred))
+    return diff.square().sum() / present.sum().clamp_min(1).to(pred.dtype)
+
+
 def _ce(logits: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(logits, y)
 
@@ -48,12 +56,15 @@ def loss_function(name: LossName) -> Callable[[Tensor, Tensor], Tensor]:
         return _mse
     if name == "cross_entropy":
         return _ce
-    raise ValueError(f"unknown loss {name!r}; use 'mse' or 'cross_entropy'")
+    if name == "masked_mse":
+        return _masked_mse
+    raise ValueError(f"unknown loss {name!r}; use 'mse', 'masked_mse' or 'cross_entropy'")
 
 
 def metric_function(name: LossName) -> Callable[[Tensor, Tensor], Tensor]:
-    """The reported metric: MSE for regression, accuracy for classification."""
-    return _mse if name == "mse" else _accuracy
+    """The reported metric: MSE for regression (over present targets for ``masked_mse``),
+    accuracy for classification."""
+    return {"mse": _mse, "masked_mse": _masked_mse}.get(name, _accuracy)
 
 
 def gd_step(params: Params, grads: Params, lr: StepSize) -> Params:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import torch
-from pydantic import PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -45,6 +45,7 @@ __all__ = ["Batching", "GradientLearner", "GradientSection", "StepSizeSection", 
 
 Batching = Literal["auto", "vmap", "loop"]
 _MODEL = "model."
+G = TypeVar("G", bound="GradientLearner")
 
 
 def choose_batching(
@@ -132,6 +133,22 @@ class GradientLearner(MetaLearner):
 
     def _adapted(self, name: str) -> bool:
         return any(name.startswith(p) for p in self.adapt_prefixes)
+
+    def adapt_only(self, prefixes: Sequence[str]) -> GradientLearner:
+        """Adapt only the model parameters whose names start with one of ``prefixes`` (MeLU's
+        local update of the decision layers: ``["decision."]``); the others are meta-learned
+        and shared by every task. Raises, naming the model's parameters, for a prefix that
+        matches none."""
+        names = [n for n, _ in self.model.named_parameters()]
+        if not prefixes:
+            raise ValueError("adapt_only needs at least one parameter-name prefix")
+        for p in prefixes:
+            if not any(n.startswith(p) for n in names):
+                raise ValueError(
+                    f"no model parameter name starts with {p!r}; the model has: {', '.join(names)}"
+                )
+        self.adapt_prefixes = tuple(prefixes)
+        return self
 
     # ---- the mapping g_φ ----------------------------------------------------------------
     def _split(self, meta: Params) -> tuple[Params, Params]:
@@ -287,6 +304,15 @@ class GradientSection(LearnerSection):
     batching: Batching = "auto"
     """``vmap`` (tasks in one batched call), ``loop`` (one by one) or ``auto`` (vmap on a
     GPU); both give the same answer (tested)."""
+    adapt: list[str] = Field(default_factory=list)
+    """Prefixes of the parameter names the inner loop adapts (MeLU's local update:
+    ``[decision.]``); empty: the learner's own choice (every parameter; the head for ANIL)."""
+
+    def restrict(self, learner: G) -> G:
+        """``learner`` adapting only the parameters ``adapt`` names (all when it is empty)."""
+        if self.adapt:
+            learner.adapt_only(self.adapt)
+        return learner
 
     def draws_in_vmap(self) -> bool:
         return self.batching == "vmap"
@@ -318,7 +344,7 @@ class StepSizeSection(GradientSection):
 
     def build(self, ctx: BuildContext) -> GradientLearner:
         make = type(self).learner_class
-        return make(
+        learner = make(
             ctx.model(),
             ctx.loss,
             self.inner_steps,
@@ -327,3 +353,4 @@ class StepSizeSection(GradientSection):
             self.is_first_order(),
             self.batching,
         )
+        return self.restrict(learner)

@@ -9,6 +9,7 @@ where α has the shape of θ. The paper uses one inner step; more steps reuse th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -49,8 +50,20 @@ class MetaSGD(GradientLearner):
             }
         )
 
+    def adapt_only(self, prefixes: Sequence[str]) -> MetaSGD:
+        """As :meth:`GradientLearner.adapt_only`; α is kept for the adapted parameters only."""
+        super().adapt_only(prefixes)
+        for n, _ in self.model.named_parameters():
+            if not self._adapted(n):
+                del self.inner_lrs[_key(n)]
+        return self
+
     def step_sizes(self, meta: Params, steps: int) -> list[StepSize]:
-        alpha = {n: meta[f"inner_lrs.{_key(n)}"] for n, _ in self.model.named_parameters()}
+        alpha = {
+            n: meta[f"inner_lrs.{_key(n)}"]
+            for n, _ in self.model.named_parameters()
+            if self._adapted(n)
+        }
         return [alpha] * steps
 
 
@@ -65,6 +78,6 @@ class MetaSGDSection(GradientSection):
 
     def build(self, ctx: BuildContext) -> MetaSGD:
         m = ctx.model()
-        return MetaSGD(
-            m, ctx.loss, self.inner_steps, self.inner_lr, self.first_order, self.batching
+        return self.restrict(
+            MetaSGD(m, ctx.loss, self.inner_steps, self.inner_lr, self.first_order, self.batching)
         )

@@ -98,4 +98,6 @@ class ReptileSection(GradientSection):
     inner_lr: PositiveFloat = 0.01
 
     def build(self, ctx: BuildContext) -> Reptile:
-        return Reptile(ctx.model(), ctx.loss, self.inner_steps, self.inner_lr, self.batching)
+        return self.restrict(
+            Reptile(ctx.model(), ctx.loss, self.inner_steps, self.inner_lr, self.batching)
+        )
