@@ -40,10 +40,9 @@ from metamap.train import (
     RunConfig,
     RunPaths,
     Trainer,
-    check_evaluation,
+    build_problem,
     check_run_folder,
     describe,
-    evaluate_run,
     lake_one_shot_error,
     learner_from_checkpoint,
     load_config,
@@ -118,6 +117,22 @@ def _parser() -> argparse.ArgumentParser:
         "checkpoint's data.root, else $METAMAP_OMNIGLOT)",
     )
 
+    r = sub.add_parser(
+        "recommend",
+        parents=[over],
+        help="a new user's top movies from a few ratings (a cold-start recommendation run)",
+        description="Adapt a cold-start checkpoint (task.family movielens) to the ratings in "
+        "--ratings (CSV lines item_id,rating; a header line is allowed) and print the movies "
+        "the user has not rated with the highest predicted stars.",
+    )
+    r.add_argument("checkpoint", help="e.g. runs/movielens-melu/checkpoints/best.pt")
+    r.add_argument("--ratings", required=True, help="CSV of item_id,rating lines")
+    r.add_argument("--top", type=int, default=10, help="how many movies (default 10)")
+    r.add_argument(
+        "--data", help="MovieLens folder or zip, if not the run's task.root / $METAMAP_MOVIELENS"
+    )
+    r.add_argument("--out", help="also write the recommendations as JSON to this file")
+
     pl = sub.add_parser(
         "plot", parents=[common], help="adaptation plot and learning curve of a run"
     )
@@ -178,7 +193,7 @@ def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = Fals
     if split:  # classes the user's own folder split gives each part
         print(split, file=sys.stderr)
     if evaluate:  # an evaluation that cannot run fails now, not after the training
-        check_evaluation(cfg, trainer.learner)
+        build_problem(cfg).check_evaluation(trainer.learner)
 
     def note(source: Path, step: int) -> None:
         lost = "" if source == trainer.last_path else f" ({trainer.last_path.name} is missing)"
@@ -186,7 +201,8 @@ def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = Fals
 
     trainer.on_resume = note
     result = trainer.fit(resume=not restart)
-    what = "validation accuracy" if trainer.higher_is_better else "validation MSE"
+    metric = trainer.problem.metric
+    what = f"validation {metric if metric == 'accuracy' else metric.upper()}"
     print(
         f"trained {result.step} steps into {result.out_dir}; best {what} "
         f"{result.best_val:.4f} at step {result.best_step} [{describe(cfg)}]"
@@ -227,7 +243,7 @@ def _evaluate(
     cfg, learner, state = learner_from_checkpoint(ckpt, overrides)
     # Lake's 20 tasks first: a checkpoint that cannot take them fails before the long part.
     lake_result = _lake(cfg, learner, lake) if lake is not None else None
-    results = evaluate_run(cfg, learner, progress=cfg.train.progress)
+    results = build_problem(cfg).evaluate(learner)
     results["checkpoint"] = str(ckpt)
     results["step"] = int(state["step"])
     results["learner"] = cfg.learner.name
@@ -237,6 +253,23 @@ def _evaluate(
     if out is not None:
         atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _recommend(args: argparse.Namespace) -> None:
+    from metamap.recommend import Recommender, read_ratings_csv
+
+    out = None if args.out is None else check_output_file(args.out)
+    if args.top < 1:
+        raise MetamapError(f"--top must be at least 1, got {args.top}")
+    ratings = read_ratings_csv(args.ratings)  # before the checkpoint: a bad file fails at once
+    rec = Recommender.from_checkpoint(args.checkpoint, args.data, args.overrides)
+    top = rec.recommend(ratings, args.top)
+    print(f"top {len(top)} of {rec.data.num_items} movies for {len(ratings)} ratings:")
+    for i, t in enumerate(top, 1):
+        print(f"{i:>3}  {t.item_id:>5}  {t.score:4.2f}  {t.title}")
+    if out is not None:
+        rows = [{"item_id": t.item_id, "title": t.title, "score": t.score} for t in top]
+        atomic_write_text(out, json.dumps(rows, indent=2) + "\n")
 
 
 def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
@@ -373,6 +406,8 @@ def _run(args: argparse.Namespace) -> None:
         _plot(Path(args.run_dir), _steps(args.steps))
     elif args.command == "configs":
         _configs(args.name, args.path)
+    elif args.command == "recommend":
+        _recommend(args)
     elif args.command == "demo":
         from metamap.defaults import default_config_path
 

@@ -15,10 +15,12 @@ from metamap.models.external import (
     normalization_of,
     set_normalization,
 )
+from metamap.models.melu import MeLU, MeLUSection
 from metamap.models.mlp import MLP
 from metamap.models.registry import (
     MODEL_LEGACY_DEFAULTS,
     MODELS,
+    Baseline,
     ModelContext,
     ModelSection,
     register_model,
@@ -38,12 +40,15 @@ __all__ = [
     "MODELS",
     "MODEL_LEGACY_DEFAULTS",
     "BackboneImportError",
+    "Baseline",
     "BatchNormPolicy",
     "Conv4",
     "Downsample",
     "DropBlock2d",
     "ExternalBackbone",
     "InputShape",
+    "MeLU",
+    "MeLUSection",
     "ModelContext",
     "ModelSection",
     "Normalization",

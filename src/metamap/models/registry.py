@@ -14,19 +14,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
-from torch import nn
+from torch import Tensor, nn
 
 from metamap.section import Section, register, split_section
 
 __all__ = [
     "MODELS",
     "MODEL_LEGACY_DEFAULTS",
+    "Baseline",
     "BatchNormPolicy",
     "ModelContext",
     "ModelSection",
     "register_model",
     "split_model",
 ]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline predictor of a task of categorical rows, fitted on the training data by the
+    problem: the mean target and an offset per value of the first column (a recommender's
+    damped item biases, Koren 2010, "Factor in the neighbors", §2.1). A network may start from
+    it and learn what the baseline misses as a residual."""
+
+    mean: float
+    first_column: Tensor
+    """``(vocabulary[0],)`` offsets; 0 where the training data have no example."""
 
 
 BatchNormPolicy = Literal["transductive", "inductive"]
@@ -47,6 +60,13 @@ class ModelContext:
     pretrained: bool = True
     """Load the weights the section names (a file, or a hub): ``False`` when a checkpoint's
     weights replace them next, so that rebuilding a trained model reads nothing else."""
+    vocabulary: tuple[int, ...] = ()
+    """Inputs of int64 categorical columns (users and items): the values each column takes."""
+    multi_hot: tuple[int, ...] = ()
+    """The columns that are 0/1 flags of one multi-valued feature (embedded as a bag)."""
+    baseline: Baseline | None = None
+    """The problem's baseline predictor for categorical rows (``None``: none, or the weights
+    come from a checkpoint)."""
 
 
 class ModelSection(Section):
@@ -56,6 +76,9 @@ class ModelSection(Section):
 
     images: ClassVar[bool] = True
     """It takes images ``(C, H, W)`` (``False``: feature vectors, for regression)."""
+    categorical: ClassVar[bool] = False
+    """It takes rows of int64 categorical columns (``ModelContext.vocabulary``: users and items),
+    and only those."""
     min_image_size: ClassVar[int] = 1
     """The smallest image side it takes (a run config with smaller images is refused)."""
 

@@ -20,10 +20,12 @@ from metamap.tasks.regression import (
     SinusoidTasks,
 )
 from metamap.tasks.task import Task, TaskBatch, stack_tasks
+from metamap.tasks.users import ColdStartTask, UserTasks, cold_start_split
 
 __all__ = [
     "TASKS",
     "ClassHierarchy",
+    "ColdStartTask",
     "EpisodePlan",
     "EpisodeSampler",
     "EpisodeTask",
@@ -39,7 +41,9 @@ __all__ = [
     "TaskBatch",
     "TaskDistribution",
     "TaskSection",
+    "UserTasks",
     "check_counts",
+    "cold_start_split",
     "make_generator",
     "register_task",
     "stack_tasks",

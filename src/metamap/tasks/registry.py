@@ -44,7 +44,7 @@ __all__ = [
     "split_task",
 ]
 
-TaskLoss = Literal["cross_entropy", "mse"]
+TaskLoss = Literal["cross_entropy", "mse", "masked_mse"]
 """The loss a task's learners minimise (the names of :mod:`metamap.learners.functional`)."""
 
 
@@ -58,6 +58,9 @@ class TaskSection(Section):
     loss: ClassVar[TaskLoss] = "mse"
     """What learners minimise on its tasks (and whether a regression learner can take them:
     ``mse``)."""
+    unfingerprinted: ClassVar[tuple[str, ...]] = ()
+    """Its settings that say where data live, not what is trained (a data root, a cache):
+    they do not count in a run's fingerprint, so moving the data does not stop a resume."""
 
     def problem(self) -> str:
         """The registered problem that trains on these tasks (:data:`metamap.train.PROBLEMS`)."""
@@ -67,6 +70,16 @@ class TaskSection(Section):
         """The size of the base network's head: the ways of a classification task, 1 for a
         scalar regression."""
         return 1
+
+    def vocabulary(self) -> tuple[int, ...]:
+        """For tasks whose inputs are int64 categorical columns (users and items): how many
+        values each column takes; ``()`` for others."""
+        return ()
+
+    def multi_hot(self) -> tuple[int, ...]:
+        """The columns (of :meth:`vocabulary`) that are 0/1 flags of one multi-valued feature
+        (a film's genres), embedded together as a bag."""
+        return ()
 
     def variable_ways(self) -> bool:
         """Whether the training tasks differ in ways and shots (Meta-Dataset's episodes)."""

@@ -9,6 +9,7 @@ from metamap.train.build import (
     describe,
 )
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
+from metamap.train.cold_start import ColdStartProblem, score_users
 from metamap.train.config import (
     EvalConfig,
     LearnerConfig,
@@ -42,6 +43,7 @@ from metamap.train.trainer import Trainer, TrainResult, check_run_folder
 
 __all__ = [
     "PROBLEMS",
+    "ColdStartProblem",
     "EvalConfig",
     "LearnerConfig",
     "MetricsLog",
@@ -79,5 +81,6 @@ __all__ = [
     "register_problem",
     "save_checkpoint",
     "schedule_mismatch",
+    "score_users",
     "summarize",
 ]

@@ -17,7 +17,7 @@ from metamap.data.dataset import ClassSplit
 from metamap.errors import ConfigError, TaskShapeError
 from metamap.learners import BuildContext, LearnerSection, MetaLearner
 from metamap.learners.functional import LossName
-from metamap.models import ModelContext
+from metamap.models import Baseline, ModelContext
 from metamap.tasks import (
     ClassHierarchy,
     EpisodeSampler,
@@ -168,7 +168,9 @@ def _episode_keys(cfg: RunConfig, split: Split, ways: int, shots: int, queries: 
     return ", ".join(f"{n} {v}" for n, v in zip(names, (ways, shots, queries), strict=True))
 
 
-def build_model(cfg: RunConfig, pretrained: bool = True) -> nn.Module:
+def build_model(
+    cfg: RunConfig, pretrained: bool = True, baseline: Baseline | None = None
+) -> nn.Module:
     """The base network the ``model`` section describes, with a ``task.ways``-way head for
     images (one output for regression), initialised from ``cfg.seed`` without touching the
     global RNG; ``pretrained=False`` skips the weights a backbone section names (a checkpoint
@@ -178,6 +180,9 @@ def build_model(cfg: RunConfig, pretrained: bool = True) -> nn.Module:
         channels=cfg.data.channels,
         image_size=cfg.data.image_size,
         pretrained=pretrained,
+        vocabulary=cfg.task.vocabulary(),
+        multi_hot=cfg.task.multi_hot(),
+        baseline=baseline,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -229,7 +234,10 @@ def dtype_of(cfg: RunConfig) -> torch.dtype:
 
 
 def build_run_learner(
-    cfg: RunConfig, base_classes: int | None = None, pretrained: bool = True
+    cfg: RunConfig,
+    base_classes: int | None = None,
+    pretrained: bool = True,
+    baseline: Baseline | None = None,
 ) -> MetaLearner:
     """The run's learner, on the configured device and dtype, without loading any data: the
     learner's own section builds it (:mod:`metamap.learners.registry`) from the configured base
@@ -237,14 +245,15 @@ def build_run_learner(
 
     ``base_classes`` (learners trained on supervised batches) is the number of training classes
     (rotations included); ``pretrained=False``: a checkpoint's weights come next (see
-    :func:`build_model`).
+    :func:`build_model`); ``baseline``: the problem's baseline predictor, which a network of
+    categorical rows may start from (:class:`~metamap.models.Baseline`).
     """
     device = resolve_device(cfg.train.device)
     dtype = dtype_of(cfg)
     d, m = cfg.data, cfg.model
     context = BuildContext(
         # the model is placed first: learner.batching 'auto' depends on the device
-        model=lambda: build_model(cfg, pretrained).to(device=device, dtype=dtype),
+        model=lambda: build_model(cfg, pretrained, baseline).to(device=device, dtype=dtype),
         loss=cfg.task.loss,
         seed=cfg.seed,
         ways=cfg.task.out_features(),

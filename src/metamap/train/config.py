@@ -330,10 +330,20 @@ class RunConfig(Section):
             able = ", ".join(repr(n) for n, s in MODELS.items() if s.images)
             raise ValueError(f"task.family {task.family!r} needs an image model.name ({able})")
         if not images and model.images:
-            able = ", ".join(repr(n) for n, s in MODELS.items() if not s.images)
+            ids = bool(task.vocabulary())
+            able = ", ".join(
+                repr(n) for n, s in MODELS.items() if not s.images and s.categorical == ids
+            )
             raise ValueError(
                 f"task.family {task.family!r} has no images: it needs model.name {able}, "
                 f"not {model.name!r}"
+            )
+        if bool(task.vocabulary()) != model.categorical:
+            fits = [n for n, s in MODELS.items() if s.categorical == bool(task.vocabulary())]
+            kind = "categorical columns (users and items)" if task.vocabulary() else "no ids"
+            raise ValueError(
+                f"task.family {task.family!r} has {kind}: it needs model.name "
+                f"{', '.join(map(repr, fits))}, not {model.name!r}"
             )
         if images and self.data.image_size < model.min_image_size:
             raise ValueError(
@@ -348,7 +358,7 @@ class RunConfig(Section):
                 f"it cannot take {test_ways}-way test tasks: leave eval.ways unset (or {ways}), "
                 f"or train a {test_ways}-way model (task.ways={test_ways})"
             )
-        if task.loss == "mse" and not learner.regression:
+        if task.loss != "cross_entropy" and not learner.regression:
             raise ValueError(f"learner {learner.name!r} is for classification episodes")
         self._check_metadataset(images)
         if images:
@@ -474,6 +484,8 @@ class RunConfig(Section):
                 d["extra_domains"][i - 1] = data
         # The task as the one flat section of older versions held it (so old runs resume).
         d["task"] = {**TASK_LEGACY_DEFAULTS, **self._task_aside, **d["task"]}
+        for k in self.task.unfingerprinted:
+            d["task"].pop(k)
         fixed = not self.task.variable_ways()
         if not self.extra_domains or fixed:  # as before they existed
             d.pop("extra_domains")
@@ -496,6 +508,8 @@ class RunConfig(Section):
         d["learner"] = {**LEGACY_DEFAULTS, **self._learner_aside, **d["learner"]}
         if d["learner"]["class_feature"] == "sum":  # as before the option existed
             d["learner"].pop("class_feature")
+        if d["learner"].get("adapt") == []:  # as before the option existed
+            d["learner"].pop("adapt")
         for k in (
             "val_every",
             "val_tasks",

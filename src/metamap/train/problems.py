@@ -33,6 +33,7 @@ from metamap.core.learner import Learner
 from metamap.core.problem import Problem
 from metamap.errors import ConfigError
 from metamap.learners import MetaLearner, ragged_meta_gradients
+from metamap.models import Baseline
 from metamap.tasks import EpisodeSampler, ImageAugment, MetaDatasetSampler, RegressionTasks
 from metamap.train.build import (
     build_episodes,
@@ -71,6 +72,15 @@ class RunProblem(Problem, Protocol):
     of the supervised classifier it trains where it trains one (``None``: none)."""
 
     def base_classes(self) -> int | None: ...
+
+    def baseline(self) -> Baseline | None:
+        """A baseline predictor fitted on the training data that the network may start from
+        (:class:`~metamap.models.Baseline`; ``None``: none). May load the training data."""
+        ...
+
+    def check_evaluation(self, learner: Learner) -> None:
+        """Raise now if :meth:`evaluate` would fail (before a long training)."""
+        ...
 
 
 PROBLEMS: dict[str, Callable[[RunConfig], RunProblem]] = {}
@@ -119,6 +129,15 @@ class _FixedTasksProblem:
         train one (``None``: this problem trains none)."""
         return None
 
+    def baseline(self) -> Baseline | None:
+        """None: image episodes and regression families start from the network's own init."""
+        return None
+
+    def check_evaluation(self, learner: Learner) -> None:
+        from metamap.train.protocol import check_evaluation
+
+        check_evaluation(self.cfg, learner)  # type: ignore[arg-type]
+
     def validation_chunks(self) -> Iterator[TaskBatch]:
         raise NotImplementedError
 
@@ -132,7 +151,7 @@ class _FixedTasksProblem:
     def evaluate(self, learner: Learner) -> dict[str, Any]:
         from metamap.train.protocol import evaluate_run  # the test split, built on demand
 
-        return evaluate_run(self.cfg, learner)  # type: ignore[arg-type]
+        return evaluate_run(self.cfg, learner, self.cfg.train.progress)  # type: ignore[arg-type]
 
 
 @register_problem("regression")
@@ -240,7 +259,7 @@ def from_config(cfg: RunConfig) -> tuple[RunProblem, MetaLearner]:
     configured device and dtype)."""
     problem = build_problem(cfg)
     problem.prepare()
-    return problem, build_run_learner(cfg, problem.base_classes())
+    return problem, build_run_learner(cfg, problem.base_classes(), baseline=problem.baseline())
 
 
 def build_problem(cfg: RunConfig) -> RunProblem:

@@ -124,7 +124,9 @@ class Trainer:
         if problem is None:
             built = build_problem(cfg)
             problem = built
-            learner = learner or build_run_learner(cfg, built.base_classes())
+            learner = learner or build_run_learner(
+                cfg, built.base_classes(), baseline=built.baseline()
+            )
         elif learner is None:
             raise ConfigError("a problem of your own needs its learner: Trainer(..., learner=)")
         self.problem: Problem = problem

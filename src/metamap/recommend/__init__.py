@@ -1,0 +1,15 @@
+"""Recommendations for a new user from a few ratings, with a trained cold-start checkpoint.
+
+Three lines::
+
+    from metamap.recommend import Recommender
+    rec = Recommender.from_checkpoint("runs/movielens-melu/best.pt")
+    rec.recommend({50: 5, 181: 4, 100: 2}, top=10)   # movie id -> stars
+
+``metamap recommend CHECKPOINT --ratings my_ratings.csv --top 10`` does the same from a CSV file
+of ``item_id,rating`` lines.
+"""
+
+from metamap.recommend.product import Recommendation, Recommender, read_ratings_csv
+
+__all__ = ["Recommendation", "Recommender", "read_ratings_csv"]

@@ -1,0 +1,152 @@
+"""A new user's top items from a few ratings: the cold-start mapping g_φ(D^tr) as a product.
+
+:class:`Recommender` rebuilds a cold-start run (``task.family: movielens``) from its checkpoint,
+reads the movie catalogue from the run's data (``task.root``, ``$METAMAP_MOVIELENS``, or
+``root=``), adapts the meta-learned model to the ratings given (the support set, exactly as in
+evaluation) and ranks every movie the user has not rated by predicted stars. Movies held out of
+training (the item-cold scenarios) are scored as unknown items, as in evaluation.
+
+Bad input is refused before any work, naming what is wrong: no ratings, an unknown movie id, the
+same movie twice, stars outside the scale, a malformed CSV line, a checkpoint of another kind of
+run.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import torch
+from torch import Tensor
+
+from metamap.core.learner import Learner
+from metamap.data.movielens import MovieLens
+from metamap.errors import CheckpointError, MetamapError
+from metamap.tasks.users import ColdStartTask, encode_items
+from metamap.train.protocol import learner_from_checkpoint
+
+__all__ = ["Recommendation", "Recommender", "read_ratings_csv"]
+
+Ratings = Mapping[int, float] | Sequence[tuple[int, float]]
+"""A user's ratings: ``{movie id: stars}`` or ``[(movie id, stars), ...]``."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended movie: its id, title and predicted stars."""
+
+    item_id: int
+    title: str
+    score: float
+
+
+def read_ratings_csv(path: str | os.PathLike[str]) -> list[tuple[int, float]]:
+    """``item_id,rating`` lines (a header line naming the columns is skipped; ``#`` comments
+    and blank lines are ignored). Raises :class:`MetamapError` naming the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise MetamapError(f"ratings file {str(p)!r} does not exist; give a CSV of item_id,rating")
+    out: list[tuple[int, float]] = []
+    with open(p, newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            cells = [c.strip() for c in row]
+            if not cells or not any(cells) or cells[0].startswith("#"):
+                continue
+            if n == 1 and not cells[0].lstrip("-").isdigit():
+                continue  # a header
+            if len(cells) != 2:
+                raise MetamapError(
+                    f"{p}:{n}: expected 2 columns item_id,rating, got {len(cells)}: {row!r}"
+                )
+            try:
+                item, stars = int(cells[0]), float(cells[1])
+            except ValueError:
+                raise MetamapError(
+                    f"{p}:{n}: item_id must be an integer and rating a number, got {row!r}"
+                ) from None
+            out.append((item, stars))
+    if not out:
+        raise MetamapError(f"ratings file {str(p)!r} holds no ratings; add item_id,rating lines")
+    return out
+
+
+class Recommender:
+    """A trained cold-start model with its catalogue: ``recommend(ratings, top)``."""
+
+    def __init__(self, learner: Learner, data: MovieLens, known_items: Tensor) -> None:
+        self.learner, self.data, self.known_items = learner, data, known_items
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], root: str | None = None, overrides: Sequence[str] = ()
+    ) -> Recommender:
+        """The run stored in checkpoint ``path``; ``root`` locates MovieLens if the run's
+        ``task.root`` does not (default: the run's, else ``$METAMAP_MOVIELENS``)."""
+        over = [*overrides, *([f"task.root={root}"] if root is not None else [])]
+        cfg, learner, _ = learner_from_checkpoint(Path(path), over)
+        if cfg.task.problem() != "cold_start":
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is a {cfg.task.describe()} run "
+                f"(task.family {cfg.task.family!r}); recommend needs a cold-start "
+                "recommendation run (task.family movielens)"
+            )
+        section = cast(ColdStartTask, cfg.task)
+        data = section.load()
+        learner.eval()
+        return cls(learner, data, section.split(data).known_items)
+
+    def _support(self, ratings: Ratings) -> tuple[Tensor, Tensor]:
+        pairs = list(ratings.items()) if isinstance(ratings, Mapping) else list(ratings)
+        if not pairs:
+            raise MetamapError("no ratings given: rate at least one movie (movie id -> stars)")
+        ids = [int(i) for i, _ in pairs]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise MetamapError(f"movies rated more than once: {twice[:5]}; rate each movie once")
+        lo, hi = self.data.scale
+        bad = [(i, r) for i, r in pairs if not (math.isfinite(r) and lo <= r <= hi)]
+        if bad:
+            raise MetamapError(f"ratings outside {lo:g}-{hi:g} stars: {bad[:5]}")
+        known = set(self.data.item_ids.tolist())
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise MetamapError(
+                f"unknown movie ids {unknown[:5]}"
+                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                + f": MovieLens-{self.data.variant.upper()} has ids {int(self.data.item_ids[0])}-"
+                f"{int(self.data.item_ids[-1])} (see its movies file)"
+            )
+        stars = torch.tensor([float(r) for _, r in pairs])[:, None]
+        return self.data.item_positions(ids), stars
+
+    def _rows(self, items: Tensor) -> Tensor:
+        return encode_items(self.data, items, None, self.known_items)
+
+    def predict(self, ratings: Ratings, item_ids: Sequence[int]) -> Tensor:
+        """Predicted stars ``(len(item_ids),)`` of the given movies for the user who gave
+        ``ratings``."""
+        items, stars = self._support(ratings)
+        p = next(self.learner.named_parameters())[1]
+        state = self.learner.adapt(self._rows(items).to(p.device), stars.to(p))
+        with torch.no_grad():
+            x = self._rows(self.data.item_positions(item_ids)).to(p.device)
+            return self.learner.predict(state, x).flatten().clamp(*self.data.scale).cpu()
+
+    def recommend(self, ratings: Ratings, top: int = 10) -> list[Recommendation]:
+        """The ``top`` movies the user has not rated, by predicted stars (ties: lower id)."""
+        if top < 1:
+            raise MetamapError(f"top must be at least 1, got {top}")
+        items, _ = self._support(ratings)
+        rated = set(items.tolist())
+        candidates = [i for i in range(self.data.num_items) if i not in rated]
+        ids = self.data.item_ids[candidates].tolist()
+        scores = self.predict(ratings, ids)
+        order = sorted(range(len(ids)), key=lambda k: (-float(scores[k]), ids[k]))[:top]
+        return [
+            Recommendation(ids[k], self.data.titles[candidates[k]], float(scores[k])) for k in order
+        ]
