@@ -48,12 +48,12 @@ def _load(pattern: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
 
 
-def _result(name: str) -> dict[str, Any]:
-    """benchmarks/results/<name>.json, or :class:`NoResults` naming benchmarks/<name>.py, the
-    script that writes it."""
+def _result(name: str, script: str | None = None) -> dict[str, Any]:
+    """benchmarks/results/<name>.json, or :class:`NoResults` naming the script that writes it:
+    benchmarks/<script>.py (default: <name>.py)."""
     path = RESULTS / f"{name}.json"
     if not path.exists():
-        raise NoResults(name)
+        raise NoResults(script or name)
     return dict(json.loads(path.read_text()))
 
 
@@ -921,6 +921,104 @@ def speed_table() -> str:
     return "\n".join(lines)
 
 
+SCENARIOS = {
+    "user_cold": "new users, known movies",
+    "item_cold": "known users, new movies",
+    "user_item_cold": "new users and new movies",
+}
+ML_BAR = "item mean + user bias"
+
+
+def _delta(d: dict[str, Any] | None) -> str:
+    """A paired MAE difference, bold where its 95% CI excludes zero."""
+    if d is None:
+        return "–"
+    text = f"{d['mean']:+.4f} ± {d['ci95']:.4f}"
+    return f"**{text}**" if abs(d["mean"]) > d["ci95"] else text
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def movielens_table(scenario: str) -> str:
+    """Every method of benchmarks/movielens.py on one scenario: MAE at each support size, and
+    at "all" the four metrics, the paired MAE difference to the bar and to the strongest
+    baseline, and the training time summed over the folds and seeds."""
+    r = _result(f"movielens_100k_{scenario}", "movielens")
+    supports = r["supports"]
+    head = [s.replace("support ", "") for s in supports]
+    lines = [
+        "| method | " + " | ".join(f"MAE, support {h}" for h in head) + " |",
+        "|---|" + "---|" * len(head),
+    ]
+    for name, m in r["methods"].items():
+        cells = [_cell(m["cells"][s]["mae"]) for s in supports]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    last = supports[-1]
+    lines += [
+        "",
+        f"| {last}: method | MAE | RMSE | nDCG@3 | nDCG@10 | Δ MAE vs {ML_BAR} (paired) | "
+        "Δ MAE vs strongest baseline (paired) | training time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    vs_bar, vs_best = r["paired_mae_vs_bar"][last], r["paired_mae_vs_strongest_baseline"][last]
+    for name, m in r["methods"].items():
+        c = m["cells"][last]
+        lines.append(
+            f"| {name} | {_cell(c['mae'])} | {_cell(c['rmse'])} | {_cell(c['ndcg@3'])} | "
+            f"{_cell(c['ndcg@10'])} | {_delta(vs_bar.get(name))} | {_delta(vs_best.get(name))} "
+            f"| {_minutes(m['train_seconds'])} |"
+        )
+    n = r["methods"][ML_BAR]["cells"][last]["mae"]["n"]
+    best = vs_best["reference"]
+    prov = r["provenance"]
+    lines += [
+        "",
+        f"MovieLens-100K, {SCENARIOS[scenario]} ({scenario}); users with 13-100 ratings, "
+        f"{r['queries']} random query ratings each; {len(r['folds'])} folds × "
+        f"{len(r['seeds'])} split seeds, mean ± 95% CI over the {n} test users of all of them "
+        f"(support {last}). Δ: mean per-user MAE difference (negative: better), bold where its "
+        f"95% CI excludes zero; the strongest baseline at support {last} is {best}. Training "
+        f"time: summed over the {len(r['folds']) * len(r['seeds'])} splits (tuning and early "
+        f"stopping on validation users included), one thread each; the whole grid took "
+        f"{_minutes(r['wall_seconds'])} of wall time with {r['workers']} worker processes on "
+        f"{prov['cpu']}. Produced by `{shell(r['command'])}`.",
+        provenance_note([r]),
+    ]
+    return "\n".join(lines)
+
+
+def movielens_headline() -> str:
+    """The README's line on cold-start recommendation: the bar against the shipped config at
+    every support size, user-cold."""
+    r = _result("movielens_100k_user_cold", "movielens")
+    supports = r["supports"]
+    shipped = "MeLU (Meta-SGD)"
+    lines = [
+        "| MovieLens-100K, new users | " + " | ".join(supports) + " |",
+        "|---|" + "---|" * len(supports),
+    ]
+    for name in (ML_BAR, shipped):
+        cells = [_cell(r["methods"][name]["cells"][s]["mae"]) for s in supports]
+        lines.append(f"| {name}, MAE | " + " | ".join(cells) + " |")
+    lines.append(
+        "| paired Δ MAE (negative: MeLU better) | "
+        + " | ".join(_delta(r["paired_mae_vs_bar"][s][shipped]) for s in supports)
+        + " |"
+    )
+    nd = r["methods"][shipped]["cells"][supports[-1]]["ndcg@3"]
+    lines += [
+        "",
+        f"`configs/movielens/melu.yaml` against the bar, over {len(r['folds'])} folds × "
+        f"{len(r['seeds'])} seeds of test users; nDCG@3 at support {supports[-1].split()[-1]}: "
+        f"{nd['mean']:.3f} ± {nd['ci95']:.3f}. All methods and scenarios: "
+        "[docs/results/movielens.md](docs/results/movielens.md).",
+        provenance_note([r]),
+    ]
+    return "\n".join(lines)
+
+
 def replace(text: str, name: str, table: str, page: str = "the page") -> str:
     """``text`` with the body of its ``name`` block replaced by ``table``; ``page`` names the file
     in the error raised when there is no such block."""
@@ -946,6 +1044,8 @@ TABLES = {
     "miniimagenet_speed": miniimagenet_speed_table,
     "downsample_speed": downsample_speed_table,
     "first_order_gap": first_order_gap_table,
+    "movielens_headline": movielens_headline,
+    **{f"movielens_{s}": (lambda s=s: movielens_table(s)) for s in SCENARIOS},
 }
 """Block name → the function that renders its table."""
 
@@ -966,6 +1066,8 @@ PAGES = {
     "embed_speed": RESULTS_DOCS / "speed.md",
     "features": RESULTS_DOCS / "features.md",
     "miniimagenet_speed": RESULTS_DOCS / "miniimagenet.md",
+    "movielens_headline": ROOT / "README.md",
+    **{f"movielens_{s}": RESULTS_DOCS / "movielens.md" for s in SCENARIOS},
 }
 """Block name → the page whose ``<!-- BEGIN name -->`` block holds its table."""
 

@@ -9,10 +9,11 @@ tuned (or early-stopped) on the validation users only:
 * baselines (:mod:`metamap.recsys.baselines`): global mean; item mean (damping tuned); item mean
   + user bias (Koren 2010; dampings tuned) — the bar; matrix factorisation by ALS with fold-in of
   the new user (factors and regularisation tuned); a pooled network — MeLU's network trained on
-  every training rating as plain regression, then fine-tuned on the support set with the same
-  inner steps as MeLU;
-* meta-learners: MeLU's network (configs/movielens/melu.yaml) meta-trained with MAML (its inner
-  loop adapting the decision layers: MeLU's local update), first-order MAML, Meta-SGD, Reptile.
+  every training rating as plain regression, then fine-tuned on the support set by MeLU's own
+  local update (5 steps of α = 0.1 on the decision layers);
+* meta-learners: MeLU's network (configs/movielens/melu.yaml) with its local update of the
+  decision layers, meta-trained with Meta-SGD (one step, a learned step size per weight: the
+  config), MAML (5 steps of α = 0.1: MeLU's own update), first-order MAML and Reptile.
 
 Scores per test user: MAE, RMSE, nDCG@3, nDCG@10 of the query ratings; mean ± 95% CI over the
 test users of all folds and seeds; paired per-user differences against the strongest baseline.
@@ -28,6 +29,7 @@ so no rating or derived file is written beside the results, only per-user scores
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import time
 from collections.abc import Callable
@@ -38,6 +40,7 @@ import torch
 
 from machine import command_line, provenance, write_result  # benchmarks/machine.py
 from metamap.core import Task
+from metamap.fileio import atomic_write
 from metamap.recsys import (
     GlobalMean,
     ItemMean,
@@ -51,6 +54,7 @@ from metamap.train import ColdStartProblem, Trainer, load_config, score_users
 from metamap.train.build import build_run_learner
 from metamap.train.cold_start import support_label
 from metamap.train.problems import build_problem
+from metamap.viz import support_curve_plot, user_adaptation_plot
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -67,19 +71,22 @@ BASELINES: dict[str, tuple[Callable[..., RatingBaseline], dict[str, list[Any]]]]
         {"factors": [5, 10], "reg": [2.0, 5.0, 10.0], "iterations": [10]},
     ),
 }
+MAML5 = ["learner.inner_steps=5", "learner.inner_lr=0.1"]
 META = {
-    "MeLU (MAML)": [],
-    "MeLU (first-order MAML)": ["learner.name=fomaml"],
-    "MeLU (Meta-SGD)": ["learner.name=metasgd", "learner.inner_steps=1", "learner.inner_lr=0.3"],
-    "MeLU (Reptile)": ["learner.name=reptile"],
+    "MeLU (Meta-SGD)": [],  # the config's
+    "MeLU (MAML)": ["learner.name=maml", *MAML5],
+    "MeLU (first-order MAML)": ["learner.name=fomaml", *MAML5],
+    "MeLU (Reptile)": ["learner.name=reptile", *MAML5],
 }
 POOLED = "pooled network + fine-tune"
+PLOTTED = "MeLU (Meta-SGD)"  # one test user's ratings before and after its adaptation
 METHODS = [*BASELINES, POOLED, *META]
 
 
 def _split_overrides(args: argparse.Namespace, fold: int, seed: int) -> list[str]:
     return [
         f"task.root={args.data}",
+        f"task.variant={args.variant}",
         f"task.scenario={args.scenario}",
         f"task.fold={fold}",
         f"task.split_seed={seed}",
@@ -96,12 +103,14 @@ def _score(model: Any, problem: ColdStartProblem) -> dict[str, Any]:
         per_user = score_users(model, tasks, problem.data.scale)
         out[support_label(support)] = {
             "users": [int(problem.data.user_ids[u]) for u in users],
-            **{m: [round(s[m], 5) for s in per_user] for m in METRICS},
+            **{m: [round(s[m], 4) for s in per_user] for m in METRICS},
         }
     return out
 
 
-def _pooled(problem: ColdStartProblem, cfg: Any, steps: int, seed: int) -> tuple[Any, dict]:
+def _pooled(
+    problem: ColdStartProblem, cfg: Any, steps: int, seed: int
+) -> tuple[Any, dict[str, Any]]:
     """MeLU's network trained on every training rating as plain regression (batches of 256
     ratings, Adam 1e-3, the best of every 100 steps by validation MAE), then fine-tuned on each
     support set by the MeLU learner's own inner loop: the meta-learners' network and adaptation,
@@ -111,7 +120,10 @@ def _pooled(problem: ColdStartProblem, cfg: Any, steps: int, seed: int) -> tuple
     x, y, _ = problem.training_ratings()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed)
-    best, best_state = problem.validate(learner), {k: v.clone() for k, v in learner.state_dict().items()}
+    best, best_state = (
+        problem.validate(learner),
+        {k: v.clone() for k, v in learner.state_dict().items()},
+    )
     for step in range(1, steps + 1):
         idx = torch.randint(len(x), (256,), generator=g)
         loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
@@ -130,7 +142,7 @@ def run_job(job: tuple[argparse.Namespace, int, int, str]) -> dict[str, Any]:
     args, fold, seed, method = job
     torch.set_num_threads(1)
     over = _split_overrides(args, fold, seed)
-    cfg = load_config(CONFIG, over + META.get(method, []))
+    cfg = load_config(CONFIG, over + META.get(method, [*MAML5, "learner.name=maml"]))
     problem = build_problem(cfg)
     assert isinstance(problem, ColdStartProblem)
     problem.prepare()
@@ -147,50 +159,82 @@ def run_job(job: tuple[argparse.Namespace, int, int, str]) -> dict[str, Any]:
     elif method == POOLED:
         model, info = _pooled(problem, cfg, args.pooled_steps, seed)
     else:
-        out = args.runs / f"movielens-{args.scenario}-{method}-f{fold}-s{seed}".replace(" ", "_")
+        name = f"movielens-{args.variant}-{args.scenario}-{method}-f{fold}-s{seed}"
+        out = args.runs / name.replace(" ", "_").replace("(", "").replace(")", "")
         trainer = Trainer(cfg, out)
         result = trainer.fit(resume=True)
         model = trainer.learner
         from metamap.train import learner_from_checkpoint
 
         _, model, _ = learner_from_checkpoint(trainer.result_path)
-        info = {"steps": result.step, "best_step": result.best_step, "best_val_mae": result.best_val}
+        info = {
+            "steps": result.step,
+            "best_step": result.best_step,
+            "best_val_mae": result.best_val,
+        }
     train_s = time.perf_counter() - t0
     scores = _score(model, problem)
+    if method == PLOTTED and (fold, seed) == (args.folds[0], args.seeds[0]):
+        tasks, users = problem.fixed_tasks("test", None)
+        uid = int(problem.data.user_ids[users[0]])
+        title = f"{method}: MovieLens user {uid} (fold {fold}, seed {seed})"
+        out = args.plots / f"movielens_{args.variant}_{args.scenario}_user.png"
+        user_adaptation_plot(model, tasks[0], out, [0, model.inner_steps], title=title)
     print(f"{method} fold {fold} seed {seed}: {train_s:.0f} s", flush=True)
     return {"method": method, "fold": fold, "seed": seed, "seconds": train_s, "info": info,
             "scores": scores}  # fmt: skip
 
 
-def summarise(jobs: list[dict[str, Any]], supports: list[str]) -> dict[str, Any]:
+def _mean_ci(values: list[float]) -> dict[str, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    sd = float(t.std()) if len(t) > 1 else 0.0
+    return {"mean": float(t.mean()), "ci95": 1.96 * sd / len(t) ** 0.5, "n": len(t)}
+
+
+def summarise(jobs: list[dict[str, Any]], supports: list[str]) -> tuple[dict, dict]:
+    """The summary (mean ± CI per method, support size and metric; paired MAE differences
+    against the bar) and the per-user scores behind it, aligned with ``keys``."""
+    keys: dict[str, list[list[int]]] = {}
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}
     methods: dict[str, Any] = {}
     for name in METHODS:
-        mine = sorted((j for j in jobs if j["method"] == name), key=lambda j: (j["seed"], j["fold"]))
+        mine = [j for j in jobs if j["method"] == name]
+        mine.sort(key=lambda j: (j["seed"], j["fold"]))
         if not mine:
             continue
-        cells = {}
+        values[name] = {}
         for s in supports:
-            keys = [(j["fold"], j["seed"], u) for j in mine for u in j["scores"][s]["users"]]
-            values = {m: [v for j in mine for v in j["scores"][s][m]] for m in METRICS}
-            cells[s] = {"keys": keys, "values": values}
+            k = [[j["fold"], j["seed"], u] for j in mine for u in j["scores"][s]["users"]]
+            if keys.setdefault(s, k) != k:
+                raise RuntimeError(f"{name} was scored on other users than the others at {s}")
+            values[name][s] = {m: [v for j in mine for v in j["scores"][s][m]] for m in METRICS}
         methods[name] = {
-            "train_seconds": sum(j["seconds"] for j in mine),
+            "train_seconds": round(sum(j["seconds"] for j in mine), 1),
             "splits": [{"fold": j["fold"], "seed": j["seed"], **j["info"]} for j in mine],
-            "cells": cells,
+            "cells": {s: {m: _mean_ci(values[name][s][m]) for m in METRICS} for s in supports},
         }
-    paired: dict[str, Any] = {}
-    for s in supports:
-        bar = methods[BAR]["cells"][s]
-        ref = dict(zip(map(tuple, bar["keys"]), bar["values"]["mae"], strict=True))
-        paired[s] = {}
-        for name, m in methods.items():
-            if name == BAR:
-                continue
-            mine = dict(zip(map(tuple, m["cells"][s]["keys"]), m["cells"][s]["values"]["mae"], strict=True))
-            common = [k for k in mine if k in ref]
-            d = paired_difference([mine[k] for k in common], [ref[k] for k in common])
-            paired[s][name] = {"mean": d.mean, "ci95": d.ci95, "n": d.n}
-    return {"methods": methods, "paired_mae_vs_bar": paired}
+
+    def paired(reference: Callable[[str], str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in supports:
+            ref = reference(s)
+            out[s] = {"reference": ref}
+            for name in methods:
+                if name != ref:
+                    d = paired_difference(values[name][s]["mae"], values[ref][s]["mae"])
+                    out[s][name] = {"mean": d.mean, "ci95": d.ci95, "n": d.n}
+        return out
+
+    def strongest(s: str) -> str:  # the baseline with the lowest mean MAE at this support size
+        names = [n for n in methods if n in BASELINES or n == POOLED]
+        return min(names, key=lambda n: methods[n]["cells"][s]["mae"]["mean"])
+
+    summary = {
+        "methods": methods,
+        "paired_mae_vs_bar": paired(lambda s: BAR),
+        "paired_mae_vs_strongest_baseline": paired(strongest),
+    }
+    return summary, {"keys": keys, "values": values}
 
 
 def main() -> None:
@@ -202,10 +246,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--steps", type=int, default=None, help="meta-training steps (config's)")
-    ap.add_argument("--pooled-steps", type=int, default=1500)
+    ap.add_argument("--pooled-steps", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "movielens")
+    ap.add_argument("--variant", default="100k", choices=["100k", "1m"])
     args = ap.parse_args()
     jobs = [(args, f, s, m) for s in args.seeds for f in args.folds for m in args.methods]
     t0 = time.perf_counter()
@@ -216,7 +262,7 @@ def main() -> None:
     supports = [support_label(s) for s in cfg.task.supports]  # type: ignore[attr-defined]
     result = {
         "benchmark": "movielens",
-        "dataset": "MovieLens-100K",
+        "dataset": f"MovieLens-{args.variant.upper()}",
         "scenario": args.scenario,
         "folds": args.folds,
         "seeds": args.seeds,
@@ -226,10 +272,16 @@ def main() -> None:
         "command": command_line(),
         "workers": args.workers,
         "wall_seconds": round(wall, 1),
-        **summarise(done, supports),
-        "provenance": provenance("cpu", 1),
     }
-    write_result(args.results / f"movielens_100k_{args.scenario}.json", result)
+    summary, per_user = summarise(done, supports)
+    stem = f"movielens_{args.variant}_{args.scenario}"
+    result |= {**summary, "per_user_file": f"{stem}_users.json", "provenance": provenance("cpu", 1)}
+    # The per-user scores (MAE, RMSE, nDCG@3, nDCG@10 of each test user of every fold and seed,
+    # keyed [fold, seed, user id]) in a compact file beside the summary, to recompute any CI.
+    text = json.dumps({**per_user, "provenance": result["provenance"]}, separators=(",", ":"))
+    atomic_write(args.results / f"{stem}_users.json", lambda f: f.write(text.encode()))
+    write_result(args.results / f"{stem}.json", result)
+    support_curve_plot(result, args.plots / f"{stem}.png")
 
 
 if __name__ == "__main__":

@@ -294,14 +294,25 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     if cfg.eval.checkpoint == "last" and run.best.is_file():  # the result is the last step
         cfg, learner, _ = learner_from_checkpoint(run.last)
     paths: list[Path] = []
-    if not cfg.task.images and learner.inner_steps:
+    problem = build_problem(cfg)
+    if cfg.task.problem() == "cold_start":  # one test user's ratings before and after
+        from metamap.train import ColdStartProblem
+        from metamap.viz import user_adaptation_plot
+
+        users = typing.cast(ColdStartProblem, problem)
+        tasks, ids = users.fixed_tasks("test", None)
+        k = learner.inner_steps
+        title = f"{cfg.learner.name} on MovieLens user {int(users.data.user_ids[ids[0]])}"
+        out = run_dir / "adaptation.png"
+        paths.append(user_adaptation_plot(learner, tasks[0], out, sorted({0, k}), title=title))
+    elif not cfg.task.images and learner.inner_steps:
         family = build_regression(cfg, queries=cfg.eval.queries)
         task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
         out = run_dir / "adaptation.png"
         paths.append(adaptation_plot(learner, family, task, out, steps, title))
     if records:  # the metric it validated on: accuracy for classification, MSE for regression
-        metric = build_problem(cfg).metric
+        metric = problem.metric
         out = run_dir / "learning_curve.png"
         paths.append(learning_curve_plot(records, out, cfg.name, metric))
     for p in paths:

@@ -12,12 +12,14 @@ from metamap.train import PROBLEMS, build_problem, load_config, parse_config
 
 
 def test_every_family_names_a_registered_problem_and_says_what_it_needs() -> None:
-    assert set(TASKS) == {"sinusoid", "linear", "polynomial", "episodes"}
+    assert set(TASKS) == {"sinusoid", "linear", "polynomial", "episodes", "movielens"}
+    losses = {"episodes": "cross_entropy", "movielens": "masked_mse"}
     for family, section in TASKS.items():
         task = section.model_validate({"family": family})
         assert task.problem() in PROBLEMS
         assert task.images == (family == "episodes")
-        assert task.loss == ("cross_entropy" if task.images else "mse")
+        assert task.loss == losses.get(family, "mse")
+        assert bool(task.vocabulary()) == (family == "movielens")  # categorical columns
     md = EpisodeTask(sampler="metadataset", hierarchy=True, ways=7)
     assert md.problem() == "metadataset" and md.variable_ways() and md.grouped()
     assert md.out_features() == 7 and md.episodes() is md

@@ -101,7 +101,7 @@ def test_a_run_with_an_old_flat_stored_config_resumes_to_the_same_result(tmp_pat
 def test_every_network_is_registered_and_old_flat_model_sections_still_load() -> None:
     from metamap.models import MODEL_LEGACY_DEFAULTS, MODELS
 
-    assert set(MODELS) == {"mlp", "conv4", "resnet12", "torchvision", "timm"}
+    assert set(MODELS) == {"mlp", "conv4", "resnet12", "torchvision", "timm", "melu"}
     flat = {"name": "conv4", **MODEL_LEGACY_DEFAULTS}  # how every older config stored it
     cfg = parse_config({"task": {"family": "episodes"}, "model": flat}, legacy=True)
     plain = parse_config({"task": {"family": "episodes"}, "model": {"name": "conv4"}})

@@ -390,9 +390,9 @@ def _find(
             if not download:
                 raise DataError(
                     f"MovieLens {variant} not found: no root= given and ${MOVIELENS_ENV} unset. "
-                    f"Pass download=True (in a config: data.download: true) to fetch {url} into "
+                    f"Pass download=True (in a config: task.download: true) to fetch {url} into "
                     f"{zip_path.parent}, or download it from https://grouplens.org/datasets/"
-                    f"movielens/ and set the data root (root=, data.root or ${MOVIELENS_ENV}) to "
+                    f"movielens/ and set the data root (root=, task.root or ${MOVIELENS_ENV}) to "
                     f"the zip, the folder holding it or the extracted {sub}/ folder. The MovieLens "
                     "licence forbids redistribution, so metamap ships no copy"
                 )

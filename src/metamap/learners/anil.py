@@ -51,6 +51,18 @@ class ANIL(MAML):
             raise ValueError("ANIL needs a model with `body` and `head` sub-modules (MLP, Conv4)")
         super().__init__(model, loss, inner_steps, inner_lr, learn_inner_lr, first_order, batching)
 
+    def adapt_only(self, prefixes: Sequence[str]) -> ANIL:
+        """As :meth:`GradientLearner.adapt_only`, within the head: ANIL computes the body's
+        features once per task, so it cannot adapt the body."""
+        outside = [p for p in prefixes if not p.startswith("head.")]
+        if outside:
+            raise ValueError(
+                f"ANIL adapts only its head (the body's features are computed once per task); "
+                f"{outside} name body parameters: use prefixes starting with 'head.', or MAML"
+            )
+        super().adapt_only(prefixes)
+        return self
+
     def task_objective(
         self, meta: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor, use_func: bool
     ) -> tuple[Tensor, Tensor]:
@@ -60,8 +72,8 @@ class ANIL(MAML):
         zs = functional_call(body, body_state, (sx,))
         zq = functional_call(body, body_state, (qx,))
 
-        def run_head(p: Params, z: Tensor) -> Tensor:
-            out: Tensor = functional_call(head, _sub(p, "head."), (z,))
+        def run_head(p: Params, z: Tensor) -> Tensor:  # the head's non-adapted weights: frozen
+            out: Tensor = functional_call(head, _sub({**frozen, **p}, "head."), (z,))
             return out
 
         fast, _ = inner_loop(

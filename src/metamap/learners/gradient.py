@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from metamap.core.task import TaskBatch
+from metamap.errors import ConfigError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.functional import (
     LossName,
@@ -311,7 +312,10 @@ class GradientSection(LearnerSection):
     def restrict(self, learner: G) -> G:
         """``learner`` adapting only the parameters ``adapt`` names (all when it is empty)."""
         if self.adapt:
-            learner.adapt_only(self.adapt)
+            try:
+                learner.adapt_only(self.adapt)
+            except ValueError as e:
+                raise ConfigError(f"learner.adapt {self.adapt}: {e}") from None
         return learner
 
     def draws_in_vmap(self) -> bool:

@@ -42,7 +42,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -265,6 +265,15 @@ class MAMLPlusPlusSection(GradientSection):
     """Training iterations over which the multi-step loss anneals to the last step's alone."""
     first_order_steps: NonNegativeInt = 25000
     """Training iterations with first-order meta-gradients before second order."""
+
+    @model_validator(mode="after")
+    def _adapts_all(self) -> MAMLPlusPlusSection:
+        if self.adapt:
+            raise ValueError(
+                "MAML++ adapts every parameter but its per-step BatchNorm ones; learner.adapt "
+                "does not apply to it: drop it, or use maml/metasgd with learner.adapt"
+            )
+        return self
 
     def build(self, ctx: BuildContext) -> MAMLPlusPlus:
         return MAMLPlusPlus(

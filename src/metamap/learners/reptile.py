@@ -86,7 +86,12 @@ class Reptile(GradientLearner):
             }
             losses = torch.stack([r[1] for r in results])
             metrics = torch.stack([r[2] for r in results])
-        grads = {_MODEL + k: meta[_MODEL + k].detach() - v for k, v in mean_adapted.items()}
+        # A parameter the inner loop does not adapt (learner.adapt) gets exactly no update (the
+        # mean of B identical copies would round to noise that Adam scales into full steps).
+        grads = {
+            _MODEL + k: meta[_MODEL + k].detach() - v if self._adapted(k) else torch.zeros_like(v)
+            for k, v in mean_adapted.items()
+        }
         return MetaStep(losses.mean(), metrics.mean(), grads)
 
 

@@ -45,20 +45,24 @@ class Recommendation:
     score: float
 
 
+_HEADERS = ("item_id", "item", "itemid", "movie_id", "movie", "movieid")
+
+
 def read_ratings_csv(path: str | os.PathLike[str]) -> list[tuple[int, float]]:
-    """``item_id,rating`` lines (a header line naming the columns is skipped; ``#`` comments
-    and blank lines are ignored). Raises :class:`MetamapError` naming the file and line."""
+    """``item_id,rating`` lines (a first line naming the columns, ``item_id,rating``, is
+    skipped; ``#`` comments and blank lines are ignored; a spreadsheet's byte-order mark is
+    read). Raises :class:`MetamapError` naming the file and line."""
     p = Path(path)
     if not p.is_file():
         raise MetamapError(f"ratings file {str(p)!r} does not exist; give a CSV of item_id,rating")
     out: list[tuple[int, float]] = []
-    with open(p, newline="", encoding="utf-8") as f:
+    with open(p, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's byte-order mark
         for n, row in enumerate(csv.reader(f), 1):
             cells = [c.strip() for c in row]
             if not cells or not any(cells) or cells[0].startswith("#"):
                 continue
-            if n == 1 and not cells[0].lstrip("-").isdigit():
-                continue  # a header
+            if n == 1 and cells[0].lower() in _HEADERS:
+                continue  # a header line
             if len(cells) != 2:
                 raise MetamapError(
                     f"{p}:{n}: expected 2 columns item_id,rating, got {len(cells)}: {row!r}"

@@ -339,7 +339,11 @@ class RunConfig(Section):
                 f"not {model.name!r}"
             )
         if bool(task.vocabulary()) != model.categorical:
-            fits = [n for n, s in MODELS.items() if s.categorical == bool(task.vocabulary())]
+            fits = [
+                n
+                for n, s in MODELS.items()
+                if s.categorical == bool(task.vocabulary()) and s.images == images
+            ]
             kind = "categorical columns (users and items)" if task.vocabulary() else "no ids"
             raise ValueError(
                 f"task.family {task.family!r} has {kind}: it needs model.name "

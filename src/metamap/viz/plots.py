@@ -137,7 +137,7 @@ def learning_curve_figure(
     return fig
 
 
-METRIC_NAMES = {"mse": "MSE", "accuracy": "accuracy"}
+METRIC_NAMES = {"mse": "MSE", "mae": "MAE", "accuracy": "accuracy"}
 """How :func:`learning_curve_figure` names a metric on its axis (others: as logged)."""
 
 

@@ -1,0 +1,197 @@
+"""A new user's top movies (:mod:`metamap.recommend`, ``metamap recommend``) from a cold-start
+checkpoint trained on a synthetic MovieLens folder (tests/recsys/conftest.py), and the refusal of
+bad input: a clear message, exit status 2 on the command line, :class:`MetamapError` in the API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from metamap.cli import main
+from metamap.errors import CheckpointError, MetamapError
+from metamap.recommend import Recommendation, Recommender, read_ratings_csv
+from metamap.train import Trainer, load_config
+from movielens_fake import item_ids
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+FILMS = item_ids(120)  # 1, 8, 15, ...
+RATINGS = {1: 5.0, 8: 4.0, 15: 1.0, 22: 3.0, 29: 2.0}
+
+
+@pytest.fixture(scope="module")
+def rec(movielens_ckpt: Path) -> Recommender:
+    return Recommender.from_checkpoint(movielens_ckpt)
+
+
+@pytest.fixture(scope="module")
+def sinusoid_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = load_config(
+        CONFIGS / "sinusoid" / "maml.yaml",
+        [
+            "train.steps=5",
+            "train.val_every=5",
+            "train.ckpt_every=5",
+            "train.val_tasks=5",
+            "train.progress=false",
+        ],
+    )
+    trainer = Trainer(cfg, tmp_path_factory.mktemp("sinusoid") / "run")
+    trainer.fit()
+    return trainer.last_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_recommend_returns_the_top_unrated_movies_by_score(rec: Recommender) -> None:
+    assert rec.data.item_ids.tolist() == FILMS
+    top = rec.recommend(RATINGS, top=5)
+    assert len(top) == 5 and all(isinstance(t, Recommendation) for t in top)
+    ids = [t.item_id for t in top]
+    assert not set(ids) & set(RATINGS) and len(set(ids)) == 5 and set(ids) <= set(FILMS)
+    scores = [t.score for t in top]
+    assert scores == sorted(scores, reverse=True) and all(1 <= s <= 5 for s in scores)
+    for t in top:
+        assert t.title == rec.data.titles[FILMS.index(t.item_id)]
+    # they are the best five of every unrated movie, as predict scores them
+    unrated = [i for i in FILMS if i not in RATINGS]
+    every = rec.predict(RATINGS, unrated)
+    assert every.shape == (len(unrated),)
+    best = sorted(range(len(unrated)), key=lambda k: (-float(every[k]), unrated[k]))[:5]
+    assert ids == [unrated[k] for k in best]
+    assert scores == pytest.approx([float(every[k]) for k in best])
+    # a list of pairs is the same user
+    assert rec.recommend(list(RATINGS.items()), top=5) == top
+    assert len(rec.recommend(RATINGS, top=500)) == len(unrated)  # at most every unrated movie
+
+
+def test_the_recommendations_depend_on_the_ratings(rec: Recommender) -> None:
+    rated = FILMS[:8]
+    others = FILMS[8:]
+    fan = rec.predict(dict.fromkeys(rated, 5.0), others)
+    critic = rec.predict(dict.fromkeys(rated, 1.0), others)
+    assert float(fan.mean()) > float(critic.mean()) + 0.2  # the adaptation reads the support
+    assert not torch.equal(fan, critic)
+
+
+def test_metamap_recommend_prints_the_top_movies(
+    movielens_ckpt: Path, rec: Recommender, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ratings = write(
+        tmp_path / "mine.csv",
+        "item_id,rating\n# my favourites\n\n" + "".join(f"{i},{r:g}\n" for i, r in RATINGS.items()),
+    )
+    assert read_ratings_csv(ratings) == list(RATINGS.items())
+    out = tmp_path / "top.json"
+    args = ["recommend", str(movielens_ckpt), "--ratings", str(ratings), "--top", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"top 3 of 120 movies for {len(RATINGS)} ratings:"
+    shown = lines[1:]
+    assert len(shown) == 3
+    want = rec.recommend(RATINGS, top=3)
+    for n, (line, t) in enumerate(zip(shown, want, strict=True), 1):
+        rank, item, score, *title = line.split()
+        assert (int(rank), int(item), float(score)) == (n, t.item_id, round(t.score, 2))
+        assert " ".join(title) == t.title
+    rows = json.loads(out.read_text())
+    assert [r["item_id"] for r in rows] == [t.item_id for t in want]
+
+
+def test_the_data_may_be_named_apart_from_the_run(
+    movielens_ckpt: Path,
+    movielens_root: Path,
+    rec: Recommender,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    moved = Recommender.from_checkpoint(movielens_ckpt, root=str(movielens_root))
+    assert moved.recommend(RATINGS, top=3) == rec.recommend(RATINGS, top=3)
+    ratings = write(tmp_path / "r.csv", "1,5\n8,2\n")
+    root = movielens_root
+    args = ["recommend", str(movielens_ckpt), "--ratings", str(ratings), "--top", "2"]
+    assert main([*args, "--data", str(root)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert main([*args, "--data", str(tmp_path / "nowhere")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+# ---- bad input: a message, exit status 2 --------------------------------------------------
+
+BAD_FILES = [
+    ("unknown", "1,5\n2,4\n", r"unknown movie ids \[2\]"),
+    ("twice", "1,5\n8,4\n1,3\n", r"movies rated more than once: \[1\]"),
+    ("above", "1,5\n8,6\n", r"ratings outside 1-5 stars: \[\(8, 6\.0\)\]"),
+    ("below", "1,0.5\n", r"ratings outside 1-5 stars: \[\(1, 0\.5\)\]"),
+    ("nan", "1,nan\n", r"ratings outside 1-5 stars"),
+    ("empty", "", r"holds no ratings"),
+    ("header only", "item_id,rating\n# nothing yet\n", r"holds no ratings"),
+    ("not a number", "1,5\nabc,4\n", r"bad\.csv:2: item_id must be an integer"),
+    ("three columns", "1,5\n8,4\n15,3,2\n", r"bad\.csv:3: expected 2 columns"),
+    ("one column", "1,5\n8\n", r"bad\.csv:2: expected 2 columns"),
+    ("stars text", "1,5\n8,good\n", r"bad\.csv:2: .*rating a number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [b[1:] for b in BAD_FILES], ids=[b[0] for b in BAD_FILES]
+)
+def test_bad_ratings_are_refused(
+    rec: Recommender,
+    movielens_ckpt: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    message: str,
+) -> None:
+    bad = write(tmp_path / "bad.csv", text)
+    rc = main(["recommend", str(movielens_ckpt), "--ratings", str(bad), "--top", "3"])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    err = captured.err.strip()
+    assert err.startswith("metamap: error: ") and len(err.splitlines()) == 1
+    assert re.search(message, err), err
+    with pytest.raises(MetamapError, match=message):
+        rec.recommend(read_ratings_csv(bad), top=3)
+
+
+def test_bad_calls_are_refused(
+    rec: Recommender,
+    movielens_ckpt: Path,
+    sinusoid_ckpt: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = write(tmp_path / "good.csv", "1,5\n8,4\n")
+    cases = [
+        ([str(movielens_ckpt), "--ratings", str(tmp_path / "missing.csv")], "does not exist"),
+        ([str(movielens_ckpt), "--ratings", str(good), "--top", "0"], "--top must be at least 1"),
+        ([str(movielens_ckpt), "--ratings", str(good), "--top", "-2"], "--top must be at least 1"),
+        ([str(sinusoid_ckpt), "--ratings", str(good)], "needs a cold-start recommendation run"),
+        ([str(tmp_path / "none.pt"), "--ratings", str(good)], "none.pt"),
+    ]
+    for args, message in cases:
+        assert main(["recommend", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "internal error" not in err, err
+    with pytest.raises(MetamapError, match="does not exist"):
+        read_ratings_csv(tmp_path / "missing.csv")
+    with pytest.raises(MetamapError, match="top must be at least 1, got 0"):
+        rec.recommend(RATINGS, top=0)
+    with pytest.raises(MetamapError, match=r"no ratings given"):
+        rec.recommend({}, top=3)
+    with pytest.raises(CheckpointError, match=r"task\.family 'sinusoid'.*task\.family movielens"):
+        Recommender.from_checkpoint(sinusoid_ckpt)
+
+
+def test_a_byte_order_mark_does_not_lose_the_first_rating(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeff1,5\r\n8,4\r\n".encode())
+    assert read_ratings_csv(path) == [(1, 5.0), (8, 4.0)]
