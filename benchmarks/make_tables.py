@@ -973,6 +973,11 @@ def movielens_table(scenario: str) -> str:
     n = r["methods"][ML_BAR]["cells"][last]["mae"]["n"]
     best = vs_best["reference"]
     prov = r["provenance"]
+    total = sum(m["train_seconds"] for m in r["methods"].values())
+    resumed = r.get("jobs_resumed", 0)
+    wall = f"this invocation took {_minutes(r['wall_seconds'])} of wall time" + (
+        f", {resumed} of its {r['jobs']} jobs resumed from an earlier one" if resumed else ""
+    )
     lines += [
         "",
         f"MovieLens-100K, {SCENARIOS[scenario]} ({scenario}); users with 13-100 ratings, "
@@ -981,9 +986,10 @@ def movielens_table(scenario: str) -> str:
         f"(support {last}). Δ: mean per-user MAE difference (negative: better), bold where its "
         f"95% CI excludes zero; the strongest baseline at support {last} is {best}. Training "
         f"time: summed over the {len(r['folds']) * len(r['seeds'])} splits (tuning and early "
-        f"stopping on validation users included), one thread each; the whole grid took "
-        f"{_minutes(r['wall_seconds'])} of wall time with {r['workers']} worker processes on "
-        f"{prov['cpu']}. Produced by `{shell(r['command'])}`.",
+        f"stopping on validation users included; a network's from its trainer's clock), one "
+        f"thread each, on {prov['cpu']}; all methods together {_minutes(total)} of CPU, "
+        f"{_minutes(total / r['workers'])} on {r['workers']} cores ({wall}). Produced by "
+        f"`{shell(r['command'])}`.",
         provenance_note([r]),
     ]
     return "\n".join(lines)

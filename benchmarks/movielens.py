@@ -29,7 +29,9 @@ so no rating or derived file is written beside the results, only per-user scores
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import multiprocessing as mp
 import time
 from collections.abc import Callable
@@ -79,6 +81,7 @@ META = {
     "MeLU (Reptile)": ["learner.name=reptile", *MAML5],
 }
 POOLED = "pooled network + fine-tune"
+POOLED_LRS = (0.01, 0.03, 0.1)
 PLOTTED = "MeLU (Meta-SGD)"  # one test user's ratings before and after its adaptation
 METHODS = [*BASELINES, POOLED, *META]
 
@@ -108,22 +111,31 @@ def _score(model: Any, problem: ColdStartProblem) -> dict[str, Any]:
     return out
 
 
+def _val_mae(problem: ColdStartProblem, learner: Any) -> float:
+    """Validation MAE, or infinity where a user's fine-tuned predictions diverge."""
+    try:
+        return problem.validate(learner)
+    except ValueError:  # a non-finite prediction
+        return math.inf
+
+
 def _pooled(
     problem: ColdStartProblem, cfg: Any, steps: int, seed: int
 ) -> tuple[Any, dict[str, Any]]:
     """MeLU's network trained on every training rating as plain regression (batches of 256
     ratings, Adam 1e-3, the best of every 100 steps by validation MAE), then fine-tuned on each
-    support set by the MeLU learner's own inner loop: the meta-learners' network and adaptation,
-    without meta-training."""
-    learner = build_run_learner(cfg, baseline=problem.baseline())
+    support set by MeLU's local update (5 steps on the decision layers) with the step size,
+    of :data:`POOLED_LRS`, best on the validation users (a network not meta-trained for it can
+    diverge at MeLU's α = 0.1): the meta-learners' network and adaptation, without
+    meta-training."""
+    learners = {lr: build_run_learner(cfg.model_copy(update={"learner": cfg.learner.model_copy(
+        update={"inner_lr": lr})}), baseline=problem.baseline()) for lr in POOLED_LRS}  # fmt: skip
+    learner = learners[POOLED_LRS[-1]]
     model = learner.model
     x, y, _ = problem.training_ratings()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed)
-    best, best_state = (
-        problem.validate(learner),
-        {k: v.clone() for k, v in learner.state_dict().items()},
-    )
+    best, best_state = _val_mae(problem, learner), copy.deepcopy(learner.state_dict())
     for step in range(1, steps + 1):
         idx = torch.randint(len(x), (256,), generator=g)
         loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
@@ -131,15 +143,33 @@ def _pooled(
         loss.backward()
         opt.step()
         if step % 100 == 0:
-            val = problem.validate(learner)
+            val = _val_mae(problem, learner)
             if val < best:
-                best, best_state = val, {k: v.clone() for k, v in learner.state_dict().items()}
-    learner.load_state_dict(best_state)
-    return learner, {"steps": steps, "best_val_mae": best}
+                best, best_state = val, copy.deepcopy(learner.state_dict())
+    scores = {}
+    for lr, candidate in learners.items():
+        candidate.load_state_dict(best_state)
+        scores[lr] = _val_mae(problem, candidate)
+    lr = min(scores, key=lambda k: scores[k])
+    return learners[lr], {"steps": steps, "fine_tune_lr": lr, "val_mae": scores[lr]}
 
 
 def run_job(job: tuple[argparse.Namespace, int, int, str]) -> dict[str, Any]:
+    """One method on one split, kept in ``runs/bench/movielens-jobs/`` once done, so that a
+    grid stopped part-way resumes where it was (the networks' runs resume by themselves)."""
     args, fold, seed, method = job
+    name = f"{args.variant}-{args.scenario}-{method}-f{fold}-s{seed}"
+    name = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "and")
+    done = args.runs / "movielens-jobs" / f"{name}.json"
+    if done.is_file():
+        return {**json.loads(done.read_text()), "resumed": True}
+    out = _run_job(args, fold, seed, method)
+    text = json.dumps(out)
+    atomic_write(done, lambda f: f.write(text.encode()))
+    return out
+
+
+def _run_job(args: argparse.Namespace, fold: int, seed: int, method: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     over = _split_overrides(args, fold, seed)
     cfg = load_config(CONFIG, over + META.get(method, [*MAML5, "learner.name=maml"]))
@@ -161,7 +191,7 @@ def run_job(job: tuple[argparse.Namespace, int, int, str]) -> dict[str, Any]:
     else:
         name = f"movielens-{args.variant}-{args.scenario}-{method}-f{fold}-s{seed}"
         out = args.runs / name.replace(" ", "_").replace("(", "").replace(")", "")
-        trainer = Trainer(cfg, out)
+        trainer = Trainer(cfg, out)  # resumes a run stopped part-way, or loads a finished one
         result = trainer.fit(resume=True)
         model = trainer.learner
         from metamap.train import learner_from_checkpoint
@@ -172,6 +202,7 @@ def run_job(job: tuple[argparse.Namespace, int, int, str]) -> dict[str, Any]:
             "best_step": result.best_step,
             "best_val_mae": result.best_val,
         }
+        t0 = time.perf_counter() - result.train_seconds  # the trainer's clock: across resumes
     train_s = time.perf_counter() - t0
     scores = _score(model, problem)
     if method == PLOTTED and (fold, seed) == (args.folds[0], args.seeds[0]):
@@ -253,6 +284,8 @@ def main() -> None:
     ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "movielens")
     ap.add_argument("--variant", default="100k", choices=["100k", "1m"])
     args = ap.parse_args()
+    # The code that runs is the checkout as it is now: record it before, not after, the grid.
+    where = provenance("cpu", 1)
     jobs = [(args, f, s, m) for s in args.seeds for f in args.folds for m in args.methods]
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers) as pool:
@@ -272,10 +305,12 @@ def main() -> None:
         "command": command_line(),
         "workers": args.workers,
         "wall_seconds": round(wall, 1),
+        "jobs": len(done),
+        "jobs_resumed": sum(bool(j.get("resumed")) for j in done),
     }
     summary, per_user = summarise(done, supports)
     stem = f"movielens_{args.variant}_{args.scenario}"
-    result |= {**summary, "per_user_file": f"{stem}_users.json", "provenance": provenance("cpu", 1)}
+    result |= {**summary, "per_user_file": f"{stem}_users.json", "provenance": where}
     # The per-user scores (MAE, RMSE, nDCG@3, nDCG@10 of each test user of every fold and seed,
     # keyed [fold, seed, user id]) in a compact file beside the summary, to recompute any CI.
     text = json.dumps({**per_user, "provenance": result["provenance"]}, separators=(",", ":"))
