@@ -30,7 +30,19 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-_LAZY = ("core", "data", "features", "learners", "models", "tasks", "train")
+_LAZY = (
+    "core",
+    "data",
+    "features",
+    "learners",
+    "models",
+    "recommend",
+    "recsys",
+    "rl",
+    "tasks",
+    "train",
+    "viz",
+)
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -1,5 +1,6 @@
 """The dependency picture is what the code does: ``cli → train/features → learners → models``,
-``learners → core``, ``train → tasks → data``; the library never imports its command line.
+``learners → core``, ``train → tasks → data``, ``rl → models`` (reinforcement learning: rollouts,
+returns, baselines; it may also use core and tasks); the library never imports its command line.
 
 Checked twice: statically, on every ``import`` of every module (top-level and inside
 functions), and at run time, on what ``sys.modules`` holds after importing a package alone.
@@ -27,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"errors", "fileio", "section"},
     "tasks": {"core", "data", "errors", "section"},
     "recsys": {"core", "errors"},
+    "rl": {"core", "tasks", "models", "errors", "section"},
     "train": {
         "core",
         "learners",
@@ -98,6 +100,7 @@ def _loaded_after(statement: str) -> set[str]:
         ("import metamap.learners", {"data", "tasks", "train", "fileio", "features", "cli"}),
         ("import metamap.core", {"data", "tasks", "train", "learners", "models", "cli"}),
         ("import metamap.models", {"data", "tasks", "train", "learners", "core", "cli"}),
+        ("import metamap.rl", {"data", "tasks", "train", "learners", "features", "cli"}),
         ("import metamap.train", {"cli", "cli_features", "features"}),
         ("import metamap.features", {"cli", "cli_features"}),
         ("import metamap", {"data", "tasks", "train", "learners", "models", "cli"}),

@@ -17,6 +17,7 @@ from metamap.models.external import (
 )
 from metamap.models.melu import MeLU, MeLUSection
 from metamap.models.mlp import MLP
+from metamap.models.policy import GaussianMLP, gaussian_log_prob, gaussian_sample
 from metamap.models.registry import (
     MODEL_LEGACY_DEFAULTS,
     MODELS,
@@ -46,6 +47,7 @@ __all__ = [
     "Downsample",
     "DropBlock2d",
     "ExternalBackbone",
+    "GaussianMLP",
     "InputShape",
     "MeLU",
     "MeLUSection",
@@ -58,6 +60,8 @@ __all__ = [
     "TorchvisionSection",
     "conv4_feature_dim",
     "drop_layers",
+    "gaussian_log_prob",
+    "gaussian_sample",
     "input_dtype_of",
     "input_shape_of",
     "normalization_of",

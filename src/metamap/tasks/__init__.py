@@ -11,6 +11,7 @@ from metamap.tasks.episode_task import EpisodeTask
 from metamap.tasks.episodes import EpisodePlan, EpisodeSampler
 from metamap.tasks.hierarchy import ClassHierarchy
 from metamap.tasks.metadataset import MetaDatasetEpisode, MetaDatasetSampler
+from metamap.tasks.navigation import EnvStep, Navigation2D, NavigationEnvs
 from metamap.tasks.registry import TASKS, TaskSection, register_task
 from metamap.tasks.regression import (
     LinearTasks,
@@ -26,6 +27,7 @@ __all__ = [
     "TASKS",
     "ClassHierarchy",
     "ColdStartTask",
+    "EnvStep",
     "EpisodePlan",
     "EpisodeSampler",
     "EpisodeTask",
@@ -33,6 +35,8 @@ __all__ = [
     "LinearTasks",
     "MetaDatasetEpisode",
     "MetaDatasetSampler",
+    "Navigation2D",
+    "NavigationEnvs",
     "PolynomialTasks",
     "RegressionTaskSection",
     "RegressionTasks",

@@ -1,0 +1,108 @@
+"""Seeded, batched rollouts of a Gaussian policy in ``T`` tasks × ``E`` copies of each.
+
+In MAML's reinforcement learning (Finn, Abbeel & Levine, ICML 2017, §5.3, Algorithm 3) each task
+``T_i`` gets ``K`` trajectories of the current policy ``f_θ`` (the inner step's data), and ``K``
+more of the adapted policy ``f_θ'_i`` (the outer step's data); 2D navigation uses ``K = 20``
+trajectories of ``H = 100`` steps. :func:`rollout` collects all of them for a batch of tasks in
+``H`` batched policy evaluations: the policy sees ``(T·E, obs_dim)`` observations at once, so it
+may be ``functional_call(policy, adapted, ...)`` with one parameter set for every task, or a
+function that splits the rows by task (``(T, E, ...)`` reshaped) to use one set per task.
+
+Everything comes back as ``(T, E, H, ...)`` tensors. ``masks`` is 1 where the episode was still
+running at that step; where it is 0, rewards, actions and log-probabilities are 0 and the
+observation is the episode's final one, so sums over steps need no other bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from metamap.models.policy import gaussian_log_prob, gaussian_sample
+
+__all__ = ["PolicyFn", "Rollouts", "VectorEnvs", "rollout"]
+
+PolicyFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""``obs (N, obs_dim) -> (mean (N, act_dim), log_std broadcastable to it)``."""
+
+
+class VectorEnvs(Protocol):
+    """``num_tasks × envs_per_task`` environments stepped as one tensor, for at most ``horizon``
+    steps (e.g. :class:`metamap.tasks.navigation.NavigationEnvs`)."""
+
+    num_tasks: int
+    envs_per_task: int
+    horizon: int
+    obs_dim: int
+    act_dim: int
+
+    def reset(self) -> Tensor:
+        """Start every episode; observations ``(T, E, obs_dim)``."""
+        ...
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``actions (T, E, act_dim)`` → ``(observation (T, E, obs_dim), reward (T, E),
+        mask (T, E): 1 where the episode was running, done (T, E) bool)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Rollouts:
+    """``E`` episodes of ``H`` steps in each of ``T`` tasks."""
+
+    observations: Tensor
+    """``(T, E, H, obs_dim)``: what the policy saw before each action."""
+    actions: Tensor
+    """``(T, E, H, act_dim)``: the sampled actions, before the environment clips them."""
+    rewards: Tensor
+    """``(T, E, H)``."""
+    masks: Tensor
+    """``(T, E, H)``, rewards' dtype: 1 where the episode was running, 0 after it ended."""
+    log_probs: Tensor
+    """``(T, E, H)``: ``log π(a_t | s_t)`` of the policy that acted (no gradient)."""
+
+    @property
+    def returns(self) -> Tensor:
+        """``(T, E)``: each episode's undiscounted return (MAML's reported score)."""
+        return self.rewards.sum(-1)
+
+    @property
+    def lengths(self) -> Tensor:
+        """``(T, E)``: how many steps each episode ran."""
+        return self.masks.sum(-1)
+
+
+@torch.no_grad()
+def rollout(policy_fn: PolicyFn, envs: VectorEnvs, generator: torch.Generator) -> Rollouts:
+    """Run one episode in every environment of ``envs``, sampling actions from
+    ``N(mean, exp(log_std)²)`` with noise from ``generator`` (on the observations' device)."""
+    tasks, copies, horizon = envs.num_tasks, envs.envs_per_task, envs.horizon
+    obs = envs.reset()
+    if generator.device.type != obs.device.type:
+        raise ValueError(
+            f"the generator is on {generator.device} but the environments on {obs.device}; "
+            f"use torch.Generator(device={str(obs.device)!r})"
+        )
+    steps: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+    for _ in range(horizon):
+        mean, log_std = policy_fn(obs.reshape(tasks * copies, envs.obs_dim))
+        want = (tasks * copies, envs.act_dim)
+        if tuple(mean.shape) != want:
+            raise ValueError(
+                f"policy_fn must return a mean of shape (N, act_dim) = {want} for observations "
+                f"of shape {(tasks * copies, envs.obs_dim)}, got {tuple(mean.shape)}"
+            )
+        action = gaussian_sample(mean, log_std, generator)
+        log_prob = gaussian_log_prob(mean, log_std, action).reshape(tasks, copies)
+        action = action.reshape(tasks, copies, envs.act_dim)
+        next_obs, reward, mask, _ = envs.step(action)
+        steps.append((obs, action * mask[..., None], reward, mask, log_prob * mask))
+        obs = next_obs
+    observations, actions, rewards, masks, log_probs = (
+        torch.stack(s, 2) for s in zip(*steps, strict=True)
+    )
+    return Rollouts(observations, actions, rewards, masks, log_probs)

@@ -1,0 +1,170 @@
+"""2D navigation (MAML §5.3): a point moves in the plane towards a hidden goal, one task per goal.
+
+Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+ICML 2017, §5.3 and App. A.2. A task is a goal drawn uniformly from ``[-0.5, 0.5]²``; the agent
+observes its position (starting at the origin), its action is a velocity clipped to
+``[-0.1, 0.1]²``, its reward is the negative Euclidean distance to the goal after the move, and an
+episode ends within 0.01 of the goal or after ``H = 100`` steps. (The paper's code, cbfinn/maml_rl,
+tests ``|x - gx| < 0.01 and |y - gy| < 0.01``, a box; the paper's words, used here, say a radius.)
+
+:class:`NavigationEnvs` steps ``T`` tasks × ``E`` copies of each at once, as tensors on the goals'
+device and in their dtype: observations ``(T, E, 2)``, actions ``(T, E, 2)``, rewards ``(T, E)``.
+A copy whose episode has ended stays where it is and gets reward 0; each step says which copies
+were still running (``mask``), so that sums over ``(T, E, H)`` need no Python bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from metamap.errors import TaskShapeError
+from metamap.tasks.distribution import make_generator
+
+__all__ = ["EnvStep", "Navigation2D", "NavigationEnvs"]
+
+_BLOCK = 64
+"""Fixed goals are drawn 64 at a time, so the first ``k`` of a seed do not depend on how many."""
+
+
+class EnvStep(NamedTuple):
+    """What one batched step returns; every field has leading shape ``(T, E)``."""
+
+    observation: Tensor
+    """``(T, E, obs_dim)``: the positions after the step."""
+    reward: Tensor
+    """``(T, E)``: ``-‖pos - goal‖₂`` for copies that were running, 0 for the others."""
+    mask: Tensor
+    """``(T, E)`` in the reward's dtype: 1 where the copy was running at this step, else 0."""
+    done: Tensor
+    """``(T, E)`` bool: the copy's episode has ended (goal reached or horizon hit)."""
+
+
+class NavigationEnvs:
+    """``T`` navigation tasks (one goal each) × ``envs_per_task`` copies, stepped as one tensor.
+
+    ``goals: (T, 2)`` floating point; positions, rewards and masks take their dtype and device.
+    Call :meth:`reset`, then :meth:`step` at most ``horizon`` times.
+    """
+
+    obs_dim = 2
+    act_dim = 2
+
+    def __init__(
+        self,
+        goals: Tensor,
+        envs_per_task: int,
+        horizon: int = 100,
+        max_speed: float = 0.1,
+        success_radius: float = 0.01,
+    ) -> None:
+        if not isinstance(goals, Tensor) or goals.dim() != 2 or goals.shape[1] != 2:
+            shape = tuple(goals.shape) if isinstance(goals, Tensor) else type(goals).__name__
+            raise TaskShapeError(
+                f"goals must be a tensor of shape (tasks, 2), got {shape}; "
+                "pass Navigation2D.sample_goals(n, generator) or a stack of (x, y) goals"
+            )
+        if goals.shape[0] < 1 or not goals.is_floating_point():
+            raise TaskShapeError(
+                f"goals must hold at least one floating-point goal, got shape "
+                f"{tuple(goals.shape)} of {goals.dtype}"
+            )
+        if not bool(torch.isfinite(goals).all()):
+            raise ValueError("goals hold NaN or infinite values; draw them from sample_goals")
+        if envs_per_task < 1:
+            raise ValueError(f"envs_per_task must be at least 1, got {envs_per_task}")
+        if horizon < 1:
+            raise ValueError(f"horizon must be at least 1 step, got {horizon} (MAML uses 100)")
+        if not (max_speed > 0 and success_radius >= 0):
+            raise ValueError(
+                f"max_speed must be positive and success_radius non-negative, got "
+                f"{max_speed} and {success_radius} (MAML: 0.1 and 0.01)"
+            )
+        self.goals = goals
+        self.num_tasks = int(goals.shape[0])
+        self.envs_per_task = int(envs_per_task)
+        self.horizon = int(horizon)
+        self.max_speed = float(max_speed)
+        self.success_radius = float(success_radius)
+        shape = (self.num_tasks, self.envs_per_task)
+        self.position = goals.new_zeros((*shape, 2))
+        self.alive = torch.zeros(shape, dtype=torch.bool, device=goals.device)
+        self.reached = torch.zeros_like(self.alive)
+        """``(T, E)`` bool: the copy's episode ended at its goal (not at the horizon)."""
+        self.t = self.horizon  # no episode running until reset()
+
+    def reset(self) -> Tensor:
+        """Start every copy at the origin; returns the observations ``(T, E, 2)``."""
+        self.position.zero_()
+        self.alive.fill_(True)
+        self.reached.fill_(False)
+        self.t = 0
+        return self.position.clone()
+
+    def step(self, actions: Tensor) -> EnvStep:
+        """Move every running copy by ``actions: (T, E, 2)`` clipped to ``±max_speed``."""
+        want = (self.num_tasks, self.envs_per_task, self.act_dim)
+        if not isinstance(actions, Tensor) or tuple(actions.shape) != want:
+            got = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
+            raise TaskShapeError(
+                f"actions must have shape (tasks, envs_per_task, 2) = {want}, got {got}; "
+                "reshape the policy's (tasks * envs_per_task, 2) output"
+            )
+        if not bool(torch.isfinite(actions).all()):
+            raise ValueError(
+                "actions hold NaN or infinite values: the policy has diverged "
+                "(lower the step sizes, or check its parameters for NaN)"
+            )
+        if self.t >= self.horizon:
+            raise RuntimeError(
+                f"no episode is running (none was started, or all ended at the horizon of "
+                f"{self.horizon} steps); call reset() first"
+            )
+        running = self.alive
+        velocity = actions.to(self.position.dtype).clamp(-self.max_speed, self.max_speed)
+        self.position = torch.where(running[..., None], self.position + velocity, self.position)
+        distance = torch.linalg.vector_norm(self.position - self.goals[:, None, :], dim=-1)
+        reward = torch.where(running, -distance, torch.zeros_like(distance))
+        arrived = running & (distance < self.success_radius)
+        self.t += 1
+        self.reached = self.reached | arrived
+        self.alive = running & ~arrived & (self.t < self.horizon)
+        return EnvStep(self.position.clone(), reward, running.to(reward.dtype), ~self.alive)
+
+
+class Navigation2D:
+    """The task family: goals uniform in ``[low, high]²`` (MAML: ``[-0.5, 0.5]²``, ``H = 100``)."""
+
+    def __init__(self, horizon: int = 100, low: float = -0.5, high: float = 0.5) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be at least 1 step, got {horizon} (MAML uses 100)")
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"the goal range must be finite with low < high, got [{low}, {high}]")
+        self.horizon = int(horizon)
+        self.low = float(low)
+        self.high = float(high)
+
+    def sample_goals(
+        self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """``n`` goals ``(n, 2)``, uniform in the square, all randomness from ``generator``."""
+        if n < 1:
+            raise ValueError(f"the number of goals must be at least 1, got {n}")
+        u = torch.rand((n, 2), generator=generator, dtype=dtype, device=generator.device)
+        return self.low + (self.high - self.low) * u
+
+    def fixed_goals(self, n: int = 40, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``n`` test goals ``(n, 2)`` (MAML evaluates on 40), the same for the same ``seed``;
+        the first ``k`` are the same whatever ``n`` is."""
+        if n < 1:
+            raise ValueError(f"the number of goals must be at least 1, got {n}")
+        g = make_generator(seed)
+        blocks = [self.sample_goals(_BLOCK, g, dtype) for _ in range(-(-n // _BLOCK))]
+        return torch.cat(blocks)[:n]
+
+    def envs(self, goals: Tensor, envs_per_task: int) -> NavigationEnvs:
+        """The vectorised environments of ``goals: (T, 2)`` with this family's horizon."""
+        return NavigationEnvs(goals, envs_per_task, self.horizon)
