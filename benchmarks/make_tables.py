@@ -395,6 +395,15 @@ def _batch_norm_note(runs: list[dict[str, Any]]) -> str:
         pairs.append(f"{r['config']}: " + ", ".join(cells))
     if not pairs:
         return ""
+    twin = next((r for r in runs if r["config"] == "protonet-5w1s-trainval-inductive"), None)
+    budget = ""
+    if twin is not None:
+        done, schedule = twin["steps_trained"], twin["steps_in_paper_schedule"]
+        budget = (
+            "on its whole budget"
+            if done >= schedule
+            else f"so far on {done:,} of its {schedule:,} episodes"
+        )
     return (
         "BatchNorm at test time: an inductive network scored both ways (`eval.batch_norm: "
         "transductive`; the policy does not change training, so the weights are the same) — "
@@ -402,7 +411,7 @@ def _batch_norm_note(runs: list[dict[str, Any]]) -> str:
         + ". The ProtoNets code tests with running statistics and MAML's with each episode's; "
         "the paper-level Vinyals ProtoNet rows were trained transductive (no running "
         "statistics): `protonet-5w1s-trainval-inductive` is their inductive twin, the "
-        "ProtoNets code's protocol, measured so far on part of its budget (see its row). "
+        f"ProtoNets code's protocol, measured {budget} (see its row). "
     )
 
 
@@ -958,7 +967,7 @@ def movielens_table(scenario: str) -> str:
     last = supports[-1]
     lines += [
         "",
-        f"| {last}: method | MAE | RMSE | nDCG@3 | nDCG@10 | Δ MAE vs {ML_BAR} (paired) | "
+        f"| method, {last} | MAE | RMSE | nDCG@3 | nDCG@10 | Δ MAE vs {ML_BAR} (paired) | "
         "Δ MAE vs strongest baseline (paired) | training time |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -983,8 +992,8 @@ def movielens_table(scenario: str) -> str:
         f"MovieLens-100K, {SCENARIOS[scenario]} ({scenario}); users with 13-100 ratings, "
         f"{r['queries']} random query ratings each; {len(r['folds'])} folds × "
         f"{len(r['seeds'])} split seeds, mean ± 95% CI over the {n} test users of all of them "
-        f"(support {last}). Δ: mean per-user MAE difference (negative: better), bold where its "
-        f"95% CI excludes zero; the strongest baseline at support {last} is {best}. Training "
+        f"({last}). Δ: mean per-user MAE difference (negative: better), bold where its "
+        f"95% CI excludes zero; the strongest baseline ({last}) is {best}. Training "
         f"time: summed over the {len(r['folds']) * len(r['seeds'])} splits (tuning and early "
         f"stopping on validation users included; a network's from its trainer's clock), one "
         f"thread each, on {prov['cpu']}; all methods together {_minutes(total)} of CPU, "
