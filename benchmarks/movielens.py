@@ -95,6 +95,7 @@ def _split_overrides(args: argparse.Namespace, fold: int, seed: int) -> list[str
         f"task.split_seed={seed}",
         "train.progress=false",
         *([f"train.steps={args.steps}"] if args.steps else []),
+        *args.set,
     ]
 
 
@@ -158,7 +159,7 @@ def run_job(job: tuple[argparse.Namespace, int, int, str]) -> dict[str, Any]:
     """One method on one split, kept in ``runs/bench/movielens-jobs/`` once done, so that a
     grid stopped part-way resumes where it was (the networks' runs resume by themselves)."""
     args, fold, seed, method = job
-    name = f"{args.variant}-{args.scenario}-{method}-f{fold}-s{seed}"
+    name = f"{args.variant}-{args.scenario}{args.tag and '-' + args.tag}-{method}-f{fold}-s{seed}"
     name = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "and")
     done = args.runs / "movielens-jobs" / f"{name}.json"
     if done.is_file():
@@ -189,7 +190,7 @@ def _run_job(args: argparse.Namespace, fold: int, seed: int, method: str) -> dic
     elif method == POOLED:
         model, info = _pooled(problem, cfg, args.pooled_steps, seed)
     else:
-        name = f"movielens-{args.variant}-{args.scenario}-{method}-f{fold}-s{seed}"
+        name = f"movielens-{args.variant}-{args.scenario}{args.tag and '-' + args.tag}-{method}-f{fold}-s{seed}"
         out = args.runs / name.replace(" ", "_").replace("(", "").replace(")", "")
         trainer = Trainer(cfg, out)  # resumes a run stopped part-way, or loads a finished one
         result = trainer.fit(resume=True)
@@ -209,7 +210,8 @@ def _run_job(args: argparse.Namespace, fold: int, seed: int, method: str) -> dic
         tasks, users = problem.fixed_tasks("test", None)
         uid = int(problem.data.user_ids[users[0]])
         title = f"{method}: MovieLens user {uid} (fold {fold}, seed {seed})"
-        out = args.plots / f"movielens_{args.variant}_{args.scenario}_user.png"
+        tag = args.tag and "_" + args.tag
+        out = args.plots / f"movielens_{args.variant}_{args.scenario}{tag}_user.png"
         user_adaptation_plot(model, tasks[0], out, [0, model.inner_steps], title=title)
     print(f"{method} fold {fold} seed {seed}: {train_s:.0f} s", flush=True)
     return {"method": method, "fold": fold, "seed": seed, "seconds": train_s, "info": info,
@@ -283,7 +285,17 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "movielens")
     ap.add_argument("--variant", default="100k", choices=["100k", "1m"])
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for every method, e.g. task.other_users=true (needs --tag)",
+    )
+    ap.add_argument("--tag", default="", help="suffix of the result files' names")
     args = ap.parse_args()
+    if args.set and not args.tag:
+        ap.error("--set changes the protocol: name its results with --tag")
     # The code that runs is the checkout as it is now: record it before, not after, the grid.
     where = provenance("cpu", 1)
     jobs = [(args, f, s, m) for s in args.seeds for f in args.folds for m in args.methods]
@@ -309,7 +321,7 @@ def main() -> None:
         "jobs_resumed": sum(bool(j.get("resumed")) for j in done),
     }
     summary, per_user = summarise(done, supports)
-    stem = f"movielens_{args.variant}_{args.scenario}"
+    stem = f"movielens_{args.variant}_{args.scenario}{args.tag and '_' + args.tag}"
     result |= {**summary, "per_user_file": f"{stem}_users.json", "provenance": where}
     # The per-user scores (MAE, RMSE, nDCG@3, nDCG@10 of each test user of every fold and seed,
     # keyed [fold, seed, user id]) in a compact file beside the summary, to recompute any CI.

@@ -30,7 +30,7 @@ from metamap.tasks.users import (
     feature_sizes,
     pad_tasks,
 )
-from metamap.train import load_config
+from metamap.train import load_config, parse_config
 from movielens_fake import write_fake_100k
 
 SHARED = Path(os.environ.get("METAMAP_SHARED_DATA", Path(__file__).parents[2] / "../shared/data"))
@@ -86,6 +86,37 @@ def test_the_folds_partition_the_eligible_users(data: MovieLens) -> None:
         assert set(validated) == eligible and set(validated.values()) == {1}
         partitions.append(cold_start_split(data, fold=0, seed=seed).test_users.tolist())
     assert partitions[0] != partitions[1]  # the seed reshuffles
+
+
+def test_other_users_join_the_pooled_training_ratings_only(data: MovieLens) -> None:
+    n = counts(data)
+    others = {u for u, c in n.items() if not 13 <= c <= 100}
+    plain = cold_start_split(data, fold=1, seed=0)
+    more = cold_start_split(data, fold=1, seed=0, other_users=True)
+    # the same users train, validate and test; the others' ratings are added to the pool
+    for a, b in zip(
+        (plain.train_users, plain.val_users, plain.test_users),
+        (more.train_users, more.val_users, more.test_users),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    pooled = set(data.user[more.train_rows].tolist())
+    assert pooled == set(plain.train_users.tolist()) | others
+    assert set(data.user[plain.train_rows].tolist()) == set(plain.train_users.tolist())
+    assert len(more.train_rows) == len(plain.train_rows) + sum(n[u] for u in others)
+    assert not pooled & (set(more.val_users.tolist()) | set(more.test_users.tolist()))
+    # ... but they are no meta-training task
+    roles = section(other_users=True).roles(data, more)
+    assert set(roles["train"].users) == set(plain.train_users.tolist())
+
+
+def test_other_users_off_keeps_the_fingerprint_of_runs_made_before_the_option() -> None:
+    cfg = load_config(CONFIG, ["task.root=/somewhere"])
+    stored = cfg.model_dump(mode="json")
+    del stored["task"]["other_users"]
+    assert parse_config(stored, legacy=True).fingerprint() == cfg.fingerprint()
+    on = load_config(CONFIG, ["task.other_users=true"])
+    assert on.fingerprint() != cfg.fingerprint()
 
 
 def test_the_split_bounds_are_the_configured_ones(data: MovieLens) -> None:

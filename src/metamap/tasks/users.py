@@ -133,8 +133,13 @@ def cold_start_split(
     seed: int = 0,
     min_ratings: int = 13,
     max_ratings: int = 100,
+    other_users: bool = False,
 ) -> ColdStartSplit:
-    """The ``fold``-th of ``folds`` user (and item) folds under shuffle ``seed``."""
+    """The ``fold``-th of ``folds`` user (and item) folds under shuffle ``seed``.
+
+    ``other_users``: the ratings of users outside ``min_ratings``-``max_ratings`` (never
+    validated or tested) join the pooled training ratings (``train_rows``: what baselines fit
+    on, and a network's starting point); they are not meta-training tasks."""
     if not 0 <= fold < folds:
         raise ConfigError(f"task.fold {fold} is not one of the {folds} folds (0..{folds - 1})")
     counts = torch.bincount(data.user, minlength=data.num_users)
@@ -154,6 +159,8 @@ def cold_start_split(
         known[item_folds[fold]] = False
     trainers = torch.zeros(data.num_users, dtype=torch.bool)
     trainers[eligible if scenario == "item_cold" else train] = True
+    if other_users:
+        trainers[(counts < min_ratings) | (counts > max_ratings)] = True
     rows = torch.nonzero(trainers[data.user] & known[data.item]).flatten()
     return ColdStartSplit(train.sort().values, val, test, known, rows, scenario)
 
@@ -293,6 +300,11 @@ class ColdStartTask(TaskSection):
     split_seed: NonNegativeInt = 0
     min_ratings: PositiveInt = 13
     max_ratings: PositiveInt = 100
+    other_users: bool = False
+    """Users outside ``min_ratings``-``max_ratings`` (100K: 361 users with more than 100
+    ratings, most of the ratings): dropped, as MeLU does (``false``), or their ratings join the
+    pooled training data — what the baselines fit, and the network's starting point — never as
+    validation or test users (``true``)."""
     queries: PositiveInt = 10
     query: Literal["random", "latest"] = "random"
     """The query ratings: ``random`` (MeLU) or each user's ``latest`` (a time-ordered split)."""
@@ -343,6 +355,7 @@ class ColdStartTask(TaskSection):
             self.split_seed,
             self.min_ratings,
             self.max_ratings,
+            self.other_users,
         )
 
     def roles(self, data: MovieLens, split: ColdStartSplit) -> dict[str, UserTasks]:

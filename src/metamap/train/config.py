@@ -490,6 +490,8 @@ class RunConfig(Section):
         d["task"] = {**TASK_LEGACY_DEFAULTS, **self._task_aside, **d["task"]}
         for k in self.task.unfingerprinted:
             d["task"].pop(k)
+        if d["task"].get("other_users") is False:  # as before the option existed
+            d["task"].pop("other_users")
         fixed = not self.task.variable_ways()
         if not self.extra_domains or fixed:  # as before they existed
             d.pop("extra_domains")
