@@ -190,7 +190,8 @@ def _run_job(args: argparse.Namespace, fold: int, seed: int, method: str) -> dic
     elif method == POOLED:
         model, info = _pooled(problem, cfg, args.pooled_steps, seed)
     else:
-        name = f"movielens-{args.variant}-{args.scenario}{args.tag and '-' + args.tag}-{method}-f{fold}-s{seed}"
+        tagged = args.scenario + (args.tag and "-" + args.tag)
+        name = f"movielens-{args.variant}-{tagged}-{method}-f{fold}-s{seed}"
         out = args.runs / name.replace(" ", "_").replace("(", "").replace(")", "")
         trainer = Trainer(cfg, out)  # resumes a run stopped part-way, or loads a finished one
         result = trainer.fit(resume=True)
