@@ -82,6 +82,8 @@ def provenance_note(results: list[dict[str, Any]]) -> str:
 def _cell(s: dict[str, Any] | None, base: float = math.inf) -> str:
     if s is None:
         return "–"
+    if s.get("n") == 0:
+        return "– (no user)"
     if s.get("nonfinite") or not math.isfinite(s["mean"]):
         return f"diverges ({s.get('nonfinite', '?')}/{s['n']} tasks) †"
     mark = " †" if s["mean"] > base else ""

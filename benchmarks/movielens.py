@@ -219,7 +219,10 @@ def _run_job(args: argparse.Namespace, fold: int, seed: int, method: str) -> dic
             "scores": scores}  # fmt: skip
 
 
-def _mean_ci(values: list[float]) -> dict[str, float]:
+def _mean_ci(values: list[float]) -> dict[str, Any]:
+    """Mean ± 95% CI; ``None`` for both where no test user has that many ratings."""
+    if not values:
+        return {"mean": None, "ci95": None, "n": 0}
     t = torch.tensor(values, dtype=torch.float64)
     sd = float(t.std()) if len(t) > 1 else 0.0
     return {"mean": float(t.mean()), "ci95": 1.96 * sd / len(t) ** 0.5, "n": len(t)}
@@ -254,14 +257,14 @@ def summarise(jobs: list[dict[str, Any]], supports: list[str]) -> tuple[dict, di
             ref = reference(s)
             out[s] = {"reference": ref}
             for name in methods:
-                if name != ref:
+                if name != ref and values[name][s]["mae"]:
                     d = paired_difference(values[name][s]["mae"], values[ref][s]["mae"])
                     out[s][name] = {"mean": d.mean, "ci95": d.ci95, "n": d.n}
         return out
 
     def strongest(s: str) -> str:  # the baseline with the lowest mean MAE at this support size
         names = [n for n in methods if n in BASELINES or n == POOLED]
-        return min(names, key=lambda n: methods[n]["cells"][s]["mae"]["mean"])
+        return min(names, key=lambda n: methods[n]["cells"][s]["mae"]["mean"] or math.inf)
 
     summary = {
         "methods": methods,

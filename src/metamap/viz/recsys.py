@@ -37,8 +37,9 @@ def support_curve_plot(
     fig, ax = plt.subplots(figsize=(7.0, 4.4), dpi=120)
     xs = range(len(supports))
     for i, (name, method) in enumerate(result["methods"].items()):
+        nan = float("nan")  # a support size no test user has: no point
         stats = [
-            (method["cells"][s][metric]["mean"], method["cells"][s][metric]["ci95"])
+            (method["cells"][s][metric]["mean"] or nan, method["cells"][s][metric]["ci95"] or nan)
             for s in supports
         ]
         ax.errorbar(
