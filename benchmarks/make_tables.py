@@ -1000,10 +1000,30 @@ def movielens_table(scenario: str) -> str:
         f"stopping on validation users included; a network's from its trainer's clock), one "
         f"thread each, on {prov['cpu']}; all methods together {_minutes(total)} of CPU, "
         f"{_minutes(total / r['workers'])} on {r['workers']} cores ({wall}). Produced by "
-        f"`{shell(r['command'])}`.",
+        f"`{shell(r['command'])}`."
+        + _diverged(r),
         provenance_note([r]),
     ]
     return "\n".join(lines)
+
+
+def _diverged(r: dict[str, Any]) -> str:
+    """The runs whose training loss went non-finite: scored at their best validated step."""
+    parts = []
+    for name, m in r["methods"].items():
+        bad = [s for s in m["splits"] if "diverged_at" in s]
+        if bad:
+            where = ", ".join(
+                f"fold {s['fold']} seed {s['seed']} at step {s['diverged_at']}" for s in bad
+            )
+            parts.append(f"{name} in {len(bad)} of {len(m['splits'])} splits ({where})")
+    if not parts:
+        return ""
+    return (
+        " Training diverged (a non-finite loss) for "
+        + "; ".join(parts)
+        + ": those splits are scored at their best validated step before it."
+    )
 
 
 def movielens_headline() -> str:

@@ -42,6 +42,7 @@ import torch
 
 from machine import command_line, provenance, write_result  # benchmarks/machine.py
 from metamap.core import Task
+from metamap.errors import NonFiniteLossError
 from metamap.fileio import atomic_write
 from metamap.recsys import (
     GlobalMean,
@@ -52,7 +53,13 @@ from metamap.recsys import (
     tune,
 )
 from metamap.recsys.baselines import RatingBaseline
-from metamap.train import ColdStartProblem, Trainer, load_config, score_users
+from metamap.train import (
+    ColdStartProblem,
+    Trainer,
+    learner_from_checkpoint,
+    load_config,
+    score_users,
+)
 from metamap.train.build import build_run_learner
 from metamap.train.cold_start import support_label
 from metamap.train.problems import build_problem
@@ -194,17 +201,21 @@ def _run_job(args: argparse.Namespace, fold: int, seed: int, method: str) -> dic
         name = f"movielens-{args.variant}-{tagged}-{method}-f{fold}-s{seed}"
         out = args.runs / name.replace(" ", "_").replace("(", "").replace(")", "")
         trainer = Trainer(cfg, out)  # resumes a run stopped part-way, or loads a finished one
-        result = trainer.fit(resume=True)
-        model = trainer.learner
-        from metamap.train import learner_from_checkpoint
-
-        _, model, _ = learner_from_checkpoint(trainer.result_path)
-        info = {
-            "steps": result.step,
-            "best_step": result.best_step,
-            "best_val_mae": result.best_val,
-        }
-        t0 = time.perf_counter() - result.train_seconds  # the trainer's clock: across resumes
+        try:
+            result = trainer.fit(resume=True)
+        except NonFiniteLossError as e:  # scored at its best validated step before diverging
+            if not trainer.best_path.is_file():
+                raise
+            _, model, state = learner_from_checkpoint(trainer.best_path)
+            info = {"diverged_at": e.step, "best_step": int(state["step"])}
+        else:
+            _, model, _ = learner_from_checkpoint(trainer.result_path)
+            info = {
+                "steps": result.step,
+                "best_step": result.best_step,
+                "best_val_mae": result.best_val,
+            }
+            t0 = time.perf_counter() - result.train_seconds  # the trainer's clock: over resumes
     train_s = time.perf_counter() - t0
     scores = _score(model, problem)
     if method == PLOTTED and (fold, seed) == (args.folds[0], args.seeds[0]):

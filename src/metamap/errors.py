@@ -77,3 +77,7 @@ class NonFiniteLossError(MetamapError, FloatingPointError):
         self.step = step
         self.value = value
         self.checkpoint = checkpoint
+
+    def __reduce__(self) -> tuple[type[NonFiniteLossError], tuple[int, float, str | None]]:
+        """Picklable with its arguments (a worker process's error reaches its parent intact)."""
+        return (type(self), (self.step, self.value, self.checkpoint))
