@@ -1000,8 +1000,7 @@ def movielens_table(scenario: str) -> str:
         f"stopping on validation users included; a network's from its trainer's clock), one "
         f"thread each, on {prov['cpu']}; all methods together {_minutes(total)} of CPU, "
         f"{_minutes(total / r['workers'])} on {r['workers']} cores ({wall}). Produced by "
-        f"`{shell(r['command'])}`."
-        + _diverged(r),
+        f"`{shell(r['command'])}`." + _diverged(r),
         provenance_note([r]),
     ]
     return "\n".join(lines)
