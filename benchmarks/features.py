@@ -11,8 +11,10 @@ Backbones:
 * the Omniglot checkpoints of runs/bench/ named in :data:`BACKBONES` that exist (a missing one is
   skipped, and the result file says so under ``"skipped"``): ``protonet-lake``, ProtoNet trained
   on the 30 background alphabets only (configs/omniglot/protonet-lake.yaml, inductive
-  BatchNorm, its last checkpoint); ``protonet``, ``maml``, ``pretrain``: the Vinyals-split runs
-  of benchmarks/omniglot.py (their best validated step);
+  BatchNorm, its last checkpoint); ``protonet``: the paper-level Vinyals ProtoNet,
+  ``protonet-5w1s-trainval-inductive`` (train + val characters, the whole 8,500 episodes,
+  inductive BatchNorm, its last weights); ``maml``, ``pretrain``: the Vinyals-split runs of
+  benchmarks/omniglot.py (their best validated step);
 * ``random``: the Conv-4 of the protonet-lake config at its initialisation (``cfg.seed``), its
   BatchNorm with the initial running statistics (``FeatureExtractor.random``);
 * ``pixels``: no network: the image itself, flattened, 784 values in [0, 1]
@@ -99,7 +101,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "bench"
 BACKBONES = {
     "protonet-lake": RUNS / "omniglot-protonet-lake" / "checkpoints" / "last.pt",
-    "protonet": RUNS / "omniglot-protonet-5w1s" / "checkpoints" / "best.pt",
+    "protonet": RUNS / "omniglot-protonet-5w1s-trainval-inductive" / "checkpoints" / "last.pt",
     "maml": RUNS / "omniglot-maml-5w1s" / "checkpoints" / "best.pt",
     "pretrain": RUNS / "omniglot-pretrain" / "checkpoints" / "best.pt",
 }

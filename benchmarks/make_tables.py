@@ -490,7 +490,7 @@ def headline_table(full_table: str = "docs/results/omniglot.md") -> str:
 
 BACKBONE_NAMES = {
     "protonet-lake": "ProtoNet, background alphabets (meta-trained)",
-    "protonet": "ProtoNet (meta-trained)",
+    "protonet": "ProtoNet, Vinyals train+val (meta-trained)",
     "maml": "MAML (meta-trained)",
     "pretrain": "supervised pre-training",
     "pretrain+adabn": "supervised pre-training + AdaBN",
