@@ -49,6 +49,7 @@ from metamap.recsys import (
     ItemMean,
     ItemUserBias,
     MatrixFactorization,
+    evaluate_users,
     paired_difference,
     tune,
 )
@@ -58,7 +59,6 @@ from metamap.train import (
     Trainer,
     learner_from_checkpoint,
     load_config,
-    score_users,
 )
 from metamap.train.build import build_run_learner
 from metamap.train.cold_start import support_label
@@ -111,7 +111,7 @@ def _score(model: Any, problem: ColdStartProblem) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for support in problem.section.supports:
         tasks, users = problem.fixed_tasks("test", support)
-        per_user = score_users(model, tasks, problem.data.scale)
+        per_user = evaluate_users(model, tasks, scale=problem.data.scale)
         out[support_label(support)] = {
             "users": [int(problem.data.user_ids[u]) for u in users],
             **{m: [round(s[m], 4) for s in per_user] for m in METRICS},

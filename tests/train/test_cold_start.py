@@ -15,6 +15,7 @@ from metamap.cli import main
 from metamap.errors import ConfigError
 from metamap.learners import GradientLearner
 from metamap.models import MeLU
+from metamap.recsys import evaluate_users
 from metamap.tasks.users import ColdStartTask
 from metamap.train import (
     PROBLEMS,
@@ -25,7 +26,6 @@ from metamap.train import (
     load_checkpoint,
     load_config,
     read_metrics,
-    score_users,
 )
 from metamap.train.cold_start import ITEM_DAMPING, support_label
 from movielens_fake import write_fake_100k
@@ -141,7 +141,7 @@ def test_evaluate_scores_every_support_size_per_user(
         assert ranking["users"] == ids and len(ids) > 0
         users_at[label] = ids
         # the per-user values are the learner's scores of each user's fixed task
-        mine = score_users(learner, tasks, problem.data.scale)
+        mine = evaluate_users(learner, tasks, scale=problem.data.scale)
         for metric in ("mae", "rmse", "ndcg@3", "ndcg@10"):
             got = ranking[metric]
             assert got["n"] == len(ids)

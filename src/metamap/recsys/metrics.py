@@ -22,7 +22,7 @@ normal approximation :func:`metamap.train.summarize` uses for the other benchmar
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -220,17 +220,26 @@ class RatingModel(Protocol):
 
 
 def evaluate_users(
-    model: RatingModel, tasks: Sequence[Task], ks: Sequence[int] = (3, 10)
+    model: RatingModel,
+    tasks: Sequence[Task],
+    ks: Sequence[int] = (3, 10),
+    scale: tuple[float, float] | None = None,
+    adapt: Callable[[Tensor, Tensor], AdaptedState] | None = None,
 ) -> list[dict[str, float]]:
     """:func:`rating_metrics` of each user (task) after adapting ``model`` to its support set.
 
+    ``scale``: clip the predictions to the rating scale first (a network's may leave it);
+    ``adapt`` replaces ``model.adapt`` (e.g. a meta-learner with another number of steps).
     Returns one dict per task, in order; summarise with :func:`summarize_users`, compare two
     models with :func:`paired_difference` on one key.
     """
+    fit = model.adapt if adapt is None else adapt
     out = []
     for task in tasks:
-        state = model.adapt(task.support_x, task.support_y)
+        state = fit(task.support_x, task.support_y)
         with torch.no_grad():
             pred = model.predict(state, task.query_x)
+        if scale is not None:
+            pred = pred.clamp(*scale)
         out.append(rating_metrics(pred, task.query_y, ks))
     return out

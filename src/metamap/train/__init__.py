@@ -9,7 +9,7 @@ from metamap.train.build import (
     describe,
 )
 from metamap.train.checkpoint import load_checkpoint, save_checkpoint
-from metamap.train.cold_start import ColdStartProblem, score_users
+from metamap.train.cold_start import ColdStartProblem
 from metamap.train.config import (
     EvalConfig,
     LearnerConfig,
@@ -81,6 +81,5 @@ __all__ = [
     "register_problem",
     "save_checkpoint",
     "schedule_mismatch",
-    "score_users",
     "summarize",
 ]

@@ -8,10 +8,11 @@ and the whole meta-batch runs as one vmapped call (6× faster than a per-user lo
 Validation: MAE on the validation users' fixed tasks (support: all their other ratings) after
 the trained number of inner steps; lower is better.
 
-Evaluation (:func:`score_users`, the same for the meta-learners and for every baseline of
-:mod:`metamap.recsys.baselines`): for each support size of ``task.supports``, each test user's
-fixed task is adapted to and their query ratings predicted; MAE, RMSE, nDCG@3 and nDCG@10 per
-user (:func:`~metamap.recsys.metrics.rating_metrics`), then mean ± 95% CI over users, with the
+Evaluation (:func:`~metamap.recsys.metrics.evaluate_users`, the same for the meta-learners and
+for every baseline of :mod:`metamap.recsys.baselines`): for each support size of
+``task.supports``, each test user's fixed task is adapted to and their query ratings predicted
+(clipped to the rating scale); MAE, RMSE, nDCG@3 and nDCG@10 per user
+(:func:`~metamap.recsys.metrics.rating_metrics`), then mean ± 95% CI over users, with the
 per-user values kept so that paired comparisons between methods can be made.
 """
 
@@ -19,18 +20,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
 from metamap.core import MetaStep, Task
-from metamap.core.learner import Learner
+from metamap.core.learner import AdaptedState, Learner
 from metamap.data.movielens import MovieLens
 from metamap.errors import ConfigError
 from metamap.models import Baseline
 from metamap.recsys.baselines import ItemUserBias
-from metamap.recsys.metrics import rating_metrics
+from metamap.recsys.metrics import evaluate_users
 from metamap.tasks.users import (
     ColdStartSplit,
     ColdStartTask,
@@ -43,18 +44,10 @@ from metamap.train.config import RunConfig
 from metamap.train.evaluate import summarize
 from metamap.train.problems import VAL_SEED_OFFSET, register_problem
 
-__all__ = ["ITEM_DAMPING", "ColdStartProblem", "RatingPredictor", "score_users", "support_label"]
+__all__ = ["ITEM_DAMPING", "ColdStartProblem", "support_label"]
 
 ITEM_DAMPING = 5.0
 """Ratings' worth of prior at the global mean in the item biases a network starts from."""
-
-
-class RatingPredictor(Protocol):
-    """What :func:`score_users` needs: a meta-learner, or a baseline."""
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> Any: ...
-
-    def predict(self, state: Any, x: Tensor) -> Tensor: ...
 
 
 def support_label(support: int | None) -> str:
@@ -62,26 +55,7 @@ def support_label(support: int | None) -> str:
     return f"support {'all' if support is None else support}"
 
 
-def score_users(
-    model: RatingPredictor,
-    tasks: Sequence[Task],
-    scale: tuple[float, float] = (1.0, 5.0),
-    adapt: Callable[[Tensor, Tensor], Any] | None = None,
-) -> list[dict[str, float]]:
-    """Per user: MAE, RMSE, nDCG@3, nDCG@10 of the query ratings predicted after adapting to the
-    support set (predictions clipped to the rating ``scale``). ``adapt`` replaces
-    ``model.adapt`` (e.g. a meta-learner with another number of steps)."""
-    fit = model.adapt if adapt is None else adapt
-    out = []
-    for t in tasks:
-        state = fit(t.support_x, t.support_y)
-        with torch.no_grad():
-            pred = model.predict(state, t.query_x).flatten().clamp(*scale)
-        out.append(rating_metrics(pred.double(), t.query_y.flatten().double()))
-    return out
-
-
-def _with_steps(learner: Learner, steps: int) -> Callable[[Tensor, Tensor], Any]:
+def _with_steps(learner: Learner, steps: int) -> Callable[[Tensor, Tensor], AdaptedState]:
     return lambda sx, sy: learner.adapt(sx, sy, steps)
 
 
@@ -92,9 +66,8 @@ class ColdStartProblem:
     metric, higher_is_better = "mae", False
 
     def __init__(self, cfg: RunConfig) -> None:
-        if not isinstance(cfg.task, ColdStartTask):  # registry guarantees it; for mypy
-            raise TypeError("the cold_start problem trains task.family movielens")
-        self.cfg, self.section = cfg, cfg.task
+        self.cfg = cfg
+        self.section = cast(ColdStartTask, cfg.task)  # the task section that names this problem
         self.device = torch.device(cfg.train.device)
         self.dtype = dtype_of(cfg)
 
@@ -115,14 +88,22 @@ class ColdStartProblem:
 
     def training_ratings(self) -> tuple[Tensor, Tensor, Tensor]:
         """Every rating training may see, pooled: rows ``(R, F)``, ratings ``(R, 1)`` and each
-        row's user ``(R,)`` — what the non-meta-learned baselines fit on."""
+        row's user ``(R,)`` — what the non-meta-learned baselines fit on (encoded once)."""
+        return self._training_ratings
+
+    @functools.cached_property
+    def _training_ratings(self) -> tuple[Tensor, Tensor, Tensor]:
         rows = self.split.train_rows
         x = encode_ratings(self.data, rows, self.split.known_items)
         return x, self.data.rating[rows][:, None], self.data.user[rows]
 
     def baseline(self) -> Baseline:
         """Koren's baseline predictor on the training ratings (μ and item biases damped by
-        ``ITEM_DAMPING``), for a network to start from (``model.warm_start``)."""
+        ``ITEM_DAMPING``), for a network to start from (``model.warm_start``); fitted once."""
+        return self._baseline
+
+    @functools.cached_property
+    def _baseline(self) -> Baseline:
         x, y, users = self.training_ratings()
         fitted = ItemUserBias(item_damping=ITEM_DAMPING).fit(x, y, users)
         offsets = torch.zeros(self.section.vocabulary()[0])
@@ -141,7 +122,7 @@ class ColdStartProblem:
                     f"no test user has {support} ratings besides the {self.section.queries} "
                     f"queries: remove {support} from task.supports"
                 )
-            score_users(learner, tasks[:1], self.data.scale)
+            evaluate_users(learner, tasks[:1], scale=self.data.scale)
 
     def prepare(self) -> None:
         self.roles  # noqa: B018 - the data loaded, split and checked now
@@ -162,7 +143,7 @@ class ColdStartProblem:
         return self.fixed_tasks("val", None)[0]
 
     def validate(self, learner: Learner) -> float:
-        scores = score_users(learner, self._validation, self.data.scale)
+        scores = evaluate_users(learner, self._validation, scale=self.data.scale)
         return summarize([s["mae"] for s in scores]).mean
 
     def evaluate(self, learner: Learner, steps: Sequence[int] | None = None) -> dict[str, Any]:
@@ -182,7 +163,9 @@ class ColdStartProblem:
             label = support_label(support)
             by_step: dict[str, Any] = {}
             for k in steps:
-                per_user = score_users(learner, tasks, self.data.scale, _with_steps(learner, k))
+                per_user = evaluate_users(
+                    learner, tasks, scale=self.data.scale, adapt=_with_steps(learner, k)
+                )
                 by_step[str(k)] = summarize([u["mae"] for u in per_user]).to_dict()
                 if k == max(steps):
                     results["ranking"][label] = {
