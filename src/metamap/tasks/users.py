@@ -85,14 +85,10 @@ def encode_ratings(data: MovieLens, rows: Tensor, known_items: Tensor | None = N
 
 
 def encode_items(
-    data: MovieLens,
-    item: Tensor,
-    user: Tensor | None,
-    known_items: Tensor | None = None,
-    user_features: Tensor | None = None,
+    data: MovieLens, item: Tensor, user: Tensor | None, known_items: Tensor | None = None
 ) -> Tensor:
     """Rows for item positions ``item: (N,)`` and user positions ``user: (N,)`` — or, for a user
-    not in the data (``user=None``), the user's features ``user_features: (4,)``."""
+    not in the data (``user=None``: a new user of :mod:`metamap.recommend`), unknown features."""
     ids = data.item_ids[item]
     if known_items is not None:
         ids = torch.where(known_items[item], ids, torch.zeros_like(ids))
@@ -100,8 +96,7 @@ def encode_items(
     if user is not None:
         u = torch.stack([data.gender, data.age, data.occupation, data.zip_prefix], 1)[user]
     else:
-        u = user_features if user_features is not None else torch.zeros(4, dtype=torch.long)
-        u = u.expand(len(item), 4)
+        u = torch.zeros(len(item), 4, dtype=torch.long)
     return torch.cat([ids[:, None], year[:, None], u, data.genres[item].long()], 1)
 
 
@@ -183,38 +178,43 @@ class UserTasks:
         query: Literal["random", "latest"] = "random",
     ) -> None:
         self.data, self.queries, self.query = data, queries, query
-        x = encode_ratings(data, rows, known_items)
-        y = data.rating[rows][:, None]
-        per_user: dict[int, list[int]] = {}
         in_role = torch.zeros(data.num_users, dtype=torch.bool)
         in_role[users] = True
-        keep = in_role[data.user[rows]]
-        for i in torch.nonzero(keep).flatten().tolist():
-            per_user.setdefault(int(data.user[rows[i]]), []).append(i)
+        mine = rows[in_role[data.user[rows]]]  # only this role's users' ratings are encoded
+        owner = data.user[mine]
+        # each user's ratings, as indices into ``mine`` in their order there
+        per_user = torch.split(
+            torch.argsort(owner, stable=True),
+            torch.bincount(owner, minlength=data.num_users).tolist(),
+        )
         self.users: list[int] = []
         self._rows: list[Tensor] = []
         self.dropped = 0
         for u in users.tolist():
-            idx = per_user.get(u, [])
-            if len(idx) < queries + 1:
+            if len(per_user[u]) < queries + 1:
                 self.dropped += 1
                 continue
             self.users.append(u)
-            self._rows.append(torch.tensor(idx))
+            self._rows.append(per_user[u])
         if not self.users:
             raise TaskShapeError(
                 f"no user has {queries + 1} or more ratings in this role and scenario; lower "
                 "task.queries or use another scenario"
             )
-        self.x, self.y, self.timestamp = x, y, data.timestamp[rows]
+        self.x = encode_ratings(data, mine, known_items)
+        self.y = data.rating[mine][:, None]
+        self.timestamp = data.timestamp[mine]
 
     def __len__(self) -> int:
         return len(self.users)
 
-    def _task(self, rows: Tensor, support: int | None) -> Task:
+    def _task(self, i: int, rows: Tensor, support: int | None) -> Task:
+        """User ``i``'s task from their ratings ``rows`` in order: queries first, then the
+        first ``support`` of the others (``None``: all); ``params`` names the user's id."""
         q, rest = rows[: self.queries], rows[self.queries :]
         s = rest if support is None else rest[:support]
-        return Task(self.x[s], self.y[s], self.x[q], self.y[q], params={"user": 0.0})
+        user = {"user": float(self.data.user_ids[self.users[i]])}
+        return Task(self.x[s], self.y[s], self.x[q], self.y[q], params=user)
 
     def sample(
         self, n: int, generator: torch.Generator, min_support: int | None = None
@@ -233,7 +233,7 @@ class UserTasks:
                 rest = len(rows) - self.queries
                 lo = min(min_support, rest)
                 size = int(torch.randint(lo, rest + 1, (), generator=generator))
-            out.append(self._task(rows, size))
+            out.append(self._task(p, rows, size))
         return out
 
     def _ordered(self, i: int, seed: int) -> Tensor:
@@ -252,8 +252,7 @@ class UserTasks:
             rows = self._ordered(i, seed)
             if support is not None and len(rows) - self.queries < support:
                 continue
-            t = self._task(rows, support)
-            tasks.append(Task(*t.tensors(), params={"user": float(self.data.user_ids[u])}))
+            tasks.append(self._task(i, rows, support))
             users.append(u)
         return tasks, users
 
