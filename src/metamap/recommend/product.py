@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,7 @@ class Recommender:
         if not pairs:
             raise MetamapError("no ratings given: rate at least one movie (movie id -> stars)")
         ids = [int(i) for i, _ in pairs]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
         if twice:
             raise MetamapError(f"movies rated more than once: {twice[:5]}; rate each movie once")
         lo, hi = self.data.scale
@@ -131,25 +132,30 @@ class Recommender:
     def _rows(self, items: Tensor) -> Tensor:
         return encode_items(self.data, items, None, self.known_items)
 
+    def _scores(self, items: Tensor, stars: Tensor, candidates: Tensor) -> Tensor:
+        """Predicted stars ``(C,)`` of the movies at positions ``candidates`` after adapting to
+        the ratings ``stars`` of the movies at positions ``items``."""
+        p = next(self.learner.named_parameters())[1]
+        state = self.learner.adapt(self._rows(items).to(p.device), stars.to(p))
+        with torch.no_grad():
+            x = self._rows(candidates).to(p.device)
+            return self.learner.predict(state, x).flatten().clamp(*self.data.scale).cpu()
+
     def predict(self, ratings: Ratings, item_ids: Sequence[int]) -> Tensor:
         """Predicted stars ``(len(item_ids),)`` of the given movies for the user who gave
         ``ratings``."""
         items, stars = self._support(ratings)
-        p = next(self.learner.named_parameters())[1]
-        state = self.learner.adapt(self._rows(items).to(p.device), stars.to(p))
-        with torch.no_grad():
-            x = self._rows(self.data.item_positions(item_ids)).to(p.device)
-            return self.learner.predict(state, x).flatten().clamp(*self.data.scale).cpu()
+        return self._scores(items, stars, self.data.item_positions(item_ids))
 
     def recommend(self, ratings: Ratings, top: int = 10) -> list[Recommendation]:
         """The ``top`` movies the user has not rated, by predicted stars (ties: lower id)."""
         if top < 1:
             raise MetamapError(f"top must be at least 1, got {top}")
-        items, _ = self._support(ratings)
+        items, stars = self._support(ratings)
         rated = set(items.tolist())
         candidates = [i for i in range(self.data.num_items) if i not in rated]
         ids = self.data.item_ids[candidates].tolist()
-        scores = self.predict(ratings, ids)
+        scores = self._scores(items, stars, torch.tensor(candidates))
         order = sorted(range(len(ids)), key=lambda k: (-float(scores[k]), ids[k]))[:top]
         return [
             Recommendation(ids[k], self.data.titles[candidates[k]], float(scores[k])) for k in order
