@@ -325,29 +325,23 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
         task, model, learner = self.task, self.model, self.learner
-        images = task.images
+        images, ids = task.images, bool(task.vocabulary())
+        # the networks that take this task's inputs (images, feature vectors or id columns)
+        able = ", ".join(
+            repr(n) for n, s in MODELS.items() if s.images == images and s.categorical == ids
+        )
         if images and not model.images:
-            able = ", ".join(repr(n) for n, s in MODELS.items() if s.images)
             raise ValueError(f"task.family {task.family!r} needs an image model.name ({able})")
         if not images and model.images:
-            ids = bool(task.vocabulary())
-            able = ", ".join(
-                repr(n) for n, s in MODELS.items() if not s.images and s.categorical == ids
-            )
             raise ValueError(
                 f"task.family {task.family!r} has no images: it needs model.name {able}, "
                 f"not {model.name!r}"
             )
-        if bool(task.vocabulary()) != model.categorical:
-            fits = [
-                n
-                for n, s in MODELS.items()
-                if s.categorical == bool(task.vocabulary()) and s.images == images
-            ]
-            kind = "categorical columns (users and items)" if task.vocabulary() else "no ids"
+        if ids != model.categorical:
+            kind = "categorical columns (users and items)" if ids else "no ids"
             raise ValueError(
-                f"task.family {task.family!r} has {kind}: it needs model.name "
-                f"{', '.join(map(repr, fits))}, not {model.name!r}"
+                f"task.family {task.family!r} has {kind}: it needs model.name {able}, "
+                f"not {model.name!r}"
             )
         if images and self.data.image_size < model.min_image_size:
             raise ValueError(
