@@ -86,6 +86,13 @@ META = {
     "MeLU (MAML)": ["learner.name=maml", *MAML5],
     "MeLU (first-order MAML)": ["learner.name=fomaml", *MAML5],
     "MeLU (Reptile)": ["learner.name=reptile", *MAML5],
+    # configs/movielens/melu-ridge.yaml: a closed-form fold-in on MeLU's features + item factors
+    "MeLU (ridge)": [
+        "learner={name: ridge, lam: 5.0}",
+        "model.item_embedding=false",
+        "model.item_factors=10",
+        "train.lr=0.0001",
+    ],
 }
 POOLED = "pooled network + fine-tune"
 POOLED_LRS = (0.01, 0.03, 0.1)

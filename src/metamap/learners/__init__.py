@@ -33,6 +33,7 @@ from metamap.learners.relation import (
     relation_feature_shape,
 )
 from metamap.learners.reptile import Reptile
+from metamap.learners.ridge import Ridge, RidgeRegressionState
 from metamap.learners.svm import SVMHead, SVMState
 
 # Every module of the package is imported, so that each learner's section registers itself:
@@ -65,6 +66,8 @@ __all__ = [
     "RelationNet",
     "RelationState",
     "Reptile",
+    "Ridge",
+    "RidgeRegressionState",
     "RidgeState",
     "SVMHead",
     "SVMState",

@@ -9,10 +9,14 @@ layers ``hidden`` (ReLU) to one output. MeLU's local update adapts only the deci
 (``decision.*``, output layer included): with :class:`~metamap.learners.MAML`, ``learner.adapt:
 [decision.]``.
 
-Two options beyond the paper, both on by default because cold-start MAE depends on them (a
-recommender's baseline predictor, Koren 2010): ``item_bias`` adds a learned bias per value of
-column 0 (the item id; id 0, an unknown item, has its own), and ``item_embedding`` embeds the item
-id as one more column. The output layer's bias starts at ``offset`` (about the mean rating).
+Options beyond the paper, because cold-start MAE depends on them (a recommender's baseline
+predictor, Koren 2010, and its latent factors): ``item_bias`` adds a learned bias per value of
+column 0 (the item id; id 0, an unknown item, has its own); ``item_embedding`` embeds the item id
+as one more column; ``item_factors = K`` adds a K-d embedding of the item id that
+:meth:`MeLU.start_from` sets to a matrix factorisation's item factors, fed to the decision layers
+and exposed, with the last hidden layer, by :meth:`MeLU.features` (a closed-form head on them,
+learner ``ridge``, starts as the factorisation's fold-in of a new user). The output layer's bias
+starts at ``offset`` (about the mean rating).
 
 Shapes: ``x: (N, F)`` int64 → ``(N, 1)`` float.
 """
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
 from metamap.errors import ConfigError
@@ -45,6 +49,7 @@ class MeLU(nn.Module):
         item_bias: bool = True,
         item_embedding: bool = True,
         offset: float = 3.5,
+        item_factors: int = 0,
     ) -> None:
         super().__init__()
         if not vocabulary or any(v < 1 for v in vocabulary):
@@ -57,11 +62,16 @@ class MeLU(nn.Module):
         self.bag_columns = bag
         self.embeddings = nn.ModuleList(nn.Embedding(vocabulary[c], dim) for c in self.single)
         self.bag = nn.Parameter(torch.randn(len(bag), dim)) if bag else None
-        width = dim * (len(self.single) + (1 if bag else 0))
+        self.factors = nn.Embedding(vocabulary[0], item_factors) if item_factors else None
+        if self.factors is not None:
+            nn.init.normal_(self.factors.weight, std=0.1)
+        width = dim * (len(self.single) + (1 if bag else 0)) + item_factors
         layers: list[nn.Module] = []
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
+        self.feature_dim = width + item_factors
+        """Width of :meth:`features`: the last hidden layer and the item factors."""
         out = nn.Linear(width, 1)
         nn.init.constant_(out.bias, offset)
         self.decision = nn.Sequential(*layers, out)
@@ -74,7 +84,8 @@ class MeLU(nn.Module):
 
     def start_from(self, baseline: Baseline) -> None:
         """Start as the baseline predictor: item biases and output bias from it, the output
-        weights shrunk 10× so the decision layers begin as a small residual."""
+        weights shrunk 10× so the decision layers begin as a small residual; item factors
+        (``item_factors > 0``) from its ``first_column_factors``."""
         if self.item_bias is None:
             raise ValueError("start_from needs item_bias=True")
         offsets = baseline.first_column.to(self.item_bias.weight)
@@ -83,14 +94,25 @@ class MeLU(nn.Module):
                 f"baseline has {tuple(offsets.shape)} offsets for "
                 f"{self.item_bias.num_embeddings} item ids"
             )
+        factors = baseline.first_column_factors
+        if self.factors is not None and (
+            factors is None or factors.shape != self.factors.weight.shape
+        ):
+            got = None if factors is None else tuple(factors.shape)
+            raise ValueError(
+                f"item_factors={self.factors.embedding_dim} needs baseline factors of shape "
+                f"{tuple(self.factors.weight.shape)}, got {got}"
+            )
         out = self.decision[-1]
         assert isinstance(out, nn.Linear)
         with torch.no_grad():
+            if self.factors is not None and factors is not None:
+                self.factors.weight.copy_(factors)
             self.item_bias.weight.copy_(offsets[:, None])
             out.bias.fill_(baseline.mean)
             out.weight.mul_(0.1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _embed(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.columns:
             raise ValueError(
                 f"MeLU expects rows of shape (N, {self.columns}), got {tuple(x.shape)}"
@@ -99,7 +121,19 @@ class MeLU(nn.Module):
         if self.bag is not None:
             flags = x[:, self.bag_columns].to(self.bag.dtype)
             parts.append(flags @ self.bag / flags.sum(1, keepdim=True).clamp_min(1.0))
-        out: Tensor = self.decision(torch.cat(parts, 1))
+        if self.factors is not None:
+            parts.append(self.factors(x[:, 0]))
+        return torch.cat(parts, 1)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last decision layer's inputs ``(N, hidden[-1])`` (the embeddings' concatenation
+        when there are no hidden layers), then the item factors ``(N, K)`` if any: what a
+        closed-form head fits (learner ``ridge``)."""
+        h: Tensor = self.decision[:-1](self._embed(x))
+        return h if self.factors is None else torch.cat([h, self.factors(x[:, 0])], 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.decision(self._embed(x))
         if self.item_bias is not None:
             out = out + self.item_bias(x[:, 0])
         return out
@@ -115,6 +149,10 @@ class MeLUSection(ModelSection):
     item_bias: bool = True
     item_embedding: bool = True
     offset: float = 3.5
+    item_factors: NonNegativeInt = 0
+    """K > 0: a K-d item embedding started from the problem's matrix factorisation (its item
+    factors on the training ratings; ``warm_start``), fed to the decision layers and to a
+    closed-form head's features."""
     warm_start: bool = True
     """Start from the problem's baseline predictor (the training ratings' mean and damped item
     biases): the network learns the residual; ``false``: from ``offset`` and zero biases."""
@@ -133,6 +171,7 @@ class MeLUSection(ModelSection):
             self.item_bias,
             self.item_embedding,
             self.offset,
+            self.item_factors,
         )
         if self.warm_start and self.item_bias and ctx.baseline is not None:
             model.start_from(ctx.baseline)
@@ -140,7 +179,13 @@ class MeLUSection(ModelSection):
 
     def describe(self) -> str:
         extras = [
-            n for n, on in (("item bias", self.item_bias), ("item ids", self.item_embedding)) if on
+            n
+            for n, on in (
+                ("item bias", self.item_bias),
+                ("item ids", self.item_embedding),
+                (f"{self.item_factors} item factors", self.item_factors),
+            )
+            if on
         ]
         return f"MeLU {self.dim}-d embeddings, decision {'-'.join(map(str, self.hidden))}" + (
             f" + {', '.join(extras)}" if extras else ""

@@ -50,6 +50,11 @@ class MLP(nn.Module):
         out: Tensor = self.head(self.body(x))
         return out
 
+    def features(self, x: Tensor) -> Tensor:
+        """The body's output ``(N, hidden[-1])``, the head's input."""
+        out: Tensor = self.body(x)
+        return out
+
 
 @register_model
 class MLPSection(ModelSection):

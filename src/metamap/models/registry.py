@@ -40,6 +40,10 @@ class Baseline:
     mean: float
     first_column: Tensor
     """``(vocabulary[0],)`` offsets; 0 where the training data have no example."""
+    first_column_factors: Tensor | None = None
+    """``(vocabulary[0], K)`` latent factors per value of the first column (a matrix
+    factorisation's item factors on the training ratings; 0 where they have no example), or
+    ``None`` where the problem fits none."""
 
 
 BatchNormPolicy = Literal["transductive", "inductive"]

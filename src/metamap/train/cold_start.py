@@ -30,7 +30,7 @@ from metamap.core.learner import AdaptedState, Learner
 from metamap.data.movielens import MovieLens
 from metamap.errors import ConfigError
 from metamap.models import Baseline
-from metamap.recsys.baselines import ItemUserBias
+from metamap.recsys.baselines import ItemUserBias, MatrixFactorization
 from metamap.recsys.metrics import evaluate_users
 from metamap.tasks.users import (
     ColdStartSplit,
@@ -44,10 +44,13 @@ from metamap.train.config import RunConfig
 from metamap.train.evaluate import summarize
 from metamap.train.problems import VAL_SEED_OFFSET, register_problem
 
-__all__ = ["ITEM_DAMPING", "ColdStartProblem", "support_label"]
+__all__ = ["FACTORS", "FACTOR_REG", "ITEM_DAMPING", "ColdStartProblem", "support_label"]
 
 ITEM_DAMPING = 5.0
 """Ratings' worth of prior at the global mean in the item biases a network starts from."""
+FACTORS, FACTOR_REG = 10, 5.0
+"""The matrix factorisation whose item factors a network may start from (``model.item_factors``):
+10 factors, ridge 5 (the values the benchmark's validation users chose for fold-in)."""
 
 
 def support_label(support: int | None) -> str:
@@ -98,20 +101,28 @@ class ColdStartProblem:
         return x, self.data.rating[rows][:, None], self.data.user[rows]
 
     def baseline(self) -> Baseline:
-        """Koren's baseline predictor on the training ratings (μ and item biases damped by
-        ``ITEM_DAMPING``), for a network to start from (``model.warm_start``); fitted once."""
+        """What a network may start from (``model.warm_start``), fitted once on the training
+        ratings: Koren's baseline predictor (μ and item biases damped by ``ITEM_DAMPING``) and
+        the item factors of a :class:`~metamap.recsys.MatrixFactorization` (``FACTORS``,
+        ``FACTOR_REG``, seeded by the run's seed)."""
         return self._baseline
 
     @functools.cached_property
     def _baseline(self) -> Baseline:
         x, y, users = self.training_ratings()
         fitted = ItemUserBias(item_damping=ITEM_DAMPING).fit(x, y, users)
-        offsets = torch.zeros(self.section.vocabulary()[0])
+        vocabulary = self.section.vocabulary()[0]
+        offsets = torch.zeros(vocabulary)
         known = fitted.item_deviation
         assert known is not None and fitted.global_mean is not None
         n = min(len(known), len(offsets))
         offsets[:n] = known[:n].float()
-        return Baseline(float(fitted.global_mean), offsets)
+        mf = MatrixFactorization(FACTORS, FACTOR_REG, iterations=10, seed=self.cfg.seed)
+        q = mf.fit(x, y, users).item_factors
+        assert q is not None
+        factors = torch.zeros(vocabulary, FACTORS)
+        factors[: min(len(q), vocabulary)] = q[:vocabulary].float()
+        return Baseline(float(fitted.global_mean), offsets, factors)
 
     def check_evaluation(self, learner: Learner) -> None:
         """Scores one test user at each support size (a size no test user has fails here)."""
