@@ -163,3 +163,23 @@ def test_movielens_with_a_network_without_embeddings_is_refused_at_config_time()
     with pytest.raises(ConfigError, match=r"'movielens' has no images: it needs model.name 'melu'"):
         load_config(None, ["task.family=movielens", "model.name=conv4"])
     load_config(None, ["task.family=movielens", "model.name=melu"])  # the fix named works
+
+
+def test_item_factors_start_from_the_baseline_and_join_the_features() -> None:
+    g = torch.Generator().manual_seed(3)
+    factors = torch.randn(VOCAB[0], 3, generator=g)
+    offsets = torch.zeros(VOCAB[0])
+    model = net(item_factors=3)
+    assert model.factors is not None and model.feature_dim == 8 + 3
+    model.start_from(Baseline(3.6, offsets, factors))
+    assert torch.equal(model.factors.weight, factors)
+    x = rows(9, seed=4)
+    h = model.features(x)
+    assert h.shape == (9, model.feature_dim)
+    assert torch.equal(h[:, -3:], factors[x[:, 0]])  # each row's item factors, last
+    assert torch.equal(decision_input(model, x)[:, -3:], factors[x[:, 0]])  # fed to the layers
+    assert net().feature_dim == 8 and net().features(x).shape == (9, 8)
+    with pytest.raises(ValueError, match=r"item_factors=3 needs baseline factors of shape"):
+        net(item_factors=3).start_from(Baseline(3.6, offsets))  # the baseline has none
+    with pytest.raises(ValueError, match=r"got \(20, 2\)"):
+        net(item_factors=3).start_from(Baseline(3.6, offsets, factors[:, :2]))

@@ -5,6 +5,7 @@ for bit, evaluated at every support size, and scored by ``metamap eval``."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,31 @@ def test_a_support_size_no_test_user_has_is_refused_before_training(
     problem = build_problem(config(root, "task.supports=[5, 90]"))
     with pytest.raises(ConfigError, match=r"no test user has 90 ratings .* remove 90 from task"):
         problem.check_evaluation(trainer.learner)
+
+
+def test_the_closed_form_config_starts_as_fold_in_and_trains(root: Path, tmp_path: Path) -> None:
+    """configs/movielens/melu-ridge.yaml: the problem's factorisation seeds the item factors,
+    its settings are the benchmark's "MeLU (ridge)" method, and it meta-trains and scores."""
+    ridge = load_config(
+        CONFIG.with_name("melu-ridge.yaml"),
+        [f"task.root={root}", f"task.cache_dir={root.parent / 'cache'}", *SHORT],
+    )
+    bench = config(root, "learner={name: ridge, lam: 5.0}", "model.item_embedding=false",
+                   "model.item_factors=10", "train.lr=0.0001")  # fmt: skip
+    assert ridge.model_dump(exclude={"name", "out_dir"}) == bench.model_dump(
+        exclude={"name", "out_dir"}
+    )
+    problem = build_problem(ridge)
+    assert isinstance(problem, ColdStartProblem)
+    factors = problem.baseline().first_column_factors
+    assert factors is not None and factors.shape == (1683, 10) and factors.abs().sum() > 0
+    trainer = Trainer(ridge, tmp_path / "ridge")
+    model = trainer.learner.model
+    assert isinstance(model, MeLU) and model.factors is not None
+    assert torch.equal(model.factors.weight, factors)
+    result = trainer.fit()
+    assert math.isfinite(result.best_val) and result.best_val < 1.5
+    _, learner, _ = learner_from_checkpoint(trainer.result_path)
+    tasks, _ = problem.fixed_tasks("test", 5)
+    scores = evaluate_users(learner, tasks[:5], scale=problem.data.scale)
+    assert all(0 <= s["mae"] <= 4 for s in scores)

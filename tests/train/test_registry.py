@@ -35,10 +35,13 @@ OLD_FINGERPRINTS = {
 def test_every_learner_is_registered_with_its_own_section() -> None:
     expected = {"maml", "fomaml", "anil", "metasgd", "reptile", "mamlpp"}
     expected |= {"protonet", "matching", "relation", "r2d2", "svm", "pretrain", "ridge"}
+    expected |= {"maml_trpo"}  # environments as tasks (metamap.rl)
     assert set(LEARNERS) == expected
     for name, section in LEARNERS.items():
         assert issubclass(section, LearnerSection)
         over = [] if section.regression else EPISODES
+        if section.reinforcement:
+            over = ["task.family=navigation", "model.name=gaussian_mlp"]
         cfg = load_config(None, [*over, f"learner.name={name}"])
         assert type(cfg.learner) is section and cfg.learner.name == name
 
@@ -101,7 +104,15 @@ def test_a_run_with_an_old_flat_stored_config_resumes_to_the_same_result(tmp_pat
 def test_every_network_is_registered_and_old_flat_model_sections_still_load() -> None:
     from metamap.models import MODEL_LEGACY_DEFAULTS, MODELS
 
-    assert set(MODELS) == {"mlp", "conv4", "resnet12", "torchvision", "timm", "melu"}
+    assert set(MODELS) == {
+        "mlp",
+        "conv4",
+        "resnet12",
+        "torchvision",
+        "timm",
+        "melu",
+        "gaussian_mlp",
+    }
     flat = {"name": "conv4", **MODEL_LEGACY_DEFAULTS}  # how every older config stored it
     cfg = parse_config({"task": {"family": "episodes"}, "model": flat}, legacy=True)
     plain = parse_config({"task": {"family": "episodes"}, "model": {"name": "conv4"}})

@@ -32,9 +32,10 @@ __all__ = ["AdaptedState", "Learner", "LossName", "MetaStep", "Params"]
 Params = dict[str, Tensor]
 """Parameters or buffers by name, as :func:`torch.func.functional_call` takes them."""
 
-LossName = Literal["mse", "cross_entropy", "masked_mse"]
+LossName = Literal["mse", "cross_entropy", "masked_mse", "return"]
 """``mse`` (regression), ``cross_entropy`` (class labels), ``masked_mse`` (regression whose NaN
-targets are missing values: the padding of ragged tasks stacked into one batch)."""
+targets are missing values: the padding of ragged tasks stacked into one batch), ``return``
+(environments as tasks: the learner maximises the expected return by its own objective)."""
 
 
 @dataclass

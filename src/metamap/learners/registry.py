@@ -59,6 +59,10 @@ class LearnerSection(Section):
 
     regression: ClassVar[bool] = True
     """It takes regression tasks (a learner of image episodes only says ``False``)."""
+    classification: ClassVar[bool] = True
+    """It takes classification episodes (a learner of regression targets only says ``False``)."""
+    reinforcement: ClassVar[bool] = False
+    """It meta-learns policies on environments as tasks (``task.loss: return``), and only that."""
     fixed_head: ClassVar[bool] = True
     """It adapts the model's ``task.ways``-way head, so it takes only that many ways."""
     variable_ways: ClassVar[bool] = False

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import PositiveFloat
@@ -153,6 +153,7 @@ class RidgeSection(LearnerSection):
     (R2D2's head for regression; ALPaCA's MAP estimate)."""
 
     name: Literal["ridge"] = "ridge"
+    classification: ClassVar[bool] = False
     lam: PositiveFloat = 1.0
     """The ridge penalty λ it starts from (meta-learned)."""
 

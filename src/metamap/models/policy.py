@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from metamap.models.mlp import MLP
+from metamap.models.registry import ModelContext, ModelSection, register_model
 
-__all__ = ["GaussianMLP", "gaussian_log_prob", "gaussian_sample"]
+__all__ = ["GaussianMLP", "GaussianMLPSection", "gaussian_log_prob", "gaussian_sample"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -91,3 +94,21 @@ class GaussianMLP(nn.Module):
     def sample(mean: Tensor, log_std: Tensor, generator: torch.Generator) -> Tensor:
         """:func:`gaussian_sample`: ``(*batch, act_dim)`` actions drawn from ``generator``."""
         return gaussian_sample(mean, log_std, generator)
+
+
+@register_model
+class GaussianMLPSection(ModelSection):
+    """``model: {name: gaussian_mlp}`` — MAML's RL policy: a ReLU MLP (100-100) gives the mean
+    action, a learned vector the log standard deviation (Finn et al. 2017, App. A.2)."""
+
+    name: Literal["gaussian_mlp"] = "gaussian_mlp"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [100, 100])
+    init_log_std: float = 0.0
+    images: ClassVar[bool] = False
+    policy: ClassVar[bool] = True
+
+    def build(self, ctx: ModelContext) -> GaussianMLP:
+        return GaussianMLP(ctx.in_features, ctx.out_features, self.hidden, self.init_log_std)
+
+    def describe(self) -> str:
+        return f"Gaussian MLP policy {'-'.join(map(str, self.hidden))}"

@@ -83,6 +83,9 @@ class ModelSection(Section):
     categorical: ClassVar[bool] = False
     """It takes rows of int64 categorical columns (``ModelContext.vocabulary``: users and items),
     and only those."""
+    policy: ClassVar[bool] = False
+    """It is a stochastic policy (observations → an action distribution), for environments as
+    tasks, and only for those."""
     min_image_size: ClassVar[int] = 1
     """The smallest image side it takes (a run config with smaller images is refused)."""
 

@@ -1,9 +1,12 @@
 """Meta-reinforcement learning: batched rollouts in many tasks at once, returns, advantages and
 the linear feature baseline of MAML's RL experiments (Finn, Abbeel & Levine, ICML 2017, §5.3).
 
-Every quantity is a tensor with leading ``(T, E, H)`` dimensions: ``T`` tasks, ``E`` episodes a
-task, ``H`` steps an episode. Importing :mod:`metamap.rl` loads no dataset code: environments
-come from the caller (:class:`VectorEnvs`, e.g. :class:`metamap.tasks.navigation.NavigationEnvs`).
+The meta-learner :class:`MAMLTRPO` (``learner.name: maml_trpo``) maps rollouts to adapted
+policies and takes TRPO's outer step; the problem that samples its rollouts is
+:class:`metamap.train.MetaRLProblem`. Every quantity is a tensor with leading ``(T, E, H)``
+dimensions: ``T`` tasks, ``E`` episodes a task, ``H`` steps an episode. Importing
+:mod:`metamap.rl` loads no dataset code: environments come from the caller
+(:class:`VectorEnvs`, e.g. :class:`metamap.tasks.navigation.NavigationEnvs`).
 """
 
 from metamap.rl.advantages import (
@@ -13,16 +16,25 @@ from metamap.rl.advantages import (
     gae,
     normalize_advantages,
 )
+from metamap.rl.maml_trpo import MAMLTRPO, MAMLTRPOSection, conjugate_gradient, gaussian_kl
+from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
 from metamap.rl.rollout import PolicyFn, Rollouts, VectorEnvs, rollout
 
 __all__ = [
+    "MAMLTRPO",
+    "EnvTaskSection",
     "LinearFeatureBaseline",
+    "MAMLTRPOSection",
     "PolicyFn",
+    "PolicyLearner",
     "Rollouts",
+    "TaskFamily",
     "VectorEnvs",
     "baseline_features",
+    "conjugate_gradient",
     "discounted_returns",
     "gae",
+    "gaussian_kl",
     "normalize_advantages",
     "rollout",
 ]

@@ -16,15 +16,17 @@ were still running (``mask``), so that sums over ``(T, E, H)`` need no Python bo
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
+from pydantic import PositiveInt, model_validator
 from torch import Tensor
 
 from metamap.errors import TaskShapeError
 from metamap.tasks.distribution import make_generator
+from metamap.tasks.registry import TaskLoss, TaskSection, register_task
 
-__all__ = ["EnvStep", "Navigation2D", "NavigationEnvs"]
+__all__ = ["EnvStep", "Navigation2D", "NavigationEnvs", "NavigationTask"]
 
 _BLOCK = 64
 """Fixed goals are drawn 64 at a time, so the first ``k`` of a seed do not depend on how many."""
@@ -168,3 +170,46 @@ class Navigation2D:
     def envs(self, goals: Tensor, envs_per_task: int) -> NavigationEnvs:
         """The vectorised environments of ``goals: (T, 2)`` with this family's horizon."""
         return NavigationEnvs(goals, envs_per_task, self.horizon)
+
+
+@register_task
+class NavigationTask(TaskSection):
+    """``task: {family: navigation}`` — 2D navigation (MAML §5.3): one task per goal; each
+    task's support and query data are ``rollouts`` episodes of ``horizon`` steps."""
+
+    family: Literal["navigation"] = "navigation"
+    horizon: PositiveInt = 100
+    low: float = -0.5
+    high: float = 0.5
+    rollouts: PositiveInt = 20
+    """Episodes per task and adaptation step (MAML: 20 trajectories)."""
+
+    loss: ClassVar[TaskLoss] = "return"
+
+    @model_validator(mode="after")
+    def _range(self) -> NavigationTask:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ValueError(
+                f"task.low and task.high must be finite with low < high, got {self.low} and "
+                f"{self.high} (MAML: -0.5 and 0.5)"
+            )
+        return self
+
+    def problem(self) -> str:
+        return "meta_rl"
+
+    def in_features(self) -> int:
+        return NavigationEnvs.obs_dim
+
+    def out_features(self) -> int:
+        return NavigationEnvs.act_dim
+
+    def family_of_tasks(self) -> Navigation2D:
+        """The task distribution: goals to sample and fix, and their environments."""
+        return Navigation2D(self.horizon, self.low, self.high)
+
+    def describe(self) -> str:
+        return (
+            f"2D navigation, goals in [{self.low:g}, {self.high:g}]², horizon {self.horizon}, "
+            f"{self.rollouts} episodes per task and step"
+        )

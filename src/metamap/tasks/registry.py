@@ -44,7 +44,7 @@ __all__ = [
     "split_task",
 ]
 
-TaskLoss = Literal["cross_entropy", "mse", "masked_mse"]
+TaskLoss = Literal["cross_entropy", "mse", "masked_mse", "return"]
 """The loss a task's learners minimise (the names of :mod:`metamap.learners.functional`)."""
 
 
@@ -68,7 +68,12 @@ class TaskSection(Section):
 
     def out_features(self) -> int:
         """The size of the base network's head: the ways of a classification task, 1 for a
-        scalar regression."""
+        scalar regression, the action's size for a policy."""
+        return 1
+
+    def in_features(self) -> int:
+        """Inputs per example of a feature-vector network: 1 for the regression families, the
+        observation's size for a policy."""
         return 1
 
     def vocabulary(self) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ from metamap.train.config import (
     parse_config,
 )
 from metamap.train.evaluate import Summary, evaluate, summarize
+from metamap.train.meta_rl import MetaRLProblem
 from metamap.train.metrics import MetricsLog, read_metrics
 from metamap.train.problems import (
     PROBLEMS,
@@ -46,6 +47,7 @@ __all__ = [
     "ColdStartProblem",
     "EvalConfig",
     "LearnerConfig",
+    "MetaRLProblem",
     "MetricsLog",
     "ModelConfig",
     "RunConfig",

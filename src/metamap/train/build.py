@@ -177,6 +177,7 @@ def build_model(
     replaces them)."""
     context = ModelContext(
         out_features=cfg.task.out_features(),
+        in_features=cfg.task.in_features(),
         channels=cfg.data.channels,
         image_size=cfg.data.image_size,
         pretrained=pretrained,

@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+import metamap.rl  # noqa: F401 - its policy learners register their sections
 from metamap.data import DATASETS, AugmentConfig, DatasetSection
 from metamap.data.registry import DATA_LEGACY_DEFAULTS, split_data
 from metamap.errors import ConfigError
@@ -325,11 +326,26 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
         task, model, learner = self.task, self.model, self.learner
-        images, ids = task.images, bool(task.vocabulary())
-        # the networks that take this task's inputs (images, feature vectors or id columns)
+        images, ids, rl = task.images, bool(task.vocabulary()), task.loss == "return"
+        # the networks that take this task's inputs (images, feature vectors, id columns or
+        # observations of environments)
         able = ", ".join(
-            repr(n) for n, s in MODELS.items() if s.images == images and s.categorical == ids
+            repr(n)
+            for n, s in MODELS.items()
+            if s.images == images and s.categorical == ids and s.policy == rl
         )
+        if rl != model.policy:
+            kind = "environments: it needs a policy" if rl else "no environments: it needs"
+            raise ValueError(
+                f"task.family {task.family!r} has {kind} model.name {able}, not {model.name!r}"
+            )
+        if rl != learner.reinforcement:
+            fit = [n for n, s in LEARNERS.items() if s.reinforcement == rl]
+            raise ValueError(
+                f"learner {learner.name!r} does not fit task.family {task.family!r}"
+                + (" (environments as tasks)" if rl else "")
+                + f": use one of {', '.join(map(repr, fit))}"
+            )
         if images and not model.images:
             raise ValueError(f"task.family {task.family!r} needs an image model.name ({able})")
         if not images and model.images:
@@ -356,8 +372,13 @@ class RunConfig(Section):
                 f"it cannot take {test_ways}-way test tasks: leave eval.ways unset (or {ways}), "
                 f"or train a {test_ways}-way model (task.ways={test_ways})"
             )
-        if task.loss != "cross_entropy" and not learner.regression:
+        if task.loss not in ("cross_entropy", "return") and not learner.regression:
             raise ValueError(f"learner {learner.name!r} is for classification episodes")
+        if task.loss == "cross_entropy" and not learner.classification:
+            raise ValueError(
+                f"learner {learner.name!r} fits regression targets, not class labels; for "
+                "classification episodes use a closed-form head such as 'r2d2'"
+            )
         self._check_metadataset(images)
         if images:
             self._check_selection()

@@ -1,0 +1,113 @@
+"""2D navigation meta-RL benchmark (MAML §5.3): MAML-TRPO against the baselines of the paper.
+
+Methods, each scored by the same evaluation (:class:`metamap.train.MetaRLProblem`): the mean return
+on 40 fixed test goals before adaptation and after 1, 2 and 3 policy-gradient steps (α = 0.1, 20
+episodes a step, as the paper), mean ± 95% CI over the goals:
+
+* **MAML-TRPO** — ``configs/rl/maml-trpo-navigation.yaml``, trained for ``--steps`` meta-iterations;
+* **multi-task pre-training** — the same policy trained by TRPO on all tasks with no adaptation in
+  training (``learner.inner_lr=0``, ``learner.test_lr=0.1``), then fine-tuned by the same steps;
+* **random initialisation** — the untrained policy, adapted by the same steps.
+
+Training resumes where a killed run stopped (the trainer's checkpoints). Results:
+benchmarks/results/rl_navigation.json (per-goal returns included); plots in
+docs/results/rl/: trajectories before and after adaptation for four goals, and return against
+adaptation steps. ``python benchmarks/make_tables.py`` renders the table.
+
+    python benchmarks/navigation.py --steps 300 --pretrain-steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from machine import command_line, provenance, write_result  # benchmarks/machine.py
+from metamap.rl import rollout
+from metamap.rl.protocol import PolicyLearner
+from metamap.train import MetaRLProblem, Trainer, learner_from_checkpoint, load_config
+from metamap.train.build import build_run_learner
+from metamap.viz.rl import navigation_plot, return_curve_plot
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "rl" / "maml-trpo-navigation.yaml"
+PAPER = {
+    "MAML-TRPO": [-40.4, -11.7, -3.3, -3.2],
+    "multi-task pre-training": [-40.8, -19.7, -11.7, -8.5],
+    "random initialisation": [-82.7, -58.0, -53.8, -46.8],
+}
+
+
+def _trained(name: str, steps: int, over: list[str], runs: Path) -> tuple[Any, float, int]:
+    cfg = load_config(CONFIG, [f"train.steps={steps}", "train.progress=false", *over])
+    trainer = Trainer(cfg, runs / name)
+    result = trainer.fit(resume=True)
+    _, learner, _ = learner_from_checkpoint(trainer.result_path)
+    return learner, result.train_seconds, result.step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=300, help="MAML-TRPO meta-iterations")
+    ap.add_argument("--pretrain-steps", type=int, default=100, help="0: skip that baseline")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "rl")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    where = provenance("cpu", args.threads)  # the checkout as it is when the runs start
+    threads = [f"train.threads={args.threads}"]
+    cfg = load_config(CONFIG, threads)
+    problem = MetaRLProblem(cfg)
+    learners: dict[str, tuple[Any, float, int]] = {}
+    learners["MAML-TRPO"] = _trained("rl-navigation-maml-trpo", args.steps, threads, args.runs)
+    if args.pretrain_steps:
+        over = [*threads, "learner.inner_lr=0", "learner.test_lr=0.1"]
+        learners["multi-task pre-training"] = _trained(
+            "rl-navigation-pretrain", args.pretrain_steps, over, args.runs
+        )
+    learners["random initialisation"] = (build_run_learner(cfg), 0.0, 0)
+    methods: dict[str, Any] = {}
+    for name, (learner, seconds, steps) in learners.items():
+        t0 = time.perf_counter()
+        scores = problem.evaluate(learner)
+        methods[name] = {
+            "train_seconds": round(seconds, 1),
+            "steps": steps,
+            "eval_seconds": round(time.perf_counter() - t0, 1),
+            "scores": next(iter(scores["scores"].values())),
+            "paper": PAPER[name],
+        }
+        print(name, {k: round(v["mean"], 2) for k, v in methods[name]["scores"].items()})
+    result = {
+        "benchmark": "rl_navigation",
+        "protocol": scores["protocol"],
+        "tasks": cfg.eval.tasks,
+        "seed": cfg.eval.seed,
+        "steps": sorted(set(cfg.eval.steps) | {0}),
+        "config": cfg.model_dump(mode="json"),
+        "command": command_line(),
+        "methods": methods,
+        "provenance": where,
+    }
+    write_result(args.results / "rl_navigation.json", result)
+    maml: PolicyLearner = learners["MAML-TRPO"][0]
+    goals = problem.family.fixed_goals(4, cfg.eval.seed, torch.float32)
+    envs = problem.family.envs(goals, cfg.task.rollouts)  # type: ignore[attr-defined]
+    g = torch.Generator().manual_seed(cfg.eval.seed)
+    paths, params = [], None
+    for k in range(3):  # before adaptation, after 1 and 2 steps (each from 20 episodes)
+        r = rollout(maml.policy_fn(params), envs, g)
+        paths.append((k, r))
+        params = maml.adapt_policy(r, params)
+    navigation_plot(goals, paths, args.plots / "navigation_trajectories.png")
+    return_curve_plot(result, args.plots / "navigation_returns.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""MAML-TRPO: meta-reinforcement learning with a policy-gradient inner step and a TRPO outer step.
+
+Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+ICML 2017, §5.3 and Algorithm 3; the outer update is TRPO's (Schulman, Levine, Moritz, Jordan &
+Abbeel, "Trust Region Policy Optimization", ICML 2015). For a batch of tasks ``T_i``:
+
+1. sample ``K`` episodes of the policy ``π_θ`` in each task (the *support* rollouts ``D_i``);
+2. adapt with one vanilla policy-gradient step, ``θ'_i = θ + α ∇θ Σ log π_θ(a|s) Â`` (advantages
+   Â: returns minus the linear feature baseline fitted to ``D_i``, normalised per task);
+3. sample ``K`` episodes of each adapted policy ``π_θ'_i`` (the *query* rollouts ``D'_i``);
+4. maximise ``L(θ) = (1/T) Σ_i E_{D'_i}[ π_θ'_i(a|s) / π_old(a|s) · Â' ]`` subject to the mean KL
+   between the old and new adapted policies on ``D'_i`` staying under ``max_kl``: the natural
+   gradient direction ``x = F⁻¹ g`` by conjugate gradient on Fisher-vector products (Hessians of
+   the KL, through the inner step), scaled to the KL bound, then a backtracking line search that
+   accepts the first step improving ``L`` within the bound.
+
+``θ'_i`` depends on θ through the inner step; with ``first_order=True`` that dependence is cut
+(the inner gradient is a constant). Steps 1 and 3 need environments, which a learner never sees:
+the problem (:class:`metamap.train.MetaRLProblem`) samples the rollouts and hands them here as
+tensors (:class:`~metamap.rl.Rollouts`, ``(T, E, H, ...)``). Settings default to the paper's: α =
+0.1, max KL 0.01, 10 conjugate-gradient iterations with damping 1e-5, a line search of 15 halvings
+by 0.8, γ = 0.99 and GAE λ = 1 (plain returns minus the baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from metamap.core.learner import AdaptedState, MetaStep
+from metamap.core.task import TaskBatch
+from metamap.errors import TaskShapeError
+from metamap.learners.base import MetaLearner
+from metamap.learners.registry import BuildContext, LearnerSection, register_learner
+from metamap.models.policy import gaussian_log_prob
+from metamap.rl.advantages import (
+    LinearFeatureBaseline,
+    discounted_returns,
+    gae,
+    normalize_advantages,
+)
+from metamap.rl.rollout import PolicyFn, Rollouts
+
+__all__ = ["MAMLTRPO", "MAMLTRPOSection", "advantages", "conjugate_gradient", "gaussian_kl"]
+
+Params = dict[str, Tensor]
+
+
+def advantages(r: Rollouts, gamma: float, lam: float) -> Tensor:
+    """Normalised GAE advantages ``(T, E, H)`` against a linear baseline fitted to each task."""
+    returns = discounted_returns(r.rewards, r.masks, gamma)
+    values = LinearFeatureBaseline.fit(r.observations, returns, r.masks)(r.observations)
+    return normalize_advantages(gae(r.rewards, values, r.masks, gamma, lam), r.masks)
+
+
+def gaussian_kl(mean0: Tensor, log_std0: Tensor, mean1: Tensor, log_std1: Tensor) -> Tensor:
+    """``KL(N(mean0, σ0²) ‖ N(mean1, σ1²))`` of diagonal Gaussians, summed over the last dim."""
+    var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1) ** 2) / (2 * var1) - 0.5).sum(-1)
+
+
+def conjugate_gradient(fvp: Callable[[Tensor], Tensor], b: Tensor, iters: int) -> Tensor:
+    """``x ≈ F⁻¹ b`` by ``iters`` conjugate-gradient iterations on products ``fvp(v) = F v``."""
+    x, r, p = torch.zeros_like(b), b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        fp = fvp(p)
+        step = rr / (p @ fp + 1e-12)
+        x, r = x + step * p, r - step * fp
+        rr_new = r @ r
+        if float(rr_new) < 1e-10:
+            break
+        p, rr = r + (rr_new / rr) * p, rr_new
+    return x
+
+
+def _flat(ts: tuple[Tensor, ...] | list[Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in ts])
+
+
+class MAMLTRPO(MetaLearner):
+    """A Gaussian policy ``self.model`` meta-trained by MAML with TRPO's outer step."""
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        inner_lr: float = 0.1,
+        first_order: bool = False,
+        max_kl: float = 0.01,
+        cg_iters: int = 10,
+        cg_damping: float = 1e-5,
+        ls_steps: int = 15,
+        ls_backtrack: float = 0.8,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        test_lr: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = policy
+        self.loss_name = "return"
+        self.inner_steps = 1
+        self.inner_lr, self.first_order = float(inner_lr), first_order
+        self.test_lr = float(inner_lr if test_lr is None else test_lr)
+        self.max_kl, self.cg_iters, self.cg_damping = float(max_kl), cg_iters, float(cg_damping)
+        self.ls_steps, self.ls_backtrack = ls_steps, float(ls_backtrack)
+        self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
+
+    # ---- the mapping: rollouts -> adapted policy ----------------------------------------------
+    def _pg_loss(self, params: Params, obs: Tensor, act: Tensor, adv: Tensor, m: Tensor) -> Tensor:
+        """``-Σ log π(a|s) Â / Σ m`` over one task's running steps (``(E, H, ...)``)."""
+        mean, log_std = functional_call(self.model, params, (obs,))
+        logp = gaussian_log_prob(mean, log_std, act)
+        return -(logp * adv * m).sum() / m.sum().clamp_min(1)
+
+    def _inner(
+        self, params: Params, r: Rollouts, adv: Tensor, shared: bool = True, lr: float | None = None
+    ) -> Params:
+        """Every task's adapted parameters ``(T, ...)`` after one policy-gradient step from
+        ``params`` (one set for all tasks, or ``shared=False``: stacked per task), batched over
+        tasks with ``vmap``; differentiable in ``params`` (exactly, through the inner gradient)."""
+        grad = vmap(torch.func.grad(self._pg_loss), in_dims=(None if shared else 0, 0, 0, 0, 0))
+        grads = grad(params, r.observations, r.actions, adv, r.masks)
+        if self.first_order:
+            grads = {k: g.detach() for k, g in grads.items()}
+        alpha = self.inner_lr if lr is None else lr
+        return {k: p - alpha * grads[k] for k, p in params.items()}
+
+    def adapt_policy(
+        self, r: Rollouts, params: Params | None = None, training: bool = False
+    ) -> Params:
+        """One policy-gradient step per task from rollouts ``r`` of ``params`` (default: θ, the
+        meta-parameters), of size α in meta-training (``training``), else ``test_lr``:
+        parameters stacked per task, ``(T, *shape)``, detached."""
+        base = dict(self.model.named_parameters()) if params is None else params
+        adv = advantages(r, self.gamma, self.gae_lambda)
+        with torch.no_grad():
+            detached = {k: v.detach() for k, v in base.items()}
+            lr = self.inner_lr if training else self.test_lr
+            adapted = self._inner(detached, r, adv, params is None, lr)
+        return {k: v.detach() for k, v in adapted.items()}
+
+    def policy_fn(self, params: Params | None = None) -> PolicyFn:
+        """The policy for :func:`~metamap.rl.rollout`: θ for every task, or one parameter set per
+        task (``params`` stacked ``(T, ...)``, the rows of ``T`` equal blocks)."""
+        if params is None:
+            return lambda obs: self.model(obs)
+        stacked = params
+        tasks = next(iter(stacked.values())).shape[0]
+
+        def per_task(obs: Tensor) -> tuple[Tensor, Tensor]:
+            mean, log_std = self._call(stacked, obs.reshape(tasks, -1, obs.shape[-1]))
+            return mean.reshape(-1, mean.shape[-1]), log_std.reshape(-1, log_std.shape[-1])
+
+        return per_task
+
+    def _call(self, stacked: Params, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Each task's policy on its observations: ``(T, ...)`` parameters, ``(T, *N, obs)``."""
+        out: tuple[Tensor, Tensor] = vmap(lambda p, o: functional_call(self.model, p, (o,)))(
+            stacked, obs
+        )
+        return out
+
+    # ---- the outer step: TRPO on the adapted policies' surrogate --------------------------
+    def _objective(
+        self,
+        support: Rollouts,
+        query: Rollouts,
+        adv_s: Tensor,
+        adv_q: Tensor,
+        old: tuple[Tensor, Tensor] | None,
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """Mean surrogate loss ``-L(θ)``, mean KL(old ‖ new) over the tasks, and the adapted
+        policies' (mean, log σ) on the query observations (``old``: those at θ_old)."""
+        adapted = self._inner(dict(self.model.named_parameters()), support, adv_s)
+        mean, log_std = self._call(adapted, query.observations)
+        old_mean, old_log_std = (mean.detach(), log_std.detach()) if old is None else old
+        m = query.masks
+        n = m.flatten(1).sum(1).clamp_min(1)
+        logp = gaussian_log_prob(mean, log_std, query.actions)
+        ratio = torch.exp(logp - gaussian_log_prob(old_mean, old_log_std, query.actions))
+        loss = -((ratio * adv_q * m).flatten(1).sum(1) / n).mean()
+        kl = gaussian_kl(old_mean, old_log_std, mean, log_std)
+        return loss, ((kl * m).flatten(1).sum(1) / n).mean(), (old_mean, old_log_std)
+
+    def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:
+        """One TRPO step of θ from support rollouts of θ and query rollouts of the adapted
+        policies; θ is updated in place (``applied=True``). ``metric``: the query rollouts'
+        mean return, the score after adaptation (``loss``: its negative)."""
+        params = list(self.model.parameters())
+        adv_s = advantages(support, self.gamma, self.gae_lambda)
+        adv_q = advantages(query, self.gamma, self.gae_lambda)
+        with torch.enable_grad():
+            loss, kl, old = self._objective(support, query, adv_s, adv_q, None)
+            g = _flat(torch.autograd.grad(loss, params, retain_graph=True))
+            grad_kl = _flat(torch.autograd.grad(kl, params, create_graph=True))
+
+            def fvp(v: Tensor) -> Tensor:
+                hv = torch.autograd.grad(grad_kl @ v, params, retain_graph=True)
+                return _flat(hv) + self.cg_damping * v
+
+            step = conjugate_gradient(fvp, -g, self.cg_iters)
+            shs = 0.5 * step @ fvp(step)
+        full = step * torch.sqrt(2 * self.max_kl / shs.clamp_min(1e-12)) if shs > 0 else step * 0
+        start = _flat([p.detach() for p in params]).clone()
+        before = float(loss.detach())
+        accepted = False
+        for i in range(self.ls_steps):
+            self._set(params, start + self.ls_backtrack**i * full)
+            with torch.no_grad():
+                new_loss, new_kl, _ = self._objective(support, query, adv_s, adv_q, old)
+            if float(new_kl) <= self.max_kl and float(new_loss) < before:
+                accepted = True
+                break
+        if not accepted:
+            self._set(params, start)
+        returns = query.returns.mean().detach()
+        return MetaStep(loss=-returns, metric=returns, grads={}, applied=True)
+
+    @staticmethod
+    @torch.no_grad()
+    def _set(params: list[nn.Parameter], flat: Tensor) -> None:
+        i = 0
+        for p in params:
+            p.copy_(flat[i : i + p.numel()].view_as(p))
+            i += p.numel()
+
+    # ---- the supervised-task interface does not apply -------------------------------------
+    def _not_rl(self) -> TaskShapeError:
+        return TaskShapeError(
+            "maml_trpo adapts to rollouts of environments, not to (support_x, support_y) "
+            "tensors: use adapt_policy(rollouts) and meta_update(support, query)"
+        )
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
+        raise self._not_rl()
+
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        raise self._not_rl()
+
+    def meta_gradients(self, batch: TaskBatch) -> MetaStep:
+        raise self._not_rl()
+
+
+@register_learner
+class MAMLTRPOSection(LearnerSection):
+    """``learner: {name: maml_trpo}`` — MAML with a policy-gradient inner step and a TRPO outer
+    step (Finn et al. 2017, §5.3), on environments as tasks."""
+
+    name: Literal["maml_trpo"] = "maml_trpo"
+    regression = False
+    classification = False
+    reinforcement = True
+    fixed_head = False
+
+    inner_lr: NonNegativeFloat = 0.1
+    """α of the inner step in meta-training; 0: no adaptation in training, i.e. one policy
+    trained by TRPO on all tasks (the multi-task pre-training baseline)."""
+    test_lr: PositiveFloat | None = None
+    """The step size of adaptation after training (``metamap eval``, validation); default α."""
+    first_order: bool = False
+    max_kl: PositiveFloat = 0.01
+    cg_iters: PositiveInt = 10
+    cg_damping: float = Field(default=1e-5, ge=0.0)
+    ls_steps: PositiveInt = 15
+    ls_backtrack: float = Field(default=0.8, gt=0.0, lt=1.0)
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
+    gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    def build(self, ctx: BuildContext) -> MetaLearner:
+        return MAMLTRPO(
+            ctx.model(),
+            self.inner_lr,
+            self.first_order,
+            self.max_kl,
+            self.cg_iters,
+            self.cg_damping,
+            self.ls_steps,
+            self.ls_backtrack,
+            self.gamma,
+            self.gae_lambda,
+            self.test_lr,
+        )

@@ -1,0 +1,74 @@
+"""What meta-reinforcement learning needs of a task family, of its config section, and of a
+learner: capabilities written as protocols, so the problem (:mod:`metamap.train.meta_rl`) asks
+no object what it is.
+
+* :class:`TaskFamily` — draws task parameters (2D navigation's goals, a cheetah's target
+  velocity) from an explicit generator, fixes seeded test tasks, and makes the vectorised
+  environments of a batch of tasks (:class:`~metamap.rl.VectorEnvs`).
+* :class:`EnvTaskSection` — a ``task`` section of environments: its family and how many episodes
+  (``rollouts``) each task gets per adaptation step.
+* :class:`PolicyLearner` — maps rollouts to adapted policies (``adapt_policy``), gives the policy
+  to roll out (``policy_fn``), and takes the outer step from support and query rollouts
+  (``meta_update``, which may update the parameters itself, as TRPO does).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from metamap.core.learner import Learner, MetaStep, Params
+from metamap.rl.rollout import PolicyFn, Rollouts, VectorEnvs
+
+__all__ = ["EnvTaskSection", "PolicyLearner", "TaskFamily"]
+
+
+class TaskFamily(Protocol):
+    """A distribution over environments, one task per parameter vector ``(P,)``."""
+
+    horizon: int
+
+    def sample_goals(self, n: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+        """``n`` task parameters ``(n, P)``, all randomness from ``generator``."""
+        ...
+
+    def fixed_goals(self, n: int, seed: int, dtype: torch.dtype) -> Tensor:
+        """``n`` seeded test-task parameters; the first ``k`` do not depend on ``n``."""
+        ...
+
+    def envs(self, goals: Tensor, envs_per_task: int) -> VectorEnvs:
+        """The environments of ``goals: (T, P)``, ``envs_per_task`` copies of each."""
+        ...
+
+
+class EnvTaskSection(Protocol):
+    """A ``task`` section whose tasks are environments."""
+
+    rollouts: int
+    """Episodes per task and adaptation step."""
+
+    def family_of_tasks(self) -> TaskFamily: ...
+
+    def describe(self) -> str: ...
+
+
+class PolicyLearner(Learner, Protocol):
+    """A meta-learner of policies."""
+
+    def policy_fn(self, params: Params | None = None) -> PolicyFn:
+        """The meta-parameters' policy, or each task's from ``params`` stacked ``(T, ...)``."""
+        ...
+
+    def adapt_policy(
+        self, rollouts: Rollouts, params: Params | None = None, training: bool = False
+    ) -> Params:
+        """One adaptation step per task from ``rollouts`` of ``params`` (default: θ), as in
+        meta-training (``training``) or as after it."""
+        ...
+
+    def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:
+        """The outer step from support rollouts of θ and query rollouts of the adapted
+        policies."""
+        ...

@@ -1,0 +1,119 @@
+"""Environments as tasks: meta-reinforcement learning as a problem of the unchanged trainer.
+
+A task is an environment's parameters (2D navigation: a goal). One outer step (MAML, Finn et al.
+2017, Algorithm 3) draws ``train.meta_batch`` tasks from the trainer's generator, rolls out the
+current policy ``task.rollouts`` times in each (the support data), adapts one policy per task,
+rolls the adapted policies out (the query data, which exist only after adapting), and hands both
+to the learner's ``meta_update`` — TRPO's constrained step for ``maml_trpo``, which updates the
+parameters itself (``applied=True``). Every random number (goals and action noise) comes from
+that generator, so a resumed run replays bit for bit.
+
+Validation: the mean return after the trained number of adaptation steps on
+``train.val_tasks`` fixed goals (seeded apart from the test goals); higher is better.
+Evaluation (``metamap eval``): the mean return before adaptation and after each count of
+``eval.steps`` on ``eval.tasks`` fixed test goals (MAML: 40 goals, 0-3 steps), mean ± 95% CI
+over the goals, each goal's score the mean return of its ``task.rollouts`` episodes; every step
+adapts from rollouts of the policy the previous step gave, as the paper's evaluation does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from torch import Tensor
+
+from metamap.core import MetaStep
+from metamap.core.learner import Learner, Params
+from metamap.errors import ConfigError
+from metamap.models import Baseline
+from metamap.rl import rollout
+from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
+from metamap.rl.rollout import Rollouts
+from metamap.train.build import dtype_of, resolve_device
+from metamap.train.config import RunConfig
+from metamap.train.evaluate import summarize
+from metamap.train.problems import VAL_SEED_OFFSET, register_problem
+
+__all__ = ["MetaRLProblem"]
+
+
+@register_problem("meta_rl")
+class MetaRLProblem:
+    """Environments as tasks: a ``task`` section of environments (``task.family: navigation``)
+    and a policy learner (``learner.name: maml_trpo``)."""
+
+    metric, higher_is_better = "return", True
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.section = cast(EnvTaskSection, cfg.task)  # the task section that names this problem
+        self.family: TaskFamily = self.section.family_of_tasks()
+        self.device = resolve_device(cfg.train.device)
+        self.dtype = dtype_of(cfg)
+
+    def base_classes(self) -> int | None:
+        return None
+
+    def baseline(self) -> Baseline | None:
+        return None
+
+    def prepare(self) -> None:
+        """Nothing to load: the environments are built per batch of tasks."""
+
+    def check_evaluation(self, learner: Learner) -> None:
+        """Roll out one test goal for one step: a policy that does not fit fails now."""
+        goals = self.family.fixed_goals(1, self.cfg.eval.seed, self.dtype).to(self.device)
+        self._returns(cast(PolicyLearner, learner), goals, [0], self._generator(0))
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def meta_step(self, learner: Learner, generator: torch.Generator) -> MetaStep:
+        policy = cast(PolicyLearner, learner)
+        goals = self.family.sample_goals(self.cfg.train.meta_batch, generator, self.dtype)
+        envs = self.family.envs(goals.to(self.device), self.section.rollouts)
+        support = rollout(policy.policy_fn(), envs, generator)
+        adapted = policy.adapt_policy(support, training=True)
+        query = rollout(policy.policy_fn(adapted), envs, generator)
+        return policy.meta_update(support, query)
+
+    def _returns(
+        self, learner: PolicyLearner, goals: Tensor, steps: list[int], g: torch.Generator
+    ) -> dict[int, Tensor]:
+        """Each goal's mean return ``(T,)`` after each count of ``steps`` adaptation steps."""
+        envs = self.family.envs(goals, self.section.rollouts)
+        out: dict[int, Tensor] = {}
+        params: Params | None = None
+        for k in range(max(steps) + 1):
+            r: Rollouts = rollout(learner.policy_fn(params), envs, g)
+            if k in steps:
+                out[k] = r.returns.mean(1)
+            if k < max(steps):
+                params = learner.adapt_policy(r, params)
+        return out
+
+    def validate(self, learner: Learner) -> float:
+        policy = cast(PolicyLearner, learner)
+        seed = self.cfg.seed + VAL_SEED_OFFSET
+        goals = self.family.fixed_goals(self.cfg.train.val_tasks, seed, self.dtype)
+        k = learner.inner_steps
+        returns = self._returns(policy, goals.to(self.device), [k], self._generator(seed))
+        return float(returns[k].mean())
+
+    def evaluate(self, learner: Learner) -> dict[str, Any]:
+        e = self.cfg.eval
+        if e.tasks < 2:
+            raise ConfigError(f"eval.tasks must be at least 2 goals for a CI, got {e.tasks}")
+        goals = self.family.fixed_goals(e.tasks, e.seed, self.dtype).to(self.device)
+        steps = sorted(set(e.steps) | {0})
+        returns = self._returns(cast(PolicyLearner, learner), goals, steps, self._generator(e.seed))
+        label = f"{e.tasks} test tasks"
+        by_step = {str(k): summarize(v.tolist()).to_dict() for k, v in returns.items()}
+        return {
+            "protocol": f"{self.section.describe()}; {self.cfg.model.describe()}",
+            "metric": "return",
+            "tasks": e.tasks,
+            "seed": e.seed,
+            "scores": {label: by_step},
+        }

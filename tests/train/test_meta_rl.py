@@ -1,0 +1,95 @@
+"""Environments as tasks (:mod:`metamap.train.meta_rl`): MAML-TRPO on 2D navigation trained by
+the unchanged trainer from ``configs/rl/maml-trpo-navigation.yaml`` (CI-sized), resumed bit for
+bit after a kill, scored by ``metamap eval``, and the configs that cannot work refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from metamap.cli import main
+from metamap.errors import ConfigError
+from metamap.rl import MAMLTRPO
+from metamap.train import MetaRLProblem, Trainer, build_problem, load_checkpoint, load_config
+
+CONFIG = Path(__file__).parents[2] / "configs" / "rl" / "maml-trpo-navigation.yaml"
+SMALL = [
+    "model.hidden=[32, 32]",
+    "task.rollouts=10",
+    "train.meta_batch=6",
+    "train.val_tasks=10",
+    "train.ckpt_every=2",
+    "train.val_every=4",
+    "train.threads=1",
+    "train.progress=false",
+    "eval.tasks=6",
+]
+
+
+def config(*extra: str) -> Any:
+    return load_config(CONFIG, [*SMALL, *extra])
+
+
+def test_the_config_builds_maml_trpo_on_navigation() -> None:
+    cfg = config()
+    problem = build_problem(cfg)
+    assert isinstance(problem, MetaRLProblem) and problem.higher_is_better
+    trainer = Trainer(cfg, Path("/nonexistent-never-written"))
+    assert isinstance(trainer.learner, MAMLTRPO)
+    assert trainer.learner.model.obs_dim == 2 and trainer.learner.model.act_dim == 2
+
+
+def test_a_few_iterations_raise_the_return_after_adaptation(tmp_path: Path) -> None:
+    trainer = Trainer(config("train.steps=8"), tmp_path / "run")
+    before = trainer.validate()
+    trainer.fit()
+    after = trainer.validate()
+    assert after > before + 10, (before, after)  # mean return after one step, 10 fixed goals
+
+
+def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path) -> None:
+    fresh = Trainer(config("train.steps=4"), tmp_path / "fresh")
+    fresh.fit()
+    part = Trainer(config("train.steps=4"), tmp_path / "part")
+    part.fit(stop_after=2)
+    resumed = Trainer(config("train.steps=4"), tmp_path / "part")
+    resumed.fit()
+    a = load_checkpoint(fresh.last_path)["learner"]
+    b = load_checkpoint(resumed.last_path)["learner"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    args = ["train", str(CONFIG), "--out", str(run)]
+    for o in [*SMALL, "train.steps=2"]:
+        args += ["-o", o]
+    assert main(args) == 0
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(run / "checkpoints" / "last.pt"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    scores = result["scores"]["6 test tasks"]
+    assert set(scores) == {"0", "1", "2", "3"} and result["metric"] == "return"
+    assert all(len(s["values"]) == 6 and s["mean"] < 0 for s in scores.values())
+    assert "6 test tasks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model={name: mlp}"], "needs a policy model.name 'gaussian_mlp'"),
+        (["learner={name: maml}"], "use one of 'maml_trpo'"),
+        (["task={family: sinusoid}"], "has no environments"),
+        (["task.low=0.5", "task.high=-0.5"], "low < high"),
+        (["learner.max_kl=0"], "max_kl"),
+    ],
+)
+def test_configs_that_cannot_work_are_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIG, overrides)
