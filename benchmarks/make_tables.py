@@ -1029,6 +1029,60 @@ def _diverged(r: dict[str, Any]) -> str:
     )
 
 
+def rl_navigation_table() -> str:
+    """benchmarks/navigation.py: mean return on the test goals after 0-3 adaptation steps, each
+    method beside the MAML paper's figure, with training time."""
+    r = _result("rl_navigation", "navigation")
+    steps = [str(k) for k in r["steps"]]
+    lines = [
+        "| method | "
+        + " | ".join(f"{k} step{'s' * (k != '1')}" for k in steps)
+        + " | meta-iterations | training time |",
+        "|---|" + "---|" * (len(steps) + 2),
+    ]
+    for name, m in r["methods"].items():
+        paper = m.get("paper") or []
+        cells = [
+            f"{m['scores'][k]['mean']:.1f} ± {m['scores'][k]['ci95']:.1f}"
+            + (f" (paper {paper[int(k)]:g})" if int(k) < len(paper) else "")
+            for k in steps
+        ]
+        t = _minutes(m["train_seconds"]) if m["steps"] else "–"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['steps'] or '–'} | {t} |")
+    prov = r["provenance"]
+    lines += [
+        "",
+        f"{r['protocol']}; {r['tasks']} fixed test goals (seed {r['seed']}), mean return ± 95% "
+        f"CI over the goals, each goal's score the mean of its episodes. Training on "
+        f"{prov['cpu']}, {prov['threads']} thread(s). Produced by `{shell(r['command'])}`.",
+        provenance_note([r]),
+    ]
+    return "\n".join(lines)
+
+
+def rl_speed_table() -> str:
+    """benchmarks/rl_speed.py: environment steps per second of the rollout engine against a
+    Gymnasium SyncVectorEnv loop, and the share of a meta-iteration spent in each part."""
+    r = _result("rl_speed")
+    sps = r["steps_per_second"]
+    lines = [
+        f"| {r['envs']} | environment steps / s |",
+        "|---|---|",
+        *(f"| {name} | {v:,} |" for name, v in sps.items()),
+        "",
+        "| one MAML-TRPO meta-iteration | share |",
+        "|---|---|",
+        *(f"| {name} | {100 * v:.1f}% |" for name, v in r["share"].items()),
+        "",
+        f"The rollout engine is {r['speedup']:g}× the Gymnasium loop (same dynamics, same "
+        f"batched policy). A meta-iteration took {r['iteration_seconds']:g} s (mean of "
+        f"{r['iterations']}) on {r['provenance']['cpu']}, {r['provenance']['threads']} "
+        f"thread(s). Produced by `{shell(r['command'])}`.",
+        provenance_note([r]),
+    ]
+    return "\n".join(lines)
+
+
 def _trained_on(r: dict[str, Any]) -> str:
     """Whose ratings a MovieLens result trained on, from its recorded config."""
     other = r["config"]["task"].get("other_users", False)
@@ -1114,6 +1168,8 @@ TABLES = {
     "movielens_headline": movielens_headline,
     **{f"movielens_{s}": (lambda s=s: movielens_table(s)) for s in SCENARIOS},
     "movielens_user_cold_other": lambda: movielens_table("user_cold", "other"),
+    "rl_navigation": rl_navigation_table,
+    "rl_speed": rl_speed_table,
 }
 """Block name → the function that renders its table."""
 
@@ -1137,6 +1193,8 @@ PAGES = {
     "movielens_headline": ROOT / "README.md",
     **{f"movielens_{s}": RESULTS_DOCS / "movielens.md" for s in SCENARIOS},
     "movielens_user_cold_other": RESULTS_DOCS / "movielens.md",
+    "rl_navigation": RESULTS_DOCS / "rl.md",
+    "rl_speed": RESULTS_DOCS / "rl.md",
 }
 """Block name → the page whose ``<!-- BEGIN name -->`` block holds its table."""
 

@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "MetamapError",
     "NonFiniteLossError",
+    "NonFiniteRolloutError",
     "OutputPathError",
     "RunFolderError",
     "RunLockedError",
@@ -60,6 +61,13 @@ class RunLockedError(MetamapError, RuntimeError):
     """Another process is training into the same run folder (it holds the folder's lock)."""
 
     exit_code = 75  # EX_TEMPFAIL: try again when the other process has finished
+
+
+class NonFiniteRolloutError(MetamapError, FloatingPointError):
+    """A policy gave NaN or infinite actions, or an environment NaN or infinite observations or
+    rewards, during a rollout."""
+
+    exit_code = 3
 
 
 class NonFiniteLossError(MetamapError, FloatingPointError):

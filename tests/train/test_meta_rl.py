@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from metamap.cli import main
-from metamap.errors import ConfigError
+from metamap.errors import ConfigError, NonFiniteLossError, NonFiniteRolloutError
 from metamap.rl import MAMLTRPO
+from metamap.tasks.navigation import EnvStep, NavigationEnvs
 from metamap.train import MetaRLProblem, Trainer, build_problem, load_checkpoint, load_config
 
 CONFIG = Path(__file__).parents[2] / "configs" / "rl" / "maml-trpo-navigation.yaml"
@@ -93,3 +94,34 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
 def test_configs_that_cannot_work_are_refused(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(CONFIG, overrides)
+
+
+def test_non_finite_rewards_stop_training_and_the_run_stays_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = Trainer(config("train.steps=4"), tmp_path / "fresh")
+    fresh.fit()
+    trainer = Trainer(config("train.steps=4"), tmp_path / "run")
+    trainer.fit(stop_after=2)
+    step = NavigationEnvs.step
+
+    def broken(self: NavigationEnvs, actions: torch.Tensor) -> EnvStep:
+        out = step(self, actions)
+        return out._replace(reward=out.reward * float("nan"))
+
+    monkeypatch.setattr(NavigationEnvs, "step", broken)
+    with pytest.raises(NonFiniteRolloutError, match="NaN or infinite observations or rewards"):
+        trainer.validate()
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        Trainer(config("train.steps=4"), tmp_path / "run").fit()
+    assert load_checkpoint(trainer.last_path)["step"] == 2
+    monkeypatch.undo()
+    resumed = Trainer(config("train.steps=4"), tmp_path / "run")
+    resumed.fit()
+    a = load_checkpoint(fresh.last_path)["learner"]
+    b = load_checkpoint(resumed.last_path)["learner"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with torch.no_grad():
+        resumed.learner.model.log_std.fill_(float("nan"))  # a diverged policy
+    with pytest.raises(NonFiniteRolloutError, match="NaN or infinite actions"):
+        resumed.validate()

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from metamap.errors import NonFiniteRolloutError
 from metamap.models.policy import gaussian_log_prob, gaussian_sample
 
 __all__ = ["PolicyFn", "Rollouts", "VectorEnvs", "rollout"]
@@ -79,7 +80,10 @@ class Rollouts:
 @torch.no_grad()
 def rollout(policy_fn: PolicyFn, envs: VectorEnvs, generator: torch.Generator) -> Rollouts:
     """Run one episode in every environment of ``envs``, sampling actions from
-    ``N(mean, exp(log_std)²)`` with noise from ``generator`` (on the observations' device)."""
+    ``N(mean, exp(log_std)²)`` with noise from ``generator`` (on the observations' device).
+
+    Raises :class:`~metamap.errors.NonFiniteRolloutError` when the policy's outputs or the
+    environments' observations or rewards are NaN or infinite."""
     tasks, copies, horizon = envs.num_tasks, envs.envs_per_task, envs.horizon
     obs = envs.reset()
     if generator.device.type != obs.device.type:
@@ -96,10 +100,20 @@ def rollout(policy_fn: PolicyFn, envs: VectorEnvs, generator: torch.Generator) -
                 f"policy_fn must return a mean of shape (N, act_dim) = {want} for observations "
                 f"of shape {(tasks * copies, envs.obs_dim)}, got {tuple(mean.shape)}"
             )
+        if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(log_std).all())):
+            raise NonFiniteRolloutError(
+                "the policy gave NaN or infinite actions: it has diverged (lower the step sizes, "
+                "e.g. learner.inner_lr or learner.max_kl); resume from the last checkpoint"
+            )
         action = gaussian_sample(mean, log_std, generator)
         log_prob = gaussian_log_prob(mean, log_std, action).reshape(tasks, copies)
         action = action.reshape(tasks, copies, envs.act_dim)
         next_obs, reward, mask, _ = envs.step(action)
+        if not (bool(torch.isfinite(next_obs).all()) and bool(torch.isfinite(reward).all())):
+            raise NonFiniteRolloutError(
+                f"the environments returned NaN or infinite observations or rewards at step "
+                f"{len(steps)} of the episode: check the task family's dynamics and parameters"
+            )
         steps.append((obs, action * mask[..., None], reward, mask, log_prob * mask))
         obs = next_obs
     observations, actions, rewards, masks, log_probs = (

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from metamap.core import MetaStep
 from metamap.core.learner import Learner, Params
-from metamap.errors import ConfigError
+from metamap.errors import ConfigError, NonFiniteRolloutError
 from metamap.models import Baseline
 from metamap.rl import rollout
 from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
@@ -73,9 +73,13 @@ class MetaRLProblem:
         policy = cast(PolicyLearner, learner)
         goals = self.family.sample_goals(self.cfg.train.meta_batch, generator, self.dtype)
         envs = self.family.envs(goals.to(self.device), self.section.rollouts)
-        support = rollout(policy.policy_fn(), envs, generator)
-        adapted = policy.adapt_policy(support, training=True)
-        query = rollout(policy.policy_fn(adapted), envs, generator)
+        try:
+            support = rollout(policy.policy_fn(), envs, generator)
+            adapted = policy.adapt_policy(support, training=True)
+            query = rollout(policy.policy_fn(adapted), envs, generator)
+        except NonFiniteRolloutError:  # the trainer stops with the last good checkpoint kept
+            nan = torch.tensor(float("nan"))
+            return MetaStep(loss=nan, metric=nan, grads={}, applied=True)
         return policy.meta_update(support, query)
 
     def _returns(
