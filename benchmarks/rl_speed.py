@@ -14,7 +14,7 @@ MAML-TRPO meta-iteration spends its time.
 
 Result: benchmarks/results/rl_speed.json.
 
-    pip install "gymnasium>=1.0"   # the rl extra; metamap itself does not need it
+    pip install "metamap[mujoco]"   # Gymnasium; 2D navigation itself needs none of it
     python benchmarks/rl_speed.py --threads 1
 """
 

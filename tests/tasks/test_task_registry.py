@@ -12,8 +12,9 @@ from metamap.train import PROBLEMS, build_problem, load_config, parse_config
 
 
 def test_every_family_names_a_registered_problem_and_says_what_it_needs() -> None:
-    assert set(TASKS) == {"sinusoid", "linear", "polynomial", "episodes", "movielens", "navigation"}
-    losses = {"episodes": "cross_entropy", "movielens": "masked_mse", "navigation": "return"}
+    rl = {"navigation", "halfcheetah_vel", "halfcheetah_dir", "ant_dir"}  # environments
+    assert set(TASKS) == {"sinusoid", "linear", "polynomial", "episodes", "movielens", *rl}
+    losses = {"episodes": "cross_entropy", "movielens": "masked_mse", **dict.fromkeys(rl, "return")}
     for family, section in TASKS.items():
         task = section.model_validate({"family": family})
         assert task.problem() in PROBLEMS

@@ -10,6 +10,7 @@ from metamap.tasks.distribution import TaskDistribution, check_counts, make_gene
 from metamap.tasks.episode_task import EpisodeTask
 from metamap.tasks.episodes import EpisodePlan, EpisodeSampler
 from metamap.tasks.hierarchy import ClassHierarchy
+from metamap.tasks.locomotion import LocomotionFamily, LocomotionTask
 from metamap.tasks.metadataset import MetaDatasetEpisode, MetaDatasetSampler
 from metamap.tasks.navigation import EnvStep, Navigation2D, NavigationEnvs
 from metamap.tasks.registry import TASKS, TaskSection, register_task
@@ -33,6 +34,8 @@ __all__ = [
     "EpisodeTask",
     "ImageAugment",
     "LinearTasks",
+    "LocomotionFamily",
+    "LocomotionTask",
     "MetaDatasetEpisode",
     "MetaDatasetSampler",
     "Navigation2D",

@@ -1,0 +1,79 @@
+"""MuJoCo locomotion task families (:mod:`metamap.tasks.locomotion`) on Gymnasium: goals, the
+task rewards recomputed from Gymnasium's velocities, reproducible episodes, the configs, and the
+messages for a missing extra or an unknown environment."""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from metamap.errors import ConfigError
+from metamap.models import GaussianMLP
+from metamap.rl import rollout
+from metamap.tasks.locomotion import CONTROL_COST, LocomotionFamily, make_gym_env
+from metamap.train import build_problem, load_config
+from metamap.train.build import build_run_learner
+
+pytest.importorskip("mujoco")
+CONFIGS = Path(__file__).parents[2] / "configs" / "rl"
+
+
+def test_goals_are_velocities_in_0_2_or_directions() -> None:
+    g = torch.Generator().manual_seed(0)
+    vel = LocomotionFamily("halfcheetah_vel").sample_goals(200, g)
+    assert vel.shape == (200, 1) and float(vel.min()) >= 0 and float(vel.max()) <= 2
+    dirs = LocomotionFamily("halfcheetah_dir").sample_goals(200, g)
+    assert set(dirs.flatten().tolist()) == {-1.0, 1.0}
+    fixed = LocomotionFamily("halfcheetah_vel").fixed_goals(40, seed=3)
+    assert torch.equal(fixed[:10], LocomotionFamily("halfcheetah_vel").fixed_goals(10, seed=3))
+
+
+@pytest.mark.parametrize("family", ["halfcheetah_vel", "halfcheetah_dir"])
+def test_the_reward_is_the_tasks_and_episodes_replay(family: str) -> None:
+    fam = LocomotionFamily(family, horizon=8)
+    goals = fam.sample_goals(2, torch.Generator().manual_seed(1))
+    envs = fam.envs(goals, 2)
+    assert (envs.obs_dim, envs.act_dim) == (17, 6)
+    envs.reset()
+    actions = torch.full((2, 2, 6), 0.5)
+    step = envs.step(actions)
+    info_env = make_gym_env("HalfCheetah-v5")
+    info_env.reset(seed=envs.seeds[0])
+    _, _, _, _, info = info_env.step(actions[0, 0].double().numpy())
+    v, goal, ctrl = info["x_velocity"], float(goals[0, 0]), CONTROL_COST * 6 * 0.25
+    want = -abs(v - goal) - ctrl if family.endswith("vel") else goal * v - ctrl
+    assert float(step.reward[0, 0]) == pytest.approx(want, abs=1e-5)
+    policy = GaussianMLP(17, 6)
+    a = rollout(policy, fam.envs(goals, 2), torch.Generator().manual_seed(0))
+    b = rollout(policy, fam.envs(goals, 2), torch.Generator().manual_seed(0))
+    assert torch.equal(a.returns, b.returns) and a.observations.shape == (2, 2, 8, 17)
+    assert bool(a.masks.all())  # HalfCheetah never falls: every episode runs to the horizon
+
+
+def test_the_configs_build_a_policy_of_the_bodys_sizes() -> None:
+    for k in ("dir", "vel"):
+        cfg = load_config(CONFIGS / f"maml-trpo-halfcheetah-{k}.yaml", ["train.threads=1"])
+        assert type(build_problem(cfg)).__name__ == "MetaRLProblem"
+        policy = build_run_learner(cfg).model
+        assert (policy.obs_dim, policy.act_dim) == (17, 6)
+
+
+def test_missing_gymnasium_and_unknown_ids_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="unknown Gymnasium environment id 'HalfCheetah-v0'"):
+        make_gym_env("HalfCheetah-v0")
+    with pytest.raises(ConfigError, match="unknown locomotion family 'hopper'"):
+        LocomotionFamily("hopper")
+    real = builtins.__import__
+
+    def no_gym(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "gymnasium":
+            raise ImportError("No module named 'gymnasium'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_gym)
+    with pytest.raises(ConfigError, match=r"pip install 'metamap\[mujoco\]'"):
+        make_gym_env("HalfCheetah-v5")
