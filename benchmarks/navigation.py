@@ -14,7 +14,10 @@ benchmarks/results/rl_navigation.json (per-goal returns included); plots in
 docs/results/rl/: trajectories before and after adaptation for four goals, and return against
 adaptation steps. ``python benchmarks/make_tables.py`` renders the table.
 
-    python benchmarks/navigation.py --steps 300 --pretrain-steps 100
+    python benchmarks/navigation.py --steps 300 --pretrain-steps 300
+
+``--train maml`` / ``--train pretrain`` only trains that method (and exits), so that the two
+trainings can run side by side, one core each; a later full invocation finds them finished.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "rl")
+    ap.add_argument("--train", choices=["maml", "pretrain"], default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     where = provenance("cpu", args.threads)  # the checkout as it is when the runs start
@@ -65,11 +69,16 @@ def main() -> None:
     cfg = load_config(CONFIG, threads)
     problem = MetaRLProblem(cfg)
     learners: dict[str, tuple[Any, float, int]] = {}
+    pretrain = [*threads, "learner.inner_lr=0", "learner.test_lr=0.1"]
+    if args.train == "pretrain":
+        _trained("rl-navigation-pretrain", args.pretrain_steps, pretrain, args.runs)
+        return
     learners["MAML-TRPO"] = _trained("rl-navigation-maml-trpo", args.steps, threads, args.runs)
+    if args.train == "maml":
+        return
     if args.pretrain_steps:
-        over = [*threads, "learner.inner_lr=0", "learner.test_lr=0.1"]
         learners["multi-task pre-training"] = _trained(
-            "rl-navigation-pretrain", args.pretrain_steps, over, args.runs
+            "rl-navigation-pretrain", args.pretrain_steps, pretrain, args.runs
         )
     learners["random initialisation"] = (build_run_learner(cfg), 0.0, 0)
     methods: dict[str, Any] = {}
