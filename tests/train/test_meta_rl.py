@@ -125,3 +125,22 @@ def test_non_finite_rewards_stop_training_and_the_run_stays_resumable(
         resumed.learner.model.log_std.fill_(float("nan"))  # a diverged policy
     with pytest.raises(NonFiniteRolloutError, match="NaN or infinite actions"):
         resumed.validate()
+
+
+def test_maml_with_a_ppo_outer_update_learns_and_resumes_with_its_adam_state(
+    tmp_path: Path,
+) -> None:
+    ppo = [*SMALL, "train.steps=6"]
+    cfg = load_config(CONFIG.with_name("maml-ppo-navigation.yaml"), ppo)
+    fresh = Trainer(cfg, tmp_path / "fresh")
+    before = fresh.validate()
+    fresh.fit()
+    assert fresh.validate() > before + 5
+    part = Trainer(cfg, tmp_path / "part")
+    part.fit(stop_after=3)
+    assert "adam_m_0" in load_checkpoint(part.last_path)["learner"]  # the outer Adam's moments
+    resumed = Trainer(cfg, tmp_path / "part")
+    resumed.fit()
+    a = load_checkpoint(fresh.last_path)["learner"]
+    b = load_checkpoint(resumed.last_path)["learner"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,11 +1,11 @@
 """Meta-reinforcement learning: batched rollouts in many tasks at once, returns, advantages and
 the linear feature baseline of MAML's RL experiments (Finn, Abbeel & Levine, ICML 2017, §5.3).
 
-The meta-learner :class:`MAMLTRPO` (``learner.name: maml_trpo``) maps rollouts to adapted
-policies and takes TRPO's outer step; the problem that samples its rollouts is
-:class:`metamap.train.MetaRLProblem`. Every quantity is a tensor with leading ``(T, E, H)``
-dimensions: ``T`` tasks, ``E`` episodes a task, ``H`` steps an episode. Importing
-:mod:`metamap.rl` loads no dataset code: environments come from the caller
+The meta-learners :class:`MAMLTRPO` (``learner.name: maml_trpo``) and :class:`MAMLPPO`
+(``maml_ppo``) map rollouts to adapted policies and take TRPO's or PPO's outer step; the problem
+that samples their rollouts is :class:`metamap.train.MetaRLProblem`. Every quantity is a tensor with
+leading ``(T, E, H)`` dimensions: ``T`` tasks, ``E`` episodes a task, ``H`` steps an episode.
+Importing :mod:`metamap.rl` loads no dataset code: environments come from the caller
 (:class:`VectorEnvs`, e.g. :class:`metamap.tasks.navigation.NavigationEnvs`).
 """
 
@@ -16,14 +16,17 @@ from metamap.rl.advantages import (
     gae,
     normalize_advantages,
 )
+from metamap.rl.maml_ppo import MAMLPPO, MAMLPPOSection
 from metamap.rl.maml_trpo import MAMLTRPO, MAMLTRPOSection, conjugate_gradient, gaussian_kl
 from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
 from metamap.rl.rollout import PolicyFn, Rollouts, VectorEnvs, rollout
 
 __all__ = [
+    "MAMLPPO",
     "MAMLTRPO",
     "EnvTaskSection",
     "LinearFeatureBaseline",
+    "MAMLPPOSection",
     "MAMLTRPOSection",
     "PolicyFn",
     "PolicyLearner",

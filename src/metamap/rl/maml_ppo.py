@@ -1,0 +1,123 @@
+"""MAML with a PPO outer update: first-order by default, a clipped surrogate, several epochs.
+
+The inner step is MAML's policy-gradient step (:class:`~metamap.rl.MAMLTRPO`'s); the outer
+update replaces TRPO's natural-gradient step by ``epochs`` Adam steps on PPO's clipped surrogate
+(Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization Algorithms", 2017)
+of the adapted policies on the query rollouts:
+
+    L(θ) = (1/T) Σ_i E_{D'_i}[ min(r Â', clip(r, 1 - ε, 1 + ε) Â') ],
+    r = π_θ'_i(a|s) / π_old(a|s),   θ'_i = θ + α ∇θ J(θ; D_i).
+
+With ``first_order=True`` (the default, "first-order MAML with a PPO outer update") the inner
+gradient is a constant in ∇L, so each epoch costs two backward passes, not TRPO's Hessian-vector
+products; ``first_order=False`` differentiates through it. The outer Adam's moments and step
+count are buffers of the learner (Kingma & Ba 2015, β = (0.9, 0.999), ε = 1e-8), so they are
+saved in every checkpoint and a resumed run continues them bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from metamap.core.learner import MetaStep
+from metamap.learners.base import MetaLearner
+from metamap.learners.registry import BuildContext, LearnerSection, register_learner
+from metamap.models.policy import gaussian_log_prob
+from metamap.rl.maml_trpo import MAMLTRPO, advantages
+from metamap.rl.rollout import Rollouts
+
+__all__ = ["MAMLPPO", "MAMLPPOSection"]
+
+
+class MAMLPPO(MAMLTRPO):
+    """MAML's policy-gradient inner step with PPO's clipped outer update (Adam, ``epochs``)."""
+
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        inner_lr: float = 0.1,
+        first_order: bool = True,
+        outer_lr: float = 1e-3,
+        epochs: int = 5,
+        clip: float = 0.2,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        test_lr: float | None = None,
+    ) -> None:
+        super().__init__(
+            policy, inner_lr, first_order, gamma=gamma, gae_lambda=gae_lambda, test_lr=test_lr
+        )
+        self.epochs, self.clip, self.outer_lr = epochs, float(clip), float(outer_lr)
+        self.register_buffer("adam_step", torch.zeros(()))
+        for i, p in enumerate(self.model.parameters()):
+            self.register_buffer(f"adam_m_{i}", torch.zeros_like(p))
+            self.register_buffer(f"adam_v_{i}", torch.zeros_like(p))
+
+    def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:
+        """``epochs`` Adam steps on the clipped surrogate; θ is updated in place."""
+        adv_s = advantages(support, self.gamma, self.gae_lambda)
+        adv_q = advantages(query, self.gamma, self.gae_lambda)
+        m = query.masks
+        n = m.flatten(1).sum(1).clamp_min(1)
+        for _ in range(self.epochs):
+            with torch.enable_grad():
+                adapted = self._inner(dict(self.model.named_parameters()), support, adv_s)
+                mean, log_std = self._call(adapted, query.observations)
+                ratio = torch.exp(gaussian_log_prob(mean, log_std, query.actions) - query.log_probs)
+                clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
+                surrogate = torch.minimum(ratio * adv_q, clipped * adv_q) * m
+                loss = -(surrogate.flatten(1).sum(1) / n).mean()
+                params = list(self.model.parameters())
+                grads = torch.autograd.grad(loss, params)
+            self._adam(params, grads)
+        returns = query.returns.mean().detach()
+        return MetaStep(loss=-returns, metric=returns, grads={}, applied=True)
+
+    @torch.no_grad()
+    def _adam(self, params: list[torch.nn.Parameter], grads: tuple[torch.Tensor, ...]) -> None:
+        """One Adam step of ``params`` from ``grads``, its moments in this learner's buffers."""
+        step = self.get_buffer("adam_step")
+        step += 1
+        t = float(step)
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            m, v = self.get_buffer(f"adam_m_{i}"), self.get_buffer(f"adam_v_{i}")
+            m.mul_(0.9).add_(g, alpha=0.1)
+            v.mul_(0.999).addcmul_(g, g, value=0.001)
+            denom = (v / (1 - 0.999**t)).sqrt_().add_(1e-8)
+            p.addcdiv_(m, denom, value=-self.outer_lr / (1 - 0.9**t))
+
+
+@register_learner
+class MAMLPPOSection(LearnerSection):
+    """``learner: {name: maml_ppo}`` — first-order MAML (by default) with a PPO outer update."""
+
+    name: Literal["maml_ppo"] = "maml_ppo"
+    regression = False
+    classification = False
+    reinforcement = True
+    fixed_head = False
+
+    inner_lr: NonNegativeFloat = 0.1
+    test_lr: PositiveFloat | None = None
+    first_order: bool = True
+    outer_lr: PositiveFloat = 1e-3
+    epochs: PositiveInt = 5
+    clip: float = Field(default=0.2, gt=0.0, lt=1.0)
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
+    gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    def build(self, ctx: BuildContext) -> MetaLearner:
+        return MAMLPPO(
+            ctx.model(),
+            self.inner_lr,
+            self.first_order,
+            self.outer_lr,
+            self.epochs,
+            self.clip,
+            self.gamma,
+            self.gae_lambda,
+            self.test_lr,
+        )
