@@ -5,6 +5,9 @@ on 40 fixed test goals before adaptation and after 1, 2 and 3 policy-gradient st
 episodes a step, as the paper), mean ± 95% CI over the goals:
 
 * **MAML-TRPO** — ``configs/rl/maml-trpo-navigation.yaml``, trained for ``--steps`` meta-iterations;
+* **first-order MAML + PPO** and **ProMP** — ``configs/rl/maml-ppo-navigation.yaml`` and
+  ``promp-navigation.yaml`` (the same inner step; PPO outer updates), ``--steps`` each, where
+  ``--ppo`` asks for them;
 * **multi-task pre-training** — the same policy trained by TRPO on all tasks with no adaptation in
   training (``learner.inner_lr=0``, ``learner.test_lr=0.1``), then fine-tuned by the same steps;
 * **random initialisation** — the untrained policy, adapted by the same steps.
@@ -16,7 +19,7 @@ adaptation steps. ``python benchmarks/make_tables.py`` renders the table.
 
     python benchmarks/navigation.py --steps 300 --pretrain-steps 300
 
-``--train maml`` / ``--train pretrain`` only trains that method (and exits), so that the two
+``--train maml`` (``pretrain``, ``ppo``, ``promp``) only trains that method (and exits), so that
 trainings can run side by side, one core each; a later full invocation finds them finished.
 """
 
@@ -45,8 +48,10 @@ PAPER = {
 }
 
 
-def _trained(name: str, steps: int, over: list[str], runs: Path) -> tuple[Any, float, int]:
-    cfg = load_config(CONFIG, [f"train.steps={steps}", "train.progress=false", *over])
+def _trained(
+    name: str, steps: int, over: list[str], runs: Path, config: Path = CONFIG
+) -> tuple[Any, float, int]:
+    cfg = load_config(config, [f"train.steps={steps}", "train.progress=false", *over])
     trainer = Trainer(cfg, runs / name)
     result = trainer.fit(resume=True)
     _, learner, _ = learner_from_checkpoint(trainer.result_path)
@@ -61,7 +66,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "rl")
-    ap.add_argument("--train", choices=["maml", "pretrain"], default=None)
+    ap.add_argument("--train", choices=["maml", "pretrain", "ppo", "promp"], default=None)
+    ap.add_argument("--ppo", action="store_true", help="also first-order MAML + PPO and ProMP")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     where = provenance("cpu", args.threads)  # the checkout as it is when the runs start
@@ -73,6 +79,14 @@ def main() -> None:
     if args.train == "pretrain":
         _trained("rl-navigation-pretrain", args.pretrain_steps, pretrain, args.runs)
         return
+    ppo = {
+        "first-order MAML + PPO": ("rl-navigation-maml-ppo", "maml-ppo-navigation.yaml", "ppo"),
+        "ProMP": ("rl-navigation-promp", "promp-navigation.yaml", "promp"),
+    }
+    for run, config, key in ppo.values():
+        if args.train == key:
+            _trained(run, args.steps, threads, args.runs, CONFIG.with_name(config))
+            return
     learners["MAML-TRPO"] = _trained("rl-navigation-maml-trpo", args.steps, threads, args.runs)
     if args.train == "maml":
         return
@@ -80,6 +94,9 @@ def main() -> None:
         learners["multi-task pre-training"] = _trained(
             "rl-navigation-pretrain", args.pretrain_steps, pretrain, args.runs
         )
+    if args.ppo:
+        for name, (run, config, _) in ppo.items():
+            learners[name] = _trained(run, args.steps, threads, args.runs, CONFIG.with_name(config))
     learners["random initialisation"] = (build_run_learner(cfg), 0.0, 0)
     methods: dict[str, Any] = {}
     for name, (learner, seconds, steps) in learners.items():
@@ -90,7 +107,7 @@ def main() -> None:
             "steps": steps,
             "eval_seconds": round(time.perf_counter() - t0, 1),
             "scores": next(iter(scores["scores"].values())),
-            "paper": PAPER[name],
+            "paper": PAPER.get(name),
         }
         print(name, {k: round(v["mean"], 2) for k, v in methods[name]["scores"].items()})
     result = {

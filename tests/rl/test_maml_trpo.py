@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from metamap.models import GaussianMLP
-from metamap.rl import MAMLTRPO, Rollouts, conjugate_gradient, gaussian_kl, rollout
+from metamap.rl import MAMLTRPO, ProMP, Rollouts, conjugate_gradient, gaussian_kl, rollout
 from metamap.rl.maml_trpo import advantages
 from metamap.tasks.navigation import Navigation2D
 
@@ -130,3 +130,15 @@ def test_the_supervised_interface_is_refused_with_a_message() -> None:
     learner, _, _ = setup()
     with pytest.raises(Exception, match="adapt_policy"):
         learner.adapt(torch.zeros(3, 2), torch.zeros(3, 2))
+
+
+def test_promps_lvc_inner_step_is_the_policy_gradient_step() -> None:
+    """LVC changes the Hessian, not the gradient: ProMP adapts exactly as MAML does."""
+    learner, support, _ = setup()
+    promp = ProMP(learner.model, inner_lr=0.5)
+    for a, b in zip(
+        learner.adapt_policy(support, training=True).values(),
+        promp.adapt_policy(support, training=True).values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)

@@ -127,11 +127,11 @@ def test_non_finite_rewards_stop_training_and_the_run_stays_resumable(
         resumed.validate()
 
 
-def test_maml_with_a_ppo_outer_update_learns_and_resumes_with_its_adam_state(
-    tmp_path: Path,
+@pytest.mark.parametrize("config_name", ["maml-ppo-navigation.yaml", "promp-navigation.yaml"])
+def test_ppo_outer_updates_learn_and_resume_with_their_adam_state(
+    tmp_path: Path, config_name: str
 ) -> None:
-    ppo = [*SMALL, "train.steps=6"]
-    cfg = load_config(CONFIG.with_name("maml-ppo-navigation.yaml"), ppo)
+    cfg = load_config(CONFIG.with_name(config_name), [*SMALL, "train.steps=6"])
     fresh = Trainer(cfg, tmp_path / "fresh")
     before = fresh.validate()
     fresh.fit()

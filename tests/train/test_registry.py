@@ -35,7 +35,7 @@ OLD_FINGERPRINTS = {
 def test_every_learner_is_registered_with_its_own_section() -> None:
     expected = {"maml", "fomaml", "anil", "metasgd", "reptile", "mamlpp"}
     expected |= {"protonet", "matching", "relation", "r2d2", "svm", "pretrain", "ridge"}
-    expected |= {"maml_trpo", "maml_ppo"}  # environments as tasks (metamap.rl)
+    expected |= {"maml_trpo", "maml_ppo", "promp"}  # environments as tasks (metamap.rl)
     assert set(LEARNERS) == expected
     for name, section in LEARNERS.items():
         assert issubclass(section, LearnerSection)

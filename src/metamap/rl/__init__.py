@@ -16,7 +16,7 @@ from metamap.rl.advantages import (
     gae,
     normalize_advantages,
 )
-from metamap.rl.maml_ppo import MAMLPPO, MAMLPPOSection
+from metamap.rl.maml_ppo import MAMLPPO, MAMLPPOSection, ProMP, ProMPSection
 from metamap.rl.maml_trpo import MAMLTRPO, MAMLTRPOSection, conjugate_gradient, gaussian_kl
 from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
 from metamap.rl.rollout import PolicyFn, Rollouts, VectorEnvs, rollout
@@ -30,6 +30,8 @@ __all__ = [
     "MAMLTRPOSection",
     "PolicyFn",
     "PolicyLearner",
+    "ProMP",
+    "ProMPSection",
     "Rollouts",
     "TaskFamily",
     "VectorEnvs",

@@ -21,15 +21,16 @@ from typing import Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from torch.func import functional_call
 
 from metamap.core.learner import MetaStep
 from metamap.learners.base import MetaLearner
 from metamap.learners.registry import BuildContext, LearnerSection, register_learner
 from metamap.models.policy import gaussian_log_prob
-from metamap.rl.maml_trpo import MAMLTRPO, advantages
+from metamap.rl.maml_trpo import MAMLTRPO, advantages, gaussian_kl
 from metamap.rl.rollout import Rollouts
 
-__all__ = ["MAMLPPO", "MAMLPPOSection"]
+__all__ = ["MAMLPPO", "MAMLPPOSection", "ProMP", "ProMPSection"]
 
 
 class MAMLPPO(MAMLTRPO):
@@ -62,6 +63,9 @@ class MAMLPPO(MAMLTRPO):
         adv_q = advantages(query, self.gamma, self.gae_lambda)
         m = query.masks
         n = m.flatten(1).sum(1).clamp_min(1)
+        with torch.no_grad():  # the pre-update policies before this step (copies, not views)
+            mean0, log_std0 = self.model(support.observations)
+            old = (mean0.clone(), log_std0.clone())
         for _ in range(self.epochs):
             with torch.enable_grad():
                 adapted = self._inner(dict(self.model.named_parameters()), support, adv_s)
@@ -69,12 +73,16 @@ class MAMLPPO(MAMLTRPO):
                 ratio = torch.exp(gaussian_log_prob(mean, log_std, query.actions) - query.log_probs)
                 clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
                 surrogate = torch.minimum(ratio * adv_q, clipped * adv_q) * m
-                loss = -(surrogate.flatten(1).sum(1) / n).mean()
+                loss = -(surrogate.flatten(1).sum(1) / n).mean() + self.penalty(support, old)
                 params = list(self.model.parameters())
                 grads = torch.autograd.grad(loss, params)
             self._adam(params, grads)
         returns = query.returns.mean().detach()
         return MetaStep(loss=-returns, metric=returns, grads={}, applied=True)
+
+    def penalty(self, support: Rollouts, old: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """A term added to the outer loss (none here; ProMP's KL penalty)."""
+        return torch.zeros((), dtype=old[0].dtype)
 
     @torch.no_grad()
     def _adam(self, params: list[torch.nn.Parameter], grads: tuple[torch.Tensor, ...]) -> None:
@@ -120,4 +128,71 @@ class MAMLPPOSection(LearnerSection):
             self.gamma,
             self.gae_lambda,
             self.test_lr,
+        )
+
+
+class ProMP(MAMLPPO):
+    """ProMP (Rothfuss, Lee, Clavera, Asfour & Abbeel, "ProMP: Proximal Meta-Policy Search",
+    ICLR 2019): MAMLPPO differentiated through the inner step (second order) with the inner
+    objective replaced by the low-variance curvature (LVC) estimator
+
+        J^LVC(θ) = E[ π_θ(a|s) / ⊥π_θ(a|s) · Â ]        (⊥: stop-gradient),
+
+    whose gradient at θ is the policy gradient but whose Hessian drops the high-variance terms of
+    the log-likelihood trick, and the outer objective penalised by ``kl_coeff`` times the KL
+    between the pre-update policies before and after the update, on the support observations."""
+
+    def __init__(self, policy: torch.nn.Module, kl_coeff: float = 5e-4, **kw: float) -> None:
+        super().__init__(policy, first_order=False, **kw)  # type: ignore[arg-type]
+        self.kl_coeff = float(kl_coeff)
+
+    def _pg_loss(
+        self,
+        params: dict[str, torch.Tensor],
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        adv: torch.Tensor,
+        m: torch.Tensor,
+    ) -> torch.Tensor:
+        mean, log_std = functional_call(self.model, params, (obs,))
+        logp = gaussian_log_prob(mean, log_std, act)
+        return -(torch.exp(logp - logp.detach()) * adv * m).sum() / m.sum().clamp_min(1)
+
+    def penalty(self, support: Rollouts, old: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        mean, log_std = self.model(support.observations)
+        kl = gaussian_kl(old[0], old[1], mean, log_std) * support.masks
+        return self.kl_coeff * (kl.flatten(1).sum(1) / support.masks.flatten(1).sum(1)).mean()
+
+
+@register_learner
+class ProMPSection(LearnerSection):
+    """``learner: {name: promp}`` — ProMP (Rothfuss et al. 2019): LVC inner step, PPO outer
+    update with a KL penalty on the pre-update policy."""
+
+    name: Literal["promp"] = "promp"
+    regression = False
+    classification = False
+    reinforcement = True
+    fixed_head = False
+
+    inner_lr: NonNegativeFloat = 0.1
+    test_lr: PositiveFloat | None = None
+    outer_lr: PositiveFloat = 1e-3
+    epochs: PositiveInt = 5
+    clip: float = Field(default=0.3, gt=0.0, lt=1.0)
+    kl_coeff: NonNegativeFloat = 5e-4
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
+    gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    def build(self, ctx: BuildContext) -> MetaLearner:
+        return ProMP(
+            ctx.model(),
+            self.kl_coeff,
+            inner_lr=self.inner_lr,
+            outer_lr=self.outer_lr,
+            epochs=self.epochs,
+            clip=self.clip,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            test_lr=self.test_lr,  # type: ignore[arg-type]
         )
