@@ -12,7 +12,7 @@ from metamap.train import PROBLEMS, build_problem, load_config, parse_config
 
 
 def test_every_family_names_a_registered_problem_and_says_what_it_needs() -> None:
-    rl = {"navigation", "halfcheetah_vel", "halfcheetah_dir", "ant_dir"}  # environments
+    rl = {"navigation", "pendulum", "halfcheetah_vel", "halfcheetah_dir", "ant_dir"}  # envs
     assert set(TASKS) == {"sinusoid", "linear", "polynomial", "episodes", "movielens", *rl}
     losses = {"episodes": "cross_entropy", "movielens": "masked_mse", **dict.fromkeys(rl, "return")}
     for family, section in TASKS.items():

@@ -13,6 +13,7 @@ from metamap.tasks.hierarchy import ClassHierarchy
 from metamap.tasks.locomotion import LocomotionFamily, LocomotionTask
 from metamap.tasks.metadataset import MetaDatasetEpisode, MetaDatasetSampler
 from metamap.tasks.navigation import EnvStep, Navigation2D, NavigationEnvs
+from metamap.tasks.pendulum import PendulumFamily, PendulumTask
 from metamap.tasks.registry import TASKS, TaskSection, register_task
 from metamap.tasks.regression import (
     LinearTasks,
@@ -40,6 +41,8 @@ __all__ = [
     "MetaDatasetSampler",
     "Navigation2D",
     "NavigationEnvs",
+    "PendulumFamily",
+    "PendulumTask",
     "PolynomialTasks",
     "RegressionTaskSection",
     "RegressionTasks",
