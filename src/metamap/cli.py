@@ -21,6 +21,7 @@ the full traceback instead. The library never imports this module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -103,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
         help="ignore an existing checkpoint in the output folder and start afresh",
     )
     t.add_argument("--eval", action="store_true", help="evaluate the best checkpoint afterwards")
+    t.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (gloo): each meta-batch's tasks are split "
+        "across them, with the one-process answer (default 1); across nodes use torchrun",
+    )
 
     e = sub.add_parser("eval", parents=[over], help="evaluate a checkpoint on fixed tasks")
     e.add_argument("checkpoint", help="e.g. runs/x/checkpoints/best.pt")
@@ -208,6 +216,48 @@ def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = Fals
         f"{result.best_val:.4f} at step {result.best_step} [{describe(cfg)}]"
     )
     return trainer
+
+
+def _train_ranks(cfg: RunConfig, out: str | None, restart: bool, nproc: int) -> None:
+    """``metamap train --nproc N``: N gloo processes of one meta-batch each step."""
+    from metamap.train.distributed import check_shardable, spawn_ranks
+
+    check_shardable(cfg, nproc)
+    out_dir = check_output_dir(cfg.out_dir if out is None else out)
+    check_run_folder(cfg, out_dir, resume=not restart)  # before any process starts
+    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart))
+
+
+def _train_torchrun(cfg: RunConfig, out: str | None, restart: bool, world: int) -> None:
+    """One of the ``WORLD_SIZE`` processes ``torchrun`` started (on one node or several)."""
+    import torch.distributed as dist
+
+    from metamap.train.distributed import check_shardable
+
+    check_shardable(cfg, world)
+    backend = "nccl" if cfg.train.device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend)
+    try:
+        _train_rank(cfg, str(cfg.out_dir if out is None else out), restart)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train_rank(cfg: RunConfig, out: str, restart: bool) -> None:
+    """One process of ``--nproc``: rank 0 trains as ``metamap train`` does (progress, notes,
+    checkpoints); the others compute their share quietly."""
+    import torch.distributed as dist
+
+    if dist.get_rank() > 0:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"progress": False})})
+        with (
+            open(os.devnull, "w") as quiet,
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+        ):
+            _train(cfg, out, restart)
+        return
+    _train(cfg, out, restart)
 
 
 def _lake(cfg: RunConfig, learner: MetaLearner, root: str) -> dict[str, Any]:
@@ -405,9 +455,18 @@ def _configs(name: str | None, path_only: bool) -> None:
 def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
         cfg = load_config(_config_path(args.config), args.overrides)
-        trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
-        if args.eval:
-            _evaluate(trainer.result_path, [], RunPaths(trainer.out_dir).evaluation)
+        torchrun = int(os.environ.get("WORLD_SIZE", "1"))
+        if torchrun > 1:  # one process of a torchrun launch (its env:// rendezvous)
+            _train_torchrun(cfg, args.out, args.restart, torchrun)
+        elif args.nproc != 1:
+            _train_ranks(cfg, args.out, args.restart, args.nproc)
+            paths = RunPaths(Path(cfg.out_dir if args.out is None else args.out))
+            if args.eval:
+                _evaluate(paths.result(cfg.eval.checkpoint), [], paths.evaluation)
+        else:
+            trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
+            if args.eval:
+                _evaluate(trainer.result_path, [], RunPaths(trainer.out_dir).evaluation)
     elif args.command == "eval":
         out = None if args.out is None else check_output_file(args.out)
         _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)

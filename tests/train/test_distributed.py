@@ -1,12 +1,17 @@
-"""Data-parallel meta-gradients (:mod:`metamap.train.distributed`): 2 and 3 gloo ranks, each
+"""Data-parallel meta-training (:mod:`metamap.train.distributed`): 2 and 3 gloo ranks, each
 computing its slice of a meta-batch, give the single-process meta-gradient of exact second-order
 MAML in float64 to 1e-12, also when the batch does not divide by the ranks (a rank may hold no
-task); the slices cover the batch exactly once."""
+task); the slices cover the batch exactly once; the trainer on 2 processes follows the same
+trajectory as on 1 and a run resumes on another number of processes to the same weights; what
+would not give the one-process answer is refused before any process starts."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,11 +19,19 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from metamap.cli import main
 from metamap.core import TaskBatch
+from metamap.errors import ConfigError
 from metamap.learners import MAML
 from metamap.models import MLP
 from metamap.tasks import SinusoidTasks
-from metamap.train.distributed import shard_range, sharded_meta_gradients
+from metamap.train import Trainer, load_checkpoint, load_config, read_metrics
+from metamap.train.distributed import (
+    check_shardable,
+    shard_range,
+    sharded_meta_gradients,
+    spawn_ranks,
+)
 
 
 def _learner() -> MAML:
@@ -35,7 +48,7 @@ def _batch(tasks: int) -> TaskBatch:
 def _rank(rank: int, world: int, port: int, tasks: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(minutes=10))
     try:
         step = sharded_meta_gradients(_learner(), _batch(tasks))
         torch.save({"loss": step.loss, "grads": step.grads}, f"{out}/rank{rank}.pt")
@@ -69,3 +82,99 @@ def test_ranks_give_the_single_process_meta_gradient(
         torch.testing.assert_close(got["loss"], single.loss, rtol=0, atol=1e-12)
         for k, g in single.grads.items():
             torch.testing.assert_close(got["grads"][k], g, rtol=0, atol=1e-12)
+
+
+SHORT = [
+    "train.steps=6",
+    "train.val_every=3",
+    "train.ckpt_every=1",
+    "train.progress=false",
+    "train.dtype=float64",
+    "train.meta_batch=5",
+]
+
+
+def _fit(out: str, stop_after: int | None) -> None:
+    Trainer(load_config(None, SHORT), out).fit(stop_after=stop_after)
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return dict(load_checkpoint(out / "checkpoints" / "last.pt")["learner"])
+
+
+def test_two_processes_train_as_one_and_resume_with_any_number(tmp_path: Path) -> None:
+    single = tmp_path / "single"
+    Trainer(load_config(None, SHORT), single).fit()
+    two = tmp_path / "two"
+    spawn_ranks(2, _fit, (str(two), None))
+    a, b = _weights(single), _weights(two)
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-12) for k in a)
+    logged = [read_metrics(out / "metrics.jsonl") for out in (single, two)]
+    assert [r["step"] for r in logged[1]] == [r["step"] for r in logged[0]]  # rank 0 alone logs
+    for r1, r2 in zip(*logged, strict=True):
+        assert r2["val_mse"] == pytest.approx(r1["val_mse"], rel=1e-9)
+    # killed after 3 steps on 2 processes, resumed on 1 (and the other way round)
+    mixed = tmp_path / "mixed"
+    spawn_ranks(2, _fit, (str(mixed), 3))
+    Trainer(load_config(None, SHORT), mixed).fit()
+    other = tmp_path / "other"
+    Trainer(load_config(None, SHORT), other).fit(stop_after=3)
+    spawn_ranks(2, _fit, (str(other), None))
+    for out in (mixed, other):
+        c = _weights(out)
+        assert all(torch.allclose(a[k], c[k], rtol=0, atol=1e-12) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "nproc", "message"),
+    [
+        ([], 40, "more than train.meta_batch"),
+        (["task.family=episodes", "model.name=conv4", "learner.name=protonet"], 2,
+         "normalises its encoder"),
+        (["task.family=navigation", "model.name=gaussian_mlp", "learner.name=maml_trpo"], 2,
+         "outer update is its own"),
+        (["train.device=cuda"], 2, "NCCL needs CUDA"),
+    ],
+)  # fmt: skip
+def test_what_would_not_give_the_one_process_answer_is_refused(
+    overrides: list[str], nproc: int, message: str
+) -> None:
+    if "cuda" in " ".join(overrides) and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    try:
+        cfg = load_config(None, overrides)
+    except ConfigError as e:  # train.device=cuda is refused by the config itself here
+        assert "cuda" in str(e).lower()
+        return
+    with pytest.raises(ConfigError, match=message):
+        check_shardable(cfg, nproc)
+
+
+def test_metamap_train_nproc_refuses_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", "sinusoid/maml", "--nproc", "64", "--out", str(tmp_path / "r")])
+    assert code != 0 and "more than train.meta_batch" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_two_torchrun_nodes_over_loopback_train_as_one_process(tmp_path: Path) -> None:
+    """``torchrun --nnodes 2`` (one process a node, both here) through ``python -m metamap``."""
+    over = [a for o in SHORT for a in ("-o", o)]
+    Trainer(load_config(None, SHORT), tmp_path / "single").fit()
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def node(rank: int) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                   "--nproc-per-node", "1", "--node-rank", str(rank), "--master-addr",
+                   "127.0.0.1", "--master-port", str(port), "-m", "metamap", "train",
+                   "sinusoid/maml", *over, "--out", str(tmp_path / "nodes")]  # fmt: skip
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    nodes = [node(0), node(1)]
+    for started in nodes:
+        _, err = started.communicate(timeout=300)
+        assert started.returncode == 0, err.decode()[-2000:]
+    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "nodes")
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-12) for k in a)

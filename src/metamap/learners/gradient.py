@@ -301,6 +301,8 @@ def _mean_loss(losses: Tensor, metrics: Tensor) -> tuple[Tensor, Tensor]:
 class GradientSection(LearnerSection):
     """Settings every gradient-based learner has: its inner steps and how tasks are batched."""
 
+    shards_exactly: ClassVar[bool] = True
+
     inner_steps: PositiveInt = 1
     batching: Batching = "auto"
     """``vmap`` (tasks in one batched call), ``loop`` (one by one) or ``auto`` (vmap on a

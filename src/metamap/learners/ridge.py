@@ -154,6 +154,7 @@ class RidgeSection(LearnerSection):
 
     name: Literal["ridge"] = "ridge"
     classification: ClassVar[bool] = False
+    shards_exactly: ClassVar[bool] = True
     lam: PositiveFloat = 1.0
     """The ridge penalty λ it starts from (meta-learned)."""
 

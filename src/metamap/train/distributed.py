@@ -13,19 +13,50 @@ bucket (one ``all_reduce`` a step, sorted by parameter name so every rank packs 
 and divided by the global count ``B``. The result is the single-process meta-gradient of the same
 batch, to rounding (tested in float64 with gloo, 2 ranks against 1 process).
 
-Groundwork of the scale-out issue: the trainer and ``metamap train --nproc`` do not use it yet.
+The trainer uses it when ``torch.distributed`` is initialised with several ranks: every rank
+runs the same loop on the same generator, hands the problem a :class:`ShardedLearner`, and applies
+the same all-reduced gradients, so the parameters stay identical; rank 0 alone validates, logs and
+writes checkpoints. ``metamap train CONFIG --nproc N`` starts ``N`` such processes on this machine
+(gloo); ``torchrun --nproc-per-node N -m metamap train CONFIG`` does the same across nodes.
+:func:`check_shardable` refuses, before any work, what would not give the single-process answer.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
 import torch
 import torch.distributed as dist
+from torch import Tensor, nn
+from torch.multiprocessing import spawn as mp_spawn  # type: ignore[attr-defined]
 
 from metamap.core import MetaStep, TaskBatch
-from metamap.core.learner import Learner
+from metamap.core.learner import AdaptedState, Learner, LossName
 from metamap.errors import ConfigError
+from metamap.learners import MetaLearner
+from metamap.train.config import RunConfig
 
-__all__ = ["all_reduce_step", "shard_batch", "shard_range", "sharded_meta_gradients"]
+__all__ = [
+    "ShardedLearner",
+    "all_reduce_step",
+    "check_shardable",
+    "rank_and_world",
+    "shard_batch",
+    "shard_range",
+    "sharded_meta_gradients",
+    "spawn_ranks",
+]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of ranks (``(0, 1)`` without torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def shard_range(total: int, rank: int, world: int) -> range:
@@ -89,3 +120,109 @@ def sharded_meta_gradients(learner: Learner, batch: TaskBatch) -> MetaStep:
     like = {k: p.detach() for k, p in learner.named_parameters() if p.requires_grad}
     count = 0 if local is None else len(local)
     return all_reduce_step(step, count, len(batch), like)
+
+
+class ShardedLearner:
+    """``learner`` whose ``meta_gradients`` computes this rank's slice of a batch and returns
+    the all-reduced meta-gradient of the whole batch; everything else is the learner's."""
+
+    def __init__(self, learner: MetaLearner) -> None:
+        self.learner = learner
+        self.loss_name: LossName = learner.loss_name
+        self.inner_steps: int = learner.inner_steps
+
+    def meta_gradients(self, batch: TaskBatch) -> MetaStep:
+        return sharded_meta_gradients(self.learner, batch)
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
+        return self.learner.adapt(support_x, support_y, steps)
+
+    def adapt_trace(
+        self, support_x: Tensor, support_y: Tensor, steps: Sequence[int]
+    ) -> dict[int, AdaptedState]:
+        return self.learner.adapt_trace(support_x, support_y, steps)
+
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        return self.learner.predict(state, x)
+
+    def set_training_step(self, step: int) -> None:
+        self.learner.set_training_step(step)
+
+    def encoder(self) -> nn.Module:
+        return self.learner.encoder()
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return self.learner.named_parameters()
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.learner.parameters()
+
+
+def check_shardable(cfg: RunConfig, world: int) -> None:
+    """Raise :class:`ConfigError` naming why ``cfg`` cannot be trained on ``world`` processes
+    with the single-process answer (checked before any process starts)."""
+    if world < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {world}")
+    if world == 1:
+        return
+    learner, t = cfg.learner, cfg.train
+    if not type(learner).shards_exactly:
+        why = (
+            "its outer update is its own (policy learners), not a mean of per-task gradients"
+            if type(learner).reinforcement
+            else "it trains on labelled batches, not tasks"
+            if type(learner).supervised
+            else "it normalises its encoder over the whole meta-batch, so a split batch would "
+            "change the answer"
+        )
+        raise ConfigError(f"learner {learner.name!r} cannot split a meta-batch across processes: "
+                          f"{why}; train it in one process")  # fmt: skip
+    if cfg.task.variable_ways():
+        raise ConfigError(
+            "variable-way episodes are averaged task by task already; train them in one process"
+        )
+    if cfg.model.batch_norm_policy() == "inductive" and cfg.task.images:
+        raise ConfigError(
+            "inductive BatchNorm updates running statistics from each process's own tasks, so "
+            "the processes would drift apart; use model.batch_norm: transductive, or one process"
+        )
+    if world > t.meta_batch:
+        raise ConfigError(
+            f"--nproc {world} is more than train.meta_batch {t.meta_batch}: some processes would "
+            f"never hold a task; use at most {t.meta_batch} processes"
+        )
+    if t.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            "NCCL needs CUDA, which this machine does not have; use train.device: cpu (gloo)"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rank_main(
+    rank: int,
+    world: int,
+    port: int,
+    backend: str,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(minutes=10))
+    try:
+        target(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_ranks(
+    world: int, target: Callable[..., Any], args: tuple[Any, ...], backend: str = "gloo"
+) -> None:
+    """Run ``target(*args)`` in ``world`` processes of one process group on this machine (a
+    process that fails stops the others, and its error is raised here)."""
+    args_ = (world, _free_port(), backend, target, args)
+    mp_spawn(_rank_main, args=args_, nprocs=world)  # type: ignore[no-untyped-call]

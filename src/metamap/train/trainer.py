@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
@@ -37,6 +38,7 @@ from metamap.tasks import make_generator
 from metamap.train.build import build_run_learner, resolve_device
 from metamap.train.checkpoint import check_run_state, load_checkpoint, save_checkpoint
 from metamap.train.config import RunConfig, parse_config
+from metamap.train.distributed import ShardedLearner, rank_and_world
 from metamap.train.metrics import MetricsLog
 from metamap.train.problems import VAL_CHUNK, VAL_SEED_OFFSET, build_problem
 from metamap.train.rundir import RunLock, RunPaths
@@ -154,6 +156,8 @@ class Trainer:
         self.best_val = -math.inf if self.higher_is_better else math.inf
         self.last_loss = math.nan
         self.train_seconds = 0.0
+        self.rank, self.world = rank_and_world()
+        """This process's rank among ``world`` data-parallel processes (``0, 1``: alone)."""
         self._resumed_from: tuple[Path, int, int] | None = None
         self.on_resume: Callable[[Path, int], None] | None = None
         """Called with the checkpoint and its step once a resume has loaded it (a hook, e.g.
@@ -275,6 +279,11 @@ class Trainer:
         # Checked and loaded before the lock, so that a refusal leaves the folder untouched.
         check_output_dir(self.out_dir, "out_dir")
         self.problem.prepare()
+        if self.rank > 0:  # a follower: rank 0 checks, locks and prepares the folder first
+            dist.barrier()
+            if resume:
+                self.resume()
+            return self._loop(None, stop_after)
         self.check_run_folder(resume)
         resumed = resume and self.resume()
         with RunLock(self.out_dir):
@@ -289,15 +298,19 @@ class Trainer:
                 resumed = self.resume()
             atomic_write_text(paths.config, self.cfg.to_yaml())
             log = MetricsLog(self.metrics_path, self.step if resumed else None)
+            if self.world > 1:
+                dist.barrier()  # the followers load the same checkpoint now
             return self._loop(log, stop_after)
 
-    def _loop(self, log: MetricsLog, stop_after: int | None) -> TrainResult:
+    def _loop(self, log: MetricsLog | None, stop_after: int | None) -> TrainResult:
+        """The steps; with several processes only rank 0 (``log`` given) validates, logs and
+        writes checkpoints, the others compute their share of every meta-gradient."""
         cfg, t = self.cfg, self.cfg.train
         device = torch.device(t.device)
         bar = tqdm(
             total=t.steps,
             initial=self.step,
-            disable=not t.progress,
+            disable=not t.progress or log is None,
             desc=cfg.name,
             dynamic_ncols=True,
             leave=False,
@@ -310,6 +323,8 @@ class Trainer:
                 self._one_step(self._gradients(device))
                 self.train_seconds = time.perf_counter() - start
                 record: dict[str, Any] = {}
+                if log is None:
+                    continue
                 if self.step % t.val_every == 0 or self.step == t.steps:
                     val = self.validate()
                     record[self.val_name] = val
@@ -350,6 +365,8 @@ class Trainer:
         schedule = self.cfg.model.drop_schedule(self.step)
         reseed_drop_layers(self.learner, self.generator, device, schedule)
         self.learner.set_training_step(self.step)  # schedules inside the learner (MAML++)
+        if self.world > 1:  # each process computes its slice; all get the whole batch's step
+            return self.problem.meta_step(ShardedLearner(self.learner), self.generator)
         return self.problem.meta_step(self.learner, self.generator)
 
     def _one_step(self, ms: MetaStep) -> None:
