@@ -1060,6 +1060,24 @@ def rl_navigation_table() -> str:
     return "\n".join(lines)
 
 
+def scaling_table() -> str:
+    """benchmarks/scaling.py: seconds per meta-iteration on 1 and N processes, and the bytes
+    one step all-reduces."""
+    r = _result("scaling")
+    lines = [
+        "| processes | seconds / meta-iteration | speed-up |",
+        "|---|---|---|",
+        *(f"| {n} | {s:.3f} | {r['speedup'][n]:.2f}× |" for n, s in r["seconds_per_step"].items()),
+        "",
+        f"{r['protocol']}; the trainer's clock over {r['steps']} meta-iterations after "
+        f"{r['warmup']}, on {r['provenance']['cpu']}. Each step all-reduces one bucket of "
+        f"{r['allreduce_bytes_per_step'] / 1e6:.2f} MB ({r['parameters']:,} parameters). "
+        f"Produced by `{shell(r['command'])}`.",
+        provenance_note([r]),
+    ]
+    return "\n".join(lines)
+
+
 def rl_speed_table() -> str:
     """benchmarks/rl_speed.py: environment steps per second of the rollout engine against a
     Gymnasium SyncVectorEnv loop, and the share of a meta-iteration spent in each part."""
@@ -1170,6 +1188,7 @@ TABLES = {
     "movielens_user_cold_other": lambda: movielens_table("user_cold", "other"),
     "rl_navigation": rl_navigation_table,
     "rl_speed": rl_speed_table,
+    "scaling": scaling_table,
 }
 """Block name → the function that renders its table."""
 
@@ -1195,6 +1214,7 @@ PAGES = {
     "movielens_user_cold_other": RESULTS_DOCS / "movielens.md",
     "rl_navigation": RESULTS_DOCS / "rl.md",
     "rl_speed": RESULTS_DOCS / "rl.md",
+    "scaling": ROOT / "README.md",
 }
 """Block name → the page whose ``<!-- BEGIN name -->`` block holds its table."""
 
