@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "rl")
     ap.add_argument("--train", choices=["maml", "pretrain", "ppo", "promp"], default=None)
     ap.add_argument("--ppo", action="store_true", help="also first-order MAML + PPO and ProMP")
+    ap.add_argument("--ppo-steps", type=int, default=None, help="their meta-iterations (--steps)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     where = provenance("cpu", args.threads)  # the checkout as it is when the runs start
@@ -83,9 +84,10 @@ def main() -> None:
         "first-order MAML + PPO": ("rl-navigation-maml-ppo", "maml-ppo-navigation.yaml", "ppo"),
         "ProMP": ("rl-navigation-promp", "promp-navigation.yaml", "promp"),
     }
+    ppo_steps = args.ppo_steps or args.steps
     for run, config, key in ppo.values():
         if args.train == key:
-            _trained(run, args.steps, threads, args.runs, CONFIG.with_name(config))
+            _trained(run, ppo_steps, threads, args.runs, CONFIG.with_name(config))
             return
     learners["MAML-TRPO"] = _trained("rl-navigation-maml-trpo", args.steps, threads, args.runs)
     if args.train == "maml":
@@ -96,7 +98,7 @@ def main() -> None:
         )
     if args.ppo:
         for name, (run, config, _) in ppo.items():
-            learners[name] = _trained(run, args.steps, threads, args.runs, CONFIG.with_name(config))
+            learners[name] = _trained(run, ppo_steps, threads, args.runs, CONFIG.with_name(config))
     learners["random initialisation"] = (build_run_learner(cfg), 0.0, 0)
     methods: dict[str, Any] = {}
     for name, (learner, seconds, steps) in learners.items():
