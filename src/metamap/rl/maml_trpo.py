@@ -205,6 +205,8 @@ class MAMLTRPO(MetaLearner):
 
             step = conjugate_gradient(fvp, -g, self.cg_iters)
             shs = 0.5 * step @ fvp(step)
+        # Scaled so that the quadratic model of the KL, ½xᵀFx, is twice the bound: the line
+        # search backtracks from there (0.8 at a time) to the first step within the bound.
         full = step * torch.sqrt(2 * self.max_kl / shs.clamp_min(1e-12)) if shs > 0 else step * 0
         start = _flat([p.detach() for p in params]).clone()
         before = float(loss.detach())
