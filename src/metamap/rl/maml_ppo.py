@@ -25,9 +25,9 @@ from torch.func import functional_call
 
 from metamap.core.learner import MetaStep
 from metamap.learners.base import MetaLearner
-from metamap.learners.registry import BuildContext, LearnerSection, register_learner
+from metamap.learners.registry import BuildContext, register_learner
 from metamap.models.policy import gaussian_log_prob
-from metamap.rl.maml_trpo import MAMLTRPO, advantages, gaussian_kl
+from metamap.rl.maml_trpo import MAMLTRPO, PolicySection, advantages, gaussian_kl
 from metamap.rl.rollout import Rollouts
 
 __all__ = ["MAMLPPO", "MAMLPPOSection", "ProMP", "ProMPSection"]
@@ -98,24 +98,21 @@ class MAMLPPO(MAMLTRPO):
             p.addcdiv_(m, denom, value=-self.outer_lr / (1 - 0.9**t))
 
 
-@register_learner
-class MAMLPPOSection(LearnerSection):
-    """``learner: {name: maml_ppo}`` — first-order MAML (by default) with a PPO outer update."""
+class PPOSection(PolicySection):
+    """The settings of a PPO outer update: ``epochs`` Adam steps of ``outer_lr`` on the
+    surrogate clipped at ``1 ± clip``."""
 
-    name: Literal["maml_ppo"] = "maml_ppo"
-    regression = False
-    classification = False
-    reinforcement = True
-    fixed_head = False
-
-    inner_lr: NonNegativeFloat = 0.1
-    test_lr: PositiveFloat | None = None
-    first_order: bool = True
     outer_lr: PositiveFloat = 1e-3
     epochs: PositiveInt = 5
     clip: float = Field(default=0.2, gt=0.0, lt=1.0)
-    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
-    gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+@register_learner
+class MAMLPPOSection(PPOSection):
+    """``learner: {name: maml_ppo}`` — first-order MAML (by default) with a PPO outer update."""
+
+    name: Literal["maml_ppo"] = "maml_ppo"
+    first_order: bool = True
 
     def build(self, ctx: BuildContext) -> MetaLearner:
         return MAMLPPO(
@@ -165,24 +162,13 @@ class ProMP(MAMLPPO):
 
 
 @register_learner
-class ProMPSection(LearnerSection):
+class ProMPSection(PPOSection):
     """``learner: {name: promp}`` — ProMP (Rothfuss et al. 2019): LVC inner step, PPO outer
     update with a KL penalty on the pre-update policy."""
 
     name: Literal["promp"] = "promp"
-    regression = False
-    classification = False
-    reinforcement = True
-    fixed_head = False
-
-    inner_lr: NonNegativeFloat = 0.1
-    test_lr: PositiveFloat | None = None
-    outer_lr: PositiveFloat = 1e-3
-    epochs: PositiveInt = 5
     clip: float = Field(default=0.3, gt=0.0, lt=1.0)
     kl_coeff: NonNegativeFloat = 5e-4
-    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
-    gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
 
     def build(self, ctx: BuildContext) -> MetaLearner:
         return ProMP(

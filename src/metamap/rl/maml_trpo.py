@@ -248,12 +248,10 @@ class MAMLTRPO(MetaLearner):
         raise self._not_rl()
 
 
-@register_learner
-class MAMLTRPOSection(LearnerSection):
-    """``learner: {name: maml_trpo}`` — MAML with a policy-gradient inner step and a TRPO outer
-    step (Finn et al. 2017, §5.3), on environments as tasks."""
+class PolicySection(LearnerSection):
+    """What every policy learner takes (environments as tasks, and only those) and its settings
+    of the inner policy-gradient step and of the returns."""
 
-    name: Literal["maml_trpo"] = "maml_trpo"
     regression = False
     classification = False
     reinforcement = True
@@ -261,17 +259,25 @@ class MAMLTRPOSection(LearnerSection):
 
     inner_lr: NonNegativeFloat = 0.1
     """α of the inner step in meta-training; 0: no adaptation in training, i.e. one policy
-    trained by TRPO on all tasks (the multi-task pre-training baseline)."""
+    trained on all tasks (the multi-task pre-training baseline)."""
     test_lr: PositiveFloat | None = None
     """The step size of adaptation after training (``metamap eval``, validation); default α."""
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
+    gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+@register_learner
+class MAMLTRPOSection(PolicySection):
+    """``learner: {name: maml_trpo}`` — MAML with a policy-gradient inner step and a TRPO outer
+    step (Finn et al. 2017, §5.3), on environments as tasks."""
+
+    name: Literal["maml_trpo"] = "maml_trpo"
     first_order: bool = False
     max_kl: PositiveFloat = 0.01
     cg_iters: PositiveInt = 10
     cg_damping: float = Field(default=1e-5, ge=0.0)
     ls_steps: PositiveInt = 15
     ls_backtrack: float = Field(default=0.8, gt=0.0, lt=1.0)
-    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
-    gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
 
     def build(self, ctx: BuildContext) -> MetaLearner:
         return MAMLTRPO(

@@ -21,7 +21,7 @@ optional extra (``pip install "metamap[mujoco]"``); building a family without th
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import PositiveInt
@@ -30,7 +30,7 @@ from torch import Tensor
 from metamap.errors import ConfigError, TaskShapeError
 from metamap.tasks.distribution import make_generator
 from metamap.tasks.navigation import EnvStep
-from metamap.tasks.registry import TaskLoss, TaskSection, register_task
+from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = [
     "AntDirTask",
@@ -161,18 +161,12 @@ class LocomotionFamily:
         return goal * v - ctrl + healthy
 
 
-class LocomotionTask(TaskSection):
+class LocomotionTask(EnvironmentTaskSection):
     """MuJoCo locomotion goals (MAML §5.3): ``rollouts`` episodes of ``horizon`` steps per task
     and adaptation step; one registered section per family below."""
 
     family: str
     horizon: PositiveInt = 200
-    rollouts: PositiveInt = 20
-
-    loss: ClassVar[TaskLoss] = "return"
-
-    def problem(self) -> str:
-        return "meta_rl"
 
     def in_features(self) -> int:
         return FAMILIES[self.family][2]

@@ -16,7 +16,7 @@ were still running (``mask``), so that sums over ``(T, E, H)`` need no Python bo
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from pydantic import PositiveInt, model_validator
@@ -24,7 +24,7 @@ from torch import Tensor
 
 from metamap.errors import TaskShapeError
 from metamap.tasks.distribution import make_generator
-from metamap.tasks.registry import TaskLoss, TaskSection, register_task
+from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = ["EnvStep", "Navigation2D", "NavigationEnvs", "NavigationTask"]
 
@@ -173,7 +173,7 @@ class Navigation2D:
 
 
 @register_task
-class NavigationTask(TaskSection):
+class NavigationTask(EnvironmentTaskSection):
     """``task: {family: navigation}`` — 2D navigation (MAML §5.3): one task per goal; each
     task's support and query data are ``rollouts`` episodes of ``horizon`` steps."""
 
@@ -181,10 +181,6 @@ class NavigationTask(TaskSection):
     horizon: PositiveInt = 100
     low: float = -0.5
     high: float = 0.5
-    rollouts: PositiveInt = 20
-    """Episodes per task and adaptation step (MAML: 20 trajectories)."""
-
-    loss: ClassVar[TaskLoss] = "return"
 
     @model_validator(mode="after")
     def _range(self) -> NavigationTask:
@@ -194,9 +190,6 @@ class NavigationTask(TaskSection):
                 f"{self.high} (MAML: -0.5 and 0.5)"
             )
         return self
-
-    def problem(self) -> str:
-        return "meta_rl"
 
     def in_features(self) -> int:
         return NavigationEnvs.obs_dim

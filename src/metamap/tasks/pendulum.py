@@ -17,7 +17,7 @@ learner: a batch of 400 pendulums steps as one tensor program, like 2D navigatio
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 from pydantic import PositiveInt
@@ -26,7 +26,7 @@ from torch import Tensor
 from metamap.errors import TaskShapeError
 from metamap.tasks.distribution import make_generator
 from metamap.tasks.navigation import EnvStep
-from metamap.tasks.registry import TaskLoss, TaskSection, register_task
+from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = ["PendulumEnvs", "PendulumFamily", "PendulumTask"]
 
@@ -108,17 +108,11 @@ class PendulumFamily:
 
 
 @register_task
-class PendulumTask(TaskSection):
+class PendulumTask(EnvironmentTaskSection):
     """``task: {family: pendulum}`` — Pendulum swing-up, one task per (mass, length)."""
 
     family: Literal["pendulum"] = "pendulum"
     horizon: PositiveInt = 200
-    rollouts: PositiveInt = 20
-
-    loss: ClassVar[TaskLoss] = "return"
-
-    def problem(self) -> str:
-        return "meta_rl"
 
     def in_features(self) -> int:
         return PendulumEnvs.obs_dim

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import PositiveInt
+
 from metamap.errors import ConfigError
 from metamap.section import Section, register, split_section
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TASKS",
     "TASK_LEGACY_DEFAULTS",
+    "EnvironmentTaskSection",
     "TaskLoss",
     "TaskSection",
     "register_task",
@@ -106,6 +109,20 @@ class TaskSection(Section):
     def regression(self) -> RegressionTaskSection:
         """This section as a regression family; other kinds refuse, naming the family."""
         raise ConfigError(f"task.family {self.family!r} is not a regression family")
+
+
+class EnvironmentTaskSection(TaskSection):
+    """Environments as tasks: its tasks' data are rollouts (``rollouts`` episodes per task and
+    adaptation step), trained by the ``meta_rl`` problem; a subclass gives the family
+    (``family_of_tasks()``), the policy's input and output sizes and its ``horizon``."""
+
+    rollouts: PositiveInt = 20
+    """Episodes per task and adaptation step (MAML: 20 trajectories)."""
+
+    loss: ClassVar[TaskLoss] = "return"
+
+    def problem(self) -> str:
+        return "meta_rl"
 
 
 TASKS: dict[str, type[TaskSection]] = {}
