@@ -1052,8 +1052,10 @@ def rl_navigation_table() -> str:
     prov = r["provenance"]
     lines += [
         "",
-        f"{r['protocol']}; {r['tasks']} fixed test goals (seed {r['seed']}), mean return ± 95% "
-        f"CI over the goals, each goal's score the mean of its episodes. Training on "
+        f"{r['protocol']}; {r['tasks']} fixed test goals (seed {r['seed']}), adaptation step "
+        f"sizes {', '.join(f'{a:g}' for a in r.get('test_lr', [0.1]))} (the last for later "
+        f"steps); mean return ± 95% CI over the goals, each goal's score the mean of its "
+        f"episodes. Training on "
         f"{prov['cpu']}, {prov['threads']} thread(s). Produced by `{shell(r['command'])}`.",
         provenance_note([r]),
     ]

@@ -1,8 +1,9 @@
 """2D navigation meta-RL benchmark (MAML §5.3): MAML-TRPO against the baselines of the paper.
 
 Methods, each scored by the same evaluation (:class:`metamap.train.MetaRLProblem`): the mean return
-on 40 fixed test goals before adaptation and after 1, 2 and 3 policy-gradient steps (α = 0.1, 20
-episodes a step, as the paper), mean ± 95% CI over the goals:
+on 40 fixed test goals before adaptation and after 1, 2 and 3 policy-gradient steps (20 episodes a
+step; step sizes ``--test-lr``, by default the paper's evaluation: 0.1, then 0.05), mean ± 95% CI
+over the goals:
 
 * **MAML-TRPO** — ``configs/rl/maml-trpo-navigation.yaml``, trained for ``--steps`` meta-iterations;
 * **first-order MAML + PPO** and **ProMP** — ``configs/rl/maml-ppo-navigation.yaml`` and
@@ -48,13 +49,17 @@ PAPER = {
 }
 
 
+TEST_LR: list[str] = []
+"""The evaluation's step-size override (``learner.test_lr=[...]``), set from ``--test-lr``."""
+
+
 def _trained(
     name: str, steps: int, over: list[str], runs: Path, config: Path = CONFIG
 ) -> tuple[Any, float, int]:
     cfg = load_config(config, [f"train.steps={steps}", "train.progress=false", *over])
     trainer = Trainer(cfg, runs / name)
     result = trainer.fit(resume=True)
-    _, learner, _ = learner_from_checkpoint(trainer.result_path)
+    _, learner, _ = learner_from_checkpoint(trainer.result_path, TEST_LR)
     return learner, result.train_seconds, result.step
 
 
@@ -67,10 +72,18 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "rl")
     ap.add_argument("--train", choices=["maml", "pretrain", "ppo", "promp"], default=None)
+    ap.add_argument(
+        "--test-lr",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.05],
+        help="adaptation step sizes after training, one per step (the last repeats)",
+    )
     ap.add_argument("--ppo", action="store_true", help="also first-order MAML + PPO and ProMP")
     ap.add_argument("--ppo-steps", type=int, default=None, help="their meta-iterations (--steps)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    TEST_LR.append(f"learner.test_lr={args.test_lr}")
     where = provenance("cpu", args.threads)  # the checkout as it is when the runs start
     threads = [f"train.threads={args.threads}"]
     cfg = load_config(CONFIG, threads)
@@ -99,7 +112,8 @@ def main() -> None:
     if args.ppo:
         for name, (run, config, _) in ppo.items():
             learners[name] = _trained(run, ppo_steps, threads, args.runs, CONFIG.with_name(config))
-    learners["random initialisation"] = (build_run_learner(cfg), 0.0, 0)
+    untrained = load_config(CONFIG, [*threads, *TEST_LR])
+    learners["random initialisation"] = (build_run_learner(untrained), 0.0, 0)
     methods: dict[str, Any] = {}
     for name, (learner, seconds, steps) in learners.items():
         t0 = time.perf_counter()
@@ -118,6 +132,7 @@ def main() -> None:
         "tasks": cfg.eval.tasks,
         "seed": cfg.eval.seed,
         "steps": sorted(set(cfg.eval.steps) | {0}),
+        "test_lr": args.test_lr,
         "config": cfg.model_dump(mode="json"),
         "command": command_line(),
         "methods": methods,
@@ -132,7 +147,7 @@ def main() -> None:
     for k in range(3):  # before adaptation, after 1 and 2 steps (each from 20 episodes)
         r = rollout(maml.policy_fn(params), envs, g)
         paths.append((k, r))
-        params = maml.adapt_policy(r, params)
+        params = maml.adapt_policy(r, params, step=k)
     navigation_plot(goals, paths, args.plots / "navigation_trajectories.png")
     return_curve_plot(result, args.plots / "navigation_returns.png")
 

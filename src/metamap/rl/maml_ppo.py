@@ -17,6 +17,7 @@ saved in every checkpoint and a resumed run continues them bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -46,7 +47,7 @@ class MAMLPPO(MAMLTRPO):
         clip: float = 0.2,
         gamma: float = 0.99,
         gae_lambda: float = 1.0,
-        test_lr: float | None = None,
+        test_lr: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__(
             policy, inner_lr, first_order, gamma=gamma, gae_lambda=gae_lambda, test_lr=test_lr

@@ -24,7 +24,7 @@ by 0.8, γ = 0.99 and GAE λ = 1 (plain returns minus the baseline).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -98,14 +98,15 @@ class MAMLTRPO(MetaLearner):
         ls_backtrack: float = 0.8,
         gamma: float = 0.99,
         gae_lambda: float = 1.0,
-        test_lr: float | None = None,
+        test_lr: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.model = policy
         self.loss_name = "return"
         self.inner_steps = 1
         self.inner_lr, self.first_order = float(inner_lr), first_order
-        self.test_lr = float(inner_lr if test_lr is None else test_lr)
+        lrs = [inner_lr] if test_lr is None else test_lr
+        self.test_lrs = [float(a) for a in ([lrs] if isinstance(lrs, int | float) else lrs)]
         self.max_kl, self.cg_iters, self.cg_damping = float(max_kl), cg_iters, float(cg_damping)
         self.ls_steps, self.ls_backtrack = ls_steps, float(ls_backtrack)
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
@@ -131,16 +132,17 @@ class MAMLTRPO(MetaLearner):
         return {k: p - alpha * grads[k] for k, p in params.items()}
 
     def adapt_policy(
-        self, r: Rollouts, params: Params | None = None, training: bool = False
+        self, r: Rollouts, params: Params | None = None, training: bool = False, step: int = 0
     ) -> Params:
         """One policy-gradient step per task from rollouts ``r`` of ``params`` (default: θ, the
-        meta-parameters), of size α in meta-training (``training``), else ``test_lr``:
-        parameters stacked per task, ``(T, *shape)``, detached."""
+        meta-parameters), of size α in meta-training (``training``), else the ``step``-th of
+        ``test_lr`` (the last for later steps): parameters stacked per task, ``(T, *shape)``,
+        detached."""
         base = dict(self.model.named_parameters()) if params is None else params
         adv = advantages(r, self.gamma, self.gae_lambda)
         with torch.no_grad():
             detached = {k: v.detach() for k, v in base.items()}
-            lr = self.inner_lr if training else self.test_lr
+            lr = self.inner_lr if training else self.test_lrs[min(step, len(self.test_lrs) - 1)]
             adapted = self._inner(detached, r, adv, params is None, lr)
         return {k: v.detach() for k, v in adapted.items()}
 
@@ -260,8 +262,10 @@ class PolicySection(LearnerSection):
     inner_lr: NonNegativeFloat = 0.1
     """α of the inner step in meta-training; 0: no adaptation in training, i.e. one policy
     trained on all tasks (the multi-task pre-training baseline)."""
-    test_lr: PositiveFloat | None = None
-    """The step size of adaptation after training (``metamap eval``, validation); default α."""
+    test_lr: PositiveFloat | list[PositiveFloat] | None = None
+    """The step size of adaptation after training (``metamap eval``, validation): one, or one
+    per step (the last for later ones; the MAML paper evaluates with ``[0.1, 0.05]``);
+    default α."""
     gamma: float = Field(default=0.99, gt=0.0, le=1.0)
     gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
 

@@ -62,10 +62,14 @@ class PolicyLearner(Learner, Protocol):
         ...
 
     def adapt_policy(
-        self, rollouts: Rollouts, params: Params | None = None, training: bool = False
+        self,
+        rollouts: Rollouts,
+        params: Params | None = None,
+        training: bool = False,
+        step: int = 0,
     ) -> Params:
         """One adaptation step per task from ``rollouts`` of ``params`` (default: θ), as in
-        meta-training (``training``) or as after it."""
+        meta-training (``training``) or as the ``step``-th after it."""
         ...
 
     def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:

@@ -94,7 +94,7 @@ class MetaRLProblem:
             if k in steps:
                 out[k] = r.returns.mean(1)
             if k < max(steps):
-                params = learner.adapt_policy(r, params)
+                params = learner.adapt_policy(r, params, step=k)
         return out
 
     def validate(self, learner: Learner) -> float:
