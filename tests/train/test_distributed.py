@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -177,4 +178,33 @@ def test_two_torchrun_nodes_over_loopback_train_as_one_process(tmp_path: Path) -
         _, err = started.communicate(timeout=300)
         assert started.returncode == 0, err.decode()[-2000:]
     a, b = _weights(tmp_path / "single"), _weights(tmp_path / "nodes")
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-12) for k in a)
+
+
+def _fit_losing_rank_1(out: str) -> None:
+    trainer = Trainer(load_config(None, SHORT), out)
+    if dist.get_rank() == 1:  # rank 1 is killed in the middle of step 4
+        step = trainer.problem.meta_step
+
+        def dying(learner: Any, generator: torch.Generator) -> Any:
+            if trainer.step == 3:
+                os._exit(1)
+            return step(learner, generator)
+
+        trainer.problem.meta_step = dying  # type: ignore[method-assign]
+    trainer.fit()
+
+
+def test_a_rank_dying_mid_step_leaves_a_checkpoint_that_resumes_to_the_same_weights(
+    tmp_path: Path,
+) -> None:
+    single = tmp_path / "single"
+    Trainer(load_config(None, SHORT), single).fit()
+    run = tmp_path / "run"
+    with pytest.raises(Exception, match="exit"):  # the spawner reports the lost process
+        spawn_ranks(2, _fit_losing_rank_1, (str(run),))
+    # a whole checkpoint, of step 3 or of step 2 where rank 0 was stopped while writing step 3's
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] in (2, 3)
+    Trainer(load_config(None, SHORT), run).fit()  # resumed in one process
+    a, b = _weights(single), _weights(run)
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-12) for k in a)
