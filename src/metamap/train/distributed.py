@@ -191,9 +191,14 @@ def check_shardable(cfg: RunConfig, world: int) -> None:
             f"--nproc {world} is more than train.meta_batch {t.meta_batch}: some processes would "
             f"never hold a task; use at most {t.meta_batch} processes"
         )
-    if t.device.startswith("cuda") and not torch.cuda.is_available():
+    if t.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "NCCL needs CUDA, which this machine does not have; use train.device: cpu (gloo)"
+            )
         raise ConfigError(
-            "NCCL needs CUDA, which this machine does not have; use train.device: cpu (gloo)"
+            "several processes on GPUs are not supported yet (each would need its own device and "
+            "NCCL); train on one GPU in one process, or on the CPU with --nproc"
         )
 
 
