@@ -219,3 +219,12 @@ def test_the_closed_form_config_starts_as_fold_in_and_trains(root: Path, tmp_pat
     tasks, _ = problem.fixed_tasks("test", 5)
     scores = evaluate_users(learner, tasks[:5], scale=problem.data.scale)
     assert all(0 <= s["mae"] <= 4 for s in scores)
+
+
+def test_melu_runs_from_before_item_factors_keep_their_fingerprint(root: Path) -> None:
+    cfg = config(root)
+    stored = cfg.model_dump(mode="json")
+    stored["model"].pop("item_factors")  # as a run saved before the option existed holds it
+    old = type(cfg).model_validate(stored)
+    assert old.fingerprint() == cfg.fingerprint()
+    assert config(root, "model.item_factors=10").fingerprint() != cfg.fingerprint()

@@ -521,6 +521,8 @@ class RunConfig(Section):
             d["model"].pop("downsample")
         if d["model"]["head_init_std"] is None:  # as before the option existed
             d["model"].pop("head_init_std")
+        if d["model"].get("item_factors") == 0:  # as before MeLU's item factors existed
+            d["model"].pop("item_factors")
         if d["model"]["drop_rate"] == 0:  # as before DropBlock existed: older runs still resume
             for k in ("drop_rate", "dropblock_size", "drop_warmup_steps"):
                 d["model"].pop(k)
