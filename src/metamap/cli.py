@@ -239,6 +239,7 @@ def _train_torchrun(cfg: RunConfig, out: str | None, restart: bool, world: int) 
     dist.init_process_group(backend)
     try:
         _train_rank(cfg, str(cfg.out_dir if out is None else out), restart)
+        dist.barrier()  # every rank done before any tears its connections down
     finally:
         dist.destroy_process_group()
 

@@ -53,6 +53,7 @@ def _rank(rank: int, world: int, port: int, tasks: int, out: str) -> None:
     try:
         step = sharded_meta_gradients(_learner(), _batch(tasks))
         torch.save({"loss": step.loss, "grads": step.grads}, f"{out}/rank{rank}.pt")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

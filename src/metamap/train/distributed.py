@@ -220,6 +220,7 @@ def _rank_main(
     dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(minutes=10))
     try:
         target(*args)
+        dist.barrier()  # every rank done before any tears its connections down
     finally:
         dist.destroy_process_group()
 
