@@ -90,6 +90,15 @@ class MetaLearner(nn.Module, ABC):
         """The differentiable meta-loss (per-task loop); ``meta_gradients`` is the fast path."""
         raise NotImplementedError(f"{type(self).__name__} has no differentiable meta-loss")
 
+    def gradients_of(self, loss: Tensor) -> dict[str, Tensor]:
+        """∇ ``loss`` for every trainable parameter, by name (zeros where ``loss`` does not use
+        one): the meta-gradients of a learner whose meta-loss autograd differentiates whole."""
+        named = [(k, p) for k, p in self.named_parameters() if p.requires_grad]
+        gs = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+        return {
+            k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(named, gs, strict=True)
+        }
+
     def apply_gradients(self, step: MetaStep) -> None:
         """Store ``step.grads`` in ``.grad`` of each parameter, ready for ``optimizer.step()``."""
         for name, p in self.named_parameters():

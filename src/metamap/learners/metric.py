@@ -45,7 +45,6 @@ from metamap.core.task import TaskBatch
 from metamap.errors import TaskShapeError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
 from metamap.learners.checks import check_classes
-from metamap.learners.functional import Params
 from metamap.learners.registry import BuildContext, LearnerSection
 from metamap.models.layout import channels_last
 
@@ -230,12 +229,7 @@ class EncoderLearner(MetaLearner):
 
     def meta_gradients(self, batch: TaskBatch) -> MetaStep:
         loss, metric = self.batch_objective(batch)
-        named = [(k, p) for k, p in self.named_parameters() if p.requires_grad]
-        gs = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-        grads: Params = {
-            k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(named, gs, strict=True)
-        }
-        return MetaStep(loss.detach(), metric, grads)
+        return MetaStep(loss.detach(), metric, self.gradients_of(loss))
 
     # ---- input checks ------------------------------------------------------------------------
     def check_batch_targets(self, batch: TaskBatch) -> None:

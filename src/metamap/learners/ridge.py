@@ -34,11 +34,12 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import PositiveFloat
 from torch import Tensor, nn
+from torch.func import vmap
 
 from metamap.core.task import TaskBatch
 from metamap.errors import ConfigError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
-from metamap.learners.functional import LossName
+from metamap.learners.functional import LossName, loss_function
 from metamap.learners.metric import expect_state
 from metamap.learners.registry import BuildContext, LearnerSection, register_learner
 
@@ -62,14 +63,6 @@ def ridge_fit(h: Tensor, r: Tensor, lam: Tensor | float) -> Tensor:
     eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
     chol = torch.linalg.cholesky(h.mT @ h + lam * eye)  # λ (D,) scales eye's columns: diag(λ)
     return torch.cholesky_solve(h.mT @ r, chol)
-
-
-def _per_task_mse(pred: Tensor, y: Tensor) -> Tensor:
-    """Each task's MSE over its present (non-NaN) targets: ``(B, Q, O)`` → ``(B,)``."""
-    present = ~torch.isnan(y)
-    diff = torch.where(present, pred - torch.nan_to_num(y), torch.zeros_like(pred))
-    count = present.flatten(1).sum(1).clamp_min(1).to(pred.dtype)
-    return diff.square().flatten(1).sum(1) / count
 
 
 class Ridge(MetaLearner):
@@ -131,7 +124,8 @@ class Ridge(MetaLearner):
         prior_s, hs = self._batched(batch.support_x)
         prior_q, hq = self._batched(batch.query_x)
         w = ridge_fit(hs, batch.support_y - prior_s, self.lam)
-        return _per_task_mse(prior_q + self.alpha * hq @ w, batch.query_y)
+        # each task's MSE over its present (non-NaN) targets: (B, Q, O) -> (B,)
+        return vmap(loss_function("masked_mse"))(prior_q + self.alpha * hq @ w, batch.query_y)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         self.check_batch(batch)
@@ -139,12 +133,7 @@ class Ridge(MetaLearner):
 
     def meta_gradients(self, batch: TaskBatch) -> MetaStep:
         loss = self.meta_loss(batch)
-        named = [(k, p) for k, p in self.named_parameters() if p.requires_grad]
-        gs = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-        grads = {
-            k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(named, gs, strict=True)
-        }
-        return MetaStep(loss.detach(), loss.detach(), grads)
+        return MetaStep(loss.detach(), loss.detach(), self.gradients_of(loss))
 
 
 @register_learner
@@ -159,14 +148,7 @@ class RidgeSection(LearnerSection):
     """The ridge penalty λ it starts from (meta-learned)."""
 
     def build(self, ctx: BuildContext) -> MetaLearner:
-        if ctx.loss == "cross_entropy":
-            raise ConfigError(
-                "learner 'ridge' fits regression targets; for classification use 'r2d2'"
-            )
-        model = ctx.model()
-        if not callable(getattr(model, "features", None)) or not hasattr(model, "feature_dim"):
-            raise ConfigError(
-                f"learner 'ridge' needs a model with features (mlp or melu), not "
-                f"{type(model).__name__}"
-            )
-        return Ridge(model, ctx.loss, self.lam)
+        try:
+            return Ridge(ctx.model(), ctx.loss, self.lam)
+        except ValueError as e:  # a model without features, or class labels
+            raise ConfigError(f"learner 'ridge': {e}") from None
