@@ -230,27 +230,19 @@ def _train_ranks(cfg: RunConfig, out: str | None, restart: bool, nproc: int) -> 
 
 def _train_torchrun(cfg: RunConfig, out: str | None, restart: bool, world: int) -> None:
     """One of the ``WORLD_SIZE`` processes ``torchrun`` started (on one node or several)."""
-    import torch.distributed as dist
+    from metamap.train.distributed import check_shardable, process_group
 
-    from metamap.train.distributed import check_shardable
-
-    check_shardable(cfg, world)
-    backend = "nccl" if cfg.train.device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend)
-    try:
+    check_shardable(cfg, world)  # refuses GPUs: every process runs on the CPU, with gloo
+    with process_group():
         _train_rank(cfg, str(cfg.out_dir if out is None else out), restart)
-        dist.barrier()  # every rank done before any tears its connections down
-    finally:
-        dist.destroy_process_group()
 
 
 def _train_rank(cfg: RunConfig, out: str, restart: bool) -> None:
     """One process of ``--nproc``: rank 0 trains as ``metamap train`` does (progress, notes,
-    checkpoints); the others compute their share quietly."""
+    checkpoints); the others compute their share quietly (the trainer shows them no progress)."""
     import torch.distributed as dist
 
     if dist.get_rank() > 0:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"progress": False})})
         with (
             open(os.devnull, "w") as quiet,
             contextlib.redirect_stdout(quiet),

@@ -11,14 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from metamap.cli import main
 from metamap.core import TaskBatch
@@ -46,16 +44,9 @@ def _batch(tasks: int) -> TaskBatch:
                                             batch.query_y)))  # fmt: skip
 
 
-def _rank(rank: int, world: int, port: int, tasks: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(minutes=10))
-    try:
-        step = sharded_meta_gradients(_learner(), _batch(tasks))
-        torch.save({"loss": step.loss, "grads": step.grads}, f"{out}/rank{rank}.pt")
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+def _shard_and_save(tasks: int, out: str) -> None:
+    step = sharded_meta_gradients(_learner(), _batch(tasks))
+    torch.save({"loss": step.loss, "grads": step.grads}, f"{out}/rank{dist.get_rank()}.pt")
 
 
 def _free_port() -> int:
@@ -77,7 +68,7 @@ def test_shards_cover_the_batch_once() -> None:
 def test_ranks_give_the_single_process_meta_gradient(
     tmp_path: Path, world: int, tasks: int
 ) -> None:
-    mp.spawn(_rank, args=(world, _free_port(), tasks, str(tmp_path)), nprocs=world, join=True)
+    spawn_ranks(world, _shard_and_save, (tasks, str(tmp_path)))
     single = _learner().meta_gradients(_batch(tasks))
     for rank in range(world):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)

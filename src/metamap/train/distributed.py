@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "ShardedLearner",
     "all_reduce_step",
     "check_shardable",
+    "process_group",
     "rank_and_world",
     "shard_batch",
     "shard_range",
@@ -98,12 +100,8 @@ def all_reduce_step(
     bucket = bucket * count
     dist.all_reduce(bucket, op=dist.ReduceOp.SUM)
     bucket = bucket / total
-    out: dict[str, torch.Tensor] = {}
-    i = 2
-    for k in names:
-        n = like[k].numel()
-        out[k] = bucket[i : i + n].view_as(like[k])
-        i += n
+    pieces = torch.split(bucket[2:], [like[k].numel() for k in names])
+    out = {k: g.view_as(like[k]) for k, g in zip(names, pieces, strict=True)}
     return MetaStep(bucket[0], bucket[1], out)
 
 
@@ -208,6 +206,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def process_group(backend: str = "gloo", **kwargs: Any) -> Iterator[None]:
+    """Join the default process group (``init_process_group(backend, **kwargs)``; from the
+    environment, as torchrun sets it, when no rank is given) for the ``with`` block, and leave it
+    when every rank is done: a rank that tore its connections down while another still held
+    them could abort that one at exit."""
+    dist.init_process_group(backend, timeout=timedelta(minutes=10), **kwargs)
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def _rank_main(
     rank: int,
     world: int,
@@ -217,12 +229,8 @@ def _rank_main(
     args: tuple[Any, ...],
 ) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(minutes=10))
-    try:
+    with process_group(backend, rank=rank, world_size=world):
         target(*args)
-        dist.barrier()  # every rank done before any tears its connections down
-    finally:
-        dist.destroy_process_group()
 
 
 def spawn_ranks(
