@@ -28,8 +28,7 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.tasks.distribution import make_generator
-from metamap.tasks.navigation import EnvStep
+from metamap.tasks.navigation import EnvStep, fixed_draws, generator_of
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = [
@@ -49,7 +48,6 @@ FAMILIES: dict[str, tuple[str, str, int, int]] = {
     "ant_dir": ("Ant-v5", "direction", 105, 8),
 }
 CONTROL_COST = 0.05
-_BLOCK = 64
 
 
 def make_gym_env(env_id: str) -> Any:
@@ -141,13 +139,11 @@ class LocomotionFamily:
         return torch.where(u < 0.5, -1.0, 1.0).to(dtype)
 
     def fixed_goals(self, n: int = 40, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
-        g = make_generator(seed)
-        return torch.cat([self.sample_goals(_BLOCK, g, dtype) for _ in range(-(-n // _BLOCK))])[:n]
+        return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> LocomotionEnvs:
         # reset seeds from the goals: the same goals give the same episodes (and resume does)
-        key = int(torch.round(goals.double().sum() * 1e6).item()) % (2**31)
-        g = torch.Generator().manual_seed(key + goals.shape[0])
+        g = generator_of(goals.cpu())
         seeds = torch.randint(2**31 - 1, (goals.shape[0] * envs_per_task,), generator=g)
         return LocomotionEnvs(self, goals, envs_per_task, seeds)
 

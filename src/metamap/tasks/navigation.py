@@ -16,6 +16,7 @@ were still running (``mask``), so that sums over ``(T, E, H)`` need no Python bo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import torch
@@ -26,10 +27,36 @@ from metamap.errors import TaskShapeError
 from metamap.tasks.distribution import make_generator
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
-__all__ = ["EnvStep", "Navigation2D", "NavigationEnvs", "NavigationTask"]
+__all__ = [
+    "EnvStep",
+    "Navigation2D",
+    "NavigationEnvs",
+    "NavigationTask",
+    "fixed_draws",
+    "generator_of",
+]
 
 _BLOCK = 64
 """Fixed goals are drawn 64 at a time, so the first ``k`` of a seed do not depend on how many."""
+
+
+def fixed_draws(
+    sample: Callable[[int, torch.Generator, torch.dtype], Tensor],
+    n: int,
+    seed: int,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The first ``n`` of ``sample``'s draws from a generator seeded with ``seed``, drawn in
+    blocks of 64: a family's fixed test goals, the first ``k`` the same whatever ``n`` is."""
+    g = make_generator(seed)
+    return torch.cat([sample(_BLOCK, g, dtype) for _ in range(-(-n // _BLOCK))])[:n]
+
+
+def generator_of(goals: Tensor) -> torch.Generator:
+    """A generator seeded by the values of ``goals`` (on their device): the random starts of
+    their environments, the same for the same goals, so a resumed run replays its episodes."""
+    key = int(torch.round(goals.double().sum() * 1e6).item()) % (2**31)
+    return torch.Generator(device=goals.device).manual_seed(key + goals.shape[0])
 
 
 class EnvStep(NamedTuple):
@@ -163,9 +190,7 @@ class Navigation2D:
         the first ``k`` are the same whatever ``n`` is."""
         if n < 1:
             raise ValueError(f"the number of goals must be at least 1, got {n}")
-        g = make_generator(seed)
-        blocks = [self.sample_goals(_BLOCK, g, dtype) for _ in range(-(-n // _BLOCK))]
-        return torch.cat(blocks)[:n]
+        return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> NavigationEnvs:
         """The vectorised environments of ``goals: (T, 2)`` with this family's horizon."""

@@ -24,14 +24,12 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import TaskShapeError
-from metamap.tasks.distribution import make_generator
-from metamap.tasks.navigation import EnvStep
+from metamap.tasks.navigation import EnvStep, fixed_draws, generator_of
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = ["PendulumEnvs", "PendulumFamily", "PendulumTask"]
 
 G, DT, MAX_SPEED, MAX_TORQUE = 10.0, 0.05, 8.0, 2.0
-_BLOCK = 64
 
 
 class PendulumEnvs:
@@ -48,8 +46,7 @@ class PendulumEnvs:
             )
         self.goals, self.horizon = goals, int(horizon)
         self.num_tasks, self.envs_per_task = int(goals.shape[0]), int(envs_per_task)
-        key = int(torch.round(goals.double().sum() * 1e6).item()) % (2**31)
-        g = torch.Generator(device=goals.device).manual_seed(key + self.num_tasks)
+        g = generator_of(goals)
         shape = (self.num_tasks, self.envs_per_task)
         self.start_angle = (2 * torch.rand(shape, generator=g, dtype=goals.dtype) - 1) * math.pi
         self.start_speed = 2 * torch.rand(shape, generator=g, dtype=goals.dtype) - 1
@@ -100,8 +97,7 @@ class PendulumFamily:
         return self.low + (self.high - self.low) * u
 
     def fixed_goals(self, n: int = 40, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
-        g = make_generator(seed)
-        return torch.cat([self.sample_goals(_BLOCK, g, dtype) for _ in range(-(-n // _BLOCK))])[:n]
+        return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> PendulumEnvs:
         return PendulumEnvs(goals, envs_per_task, self.horizon)
