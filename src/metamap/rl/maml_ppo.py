@@ -22,13 +22,18 @@ from typing import Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
-from torch.func import functional_call
 
 from metamap.core.learner import MetaStep
 from metamap.learners.base import MetaLearner
 from metamap.learners.registry import BuildContext, register_learner
 from metamap.models.policy import gaussian_log_prob
-from metamap.rl.maml_trpo import MAMLTRPO, PolicySection, advantages, gaussian_kl
+from metamap.rl.maml_trpo import (
+    MAMLTRPO,
+    PolicySection,
+    advantages,
+    gaussian_kl,
+    masked_task_mean,
+)
 from metamap.rl.rollout import Rollouts
 
 __all__ = ["MAMLPPO", "MAMLPPOSection", "ProMP", "ProMPSection"]
@@ -62,8 +67,6 @@ class MAMLPPO(MAMLTRPO):
         """``epochs`` Adam steps on the clipped surrogate; θ is updated in place."""
         adv_s = advantages(support, self.gamma, self.gae_lambda)
         adv_q = advantages(query, self.gamma, self.gae_lambda)
-        m = query.masks
-        n = m.flatten(1).sum(1).clamp_min(1)
         with torch.no_grad():  # the pre-update policies before this step (copies, not views)
             mean0, log_std0 = self.model(support.observations)
             old = (mean0.clone(), log_std0.clone())
@@ -73,8 +76,8 @@ class MAMLPPO(MAMLTRPO):
                 mean, log_std = self._call(adapted, query.observations)
                 ratio = torch.exp(gaussian_log_prob(mean, log_std, query.actions) - query.log_probs)
                 clipped = torch.clamp(ratio, 1 - self.clip, 1 + self.clip)
-                surrogate = torch.minimum(ratio * adv_q, clipped * adv_q) * m
-                loss = -(surrogate.flatten(1).sum(1) / n).mean() + self.penalty(support, old)
+                surrogate = torch.minimum(ratio * adv_q, clipped * adv_q)
+                loss = -masked_task_mean(surrogate, query.masks) + self.penalty(support, old)
                 params = list(self.model.parameters())
                 grads = torch.autograd.grad(loss, params)
             self._adam(params, grads)
@@ -144,22 +147,15 @@ class ProMP(MAMLPPO):
         super().__init__(policy, first_order=False, **kw)  # type: ignore[arg-type]
         self.kl_coeff = float(kl_coeff)
 
-    def _pg_loss(
-        self,
-        params: dict[str, torch.Tensor],
-        obs: torch.Tensor,
-        act: torch.Tensor,
-        adv: torch.Tensor,
-        m: torch.Tensor,
-    ) -> torch.Tensor:
-        mean, log_std = functional_call(self.model, params, (obs,))
-        logp = gaussian_log_prob(mean, log_std, act)
-        return -(torch.exp(logp - logp.detach()) * adv * m).sum() / m.sum().clamp_min(1)
+    @staticmethod
+    def likelihood_term(logp: torch.Tensor) -> torch.Tensor:
+        """LVC: ``π / ⊥π`` — the same gradient as ``log π``, a lower-variance Hessian."""
+        return torch.exp(logp - logp.detach())
 
     def penalty(self, support: Rollouts, old: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         mean, log_std = self.model(support.observations)
-        kl = gaussian_kl(old[0], old[1], mean, log_std) * support.masks
-        return self.kl_coeff * (kl.flatten(1).sum(1) / support.masks.flatten(1).sum(1)).mean()
+        kl = gaussian_kl(old[0], old[1], mean, log_std)
+        return self.kl_coeff * masked_task_mean(kl, support.masks)
 
 
 @register_learner

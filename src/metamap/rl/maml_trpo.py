@@ -46,7 +46,14 @@ from metamap.rl.advantages import (
 )
 from metamap.rl.rollout import PolicyFn, Rollouts
 
-__all__ = ["MAMLTRPO", "MAMLTRPOSection", "advantages", "conjugate_gradient", "gaussian_kl"]
+__all__ = [
+    "MAMLTRPO",
+    "MAMLTRPOSection",
+    "advantages",
+    "conjugate_gradient",
+    "gaussian_kl",
+    "masked_task_mean",
+]
 
 Params = dict[str, Tensor]
 
@@ -62,6 +69,13 @@ def gaussian_kl(mean0: Tensor, log_std0: Tensor, mean1: Tensor, log_std1: Tensor
     """``KL(N(mean0, σ0²) ‖ N(mean1, σ1²))`` of diagonal Gaussians, summed over the last dim."""
     var0, var1 = torch.exp(2 * log_std0), torch.exp(2 * log_std1)
     return (log_std1 - log_std0 + (var0 + (mean0 - mean1) ** 2) / (2 * var1) - 0.5).sum(-1)
+
+
+def masked_task_mean(x: Tensor, masks: Tensor) -> Tensor:
+    """The mean over tasks of each task's mean of ``x`` over its running steps:
+    ``x, masks: (T, E, H)`` → ``()``."""
+    n = masks.flatten(1).sum(1).clamp_min(1)
+    return ((x * masks).flatten(1).sum(1) / n).mean()
 
 
 def conjugate_gradient(fvp: Callable[[Tensor], Tensor], b: Tensor, iters: int) -> Tensor:
@@ -113,10 +127,16 @@ class MAMLTRPO(MetaLearner):
 
     # ---- the mapping: rollouts -> adapted policy ----------------------------------------------
     def _pg_loss(self, params: Params, obs: Tensor, act: Tensor, adv: Tensor, m: Tensor) -> Tensor:
-        """``-Σ log π(a|s) Â / Σ m`` over one task's running steps (``(E, H, ...)``)."""
+        """``-Σ J(log π(a|s)) Â / Σ m`` over one task's running steps (``(E, H, ...)``)."""
         mean, log_std = functional_call(self.model, params, (obs,))
         logp = gaussian_log_prob(mean, log_std, act)
-        return -(logp * adv * m).sum() / m.sum().clamp_min(1)
+        return -(self.likelihood_term(logp) * adv * m).sum() / m.sum().clamp_min(1)
+
+    @staticmethod
+    def likelihood_term(logp: Tensor) -> Tensor:
+        """What the inner objective weights each advantage by: ``log π`` (the policy
+        gradient's likelihood-ratio estimator)."""
+        return logp
 
     def _inner(
         self, params: Params, r: Rollouts, adv: Tensor, shared: bool = True, lr: float | None = None
@@ -181,13 +201,11 @@ class MAMLTRPO(MetaLearner):
         adapted = self._inner(dict(self.model.named_parameters()), support, adv_s)
         mean, log_std = self._call(adapted, query.observations)
         old_mean, old_log_std = (mean.detach(), log_std.detach()) if old is None else old
-        m = query.masks
-        n = m.flatten(1).sum(1).clamp_min(1)
         logp = gaussian_log_prob(mean, log_std, query.actions)
         ratio = torch.exp(logp - gaussian_log_prob(old_mean, old_log_std, query.actions))
-        loss = -((ratio * adv_q * m).flatten(1).sum(1) / n).mean()
-        kl = gaussian_kl(old_mean, old_log_std, mean, log_std)
-        return loss, ((kl * m).flatten(1).sum(1) / n).mean(), (old_mean, old_log_std)
+        loss = -masked_task_mean(ratio * adv_q, query.masks)
+        kl = masked_task_mean(gaussian_kl(old_mean, old_log_std, mean, log_std), query.masks)
+        return loss, kl, (old_mean, old_log_std)
 
     def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:
         """One TRPO step of θ from support rollouts of θ and query rollouts of the adapted
@@ -236,8 +254,8 @@ class MAMLTRPO(MetaLearner):
     # ---- the supervised-task interface does not apply -------------------------------------
     def _not_rl(self) -> TaskShapeError:
         return TaskShapeError(
-            "maml_trpo adapts to rollouts of environments, not to (support_x, support_y) "
-            "tensors: use adapt_policy(rollouts) and meta_update(support, query)"
+            f"{type(self).__name__} adapts to rollouts of environments, not to (support_x, "
+            "support_y) tensors: use adapt_policy(rollouts) and meta_update(support, query)"
         )
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:

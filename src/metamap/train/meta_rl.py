@@ -61,9 +61,17 @@ class MetaRLProblem:
     def prepare(self) -> None:
         """Nothing to load: the environments are built per batch of tasks."""
 
+    def _test_goals(self) -> Tensor:
+        """The ``eval.tasks`` fixed test goals (at least 2: a CI needs them)."""
+        e = self.cfg.eval
+        if e.tasks < 2:
+            raise ConfigError(f"eval.tasks must be at least 2 goals for a CI, got {e.tasks}")
+        return self.family.fixed_goals(e.tasks, e.seed, self.dtype).to(self.device)
+
     def check_evaluation(self, learner: Learner) -> None:
-        """Roll out one test goal for one step: a policy that does not fit fails now."""
-        goals = self.family.fixed_goals(1, self.cfg.eval.seed, self.dtype).to(self.device)
+        """Roll out one test goal for one step: too few goals, or a policy that does not fit
+        them, fails now."""
+        goals = self._test_goals()[:1]
         self._returns(cast(PolicyLearner, learner), goals, [0], self._generator(0))
 
     def _generator(self, seed: int) -> torch.Generator:
@@ -107,9 +115,7 @@ class MetaRLProblem:
 
     def evaluate(self, learner: Learner) -> dict[str, Any]:
         e = self.cfg.eval
-        if e.tasks < 2:
-            raise ConfigError(f"eval.tasks must be at least 2 goals for a CI, got {e.tasks}")
-        goals = self.family.fixed_goals(e.tasks, e.seed, self.dtype).to(self.device)
+        goals = self._test_goals()
         steps = sorted(set(e.steps) | {0})
         returns = self._returns(cast(PolicyLearner, learner), goals, steps, self._generator(e.seed))
         label = f"{e.tasks} test tasks"
