@@ -348,7 +348,7 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
         title = f"{cfg.learner.name} on MovieLens user {int(users.data.user_ids[ids[0]])}"
         out = run_dir / "adaptation.png"
         paths.append(user_adaptation_plot(learner, tasks[0], out, sorted({0, k}), title=title))
-    elif not cfg.task.images and learner.inner_steps:
+    elif cfg.task.loss == "mse" and learner.inner_steps:  # a regression family's task
         family = build_regression(cfg, queries=cfg.eval.queries)
         task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
         title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"

@@ -79,6 +79,8 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     assert set(scores) == {"0", "1", "2", "3"} and result["metric"] == "return"
     assert all(len(s["values"]) == 6 and s["mean"] < 0 for s in scores.values())
     assert "6 test tasks" in capsys.readouterr().out
+    assert main(["plot", str(run)]) == 0  # the learning curve of an RL run
+    assert (run / "learning_curve.png").is_file()
 
 
 @pytest.mark.parametrize(
