@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from metamap.core import AdaptedState, Task
+from metamap.core import AdaptedState, Task, TaskBatch, predict_each
 from metamap.recsys import (
     MetricSummary,
     evaluate_users,
@@ -143,11 +143,18 @@ def test_summarize_users_per_metric() -> None:
 class _EchoSideFeature:
     """Predicts column 1 of x as the rating: a model whose metrics are known."""
 
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> AdaptedState:
+    def __init__(self) -> None:
+        self.supports: list[int] = []
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
+        self.supports.append(len(support_y))
         return AdaptedState(example_shape=tuple(support_x.shape[1:]))
 
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
         return x[:, 1:2].float()
+
+    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        return predict_each(self, batch, steps)
 
 
 def test_evaluate_users_scores_each_task_after_adapting() -> None:
@@ -159,3 +166,19 @@ def test_evaluate_users_scores_each_task_after_adapting() -> None:
     assert out[0] == pytest.approx({"mae": 0.5, "rmse": math.sqrt(0.5), "ndcg@2": 1.0})
     assert out[1]["mae"] == pytest.approx(1.5)
     assert out[1]["ndcg@2"] < 1.0
+
+
+def test_evaluate_users_keeps_the_users_order_and_adapts_each_on_its_own_ratings() -> None:
+    """Users of different sizes are grouped by support size and padded; each is still scored on
+    its own queries and adapted on its own (unpadded) support rows, reported in input order."""
+    g = torch.Generator().manual_seed(0)
+    tasks, expected = [], []
+    for s, q in [(7, 3), (2, 5), (12, 4), (2, 2), (5, 6)] * 30:  # 150 users: 3 groups
+        x = torch.randint(1, 6, (s + q, 2), generator=g)
+        y = torch.randint(1, 6, (s + q, 1), generator=g).float()
+        tasks.append(Task(x[:s], y[:s], x[s:], y[s:]))
+        expected.append(rating_metrics(x[s:, 1:2].float(), y[s:], (2,)))
+    model = _EchoSideFeature()
+    out = evaluate_users(model, tasks, ks=(2,))
+    assert out == expected
+    assert sorted(model.supports) == sorted(t.shots for t in tasks)

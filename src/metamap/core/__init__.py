@@ -5,8 +5,15 @@ that :mod:`metamap.learners` (which depends on this package, never on :mod:`meta
 :mod:`metamap.data`) stays free of data and I/O code.
 """
 
-from metamap.core.learner import AdaptedState, Learner, LossName, MetaStep, Params
-from metamap.core.task import Task, TaskBatch, stack_tasks
+from metamap.core.learner import (
+    AdaptedState,
+    Learner,
+    LossName,
+    MetaStep,
+    Params,
+    predict_each,
+)
+from metamap.core.task import Task, TaskBatch, pad_tasks, size_groups, stack_tasks
 
 __all__ = [
     "AdaptedState",
@@ -16,5 +23,8 @@ __all__ = [
     "Params",
     "Task",
     "TaskBatch",
+    "pad_tasks",
+    "predict_each",
+    "size_groups",
     "stack_tasks",
 ]

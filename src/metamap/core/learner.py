@@ -14,7 +14,11 @@ caller asks a learner what it is:
   adaptation curve; a learner without steps returns its one mapping for every count);
 * ``set_training_step(step)`` — told the outer iteration before each training step (for
   schedules inside the learner, e.g. MAML++'s annealed multi-step loss);
-* ``encoder()`` — the feature extractor its mapping is built on, for the feature tools.
+* ``encoder()`` — the feature extractor its mapping is built on, for the feature tools;
+* ``predict_tasks(batch, steps)`` — every task of a batch adapted to its support set and its
+  query set predicted, ``(B, Q, *out)``: the default goes task by task (:func:`predict_each`),
+  learners that can batch the adaptation (vmap, a batched closed form) override it. Evaluation
+  over many tasks (users as tasks) goes through it.
 """
 
 from __future__ import annotations
@@ -23,11 +27,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import torch
 from torch import Tensor, nn
 
 from metamap.core.task import TaskBatch
 
-__all__ = ["AdaptedState", "Learner", "LossName", "MetaStep", "Params"]
+__all__ = [
+    "AdaptedState",
+    "Learner",
+    "LossName",
+    "MetaStep",
+    "Params",
+    "predict_each",
+]
 
 Params = dict[str, Tensor]
 """Parameters or buffers by name, as :func:`torch.func.functional_call` takes them."""
@@ -99,4 +111,34 @@ class Learner(Protocol):
         """The feature extractor ``(N, *feature) -> (N, D)``; raises if there is none."""
         ...
 
+    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        """Each task of ``batch`` adapted (``steps`` inner steps; default: the trained number)
+        to its support set, NaN-target rows left out as padding; its query set's outputs
+        ``(B, Q, *out)``, detached."""
+        ...
+
     def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
+
+
+class _Adapts(Protocol):
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, steps: int | None = None
+    ) -> AdaptedState: ...
+
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor: ...
+
+
+def predict_each(model: _Adapts, batch: TaskBatch, steps: int | None = None) -> Tensor:
+    """:meth:`Learner.predict_tasks` task by task: ``model.adapt`` on each task's present
+    support rows (float targets that are NaN anywhere are the padding of
+    :func:`~metamap.core.task.pad_tasks`, left out), then ``model.predict`` on its query rows
+    (padded ones included; callers drop them). Returns ``(B, Q, *out)``, detached."""
+    out = []
+    for sx, sy, qx, _ in zip(*batch.tensors(), strict=True):
+        if sy.is_floating_point():
+            present = ~torch.isnan(sy.reshape(len(sy), -1)).any(1)
+            sx, sy = sx[present], sy[present]
+        state = model.adapt(sx, sy, steps)
+        with torch.no_grad():
+            out.append(model.predict(state, qx))
+    return torch.stack(out)

@@ -8,7 +8,10 @@ by the loss on ``D^ts``. Shapes:
 * :class:`Task` — ``support_x: (S, *feature)``, ``support_y: (S, *target)``,
   ``query_x: (Q, *feature)``, ``query_y: (Q, *target)``.
 * :class:`TaskBatch` — the same with a leading task dimension ``B``:
-  ``support_x: (B, S, *feature)`` and so on. Every task in a batch has the same shapes.
+  ``support_x: (B, S, *feature)`` and so on. Every task in a batch has the same shapes:
+  :func:`stack_tasks` for equal-shaped tasks, :func:`pad_tasks` for regression tasks of
+  different sizes (NaN targets mark the padding, which the ``masked_mse`` loss leaves out), and
+  :func:`size_groups` to pad tasks of similar sizes together.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from torch import Tensor
 
 from metamap.errors import TaskShapeError
 
-__all__ = ["Task", "TaskBatch", "stack_tasks"]
+__all__ = ["Task", "TaskBatch", "pad_tasks", "size_groups", "stack_tasks"]
 
 
 def _check_pair(name: str, x: Tensor, y: Tensor, lead: int) -> None:
@@ -175,3 +178,50 @@ def stack_tasks(tasks: Sequence[Task]) -> TaskBatch:
         torch.stack([t.query_y for t in tasks]),
         params=[dict(t.params) for t in tasks],
     )
+
+
+def pad_tasks(tasks: Sequence[Task]) -> TaskBatch:
+    """Tasks of different support (and query) sizes stacked into one batch: rows padded with
+    zeros (for users as tasks, an unknown item and user) and targets with NaN, which the
+    ``masked_mse`` loss leaves out, so each task's loss is exactly its unpadded loss (tested
+    against the per-task path). Regression targets only (NaN needs a floating dtype)."""
+    if not tasks:
+        raise TaskShapeError("pad_tasks needs at least one task")
+    if not all(t.support_y.is_floating_point() for t in tasks):
+        raise TaskShapeError(
+            "pad_tasks marks padding with NaN targets, so it takes regression (float) targets; "
+            "stack class-label tasks of equal shapes with stack_tasks"
+        )
+    s = max(t.shots for t in tasks)
+    q = max(len(t.query_x) for t in tasks)
+
+    def pad(x: Tensor, n: int, value: float) -> Tensor:
+        fill = x.new_full((n - len(x), *x.shape[1:]), value)
+        return torch.cat([x, fill])
+
+    nan = float("nan")
+    return TaskBatch(
+        torch.stack([pad(t.support_x, s, 0) for t in tasks]),
+        torch.stack([pad(t.support_y, s, nan) for t in tasks]),
+        torch.stack([pad(t.query_x, q, 0) for t in tasks]),
+        torch.stack([pad(t.query_y, q, nan) for t in tasks]),
+        params=[dict(t.params) for t in tasks],
+    )
+
+
+def size_groups(tasks: Sequence[Task], groups: int) -> list[list[int]]:
+    """The indices of ``tasks`` sorted by support size (then query size; stable), cut into
+    ``groups`` contiguous groups whose counts differ by at most one (fewer when there are fewer
+    tasks): padded with :func:`pad_tasks`, each group wastes little on padding (evaluation
+    adapts hundreds of users this way, in groups of similar sizes)."""
+    if groups < 1:
+        raise ValueError(f"groups must be at least 1, got {groups}")
+    order = sorted(range(len(tasks)), key=lambda i: (tasks[i].shots, len(tasks[i].query_x)))
+    n = min(groups, len(order))
+    base, extra = divmod(len(order), n) if n else (0, 0)
+    out, start = [], 0
+    for g in range(n):
+        stop = start + base + (1 if g < extra else 0)
+        out.append(order[start:stop])
+        start = stop
+    return out

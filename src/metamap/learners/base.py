@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from metamap.core.learner import AdaptedState, LossName, MetaStep
+from metamap.core.learner import AdaptedState, LossName, MetaStep, predict_each
 from metamap.core.task import TaskBatch
 from metamap.errors import TaskShapeError
 from metamap.learners.checks import (
@@ -52,6 +52,12 @@ class MetaLearner(nn.Module, ABC):
 
     def set_training_step(self, step: int) -> None:
         """Told the outer iteration about to be taken; learners without schedules ignore it."""
+
+    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        """Each task adapted to its support set (NaN-target rows are padding, left out) and its
+        query set predicted, ``(B, Q, *out)``, detached: task by task here; learners that batch
+        the adaptation override it (and are tested against this)."""
+        return predict_each(self, batch, steps)
 
     def encoder(self) -> nn.Module:
         """The feature extractor its mapping is built on, ``(N, *feature) -> (N, D)``."""

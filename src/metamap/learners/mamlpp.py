@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
@@ -78,6 +78,8 @@ def msl_weights(inner_steps: int, msl_steps: int, step: int) -> list[float]:
 
 class MAMLPlusPlus(GradientLearner):
     """MAML++: MSL, DA, LSLR and per-step BatchNorm (BNWB + BNRS) on any model."""
+
+    functional_adapt: ClassVar[bool] = False  # its inner steps carry per-step normalisation
 
     def __init__(
         self,

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from metamap.core import AdaptedState, Task
+from metamap.core import AdaptedState, Task, TaskBatch, predict_each
 from metamap.errors import MetamapError, TaskShapeError
 from metamap.recsys.metrics import evaluate_users
 
@@ -225,6 +225,11 @@ class RatingBaseline(ABC):
         """The one adapted state under every step count (a baseline has no steps)."""
         state = self.adapt(support_x, support_y)
         return {k: state for k in steps}
+
+    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        """Each user of ``batch`` adapted to and their query rows predicted ``(B, Q, 1)``, user
+        by user (NaN-target support rows are padding, left out)."""
+        return predict_each(self, batch, steps)
 
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
         """Predicted ratings ``(N, 1)`` float32 for query rows ``x (N, F)``, clipped to

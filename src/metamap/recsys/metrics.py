@@ -22,14 +22,14 @@ normal approximation :func:`metamap.train.summarize` uses for the other benchmar
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from metamap.core import AdaptedState, Task
+from metamap.core import Task, TaskBatch, pad_tasks, size_groups
 
 __all__ = [
     "MetricSummary",
@@ -214,9 +214,11 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> PairedDifferenc
 class RatingModel(Protocol):
     """What :func:`evaluate_users` needs: a meta-learner or a rating baseline."""
 
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> AdaptedState: ...
+    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor: ...
 
-    def predict(self, state: AdaptedState, x: Tensor) -> Tensor: ...
+
+EVAL_GROUP = 64
+"""Users adapted together by :func:`evaluate_users` (padded to the largest support among them)."""
 
 
 def evaluate_users(
@@ -224,22 +226,25 @@ def evaluate_users(
     tasks: Sequence[Task],
     ks: Sequence[int] = (3, 10),
     scale: tuple[float, float] | None = None,
-    adapt: Callable[[Tensor, Tensor], AdaptedState] | None = None,
+    steps: int | None = None,
 ) -> list[dict[str, float]]:
     """:func:`rating_metrics` of each user (task) after adapting ``model`` to its support set.
 
+    Users are sorted by support size into groups of at most :data:`EVAL_GROUP`, each padded
+    (:func:`~metamap.core.pad_tasks`) and adapted in one ``model.predict_tasks`` call (batched
+    where the learner can, else user by user; each user adapts as alone either way).
     ``scale``: clip the predictions to the rating scale first (a network's may leave it);
-    ``adapt`` replaces ``model.adapt`` (e.g. a meta-learner with another number of steps).
+    ``steps``: the learner's number of inner steps (default: the trained number).
     Returns one dict per task, in order; summarise with :func:`summarize_users`, compare two
     models with :func:`paired_difference` on one key.
     """
-    fit = model.adapt if adapt is None else adapt
-    out = []
-    for task in tasks:
-        state = fit(task.support_x, task.support_y)
-        with torch.no_grad():
-            pred = model.predict(state, task.query_x)
-        if scale is not None:
-            pred = pred.clamp(*scale)
-        out.append(rating_metrics(pred, task.query_y, ks))
-    return out
+    out: dict[int, dict[str, float]] = {}
+    for group in size_groups(tasks, math.ceil(len(tasks) / EVAL_GROUP) or 1):
+        mine = [tasks[i] for i in group]
+        pred = model.predict_tasks(pad_tasks(mine), steps)
+        for i, task, p in zip(group, mine, pred, strict=True):
+            p = p[: len(task.query_y)]
+            if scale is not None:
+                p = p.clamp(*scale)
+            out[i] = rating_metrics(p, task.query_y, ks)
+    return [out[i] for i in range(len(tasks))]

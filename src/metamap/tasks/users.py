@@ -37,7 +37,6 @@ reported), never padded.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -49,7 +48,7 @@ from metamap.data.movielens import MAX_ITEM_ID, MovieLens, load_movielens
 from metamap.errors import ConfigError, TaskShapeError
 from metamap.tasks.distribution import make_generator
 from metamap.tasks.registry import TaskLoss, TaskSection, register_task
-from metamap.tasks.task import Task, TaskBatch
+from metamap.tasks.task import Task, pad_tasks
 
 __all__ = [
     "COLUMNS",
@@ -255,29 +254,6 @@ class UserTasks:
             tasks.append(self._task(i, rows, support))
             users.append(u)
         return tasks, users
-
-
-def pad_tasks(tasks: Sequence[Task]) -> TaskBatch:
-    """Users of different support (and query) sizes stacked into one batch: rows padded with
-    zeros (an unknown item and user) and targets with NaN, which the ``masked_mse`` loss leaves
-    out, so each task's loss is exactly its unpadded MSE (tested against the per-task path)."""
-    if not tasks:
-        raise TaskShapeError("pad_tasks needs at least one task")
-    s = max(t.shots for t in tasks)
-    q = max(len(t.query_x) for t in tasks)
-
-    def pad(x: Tensor, n: int, value: float) -> Tensor:
-        fill = x.new_full((n - len(x), *x.shape[1:]), value)
-        return torch.cat([x, fill])
-
-    nan = float("nan")
-    return TaskBatch(
-        torch.stack([pad(t.support_x, s, 0) for t in tasks]),
-        torch.stack([pad(t.support_y, s, nan) for t in tasks]),
-        torch.stack([pad(t.query_x, q, 0) for t in tasks]),
-        torch.stack([pad(t.query_y, q, nan) for t in tasks]),
-        params=[dict(t.params) for t in tasks],
-    )
 
 
 @register_task

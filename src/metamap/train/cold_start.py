@@ -2,9 +2,11 @@
 
 :class:`ColdStartProblem` draws ``train.meta_batch`` training users per outer step, each with a
 fresh random query set of ``task.queries`` ratings and every other rating as support. Users rate
-different numbers of items: the batch is padded (:func:`~metamap.tasks.users.pad_tasks`) with
-NaN targets that the ``masked_mse`` loss leaves out, so each user's loss is exactly its own MSE
-and the whole meta-batch runs as one vmapped call (6× faster than a per-user loop here).
+different numbers of items: the batch is padded (:func:`~metamap.core.pad_tasks`) with NaN
+targets that the ``masked_mse`` loss leaves out, so each user's loss is exactly its own MSE and
+the whole meta-batch runs as one vmapped call (6× faster than a per-user loop here; padding 2.46×
+the rows, yet cheaper than 4 padded groups of similar sizes, whose extra calls cost more than the
+padding they save: 0.156 against 0.127 s per MAML step, measured).
 Validation: MAE on the validation users' fixed tasks (support: all their other ratings) after
 the trained number of inner steps; lower is better.
 
@@ -19,14 +21,14 @@ per-user values kept so that paired comparisons between methods can be made.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
 from torch import Tensor
 
 from metamap.core import MetaStep, Task
-from metamap.core.learner import AdaptedState, Learner
+from metamap.core.learner import Learner
 from metamap.data.movielens import MovieLens
 from metamap.errors import ConfigError
 from metamap.models import Baseline
@@ -56,10 +58,6 @@ FACTORS, FACTOR_REG = 10, 5.0
 def support_label(support: int | None) -> str:
     """``"support 5"``, or ``"support all"`` for all the user's other ratings."""
     return f"support {'all' if support is None else support}"
-
-
-def _with_steps(learner: Learner, steps: int) -> Callable[[Tensor, Tensor], AdaptedState]:
-    return lambda sx, sy: learner.adapt(sx, sy, steps)
 
 
 @register_problem("cold_start")
@@ -174,9 +172,7 @@ class ColdStartProblem:
             label = support_label(support)
             by_step: dict[str, Any] = {}
             for k in steps:
-                per_user = evaluate_users(
-                    learner, tasks, scale=self.data.scale, adapt=_with_steps(learner, k)
-                )
+                per_user = evaluate_users(learner, tasks, scale=self.data.scale, steps=k)
                 by_step[str(k)] = summarize([u["mae"] for u in per_user]).to_dict()
                 if k == max(steps):
                     results["ranking"][label] = {

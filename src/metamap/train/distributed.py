@@ -143,6 +143,9 @@ class ShardedLearner:
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
         return self.learner.predict(state, x)
 
+    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        return self.learner.predict_tasks(batch, steps)
+
     def set_training_step(self, step: int) -> None:
         self.learner.set_training_step(step)
 
