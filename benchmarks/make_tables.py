@@ -992,6 +992,11 @@ def movielens_table(scenario: str, tag: str = "") -> str:
     wall = f"this invocation took {_minutes(r['wall_seconds'])} of wall time" + (
         f", {resumed} of its {r['jobs']} jobs resumed from an earlier one" if resumed else ""
     )
+    if "cpu_seconds" in r:  # every job from start to end (data, training, tuning, scoring)
+        wall += (
+            f"; the whole grid, every job from start to end (data, fitting, tuning, training, "
+            f"scoring), took {_minutes(r['cpu_seconds'])} of CPU"
+        )
     lines += [
         "",
         f"MovieLens-100K, {SCENARIOS[scenario]} ({scenario}); users with 13-100 ratings, "
