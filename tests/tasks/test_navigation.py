@@ -100,6 +100,22 @@ def test_all_copies_at_once_equal_each_copy_alone() -> None:
     assert batched.reached[0, 0] and batched.reached.sum() == 1
 
 
+def test_normalized_actions_are_scaled_to_the_box_then_clipped_as_rllab_normalize() -> None:
+    """``actions: normalized`` (the paper's code): a ∈ [-1, 1]² moves 0.1·a, beyond it 0.1."""
+    from metamap.tasks.navigation import NavigationTask
+
+    family = NavigationTask(actions="normalized").family_of_tasks()
+    envs = family.envs(torch.tensor([[0.5, 0.5]]), envs_per_task=3)
+    envs.reset()
+    out = envs.step(torch.tensor([[[1.0, -1.0], [0.5, -0.2], [3.0, -7.0]]]))
+    want = torch.tensor([[[0.1, -0.1], [0.05, -0.02], [0.1, -0.1]]])
+    torch.testing.assert_close(out.observation, want)
+    assert "normalized" in NavigationTask(actions="normalized").describe()
+    assert NavigationTask().family_of_tasks().action_scale == 1.0  # the default: velocities
+    with pytest.raises(ValueError, match="action_scale must be positive"):
+        Navigation2D(action_scale=0.0)
+
+
 def test_the_family_builds_environments_with_its_horizon() -> None:
     envs = Navigation2D(horizon=5).envs(torch.zeros(2, 2) + 0.4, envs_per_task=3)
     envs.reset()

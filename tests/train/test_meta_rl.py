@@ -146,3 +146,11 @@ def test_ppo_outer_updates_learn_and_resume_with_their_adam_state(
     a = load_checkpoint(fresh.last_path)["learner"]
     b = load_checkpoint(resumed.last_path)["learner"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_navigation_runs_from_before_the_actions_option_keep_their_fingerprint() -> None:
+    cfg = load_config(CONFIG)
+    stored = cfg.model_dump(mode="json")
+    stored["task"].pop("actions")  # as a run saved before the option existed holds it
+    assert type(cfg).model_validate(stored).fingerprint() == cfg.fingerprint()
+    assert load_config(CONFIG, ["task.actions=normalized"]).fingerprint() != cfg.fingerprint()

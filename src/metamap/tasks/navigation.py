@@ -7,6 +7,13 @@ observes its position (starting at the origin), its action is a velocity clipped
 episode ends within 0.01 of the goal or after ``H = 100`` steps. (The paper's code, cbfinn/maml_rl,
 tests ``|x - gx| < 0.01 and |y - gy| < 0.01``, a box; the paper's words, used here, say a radius.)
 
+The paper's code also wraps the environment in rllab's ``normalize``: the policy acts in
+``[-1, 1]²``, scaled to the velocity bounds (``a · 0.1``) and clipped. ``actions: normalized``
+(``action_scale = 0.1``) does the same; ``actions: velocity`` (the default, as the paper's text
+and pytorch-maml-rl have it) takes the velocity itself. A Gaussian policy that starts at σ = 1
+explores the whole action box in the normalized space, but nearly always saturates at ``±0.1`` in
+the raw one.
+
 :class:`NavigationEnvs` steps ``T`` tasks × ``E`` copies of each at once, as tensors on the goals'
 device and in their dtype: observations ``(T, E, 2)``, actions ``(T, E, 2)``, rewards ``(T, E)``.
 A copy whose episode has ended stays where it is and gets reward 0; each step says which copies
@@ -89,6 +96,7 @@ class NavigationEnvs:
         horizon: int = 100,
         max_speed: float = 0.1,
         success_radius: float = 0.01,
+        action_scale: float = 1.0,
     ) -> None:
         if not isinstance(goals, Tensor) or goals.dim() != 2 or goals.shape[1] != 2:
             shape = tuple(goals.shape) if isinstance(goals, Tensor) else type(goals).__name__
@@ -107,10 +115,10 @@ class NavigationEnvs:
             raise ValueError(f"envs_per_task must be at least 1, got {envs_per_task}")
         if horizon < 1:
             raise ValueError(f"horizon must be at least 1 step, got {horizon} (MAML uses 100)")
-        if not (max_speed > 0 and success_radius >= 0):
+        if not (max_speed > 0 and success_radius >= 0 and action_scale > 0):
             raise ValueError(
-                f"max_speed must be positive and success_radius non-negative, got "
-                f"{max_speed} and {success_radius} (MAML: 0.1 and 0.01)"
+                f"max_speed and action_scale must be positive and success_radius non-negative, "
+                f"got {max_speed}, {action_scale} and {success_radius} (MAML: 0.1, 1 and 0.01)"
             )
         self.goals = goals
         self.num_tasks = int(goals.shape[0])
@@ -118,6 +126,7 @@ class NavigationEnvs:
         self.horizon = int(horizon)
         self.max_speed = float(max_speed)
         self.success_radius = float(success_radius)
+        self.action_scale = float(action_scale)
         shape = (self.num_tasks, self.envs_per_task)
         self.position = goals.new_zeros((*shape, 2))
         self.alive = torch.zeros(shape, dtype=torch.bool, device=goals.device)
@@ -134,7 +143,8 @@ class NavigationEnvs:
         return self.position.clone()
 
     def step(self, actions: Tensor) -> EnvStep:
-        """Move every running copy by ``actions: (T, E, 2)`` clipped to ``±max_speed``."""
+        """Move every running copy by ``actions: (T, E, 2)`` times ``action_scale``, clipped to
+        ``±max_speed``."""
         want = (self.num_tasks, self.envs_per_task, self.act_dim)
         if not isinstance(actions, Tensor) or tuple(actions.shape) != want:
             got = tuple(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
@@ -153,7 +163,9 @@ class NavigationEnvs:
                 f"{self.horizon} steps); call reset() first"
             )
         running = self.alive
-        velocity = actions.to(self.position.dtype).clamp(-self.max_speed, self.max_speed)
+        velocity = (actions.to(self.position.dtype) * self.action_scale).clamp(
+            -self.max_speed, self.max_speed
+        )
         self.position = torch.where(running[..., None], self.position + velocity, self.position)
         distance = torch.linalg.vector_norm(self.position - self.goals[:, None, :], dim=-1)
         reward = torch.where(running, -distance, torch.zeros_like(distance))
@@ -167,14 +179,19 @@ class NavigationEnvs:
 class Navigation2D:
     """The task family: goals uniform in ``[low, high]²`` (MAML: ``[-0.5, 0.5]²``, ``H = 100``)."""
 
-    def __init__(self, horizon: int = 100, low: float = -0.5, high: float = 0.5) -> None:
+    def __init__(
+        self, horizon: int = 100, low: float = -0.5, high: float = 0.5, action_scale: float = 1.0
+    ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be at least 1 step, got {horizon} (MAML uses 100)")
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"the goal range must be finite with low < high, got [{low}, {high}]")
+        if not action_scale > 0:
+            raise ValueError(f"action_scale must be positive, got {action_scale}")
         self.horizon = int(horizon)
         self.low = float(low)
         self.high = float(high)
+        self.action_scale = float(action_scale)
 
     def sample_goals(
         self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
@@ -194,7 +211,7 @@ class Navigation2D:
 
     def envs(self, goals: Tensor, envs_per_task: int) -> NavigationEnvs:
         """The vectorised environments of ``goals: (T, 2)`` with this family's horizon."""
-        return NavigationEnvs(goals, envs_per_task, self.horizon)
+        return NavigationEnvs(goals, envs_per_task, self.horizon, action_scale=self.action_scale)
 
 
 @register_task
@@ -206,6 +223,10 @@ class NavigationTask(EnvironmentTaskSection):
     horizon: PositiveInt = 100
     low: float = -0.5
     high: float = 0.5
+    actions: Literal["velocity", "normalized"] = "velocity"
+    """``velocity``: the policy's action is the velocity (clipped to ±0.1); ``normalized``: it
+    acts in ``[-1, 1]²``, scaled by 0.1 and clipped, as rllab's ``normalize`` wrapper in the
+    paper's code (cbfinn/maml_rl) does."""
 
     @model_validator(mode="after")
     def _range(self) -> NavigationTask:
@@ -224,10 +245,12 @@ class NavigationTask(EnvironmentTaskSection):
 
     def family_of_tasks(self) -> Navigation2D:
         """The task distribution: goals to sample and fix, and their environments."""
-        return Navigation2D(self.horizon, self.low, self.high)
+        scale = 0.1 if self.actions == "normalized" else 1.0  # NavigationEnvs' max_speed
+        return Navigation2D(self.horizon, self.low, self.high, scale)
 
     def describe(self) -> str:
         return (
             f"2D navigation, goals in [{self.low:g}, {self.high:g}]², horizon {self.horizon}, "
             f"{self.rollouts} episodes per task and step"
+            + (", actions normalized to [-1, 1]" if self.actions == "normalized" else "")
         )

@@ -507,6 +507,8 @@ class RunConfig(Section):
             d["task"].pop(k)
         if d["task"].get("other_users") is False:  # as before the option existed
             d["task"].pop("other_users")
+        if d["task"].get("actions") == "velocity":  # as before navigation's option existed
+            d["task"].pop("actions")
         fixed = not self.task.variable_ways()
         if not self.extra_domains or fixed:  # as before they existed
             d.pop("extra_domains")
