@@ -6,7 +6,8 @@
 # result into benchmarks/results and run make tables.
 #
 # 1. the CUDA branches of tests/train/test_device.py;
-# 2. the mini-ImageNet-shaped training speed (miniimagenet_speed_cuda.json, STEPS timed steps);
+# 2. the mini-ImageNet-shaped training speed (miniimagenet_speed_cuda.json, STEPS timed steps),
+#    and scale-out's check (benchmarks/gpu_speed.py: gpu_speed_cuda.json; GPU_SPEED=0 skips it);
 # 3. with .data/omniglot there: an Omniglot MAML row trained on the GPU and evaluated
 #    (omniglot_<CONFIG>_cuda.json). CONFIG (default maml-5w1s, a name in configs/omniglot/) and
 #    SETTINGS (default "5w1s 5w5s") choose the row; BATCHING (default auto: vmap on a GPU) the
@@ -46,6 +47,12 @@ if [ "${STEPS:-30}" -gt 0 ]; then  # STEPS=0 leaves the speed check out
         || echo "mini-ImageNet speed FAILED"
 fi
 echo "[$((SECONDS - START)) s] speed done"
+if [ "${GPU_SPEED:-1}" = 1 ]; then  # GPU_SPEED=0 leaves scale-out's GPU check out
+    tiny=""; [ "$DEVICE" = cpu ] && tiny="--tiny"
+    python3 benchmarks/gpu_speed.py --device "$DEVICE" $tiny --results "$RESULTS" 2>&1 \
+        | tee "$RESULTS/gpu_speed.log" || echo "GPU speed check FAILED"
+fi
+echo "[$((SECONDS - START)) s] GPU speed check done"
 
 [ -d .data/omniglot ] || { echo "no .data/omniglot: Omniglot MAML skipped"; exit 0; }
 CONFIG="${CONFIG:-maml-5w1s}"
