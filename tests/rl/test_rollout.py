@@ -54,6 +54,23 @@ def test_layout_and_seeding() -> None:
     assert not torch.equal(out.actions, rollout(policy, envs, _g(2)).actions)
 
 
+def test_a_share_of_a_batch_rolls_out_what_the_whole_batch_does_for_it() -> None:
+    """``shard=(first, total)``: processes splitting a batch of goals each sample their rows of
+    the whole batch's noise, and leave the generator where one process would."""
+    goals = Navigation2D().sample_goals(5, _g(0))
+    policy = _policy()
+    g_all, g_a, g_b = _g(1), _g(1), _g(1)
+    whole = rollout(policy, NavigationEnvs(goals, 3, horizon=7), g_all)
+    a = rollout(policy, NavigationEnvs(goals[:3], 3, horizon=7), g_a, shard=(0, 5))
+    b = rollout(policy, NavigationEnvs(goals[3:], 3, horizon=7), g_b, shard=(3, 5))
+    for f in ("observations", "actions", "rewards", "masks", "log_probs"):
+        torch.testing.assert_close(torch.cat([getattr(a, f), getattr(b, f)]), getattr(whole, f))
+    assert torch.equal(g_a.get_state(), g_all.get_state())
+    assert torch.equal(g_b.get_state(), g_all.get_state())
+    with pytest.raises(ValueError, match="cannot hold"):
+        rollout(policy, NavigationEnvs(goals[3:], 3, horizon=7), _g(1), shard=(4, 5))
+
+
 def test_rollouts_follow_the_dynamics_and_score_the_actions_taken() -> None:
     goals = torch.tensor([[0.02, 0.03], [0.4, -0.1]], dtype=torch.float64)
     envs = NavigationEnvs(goals, envs_per_task=50, horizon=20)

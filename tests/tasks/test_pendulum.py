@@ -57,3 +57,13 @@ def test_a_policy_learner_runs_on_the_family() -> None:
     assert math.isfinite(problem.validate(learner))
     step = problem.meta_step(learner, torch.Generator().manual_seed(0))
     assert step.applied and math.isfinite(float(step.metric))
+
+
+def test_a_goal_starts_its_episodes_alike_whatever_batch_holds_it() -> None:
+    """Random starts come from each goal, so a share of a batch (processes splitting it) and a
+    resumed run replay the same episodes."""
+    goals = PendulumFamily().sample_goals(4, torch.Generator().manual_seed(0))
+    whole, part = PendulumEnvs(goals, 3, 10), PendulumEnvs(goals[2:], 3, 10)
+    torch.testing.assert_close(part.start_angle, whole.start_angle[2:])
+    torch.testing.assert_close(part.start_speed, whole.start_speed[2:])
+    assert not torch.equal(whole.start_angle[0], whole.start_angle[1])

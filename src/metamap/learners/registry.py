@@ -63,9 +63,10 @@ class LearnerSection(Section):
     """It takes classification episodes (a learner of regression targets only says ``False``)."""
     reinforcement: ClassVar[bool] = False
     shards_exactly: ClassVar[bool] = False
-    """Its meta-gradient is a mean of per-task terms, so a meta-batch split across processes
-    gives the same answer (``metamap train --nproc``); encoder learners normalise across the
-    whole batch, supervised and policy learners take other steps: ``False``."""
+    """Its meta-gradient is a mean of per-task terms (or, for policy learners, its outer update
+    averages its per-task means across processes), so a meta-batch split across processes gives
+    the same answer (``metamap train --nproc``); encoder learners normalise across the whole
+    batch and supervised learners take other steps: ``False``."""
     """It meta-learns policies on environments as tasks (``task.loss: return``), and only that."""
     fixed_head: ClassVar[bool] = True
     """It adapts the model's ``task.ways``-way head, so it takes only that many ways."""

@@ -34,6 +34,7 @@ from metamap.rl.maml_trpo import (
     gaussian_kl,
     masked_task_mean,
 )
+from metamap.rl.protocol import Reduce
 from metamap.rl.rollout import Rollouts
 
 __all__ = ["MAMLPPO", "MAMLPPOSection", "ProMP", "ProMPSection"]
@@ -63,8 +64,11 @@ class MAMLPPO(MAMLTRPO):
             self.register_buffer(f"adam_m_{i}", torch.zeros_like(p))
             self.register_buffer(f"adam_v_{i}", torch.zeros_like(p))
 
-    def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:
-        """``epochs`` Adam steps on the clipped surrogate; θ is updated in place."""
+    def meta_update(
+        self, support: Rollouts, query: Rollouts, reduce: Reduce | None = None
+    ) -> MetaStep:
+        """``epochs`` Adam steps on the clipped surrogate; θ is updated in place (``reduce``:
+        each step's gradient is the mean over every process's tasks)."""
         adv_s = advantages(support, self.gamma, self.gae_lambda)
         adv_q = advantages(query, self.gamma, self.gae_lambda)
         with torch.no_grad():  # the pre-update policies before this step (copies, not views)
@@ -80,8 +84,13 @@ class MAMLPPO(MAMLTRPO):
                 loss = -masked_task_mean(surrogate, query.masks) + self.penalty(support, old)
                 params = list(self.model.parameters())
                 grads = torch.autograd.grad(loss, params)
+            if reduce is not None:  # one bucket across processes
+                flat = reduce(torch.cat([g.reshape(-1) for g in grads]))
+                pieces = torch.split(flat, [p.numel() for p in params])
+                grads = tuple(f.view_as(p) for f, p in zip(pieces, params, strict=True))
             self._adam(params, grads)
         returns = query.returns.mean().detach()
+        returns = returns if reduce is None else reduce(returns)
         return MetaStep(loss=-returns, metric=returns, grads={}, applied=True)
 
     def penalty(self, support: Rollouts, old: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -44,6 +44,7 @@ from metamap.rl.advantages import (
     gae,
     normalize_advantages,
 )
+from metamap.rl.protocol import Reduce
 from metamap.rl.rollout import PolicyFn, Rollouts
 
 __all__ = [
@@ -207,21 +208,27 @@ class MAMLTRPO(MetaLearner):
         kl = masked_task_mean(gaussian_kl(old_mean, old_log_std, mean, log_std), query.masks)
         return loss, kl, (old_mean, old_log_std)
 
-    def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:
+    def meta_update(
+        self, support: Rollouts, query: Rollouts, reduce: Reduce | None = None
+    ) -> MetaStep:
         """One TRPO step of θ from support rollouts of θ and query rollouts of the adapted
         policies; θ is updated in place (``applied=True``). ``metric``: the query rollouts'
-        mean return, the score after adaptation (``loss``: its negative)."""
+        mean return, the score after adaptation (``loss``: its negative). ``reduce``: these
+        rollouts are one process's tasks; the gradient, every Fisher-vector product and the
+        line search's loss and KL are means over all processes' tasks, so every process takes
+        the step one process would."""
+        mean = reduce or (lambda t: t)
         params = list(self.model.parameters())
         adv_s = advantages(support, self.gamma, self.gae_lambda)
         adv_q = advantages(query, self.gamma, self.gae_lambda)
         with torch.enable_grad():
             loss, kl, old = self._objective(support, query, adv_s, adv_q, None)
-            g = _flat(torch.autograd.grad(loss, params, retain_graph=True))
+            g = mean(_flat(torch.autograd.grad(loss, params, retain_graph=True)))
             grad_kl = _flat(torch.autograd.grad(kl, params, create_graph=True))
 
             def fvp(v: Tensor) -> Tensor:
                 hv = torch.autograd.grad(grad_kl @ v, params, retain_graph=True)
-                return _flat(hv) + self.cg_damping * v
+                return mean(_flat(hv)) + self.cg_damping * v
 
             step = conjugate_gradient(fvp, -g, self.cg_iters)
             shs = 0.5 * step @ fvp(step)
@@ -229,18 +236,19 @@ class MAMLTRPO(MetaLearner):
         # search backtracks from there (0.8 at a time) to the first step within the bound.
         full = step * torch.sqrt(2 * self.max_kl / shs.clamp_min(1e-12)) if shs > 0 else step * 0
         start = _flat([p.detach() for p in params]).clone()
-        before = float(loss.detach())
+        before = float(mean(loss.detach()))
         accepted = False
         for i in range(self.ls_steps):
             self._set(params, start + self.ls_backtrack**i * full)
             with torch.no_grad():
                 new_loss, new_kl, _ = self._objective(support, query, adv_s, adv_q, old)
+                new_loss, new_kl = mean(torch.stack([new_loss, new_kl])).unbind()
             if float(new_kl) <= self.max_kl and float(new_loss) < before:
                 accepted = True
                 break
         if not accepted:
             self._set(params, start)
-        returns = query.returns.mean().detach()
+        returns = mean(query.returns.mean().detach())
         return MetaStep(loss=-returns, metric=returns, grads={}, applied=True)
 
     @staticmethod
@@ -276,6 +284,7 @@ class PolicySection(LearnerSection):
     classification = False
     reinforcement = True
     fixed_head = False
+    shards_exactly = True  # meta_update reduces its means over tasks across processes
 
     inner_lr: NonNegativeFloat = 0.1
     """α of the inner step in meta-training; 0: no adaptation in training, i.e. one policy

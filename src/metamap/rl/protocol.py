@@ -9,11 +9,15 @@ no object what it is.
   (``rollouts``) each task gets per adaptation step.
 * :class:`PolicyLearner` — maps rollouts to adapted policies (``adapt_policy``), gives the policy
   to roll out (``policy_fn``), and takes the outer step from support and query rollouts
-  (``meta_update``, which may update the parameters itself, as TRPO does).
+  (``meta_update``, which may update the parameters itself, as TRPO does). Given ``reduce``,
+  the rollouts are one process's share of the batch's tasks, and every mean over tasks it takes
+  (a gradient, a Fisher-vector product, a line-search value) goes through ``reduce`` to become the
+  mean over all processes' tasks (:func:`metamap.train.distributed.mean_over_ranks`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -22,7 +26,10 @@ from torch import Tensor
 from metamap.core.learner import Learner, MetaStep, Params
 from metamap.rl.rollout import PolicyFn, Rollouts, VectorEnvs
 
-__all__ = ["EnvTaskSection", "PolicyLearner", "TaskFamily"]
+__all__ = ["EnvTaskSection", "PolicyLearner", "Reduce", "TaskFamily"]
+
+Reduce = Callable[[Tensor], Tensor]
+"""A mean over this process's tasks → the mean over every process's tasks (identity alone)."""
 
 
 class TaskFamily(Protocol):
@@ -72,7 +79,9 @@ class PolicyLearner(Learner, Protocol):
         meta-training (``training``) or as the ``step``-th after it."""
         ...
 
-    def meta_update(self, support: Rollouts, query: Rollouts) -> MetaStep:
+    def meta_update(
+        self, support: Rollouts, query: Rollouts, reduce: Reduce | None = None
+    ) -> MetaStep:
         """The outer step from support rollouts of θ and query rollouts of the adapted
-        policies."""
+        policies (``reduce``: these are one process's tasks; see the module's docstring)."""
         ...

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from metamap.errors import NonFiniteRolloutError
-from metamap.models.policy import gaussian_log_prob, gaussian_sample
+from metamap.models.policy import gaussian_log_prob
 
 __all__ = ["PolicyFn", "Rollouts", "VectorEnvs", "rollout"]
 
@@ -78,13 +78,26 @@ class Rollouts:
 
 
 @torch.no_grad()
-def rollout(policy_fn: PolicyFn, envs: VectorEnvs, generator: torch.Generator) -> Rollouts:
+def rollout(
+    policy_fn: PolicyFn,
+    envs: VectorEnvs,
+    generator: torch.Generator,
+    shard: tuple[int, int] | None = None,
+) -> Rollouts:
     """Run one episode in every environment of ``envs``, sampling actions from
     ``N(mean, exp(log_std)²)`` with noise from ``generator`` (on the observations' device).
+
+    ``shard = (first, total)``: ``envs`` hold tasks ``[first, first + T)`` of a batch of
+    ``total``; each step draws the whole batch's noise and uses this share's rows, so processes
+    that split a batch sample what one process would (and leave the generator where it would).
 
     Raises :class:`~metamap.errors.NonFiniteRolloutError` when the policy's outputs or the
     environments' observations or rewards are NaN or infinite."""
     tasks, copies, horizon = envs.num_tasks, envs.envs_per_task, envs.horizon
+    first, total = (0, tasks) if shard is None else shard
+    if not 0 <= first <= total - tasks:
+        raise ValueError(f"shard {shard} cannot hold the {tasks} tasks of these environments")
+    rows = slice(first * copies, (first + tasks) * copies)
     obs = envs.reset()
     if generator.device.type != obs.device.type:
         raise ValueError(
@@ -105,7 +118,13 @@ def rollout(policy_fn: PolicyFn, envs: VectorEnvs, generator: torch.Generator) -
                 "the policy gave NaN or infinite actions: it has diverged (lower the step sizes, "
                 "e.g. learner.inner_lr or learner.max_kl); resume from the last checkpoint"
             )
-        action = gaussian_sample(mean, log_std, generator)
+        noise = torch.randn(
+            (total * copies, envs.act_dim),
+            generator=generator,
+            dtype=mean.dtype,
+            device=mean.device,
+        )[rows]
+        action = mean + torch.exp(log_std) * noise  # gaussian_sample, of this share's rows
         log_prob = gaussian_log_prob(mean, log_std, action).reshape(tasks, copies)
         action = action.reshape(tasks, copies, envs.act_dim)
         next_obs, reward, mask, _ = envs.step(action)

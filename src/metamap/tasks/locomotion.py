@@ -142,9 +142,13 @@ class LocomotionFamily:
         return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> LocomotionEnvs:
-        # reset seeds from the goals: the same goals give the same episodes (and resume does)
-        g = generator_of(goals.cpu())
-        seeds = torch.randint(2**31 - 1, (goals.shape[0] * envs_per_task,), generator=g)
+        # reset seeds from each goal: the same goal gives the same episodes, whatever batch or
+        # share of a batch holds it (a resumed run, processes splitting a batch)
+        rows = goals.cpu()
+        seeds = torch.cat([
+            torch.randint(2**31 - 1, (envs_per_task,), generator=generator_of(rows[i : i + 1]))
+            for i in range(rows.shape[0])
+        ])  # fmt: skip
         return LocomotionEnvs(self, goals, envs_per_task, seeds)
 
     def reward(self, goal: float, info: dict[str, Any], action: Any, gym_reward: float) -> float:

@@ -46,10 +46,17 @@ class PendulumEnvs:
             )
         self.goals, self.horizon = goals, int(horizon)
         self.num_tasks, self.envs_per_task = int(goals.shape[0]), int(envs_per_task)
-        g = generator_of(goals)
-        shape = (self.num_tasks, self.envs_per_task)
-        self.start_angle = (2 * torch.rand(shape, generator=g, dtype=goals.dtype) - 1) * math.pi
-        self.start_speed = 2 * torch.rand(shape, generator=g, dtype=goals.dtype) - 1
+        # random starts from each goal: the same goal gives the same episodes, whatever batch or
+        # share of a batch holds it (a resumed run, processes splitting a batch)
+        starts = []
+        for i in range(self.num_tasks):
+            g = generator_of(goals[i : i + 1])
+            angle = (
+                2 * torch.rand(self.envs_per_task, generator=g, dtype=goals.dtype) - 1
+            ) * math.pi
+            speed = 2 * torch.rand(self.envs_per_task, generator=g, dtype=goals.dtype) - 1
+            starts.append(torch.stack([angle, speed]))
+        self.start_angle, self.start_speed = torch.stack(starts, 1).unbind()
         self.angle, self.speed = self.start_angle.clone(), self.start_speed.clone()
         self.t = self.horizon
 

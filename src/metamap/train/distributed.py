@@ -28,7 +28,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -36,15 +36,19 @@ from torch import Tensor, nn
 from torch.multiprocessing import spawn as mp_spawn  # type: ignore[attr-defined]
 
 from metamap.core import MetaStep, TaskBatch
-from metamap.core.learner import AdaptedState, Learner, LossName
+from metamap.core.learner import AdaptedState, Learner, LossName, Params
 from metamap.errors import ConfigError
 from metamap.learners import MetaLearner
+from metamap.rl.protocol import PolicyLearner, Reduce
+from metamap.rl.rollout import PolicyFn, Rollouts
 from metamap.train.config import RunConfig
 
 __all__ = [
     "ShardedLearner",
     "all_reduce_step",
+    "any_rank",
     "check_shardable",
+    "mean_over_ranks",
     "process_group",
     "rank_and_world",
     "shard_batch",
@@ -105,6 +109,29 @@ def all_reduce_step(
     return MetaStep(bucket[0], bucket[1], out)
 
 
+def mean_over_ranks(count: int, total: int) -> Callable[[Tensor], Tensor]:
+    """Turns a mean over this rank's ``count`` tasks into the mean over all ``total`` tasks of
+    the ranks (weighted by count, one ``all_reduce``): the ``reduce`` of a policy learner's
+    ``meta_update`` when the ranks split a batch of environments."""
+
+    def reduce(t: Tensor) -> Tensor:
+        out = t * (count / total)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    return reduce
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank (``flag`` itself alone): one rank's failed rollout
+    stops every rank's step, instead of leaving the others waiting in an all-reduce."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def sharded_meta_gradients(learner: Learner, batch: TaskBatch) -> MetaStep:
     """The meta-gradient of all of ``batch`` on every rank of the default process group, each
     rank computing only its slice (``learner.meta_gradients``, whose result is a mean)."""
@@ -149,6 +176,26 @@ class ShardedLearner:
     def set_training_step(self, step: int) -> None:
         self.learner.set_training_step(step)
 
+    # A policy learner's batch is split by the problem (each rank rolls out its share of the
+    # environments, :class:`~metamap.train.MetaRLProblem`), which passes ``meta_update`` its
+    # reduction across ranks (:func:`mean_over_ranks`): these only forward.
+    def policy_fn(self, params: Params | None = None) -> PolicyFn:
+        return cast(PolicyLearner, self.learner).policy_fn(params)
+
+    def adapt_policy(
+        self,
+        rollouts: Rollouts,
+        params: Params | None = None,
+        training: bool = False,
+        step: int = 0,
+    ) -> Params:
+        return cast(PolicyLearner, self.learner).adapt_policy(rollouts, params, training, step)
+
+    def meta_update(
+        self, support: Rollouts, query: Rollouts, reduce: Reduce | None = None
+    ) -> MetaStep:
+        return cast(PolicyLearner, self.learner).meta_update(support, query, reduce)
+
     def encoder(self) -> nn.Module:
         return self.learner.encoder()
 
@@ -169,9 +216,7 @@ def check_shardable(cfg: RunConfig, world: int) -> None:
     learner, t = cfg.learner, cfg.train
     if not type(learner).shards_exactly:
         why = (
-            "its outer update is its own (policy learners), not a mean of per-task gradients"
-            if type(learner).reinforcement
-            else "it trains on labelled batches, not tasks"
+            "it trains on labelled batches, not tasks"
             if type(learner).supervised
             else "it normalises its encoder over the whole meta-batch, so a split batch would "
             "change the answer"

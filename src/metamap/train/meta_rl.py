@@ -32,6 +32,7 @@ from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
 from metamap.rl.rollout import Rollouts
 from metamap.train.build import dtype_of, resolve_device
 from metamap.train.config import RunConfig
+from metamap.train.distributed import any_rank, mean_over_ranks, rank_and_world, shard_range
 from metamap.train.evaluate import summarize
 from metamap.train.problems import VAL_SEED_OFFSET, register_problem
 
@@ -78,17 +79,31 @@ class MetaRLProblem:
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def meta_step(self, learner: Learner, generator: torch.Generator) -> MetaStep:
+        """One outer step on ``train.meta_batch`` goals. With several processes each rolls out
+        its share of the goals (:func:`~metamap.train.distributed.shard_range`), drawing the
+        whole batch's action noise so that it samples what one process would, and the learner
+        averages across processes (:func:`~metamap.train.distributed.mean_over_ranks`)."""
         policy = cast(PolicyLearner, learner)
-        goals = self.family.sample_goals(self.cfg.train.meta_batch, generator, self.dtype)
-        envs = self.family.envs(goals.to(self.device), self.section.rollouts)
+        total = self.cfg.train.meta_batch
+        goals = self.family.sample_goals(total, generator, self.dtype)
+        rank, world = rank_and_world()
+        mine = shard_range(total, rank, world)
+        envs = self.family.envs(
+            goals[mine.start : mine.stop].to(self.device), self.section.rollouts
+        )
+        shard = (mine.start, total)
         try:
-            support = rollout(policy.policy_fn(), envs, generator)
+            support = rollout(policy.policy_fn(), envs, generator, shard)
             adapted = policy.adapt_policy(support, training=True)
-            query = rollout(policy.policy_fn(adapted), envs, generator)
-        except NonFiniteRolloutError:  # the trainer stops with the last good checkpoint kept
+            query = rollout(policy.policy_fn(adapted), envs, generator, shard)
+            failed = False
+        except NonFiniteRolloutError:
+            failed = True
+        if any_rank(failed):  # the trainer stops with the last good checkpoint kept
             nan = torch.tensor(float("nan"))
             return MetaStep(loss=nan, metric=nan, grads={}, applied=True)
-        return policy.meta_update(support, query)
+        reduce = mean_over_ranks(len(mine), total) if world > 1 else None
+        return policy.meta_update(support, query, reduce)
 
     def _returns(
         self, learner: PolicyLearner, goals: Tensor, steps: list[int], g: torch.Generator
