@@ -87,7 +87,7 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     ("overrides", "message"),
     [
         (["model={name: mlp}"], "needs a policy model.name 'gaussian_mlp'"),
-        (["learner={name: maml}"], "use one of 'maml_trpo'"),
+        (["learner={name: maml}"], "use one of 'maml_ppo', 'maml_trpo', 'promp'"),
         (["task={family: sinusoid}"], "has no environments"),
         (["task.low=0.5", "task.high=-0.5"], "low < high"),
         (["learner.max_kl=0"], "max_kl"),

@@ -1,8 +1,9 @@
 """Meta-reinforcement learning: batched rollouts in many tasks at once, returns, advantages and
 the linear feature baseline of MAML's RL experiments (Finn, Abbeel & Levine, ICML 2017, §5.3).
 
-The meta-learners :class:`MAMLTRPO` (``learner.name: maml_trpo``) and :class:`MAMLPPO`
-(``maml_ppo``) map rollouts to adapted policies and take TRPO's or PPO's outer step; the problem
+The meta-learners :class:`MAMLTRPO` (``learner.name: maml_trpo``), :class:`MAMLPPO`
+(``maml_ppo``) and :class:`ProMP` (``promp``) share MAML's policy-gradient inner step
+(:class:`PolicyGradientLearner`) and take TRPO's or PPO's outer step; the problem
 that samples their rollouts is :class:`metamap.train.MetaRLProblem`. Every quantity is a tensor with
 leading ``(T, E, H)`` dimensions: ``T`` tasks, ``E`` episodes a task, ``H`` steps an episode.
 Importing :mod:`metamap.rl` loads no dataset code: environments come from the caller
@@ -17,7 +18,8 @@ from metamap.rl.advantages import (
     normalize_advantages,
 )
 from metamap.rl.maml_ppo import MAMLPPO, MAMLPPOSection, ProMP, ProMPSection
-from metamap.rl.maml_trpo import MAMLTRPO, MAMLTRPOSection, conjugate_gradient, gaussian_kl
+from metamap.rl.maml_trpo import MAMLTRPO, MAMLTRPOSection, conjugate_gradient
+from metamap.rl.policy_gradient import PolicyGradientLearner, PolicySection, gaussian_kl
 from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
 from metamap.rl.rollout import PolicyFn, Rollouts, VectorEnvs, rollout
 
@@ -29,7 +31,9 @@ __all__ = [
     "MAMLPPOSection",
     "MAMLTRPOSection",
     "PolicyFn",
+    "PolicyGradientLearner",
     "PolicyLearner",
+    "PolicySection",
     "ProMP",
     "ProMPSection",
     "Rollouts",

@@ -1,7 +1,7 @@
 """MAML with a PPO outer update: first-order by default, a clipped surrogate, several epochs.
 
-The inner step is MAML's policy-gradient step (:class:`~metamap.rl.MAMLTRPO`'s); the outer
-update replaces TRPO's natural-gradient step by ``epochs`` Adam steps on PPO's clipped surrogate
+The inner step is MAML's policy-gradient step (:class:`~metamap.rl.PolicyGradientLearner`); the
+outer update replaces TRPO's natural-gradient step by ``epochs`` Adam steps on PPO's clipped surrogate
 (Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization Algorithms", 2017)
 of the adapted policies on the query rollouts:
 
@@ -27,8 +27,8 @@ from metamap.core.learner import MetaStep
 from metamap.learners.base import MetaLearner
 from metamap.learners.registry import BuildContext, register_learner
 from metamap.models.policy import gaussian_log_prob
-from metamap.rl.maml_trpo import (
-    MAMLTRPO,
+from metamap.rl.policy_gradient import (
+    PolicyGradientLearner,
     PolicySection,
     advantages,
     gaussian_kl,
@@ -40,7 +40,7 @@ from metamap.rl.rollout import Rollouts
 __all__ = ["MAMLPPO", "MAMLPPOSection", "ProMP", "ProMPSection"]
 
 
-class MAMLPPO(MAMLTRPO):
+class MAMLPPO(PolicyGradientLearner):
     """MAML's policy-gradient inner step with PPO's clipped outer update (Adam, ``epochs``)."""
 
     def __init__(
@@ -55,9 +55,7 @@ class MAMLPPO(MAMLTRPO):
         gae_lambda: float = 1.0,
         test_lr: float | Sequence[float] | None = None,
     ) -> None:
-        super().__init__(
-            policy, inner_lr, first_order, gamma=gamma, gae_lambda=gae_lambda, test_lr=test_lr
-        )
+        super().__init__(policy, inner_lr, first_order, gamma, gae_lambda, test_lr)
         self.epochs, self.clip, self.outer_lr = epochs, float(clip), float(outer_lr)
         self.register_buffer("adam_step", torch.zeros(()))
         for i, p in enumerate(self.model.parameters()):

@@ -340,7 +340,7 @@ class RunConfig(Section):
                 f"task.family {task.family!r} has {kind} model.name {able}, not {model.name!r}"
             )
         if rl != learner.reinforcement:
-            fit = [n for n, s in LEARNERS.items() if s.reinforcement == rl]
+            fit = sorted(n for n, s in LEARNERS.items() if s.reinforcement == rl)
             raise ValueError(
                 f"learner {learner.name!r} does not fit task.family {task.family!r}"
                 + (" (environments as tasks)" if rl else "")
