@@ -1034,10 +1034,11 @@ def _diverged(r: dict[str, Any]) -> str:
     )
 
 
-def rl_navigation_table() -> str:
+def rl_navigation_table(name: str = "rl_navigation") -> str:
     """benchmarks/navigation.py: mean return on the test goals after 0-3 adaptation steps, each
-    method beside the MAML paper's figure, with training time."""
-    r = _result("rl_navigation", "navigation")
+    method beside the MAML paper's figure, with training time (``rl_navigation_velocity``: the
+    run on raw velocities, before the configs normalized the actions)."""
+    r = _result(name, "navigation")
     steps = [str(k) for k in r["steps"]]
     lines = [
         "| method | "
@@ -1061,7 +1062,13 @@ def rl_navigation_table() -> str:
         f"sizes {', '.join(f'{a:g}' for a in r.get('test_lr', [0.1]))} (the last for later "
         f"steps); mean return ± 95% CI over the goals, each goal's score the mean of its "
         f"episodes. Training on "
-        f"{prov['cpu']}, {prov['threads']} thread(s). Produced by `{shell(r['command'])}`.",
+        f"{prov['cpu']}, {prov['threads']} thread(s). Produced by `{shell(r['command'])}`."
+        + (
+            " Raw velocities: made before `task.actions` existed, so that command now trains "
+            "the normalized protocol; `-o task.actions=velocity` on each config gives this one."
+            if r["config"]["task"].get("actions", "velocity") == "velocity"
+            else ""
+        ),
         provenance_note([r]),
     ]
     return "\n".join(lines)
@@ -1071,18 +1078,55 @@ def scaling_table() -> str:
     """benchmarks/scaling.py: seconds per meta-iteration on 1 and N processes, and the bytes
     one step all-reduces."""
     r = _result("scaling")
+    measured = {int(n): t for n, t in r["seconds_per_step"].items()}
+    bucket = r["allreduce_bytes_per_step"]
     lines = [
-        "| processes | seconds / meta-iteration | speed-up |",
-        "|---|---|---|",
-        *(f"| {n} | {s:.3f} | {r['speedup'][n]:.2f}× |" for n, s in r["seconds_per_step"].items()),
+        "| processes | seconds / meta-iteration | speed-up | all-reduce sent a process a step |",
+        "|---|---|---|---|",
+        *(f"| {n} | {t:.3f} | {measured[1] / t:.2f}× | {_ring_mb(bucket, n)} |"
+          for n, t in measured.items()),
+    ]  # fmt: skip
+    serial, parallel = _amdahl(measured)
+    if serial is not None:
+        b = r["protocol"].split("meta-batch ")[-1].split(",")[0]
+        for n in (4, 8, 16, 32):
+            if n > max(measured) and (not b.isdigit() or n <= int(b)):
+                t = serial + parallel / n
+                ring = _ring_mb(bucket, n)
+                lines.append(f"| {n} (projected) | {t:.3f} | {measured[1] / t:.2f}× | {ring} |")
+    lines += [
         "",
         f"{r['protocol']}; the trainer's clock over {r['steps']} meta-iterations after "
         f"{r['warmup']}, on {r['provenance']['cpu']}. Each step all-reduces one bucket of "
-        f"{r['allreduce_bytes_per_step'] / 1e6:.2f} MB ({r['parameters']:,} parameters). "
-        f"Produced by `{shell(r['command'])}`.",
+        f"{bucket / 1e6:.2f} MB ({r['parameters']:,} parameters); a ring all-reduce sends "
+        f"2(N−1)/N of it from each process."
+        + (
+            f" Projected rows: Amdahl's law through the measured ones, {serial:.3f} s a step "
+            f"that does not split (what every process repeats, such as drawing the whole "
+            f"batch's tasks and the optimizer step, or waits for) and {parallel:.3f} s that "
+            f"does; the all-reduce stays under {2 * bucket / 1e6:.2f} MB a process a step at "
+            f"any N, so on one machine or a fast network the part that does not split, not "
+            f"communication, bounds the speed-up."
+            if serial is not None
+            else ""
+        )
+        + f" Produced by `{shell(r['command'])}`.",
         provenance_note([r]),
     ]
     return "\n".join(lines)
+
+
+def _ring_mb(bucket: float, n: int) -> str:
+    return "–" if n == 1 else f"{2 * (n - 1) / n * bucket / 1e6:.2f} MB"
+
+
+def _amdahl(measured: dict[int, float]) -> tuple[float | None, float]:
+    """``(S, P)`` with ``t(N) = S + P / N`` through the measured times of 1 and the largest N."""
+    n = max(measured)
+    if n == 1 or 1 not in measured:
+        return None, 0.0
+    parallel = (measured[1] - measured[n]) * n / (n - 1)
+    return measured[1] - parallel, parallel
 
 
 def rl_speed_table() -> str:
@@ -1159,10 +1203,29 @@ def movielens_headline() -> str:
         "in both protocols); Δ: mean per-user MAE difference to item mean + user bias, bold "
         "where its 95% CI excludes zero. The shipped configs: "
         + ", ".join(f"{k} `{v}`" for k, v in ML_SHIPPED.items())
-        + ". All methods and scenarios: [docs/results/movielens.md](docs/results/movielens.md).",
+        + ". All methods and scenarios: [docs/results/movielens.md](docs/results/movielens.md)."
+        + _grid_times(results),
         provenance_note(list(results.values())),
     ]
     return "\n".join(lines)
+
+
+def _grid_times(results: dict[str, dict[str, Any]]) -> str:
+    """What each protocol's whole grid cost (every method, fold, seed and support size, every job
+    from start to end), where its result file records it."""
+    timed = {t: r for t, r in results.items() if "cpu_seconds" in r}
+    if not timed:
+        return ""
+    parts = [
+        f"{_minutes(r['cpu_seconds'])} of CPU ({ML_PROTOCOLS[t]}: {len(r['methods'])} methods × "
+        f"{len(r['folds']) * len(r['seeds'])} splits; {_minutes(r['wall_seconds'])} of wall "
+        f"time on {r['workers']} worker{'s' * (r['workers'] > 1)})"
+        for t, r in timed.items()
+    ]
+    return (
+        " The whole grid, every job from start to end (data, tuning, training, scoring), one "
+        "thread a job: " + "; ".join(parts) + "."
+    )
 
 
 def replace(text: str, name: str, table: str, page: str = "the page") -> str:
@@ -1194,6 +1257,7 @@ TABLES = {
     **{f"movielens_{s}": (lambda s=s: movielens_table(s)) for s in SCENARIOS},
     "movielens_user_cold_other": lambda: movielens_table("user_cold", "other"),
     "rl_navigation": rl_navigation_table,
+    "rl_navigation_velocity": lambda: rl_navigation_table("rl_navigation_velocity"),
     "rl_speed": rl_speed_table,
     "scaling": scaling_table,
 }
@@ -1220,6 +1284,7 @@ PAGES = {
     **{f"movielens_{s}": RESULTS_DOCS / "movielens.md" for s in SCENARIOS},
     "movielens_user_cold_other": RESULTS_DOCS / "movielens.md",
     "rl_navigation": RESULTS_DOCS / "rl.md",
+    "rl_navigation_velocity": RESULTS_DOCS / "rl.md",
     "rl_speed": RESULTS_DOCS / "rl.md",
     "scaling": ROOT / "README.md",
 }
