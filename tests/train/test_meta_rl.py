@@ -81,6 +81,11 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     assert "6 test tasks" in capsys.readouterr().out
     assert main(["plot", str(run)]) == 0  # the learning curve of an RL run
     assert (run / "learning_curve.png").is_file()
+    # a policy for 2-d observations and actions, evaluated on pendulums (3-d, 1-d): named
+    capsys.readouterr()
+    assert main(["eval", str(run / "checkpoints" / "last.pt"), "-o", "task={family: pendulum}"])
+    err = capsys.readouterr().err
+    assert "model.mean.body.0.weight is (32, 2) in the checkpoint, (32, 3) here" in err
 
 
 @pytest.mark.parametrize(

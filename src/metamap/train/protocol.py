@@ -64,13 +64,30 @@ def learner_from_checkpoint(
     try:
         learner.load_state_dict(state["learner"])
     except RuntimeError as e:
+        why = _mismatch(learner.state_dict(), state["learner"]) or str(e).splitlines()[0]
         raise CheckpointError(
-            f"checkpoint {str(path)!r} does not match the model its config describes: "
-            f"{str(e).splitlines()[0]}"
+            f"checkpoint {str(path)!r} does not match the model its config describes: {why} "
+            "(an override changed the task's inputs or outputs, or the network, that the "
+            "weights were trained for?)"
         ) from None
     if cfg.eval.batch_norm == "transductive":
         use_batch_statistics(learner)
     return cfg, learner, state
+
+
+def _mismatch(expected: dict[str, torch.Tensor], got: dict[str, Any]) -> str:
+    """The first differences between the state a config builds and a checkpoint's, named:
+    tensors of other shapes (e.g. a policy's input layer when the observations differ), then
+    missing and unexpected entries."""
+    shapes = [
+        f"{k} is {tuple(v.shape)} in the checkpoint, {tuple(expected[k].shape)} here"
+        for k, v in got.items()
+        if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape
+    ]
+    missing = [f"{k} is missing" for k in expected if k not in got]
+    unexpected = [f"{k} is not in this model" for k in got if k not in expected]
+    found = [*shapes, *missing, *unexpected]
+    return "; ".join(found[:3]) + (f" (and {len(found) - 3} more)" if len(found) > 3 else "")
 
 
 def _chunks(cfg: RunConfig, shots: int) -> Iterator[TaskBatch]:
