@@ -317,8 +317,8 @@ def _recommend(args: argparse.Namespace) -> None:
 
 def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     from metamap.train import build_problem
-    from metamap.train.build import build_regression
-    from metamap.viz import adaptation_plot, learning_curve_plot
+    from metamap.viz import learning_curve_plot
+    from metamap.viz.runs import run_plots
 
     run = RunPaths(run_dir)
     if not run_dir.exists():
@@ -336,24 +336,8 @@ def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
     cfg, learner, _ = learner_from_checkpoint(run.best if run.best.is_file() else run.last)
     if cfg.eval.checkpoint == "last" and run.best.is_file():  # the result is the last step
         cfg, learner, _ = learner_from_checkpoint(run.last)
-    paths: list[Path] = []
     problem = build_problem(cfg)
-    if cfg.task.problem() == "cold_start":  # one test user's ratings before and after
-        from metamap.train import ColdStartProblem
-        from metamap.viz import user_adaptation_plot
-
-        users = typing.cast(ColdStartProblem, problem)
-        tasks, ids = users.fixed_tasks("test", None)
-        k = learner.inner_steps
-        title = f"{cfg.learner.name} on MovieLens user {int(users.data.user_ids[ids[0]])}"
-        out = run_dir / "adaptation.png"
-        paths.append(user_adaptation_plot(learner, tasks[0], out, sorted({0, k}), title=title))
-    elif cfg.task.loss == "mse" and learner.inner_steps:  # a regression family's task
-        family = build_regression(cfg, queries=cfg.eval.queries)
-        task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
-        title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
-        out = run_dir / "adaptation.png"
-        paths.append(adaptation_plot(learner, family, task, out, steps, title))
+    paths = run_plots(cfg, learner, problem, run_dir, steps)  # the run's problem draws its own
     if records:  # the metric it validated on: accuracy for classification, MSE for regression
         metric = problem.metric
         out = run_dir / "learning_curve.png"

@@ -79,8 +79,8 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     assert set(scores) == {"0", "1", "2", "3"} and result["metric"] == "return"
     assert all(len(s["values"]) == 6 and s["mean"] < 0 for s in scores.values())
     assert "6 test tasks" in capsys.readouterr().out
-    assert main(["plot", str(run)]) == 0  # the learning curve of an RL run
-    assert (run / "learning_curve.png").is_file()
+    assert main(["plot", str(run)]) == 0  # the learning curve and return against steps
+    assert (run / "learning_curve.png").is_file() and (run / "adaptation.png").is_file()
     # a policy for 2-d observations and actions, evaluated on pendulums (3-d, 1-d): named
     capsys.readouterr()
     assert main(["eval", str(run / "checkpoints" / "last.pt"), "-o", "task={family: pendulum}"])

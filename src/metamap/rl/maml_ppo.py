@@ -1,9 +1,9 @@
 """MAML with a PPO outer update: first-order by default, a clipped surrogate, several epochs.
 
 The inner step is MAML's policy-gradient step (:class:`~metamap.rl.PolicyGradientLearner`); the
-outer update replaces TRPO's natural-gradient step by ``epochs`` Adam steps on PPO's clipped surrogate
-(Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization Algorithms", 2017)
-of the adapted policies on the query rollouts:
+outer update replaces TRPO's natural-gradient step by ``epochs`` Adam steps on PPO's clipped
+surrogate (Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization
+Algorithms", 2017) of the adapted policies on the query rollouts:
 
     L(θ) = (1/T) Σ_i E_{D'_i}[ min(r Â', clip(r, 1 - ε, 1 + ε) Â') ],
     r = π_θ'_i(a|s) / π_old(a|s),   θ'_i = θ + α ∇θ J(θ; D_i).
