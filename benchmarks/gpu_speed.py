@@ -254,6 +254,7 @@ def main() -> None:
         "steps": args.steps,
         "warmup": args.warmup,
         "variants": args.variants,
+        "provenance": where,  # the checkout as it is when the timings start
         "workloads": {},
     }
     for w in workloads(args.tiny):
@@ -274,7 +275,6 @@ def main() -> None:
         result["one_rank"] = one_rank_all_reduce(args.device)
     except Exception as e:
         result["one_rank"] = {"error": f"{type(e).__name__}: {e}"}
-    result["provenance"] = where
     dev = torch.device(args.device).type
     write_result(args.results / f"gpu_speed_{dev}{'_tiny' if args.tiny else ''}.json", result)
 

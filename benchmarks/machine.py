@@ -107,16 +107,23 @@ def portable(value: Any) -> Any:
     return value
 
 
-def git_state() -> dict[str, Any]:
-    """``{"commit": <HEAD's sha>, "dirty": <uncommitted changes to tracked files>}`` of this
-    checkout (``None`` for both outside a git checkout)."""
+OUTPUTS = ("benchmarks/results", "docs/results")
+"""Where benchmarks write what they measure: changes there are a run's own output, not a change
+to the code that measured it, so they do not make a checkout dirty (a benchmark that writes
+several results in turn would otherwise record all but its first as dirty)."""
+
+
+def git_state(root: Path = ROOT) -> dict[str, Any]:
+    """``{"commit": <HEAD's sha>, "dirty": <uncommitted changes to tracked files outside
+    OUTPUTS>}`` of the checkout at ``root`` (``None`` for both outside a git checkout)."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
+        outputs = [f":(exclude){p}" for p in OUTPUTS]
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+            cwd=root, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}

@@ -26,7 +26,9 @@ from metamap.train import Trainer, evaluate_run, learner_from_checkpoint, load_c
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(learner: str, steps: int | None, out_root: Path, threads: int) -> dict[str, object]:
+def run(
+    learner: str, steps: int | None, out_root: Path, threads: int, where: dict[str, object]
+) -> dict[str, object]:
     torch.set_num_threads(threads)
     overrides = ["train.progress=false"]
     if steps is not None:
@@ -55,7 +57,7 @@ def run(learner: str, steps: int | None, out_root: Path, threads: int) -> dict[s
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "provenance": provenance("cpu", threads),
+        "provenance": where,
         **scores,
     }
 
@@ -68,8 +70,9 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    where = provenance("cpu", args.threads)  # the checkout as it is when the runs start
     for name in args.learners:
-        res = run(name, args.steps, args.runs, args.threads)
+        res = run(name, args.steps, args.runs, args.threads, where)
         write_result(args.results / f"sinusoid_{name}.json", res)
         s = res["scores"]["5-shot"]  # type: ignore[index]
         print(

@@ -55,6 +55,28 @@ def test_provenance_records_commit_machine_threads_and_versions(machine: ModuleT
     json.dumps(p)  # it goes into a JSON result file as it is
 
 
+def test_a_change_to_the_code_is_dirty_and_a_benchmark_s_own_results_are_not(
+    machine: ModuleType, tmp_path: Path
+) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "a.json").write_text("{}\n")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "x", "--allow-empty")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "y")
+    assert machine.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "benchmarks" / "results" / "a.json").write_text('{"a": 1}\n')
+    assert machine.git_state(tmp_path)["dirty"] is False  # a result the run wrote itself
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert machine.git_state(tmp_path)["dirty"] is True
+
+
 def test_write_result_requires_provenance(machine: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no 'provenance'"):
         machine.write_result(tmp_path / "a.json", {"benchmark": "x"})
