@@ -4,6 +4,7 @@ meta-learned and shared by every task."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,49 @@ def test_adapt_is_a_list_of_prefixes() -> None:
     assert cfg.learner.adapt == ["head.", "body.2."]
     with pytest.raises(ConfigError, match=r"learner\.adapt"):
         load_config(None, ["learner.adapt=3"])
+
+
+def _generic(learner: GradientLearner) -> GradientLearner:
+    """The same learner made to run the whole network at every inner step."""
+    learner.model.top_parameters = None  # type: ignore[assignment]
+    assert not learner.stem_once
+    return learner
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: MAML(m, "masked_mse", inner_steps=3, inner_lr=0.1),
+        lambda m: MAML(m, "masked_mse", inner_steps=2, inner_lr=0.1, first_order=True),
+        lambda m: MetaSGD(m, "masked_mse", inner_steps=1, inner_lr=0.1),
+        lambda m: Reptile(m, "masked_mse", inner_steps=3, inner_lr=0.05),
+    ],
+    ids=["maml", "fomaml", "metasgd", "reptile"],
+)
+def test_melu_s_local_update_runs_the_stem_once_with_the_same_numbers(
+    make: Callable[[MeLU], GradientLearner],
+) -> None:
+    """Adapting only MeLU's decision layers, the embeddings are computed once per task
+    (``part="stem"``) and the inner steps run on the top: the meta-gradient, adaptation and
+    predictions equal those of the whole network run at every step, in float64."""
+    fast = make(melu().double()).adapt_only(["decision."])
+    slow = _generic(make(melu().double()).adapt_only(["decision."]))
+    assert fast.stem_once and not make(melu().double()).stem_once  # all adapted: the whole net
+    sx, sy = users(3, 7)
+    qx, qy = users(3, 5, seed=1)
+    batch = TaskBatch(sx, sy.double(), qx, qy.double())
+    a, b = fast.meta_gradients(batch).grads, slow.meta_gradients(batch).grads
+    assert set(a) == set(b) and all(torch.allclose(a[k], b[k], atol=1e-12) for k in a)
+    torch.testing.assert_close(fast.predict_tasks(batch), slow.predict_tasks(batch))
+    state = fast.adapt(sx[0], sy[0].double())
+    torch.testing.assert_close(
+        fast.predict(state, qx[0]), slow.predict(slow.adapt(sx[0], sy[0].double()), qx[0])
+    )
+
+
+def test_melu_s_stem_and_top_compose_to_the_network() -> None:
+    model = melu().double()
+    x, _ = users(1, 9)
+    torch.testing.assert_close(model(model(x[0], part="stem"), part="top"), model(x[0]))
+    no_bias = MeLU(VOCAB, (3, 4, 5), dim=4, hidden=[6], item_bias=False)
+    torch.testing.assert_close(no_bias(no_bias(x[0], part="stem"), part="top"), no_bias(x[0]))

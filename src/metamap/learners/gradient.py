@@ -161,10 +161,23 @@ class GradientLearner(MetaLearner):
         frozen = {k: v for k, v in model_p.items() if not self._adapted(k)}
         return fast, frozen
 
-    def _run(self, params: Params, x: Tensor) -> Tensor:
+    def _run(self, params: Params, x: Tensor, part: str | None = None) -> Tensor:
         buffers = dict(self.model.named_buffers())
-        out: Tensor = functional_call(self.model, (params, buffers), (x,))
+        kwargs = {} if part is None else {"part": part}
+        out: Tensor = functional_call(self.model, (params, buffers), (x,), kwargs)
         return out
+
+    @property
+    def stem_once(self) -> bool:
+        """Whether the inner loop may run on the model's top alone: the model splits its
+        forward into ``part="stem"`` and ``part="top"`` (``top_parameters``: what the top
+        uses) and every adapted parameter is a top one, so the stem's output is the same at
+        every inner step and is computed once per task (MeLU with its local update)."""
+        top = getattr(self.model, "top_parameters", None)
+        if not isinstance(top, tuple) or self.channels_last:
+            return False
+        names = [n for n, _ in self.model.named_parameters() if self._adapted(n)]
+        return bool(names) and all(any(n.startswith(t) for t in top) for n in names)
 
     def _adapt(
         self,
@@ -177,6 +190,16 @@ class GradientLearner(MetaLearner):
     ) -> tuple[Params, list[Tensor]]:
         """Adapt from the meta-parameters; returns the full adapted model parameter dict."""
         fast, frozen = self._split(meta)
+        if self.stem_once:  # the stem's output does not depend on what the steps adapt
+            z = self._run(frozen, sx, "stem")
+            fast, losses = inner_loop(
+                lambda p: self._loss(self._run({**frozen, **p}, z, "top"), sy),
+                fast,
+                sizes,
+                create_graph=create_graph,
+                use_func=use_func,
+            )
+            return {**frozen, **fast}, losses
         support_frozen = frozen
         layout: AbstractContextManager[None] = nullcontext()
         if self.channels_last:

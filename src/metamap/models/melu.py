@@ -18,7 +18,9 @@ and exposed, with the last hidden layer, by :meth:`MeLU.features` (a closed-form
 learner ``ridge``, starts as the factorisation's fold-in of a new user). The output layer's bias
 starts at ``offset`` (about the mean rating).
 
-Shapes: ``x: (N, F)`` int64 → ``(N, 1)`` float.
+Shapes: ``x: (N, F)`` int64 → ``(N, 1)`` float. ``forward(x, part="stem")`` and
+``forward(z, part="top")`` split the network where MeLU's local update starts (the decision
+layers, :attr:`MeLU.top_parameters`), so that a learner runs the embeddings once per user.
 """
 
 from __future__ import annotations
@@ -132,7 +134,21 @@ class MeLU(nn.Module):
         h: Tensor = self.decision[:-1](self._embed(x))
         return h if self.factors is None else torch.cat([h, self.factors(x[:, 0])], 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    top_parameters: ClassVar[tuple[str, ...]] = ("decision.",)
+    """The parameters ``forward(z, part="top")`` uses: a learner that adapts only these runs
+    the stem once per task and its inner steps on the top (MeLU's local update)."""
+
+    def forward(self, x: Tensor, part: Literal["all", "stem", "top"] = "all") -> Tensor:
+        """Ratings ``(N, 1)`` of rows ``x: (N, F)``. ``part="stem"``: what the decision layers
+        do not change, ``(N, W + 1)`` (the embeddings, then the item bias); ``part="top"``: the
+        ratings from the stem's output, ``top(stem(x)) == forward(x)``."""
+        if part == "stem":
+            z = self._embed(x)
+            bias = z.new_zeros((len(x), 1)) if self.item_bias is None else self.item_bias(x[:, 0])
+            return torch.cat([z, bias], 1)
+        if part == "top":
+            top: Tensor = self.decision(x[:, :-1]) + x[:, -1:]
+            return top
         out: Tensor = self.decision(self._embed(x))
         if self.item_bias is not None:
             out = out + self.item_bias(x[:, 0])
