@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metamap.core import Task, pad_tasks, size_groups
+from metamap.core import Task, even_ranges, pad_tasks, size_groups
 from metamap.errors import TaskShapeError
 
 
@@ -39,3 +39,11 @@ def test_pad_tasks_refuses_class_labels() -> None:
     y = torch.tensor([0, 1])
     with pytest.raises(TaskShapeError, match="stack_tasks"):
         pad_tasks([Task(x, y, x, y)])
+
+
+def test_even_ranges_cover_the_range_once_and_differ_by_at_most_one() -> None:
+    assert even_ranges(7, 3) == [range(0, 3), range(3, 5), range(5, 7)]
+    assert even_ranges(2, 4) == [range(0, 1), range(1, 2), range(2, 2), range(2, 2)]
+    assert even_ranges(0, 1) == [range(0, 0)]
+    with pytest.raises(ValueError, match="at least 1"):
+        even_ranges(3, 0)

@@ -13,7 +13,14 @@ from metamap.core.learner import (
     Params,
     predict_each,
 )
-from metamap.core.task import Task, TaskBatch, pad_tasks, size_groups, stack_tasks
+from metamap.core.task import (
+    Task,
+    TaskBatch,
+    even_ranges,
+    pad_tasks,
+    size_groups,
+    stack_tasks,
+)
 
 __all__ = [
     "AdaptedState",
@@ -23,6 +30,7 @@ __all__ = [
     "Params",
     "Task",
     "TaskBatch",
+    "even_ranges",
     "pad_tasks",
     "predict_each",
     "size_groups",

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import torch
 from torch import Tensor
 
 from metamap.errors import TaskShapeError
 
-__all__ = ["Task", "TaskBatch", "pad_tasks", "size_groups", "stack_tasks"]
+__all__ = ["Task", "TaskBatch", "even_ranges", "pad_tasks", "size_groups", "stack_tasks"]
 
 
 def _check_pair(name: str, x: Tensor, y: Tensor, lead: int) -> None:
@@ -209,6 +210,17 @@ def pad_tasks(tasks: Sequence[Task]) -> TaskBatch:
     )
 
 
+def even_ranges(total: int, parts: int) -> list[range]:
+    """``[0, total)`` cut into ``parts`` contiguous ranges whose lengths differ by at most one,
+    the first ``total mod parts`` one longer (some empty when ``parts > total``): how a batch's
+    tasks are shared among processes and how tasks sorted by size are grouped."""
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
+    base, extra = divmod(total, parts)
+    starts = [i * base + min(i, extra) for i in range(parts + 1)]
+    return [range(a, b) for a, b in pairwise(starts)]
+
+
 def size_groups(tasks: Sequence[Task], groups: int) -> list[list[int]]:
     """The indices of ``tasks`` sorted by support size (then query size; stable), cut into
     ``groups`` contiguous groups whose counts differ by at most one (fewer when there are fewer
@@ -217,11 +229,4 @@ def size_groups(tasks: Sequence[Task], groups: int) -> list[list[int]]:
     if groups < 1:
         raise ValueError(f"groups must be at least 1, got {groups}")
     order = sorted(range(len(tasks)), key=lambda i: (tasks[i].shots, len(tasks[i].query_x)))
-    n = min(groups, len(order))
-    base, extra = divmod(len(order), n) if n else (0, 0)
-    out, start = [], 0
-    for g in range(n):
-        stop = start + base + (1 if g < extra else 0)
-        out.append(order[start:stop])
-        start = stop
-    return out
+    return [order[r.start : r.stop] for r in even_ranges(len(order), groups) if len(r)]

@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.multiprocessing import spawn as mp_spawn  # type: ignore[attr-defined]
 
-from metamap.core import MetaStep, TaskBatch
+from metamap.core import MetaStep, TaskBatch, even_ranges
 from metamap.core.learner import AdaptedState, Learner, LossName, Params
 from metamap.errors import ConfigError
 from metamap.learners import MetaLearner
@@ -70,9 +70,7 @@ def shard_range(total: int, rank: int, world: int) -> range:
     contiguous, sizes differing by at most one (the first ``total mod world`` ranks larger)."""
     if world < 1 or not 0 <= rank < world:
         raise ConfigError(f"rank {rank} is not one of the {world} ranks")
-    base, extra = divmod(total, world)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (1 if rank < extra else 0))
+    return even_ranges(total, world)[rank]
 
 
 def shard_batch(batch: TaskBatch, rank: int, world: int) -> TaskBatch | None:
