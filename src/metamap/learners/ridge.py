@@ -119,23 +119,25 @@ class Ridge(MetaLearner):
         prior, h = self._forward(x)
         return prior + self.alpha * h @ expect_state(state, RidgeRegressionState).weight
 
-    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
-        """Every task's adapted query predictions ``(B, Q, O)`` in one batched solve (padded,
-        NaN-target support rows left out of each fit: tested against the task-by-task path)."""
-        self.check_batch(batch)
-        with torch.no_grad():
-            prior_s, hs = self._batched(batch.support_x)
-            prior_q, hq = self._batched(batch.query_x)
-            w = ridge_fit(hs, batch.support_y - prior_s, self.lam)
-            return prior_q + self.alpha * hq @ w
-
-    def task_losses(self, batch: TaskBatch) -> Tensor:
-        """Each task's query loss ``(B,)``, differentiable in φ, λ and α."""
+    def _query_predictions(self, batch: TaskBatch) -> Tensor:
+        """Every task's adapted query predictions ``(B, Q, O)``, one batched solve (padded,
+        NaN-target support rows left out of each fit), differentiable in φ, λ and α."""
         prior_s, hs = self._batched(batch.support_x)
         prior_q, hq = self._batched(batch.query_x)
         w = ridge_fit(hs, batch.support_y - prior_s, self.lam)
+        return prior_q + self.alpha * hq @ w
+
+    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
+        """Every task's adapted query predictions ``(B, Q, O)``, detached (tested against the
+        task-by-task path)."""
+        self.check_batch(batch)
+        with torch.no_grad():
+            return self._query_predictions(batch)
+
+    def task_losses(self, batch: TaskBatch) -> Tensor:
+        """Each task's query loss ``(B,)``, differentiable in φ, λ and α."""
         # each task's MSE over its present (non-NaN) targets: (B, Q, O) -> (B,)
-        return vmap(loss_function("masked_mse"))(prior_q + self.alpha * hq @ w, batch.query_y)
+        return vmap(loss_function("masked_mse"))(self._query_predictions(batch), batch.query_y)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         self.check_batch(batch)
