@@ -55,6 +55,15 @@ def test_log_prob_equals_torch_distributions() -> None:
     )
 
 
+def test_a_share_of_the_rows_samples_what_the_whole_batch_does_for_them() -> None:
+    mean = torch.randn(10, 2, generator=_g(0))
+    log_std = torch.tensor([-1.0, 0.5])
+    g_all, g_part = _g(5), _g(5)
+    whole = gaussian_sample(mean, log_std, g_all)
+    torch.testing.assert_close(gaussian_sample(mean[4:7], log_std, g_part, (4, 10)), whole[4:7])
+    assert torch.equal(g_all.get_state(), g_part.get_state())  # the same noise drawn
+
+
 def test_sampling_is_seeded_by_its_generator_only() -> None:
     mean = torch.tensor([[0.3, -1.0]]).expand(40_000, 2)
     log_std = torch.tensor([-1.0, 0.5])

@@ -38,13 +38,22 @@ def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
     return (-0.5 * z**2 - log_std - _LOG_SQRT_2PI).sum(-1)
 
 
-def gaussian_sample(mean: Tensor, log_std: Tensor, generator: torch.Generator) -> Tensor:
+def gaussian_sample(
+    mean: Tensor,
+    log_std: Tensor,
+    generator: torch.Generator,
+    rows: tuple[int, int] | None = None,
+) -> Tensor:
     """``mean + exp(log_std) · ε`` with ``ε ~ N(0, I)`` drawn from ``generator`` (which must live
     on ``mean``'s device); ``(*batch, act_dim)``. (``torch.distributions`` takes no generator.)
     Policy gradients score the sampled actions with :func:`gaussian_log_prob`; rollouts sample
-    under ``torch.no_grad()``."""
-    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-    return mean + torch.exp(log_std) * noise
+    under ``torch.no_grad()``. ``rows = (first, total)``: ``mean`` holds rows ``[first, first +
+    N)`` of ``total``; the noise of all ``total`` rows is drawn and these rows' used, so a share
+    of a batch samples what the whole batch would."""
+    first, total = (0, len(mean)) if rows is None else rows
+    shape = (total, *mean.shape[1:])
+    noise = torch.randn(shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    return mean + torch.exp(log_std) * noise[first : first + len(mean)]
 
 
 class GaussianMLP(nn.Module):

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from metamap.errors import NonFiniteRolloutError
-from metamap.models.policy import gaussian_log_prob
+from metamap.models.policy import gaussian_log_prob, gaussian_sample
 
 __all__ = ["PolicyFn", "Rollouts", "VectorEnvs", "rollout"]
 
@@ -97,7 +97,6 @@ def rollout(
     first, total = (0, tasks) if shard is None else shard
     if not 0 <= first <= total - tasks:
         raise ValueError(f"shard {shard} cannot hold the {tasks} tasks of these environments")
-    rows = slice(first * copies, (first + tasks) * copies)
     obs = envs.reset()
     if generator.device.type != obs.device.type:
         raise ValueError(
@@ -118,13 +117,7 @@ def rollout(
                 "the policy gave NaN or infinite actions: it has diverged (lower the step sizes, "
                 "e.g. learner.inner_lr or learner.max_kl); resume from the last checkpoint"
             )
-        noise = torch.randn(
-            (total * copies, envs.act_dim),
-            generator=generator,
-            dtype=mean.dtype,
-            device=mean.device,
-        )[rows]
-        action = mean + torch.exp(log_std) * noise  # gaussian_sample, of this share's rows
+        action = gaussian_sample(mean, log_std, generator, (first * copies, total * copies))
         log_prob = gaussian_log_prob(mean, log_std, action).reshape(tasks, copies)
         action = action.reshape(tasks, copies, envs.act_dim)
         next_obs, reward, mask, _ = envs.step(action)
