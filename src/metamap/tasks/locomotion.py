@@ -28,7 +28,7 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.tasks.navigation import EnvStep, fixed_draws, generator_of
+from metamap.tasks.navigation import EnvStep, fixed_draws, goal_generators
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = [
@@ -144,10 +144,9 @@ class LocomotionFamily:
     def envs(self, goals: Tensor, envs_per_task: int) -> LocomotionEnvs:
         # reset seeds from each goal: the same goal gives the same episodes, whatever batch or
         # share of a batch holds it (a resumed run, processes splitting a batch)
-        rows = goals.cpu()
         seeds = torch.cat([
-            torch.randint(2**31 - 1, (envs_per_task,), generator=generator_of(rows[i : i + 1]))
-            for i in range(rows.shape[0])
+            torch.randint(2**31 - 1, (envs_per_task,), generator=g)
+            for g in goal_generators(goals.cpu())
         ])  # fmt: skip
         return LocomotionEnvs(self, goals, envs_per_task, seeds)
 

@@ -40,7 +40,7 @@ __all__ = [
     "NavigationEnvs",
     "NavigationTask",
     "fixed_draws",
-    "generator_of",
+    "goal_generators",
 ]
 
 _BLOCK = 64
@@ -59,11 +59,16 @@ def fixed_draws(
     return torch.cat([sample(_BLOCK, g, dtype) for _ in range(-(-n // _BLOCK))])[:n]
 
 
-def generator_of(goals: Tensor) -> torch.Generator:
-    """A generator seeded by the values of ``goals`` (on their device): the random starts of
-    their environments, the same for the same goals, so a resumed run replays its episodes."""
-    key = int(torch.round(goals.double().sum() * 1e6).item()) % (2**31)
-    return torch.Generator(device=goals.device).manual_seed(key + goals.shape[0])
+def goal_generators(goals: Tensor) -> list[torch.Generator]:
+    """One generator per goal row of ``goals: (T, P)``, seeded by that goal's values (on its
+    device): the random starts of its environments, the same for the same goal whatever batch,
+    or share of a batch, holds it, so a resumed run and processes splitting a batch replay the
+    same episodes."""
+    out = []
+    for row in goals:
+        key = int(torch.round(row.double().sum() * 1e6).item()) % (2**31)
+        out.append(torch.Generator(device=goals.device).manual_seed(key + 1))
+    return out
 
 
 class EnvStep(NamedTuple):

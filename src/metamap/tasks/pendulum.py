@@ -24,7 +24,7 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import TaskShapeError
-from metamap.tasks.navigation import EnvStep, fixed_draws, generator_of
+from metamap.tasks.navigation import EnvStep, fixed_draws, goal_generators
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = ["PendulumEnvs", "PendulumFamily", "PendulumTask"]
@@ -49,8 +49,7 @@ class PendulumEnvs:
         # random starts from each goal: the same goal gives the same episodes, whatever batch or
         # share of a batch holds it (a resumed run, processes splitting a batch)
         starts = []
-        for i in range(self.num_tasks):
-            g = generator_of(goals[i : i + 1])
+        for g in goal_generators(goals):
             angle = (
                 2 * torch.rand(self.envs_per_task, generator=g, dtype=goals.dtype) - 1
             ) * math.pi
