@@ -1216,10 +1216,17 @@ def _grid_times(results: dict[str, dict[str, Any]]) -> str:
     timed = {t: r for t, r in results.items() if "cpu_seconds" in r}
     if not timed:
         return ""
+
+    def counted(r: dict[str, Any]) -> str:  # the operating system's count, where recorded
+        if "process_cpu_seconds" not in r or r.get("jobs_resumed"):
+            return ""
+        return f", {_minutes(r['process_cpu_seconds'])} counted by the OS for all its processes"
+
     parts = [
         f"{_minutes(r['cpu_seconds'])} of CPU ({ML_PROTOCOLS[t]}: {len(r['methods'])} methods × "
-        f"{len(r['folds']) * len(r['seeds'])} splits; {_minutes(r['wall_seconds'])} of wall "
-        f"time on {r['workers']} worker{'s' * (r['workers'] > 1)})"
+        f"{len(r['folds']) * len(r['seeds'])} splits{counted(r)}; "
+        f"{_minutes(r['wall_seconds'])} of wall time on {r['workers']} "
+        f"worker{'s' * (r['workers'] > 1)})"
         for t, r in timed.items()
     ]
     return (

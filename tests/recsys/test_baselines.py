@@ -193,6 +193,18 @@ def test_als_objective_never_increases_and_fits_training_users(
     state = model.adapt(x[users == 7], y[users == 7])
     assert model.user_factors is not None
     assert torch.dist(state.user_factors, model.user_factors[7]) < 0.1
+    # Each sweep ends with the items' step: every rated item's (b_i, q_i) is exactly the ridge
+    # solve over its ratings, rows (1, p_u), target r − μ − b_u (built here rating by rating).
+    assert model.item_bias is not None and model.item_factors is not None
+    assert model.user_bias is not None and model.global_mean is not None
+    items, r = x[:, 0], y.squeeze(1).double()
+    for item in items.unique()[:5].tolist():
+        mine = items == item
+        z = torch.cat([torch.ones(int(mine.sum()), 1), model.user_factors[users[mine]]], 1)
+        target = r[mine] - model.global_mean - model.user_bias[users[mine]]
+        w = torch.linalg.solve(z.T @ z + 2.0 * torch.eye(4, dtype=z.dtype), z.T @ target)
+        torch.testing.assert_close(model.item_bias[item], w[0], rtol=0, atol=1e-10)
+        torch.testing.assert_close(model.item_factors[item], w[1:], rtol=0, atol=1e-10)
 
 
 def test_same_seed_same_model_other_seed_other_factors(data: tuple[Ratings, list[Task]]) -> None:
@@ -236,7 +248,7 @@ def test_tune_picks_the_lowest_validation_mae(data: tuple[Ratings, list[Task]]) 
     fit_data, tasks = data
     val = tasks[:25]  # validation users; tasks[25:] would be the test users, never seen here
     grid = {"item_damping": [0.0, 5.0], "user_damping": [0.0, 3.0, 100.0]}
-    best, mae = tune(ItemUserBias, grid, fit_data, val)
+    best, mae, fitted = tune(ItemUserBias, grid, fit_data, val)
     scores = {
         (i, u): sum(query_mae(ItemUserBias(i, u).fit(*fit_data), val)) / len(val)
         for i in grid["item_damping"]
@@ -245,10 +257,13 @@ def test_tune_picks_the_lowest_validation_mae(data: tuple[Ratings, list[Task]]) 
     winner = min(scores, key=lambda k: scores[k])
     assert best == {"item_damping": winner[0], "user_damping": winner[1]}
     assert mae == pytest.approx(scores[winner])
+    # The winner comes back fitted: the same predictions as fitting it again.
+    again = ItemUserBias(*winner).fit(*fit_data)
+    assert query_mae(fitted, val) == query_mae(again, val)
     # A near-useless damping (b_u ≈ 0) loses to the others.
     assert best["user_damping"] != 100.0
     # An empty grid is the default parameters.
-    best0, mae0 = tune(GlobalMean, {}, fit_data, val)
+    best0, mae0, _ = tune(GlobalMean, {}, fit_data, val)
     assert best0 == {} and mae0 == pytest.approx(
         sum(query_mae(GlobalMean().fit(*fit_data), val)) / 25
     )

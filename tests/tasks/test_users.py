@@ -274,6 +274,18 @@ def test_sample_draws_ragged_users_with_the_minimum_support(data: MovieLens) -> 
         UserTasks(data, cold_start_split(data).test_users, torch.arange(0), torch.ones(1).bool())
 
 
+@pytest.mark.parametrize("min_support", [None, 5])
+def test_sample_batch_is_the_padded_sample(data: MovieLens, min_support: int | None) -> None:
+    train = section().roles(data, cold_start_split(data))["train"]
+    tasks = train.sample(16, torch.Generator().manual_seed(3), min_support)
+    batch = train.sample_batch(16, torch.Generator().manual_seed(3), min_support)
+    expected = pad_tasks(tasks)
+    for a, b in zip(batch.tensors(), expected.tensors(), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a.nan_to_num(-1.0), b.nan_to_num(-1.0))
+    assert batch.support_y.isnan().any()  # ragged: some rows are padding
+    assert [dict(p) for p in batch.params] == [dict(p) for p in expected.params]
+
+
 def test_the_section_refuses_ranges_that_cannot_work() -> None:
     with pytest.raises(ValueError, match=r"min_ratings \(10\) must exceed queries \(10\)"):
         section(min_ratings=10)

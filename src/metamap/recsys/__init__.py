@@ -18,6 +18,7 @@ from metamap.recsys.baselines import (
     MatrixFactorization,
     NotFittedError,
     RatingBaseline,
+    Tuned,
     tune,
 )
 from metamap.recsys.metrics import (
@@ -42,6 +43,7 @@ __all__ = [
     "PairedDifference",
     "RatingBaseline",
     "RatingModel",
+    "Tuned",
     "evaluate_users",
     "ndcg_at_k",
     "paired_difference",

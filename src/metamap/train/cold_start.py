@@ -2,11 +2,13 @@
 
 :class:`ColdStartProblem` draws ``train.meta_batch`` training users per outer step, each with a
 fresh random query set of ``task.queries`` ratings and every other rating as support. Users rate
-different numbers of items: the batch is padded (:func:`~metamap.core.pad_tasks`) with NaN
-targets that the ``masked_mse`` loss leaves out, so each user's loss is exactly its own MSE and
-the whole meta-batch runs as one vmapped call (6× faster than a per-user loop here; padding 2.46×
-the rows, yet cheaper than 4 padded groups of similar sizes, whose extra calls cost more than the
-padding they save: 0.156 against 0.127 s per MAML step, measured).
+different numbers of items: the batch is padded with NaN targets (exactly
+:func:`~metamap.core.pad_tasks` of the users, built in one gather by
+:meth:`~metamap.tasks.users.UserTasks.sample_batch`) that the ``masked_mse`` loss leaves out, so
+each user's loss is exactly its own MSE and the whole meta-batch runs as one vmapped call (6×
+faster than a per-user loop here; padding 2.46× the rows, yet cheaper than 4 padded groups of
+similar sizes, whose extra calls cost more than the padding they save: 0.156 against 0.127 s per
+MAML step, measured).
 Validation: MAE on the validation users' fixed tasks (support: all their other ratings) after
 the trained number of inner steps; lower is better.
 
@@ -39,7 +41,6 @@ from metamap.tasks.users import (
     ColdStartTask,
     UserTasks,
     encode_ratings,
-    pad_tasks,
 )
 from metamap.train.build import dtype_of
 from metamap.train.config import RunConfig
@@ -138,8 +139,10 @@ class ColdStartProblem:
 
     def meta_step(self, learner: Learner, generator: torch.Generator) -> MetaStep:
         train = self.roles["train"]
-        users = train.sample(self.cfg.train.meta_batch, generator, self.section.train_min_support)
-        return learner.meta_gradients(pad_tasks(users).to(self.device, self.dtype))
+        n, least = self.cfg.train.meta_batch, self.section.train_min_support
+        return learner.meta_gradients(
+            train.sample_batch(n, generator, least).to(self.device, self.dtype)
+        )
 
     def fixed_tasks(self, role: str, support: int | None) -> tuple[list[Task], list[int]]:
         """The fixed tasks of ``role``'s users (``val``: seeded apart from the test users')."""
