@@ -195,6 +195,28 @@ def test_conv4_batchnorm_meta_gradient_equals_finite_differences() -> None:
         assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 
+def test_vmap_path_batches_autograd_except_through_normalisation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without normalisation layers the vmap path differentiates the batched graph with autograd
+    (``_batched_step``); through BatchNorm, and for a learner with its own objective (ANIL), it
+    nests ``torch.func.grad`` under ``vmap``; each equals the loop (tests above)."""
+    calls: list[str] = []
+    original = GradientLearner._batched_step
+
+    def spy(self: GradientLearner, batch: TaskBatch) -> MetaStep:
+        calls.append(type(self).__name__)
+        return original(self, batch)
+
+    monkeypatch.setattr(GradientLearner, "_batched_step", spy)
+    MAML(_mlp(), inner_lr=0.1, batching="vmap").double().meta_gradients(_sinusoids())
+    assert calls == ["MAML"]
+    conv = MAML(_conv4(), loss="cross_entropy", inner_lr=0.3, batching="vmap").double()
+    conv.meta_gradients(_images())
+    ANIL(MLP(1, 1, (8, 8)), inner_lr=0.1, batching="vmap").double().meta_gradients(_sinusoids())
+    assert calls == ["MAML"]
+
+
 @pytest.mark.parametrize("batching", ["vmap", "loop"])
 def test_batch_gradient_is_the_mean_of_per_task_gradients(batching: str) -> None:
     learner = MAML(_mlp(), inner_steps=2, inner_lr=0.1, batching=batching).double()

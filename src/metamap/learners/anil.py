@@ -12,7 +12,7 @@ inner loop runs on the head alone. The model must have ``body`` and ``head`` sub
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -33,6 +33,7 @@ class ANIL(MAML):
     """MAML whose inner loop adapts ``model.head`` only."""
 
     adapt_prefixes = ("head.",)
+    batched_objective: ClassVar[bool] = False  # its objective runs the body once per task
 
     def __init__(
         self,

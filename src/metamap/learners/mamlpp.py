@@ -80,6 +80,7 @@ class MAMLPlusPlus(GradientLearner):
     """MAML++: MSL, DA, LSLR and per-step BatchNorm (BNWB + BNRS) on any model."""
 
     functional_adapt: ClassVar[bool] = False  # its inner steps carry per-step normalisation
+    batched_objective: ClassVar[bool] = False
 
     def __init__(
         self,
