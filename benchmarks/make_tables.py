@@ -916,8 +916,23 @@ def easyfsl_table() -> str:
         "thread(s). Same episodes and initial weights; the script first checks that both compute "
         "the same prototype distances. Produced by "
         f"`{shell(data['command'])}`.",
+        _easyfsl_target(data["rows"]),
     ]
     return "\n".join([*lines, provenance_note([data])])
+
+
+EASYFSL_TARGET = 1.5
+"""The few-shot issue's target: metamap's ProtoNet episodes ≥ this many times easyfsl's."""
+
+
+def _easyfsl_target(rows: list[dict[str, Any]]) -> str:
+    """The target against each episode shape of this run, met or not."""
+    verdicts = [
+        f"{r['episode']}: **{'met' if r['ratio'] >= EASYFSL_TARGET else 'not met'}** "
+        f"({r['ratio']:.2f}×)"
+        for r in rows
+    ]
+    return f"Target ≥ {EASYFSL_TARGET:g}× easyfsl, this run: " + "; ".join(verdicts) + "."
 
 
 def speed_table() -> str:
@@ -928,8 +943,64 @@ def speed_table() -> str:
     cols = list(rows[0].keys())
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in rows]
-    lines += ["", *([data["notes"]] if data.get("notes") else []), provenance_note([data])]
+    lines += ["", *([data["notes"]] if data.get("notes") else []), _speed_targets(data)]
+    lines.append(_conv4_time_split())
+    lines.append(provenance_note([data]))
     return "\n".join(lines)
+
+
+SPEED_TARGETS = {"sinusoid-maml": 8.0, "conv4-maml": 1.7}
+"""The scale-out issue's targets: metamap's default path ≥ this many times learn2learn's speed
+(second-order MAML, one thread)."""
+
+
+def _speed_targets(data: dict[str, Any]) -> str:
+    """Each target of :data:`SPEED_TARGETS` against this run's ratio, met or not."""
+    parts = []
+    for name, target in SPEED_TARGETS.items():
+        ratio = data.get("scenarios", {}).get(name, {}).get("ratio_metamap_over_l2l", {})
+        if "default" in ratio:
+            got = ratio["default"]
+            verdict = "met" if got >= target else "not met"
+            parts.append(f"{name} ≥ {target:g}× learn2learn: **{verdict}** ({got:.2f}×)")
+    return "Targets of the scale-out issue, this run: " + "; ".join(parts) + "." if parts else ""
+
+
+PROFILE_KINDS = {
+    "convolutions": ("convolution",),
+    "BatchNorm": ("batch_norm",),
+    "max-pool": ("max_pool",),
+    "ReLU": ("threshold", "relu", "clamp_min"),
+}
+"""How :func:`_conv4_time_split` groups the profiler's operators (by a part of their name)."""
+
+
+def _conv4_time_split() -> str:
+    """Where one Conv-4 MAML meta-iteration's time goes, from the torch.profiler tables that
+    ``speed_learn2learn.py`` writes (``profile_conv4.txt``, self CPU time of its listed top
+    operators; the rest, unlisted, counts as other)."""
+    path = RESULTS / "profile_conv4.txt"
+    if not path.exists():
+        return ""
+    parts = []
+    for section in path.read_text().split("== ")[1:]:
+        who = section.split(":")[0]
+        total = re.search(r"Self CPU time total: ([\d.]+)(m?s)", section)
+        if total is None:
+            continue
+        whole = float(total.group(1)) * (1e-3 if total.group(2) == "ms" else 1.0)
+        shares = dict.fromkeys(PROFILE_KINDS, 0.0)
+        for name, pct in re.findall(r"^\s*(aten::\w+)\s+([\d.]+)%", section, re.M):
+            kind = next((k for k, keys in PROFILE_KINDS.items() if any(w in name for w in keys)),
+                        None)  # fmt: skip
+            if kind:
+                shares[kind] += float(pct)
+        listed = ", ".join(f"{k} {v:.0f}%" for k, v in shares.items())
+        parts.append(f"{who} {whole:.2f} s: {listed}, other {100 - sum(shares.values()):.0f}%")
+    return (
+        "Where one Conv-4 MAML meta-iteration (meta-batch 32) spends its time, torch.profiler "
+        "self CPU by operator (benchmarks/results/profile_conv4.txt): " + "; ".join(parts) + "."
+    )
 
 
 SCENARIOS = {

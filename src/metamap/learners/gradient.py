@@ -64,7 +64,8 @@ def choose_batching(
     ``"auto"`` is the loop for models that update running BatchNorm statistics or draw random
     masks (dropout, DropBlock: vmap refuses randomness), ``vmap`` for models without
     convolutions, and for convolutional models ``vmap`` on a CUDA device (measured 11.8× faster
-    than the loop for MAML's Conv-4 on an H200) but the loop elsewhere (3.7× faster on a CPU).
+    than the loop for MAML's Conv-4 on an H200) but the loop elsewhere (faster on a CPU, with a
+    fraction of the memory: the batching table of docs/design.md).
     ``device`` is where the model will run (default: where its parameters are now).
     """
     running_bn = any(
