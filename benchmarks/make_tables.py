@@ -921,17 +921,18 @@ def easyfsl_table() -> str:
     return "\n".join([*lines, provenance_note([data])])
 
 
+def _verdict(ratio: float, target: float) -> str:
+    """A speed ratio judged against its target: ``**met** (1.62×)`` or ``**not met** (…)``."""
+    return f"**{'met' if ratio >= target else 'not met'}** ({ratio:.2f}×)"
+
+
 EASYFSL_TARGET = 1.5
 """The few-shot issue's target: metamap's ProtoNet episodes ≥ this many times easyfsl's."""
 
 
 def _easyfsl_target(rows: list[dict[str, Any]]) -> str:
     """The target against each episode shape of this run, met or not."""
-    verdicts = [
-        f"{r['episode']}: **{'met' if r['ratio'] >= EASYFSL_TARGET else 'not met'}** "
-        f"({r['ratio']:.2f}×)"
-        for r in rows
-    ]
+    verdicts = [f"{r['episode']}: {_verdict(r['ratio'], EASYFSL_TARGET)}" for r in rows]
     return f"Target ≥ {EASYFSL_TARGET:g}× easyfsl, this run: " + "; ".join(verdicts) + "."
 
 
@@ -960,9 +961,7 @@ def _speed_targets(data: dict[str, Any]) -> str:
     for name, target in SPEED_TARGETS.items():
         ratio = data.get("scenarios", {}).get(name, {}).get("ratio_metamap_over_l2l", {})
         if "default" in ratio:
-            got = ratio["default"]
-            verdict = "met" if got >= target else "not met"
-            parts.append(f"{name} ≥ {target:g}× learn2learn: **{verdict}** ({got:.2f}×)")
+            parts.append(f"{name} ≥ {target:g}× learn2learn: {_verdict(ratio['default'], target)}")
     return "Targets of the scale-out issue, this run: " + "; ".join(parts) + "." if parts else ""
 
 
