@@ -15,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCHVISION_SPEC ?= torchvision==0.28.*
 TIMM_SPEC ?= timm==1.0.31
 
-.PHONY: venv demo test lint typecheck unit bench bench-omniglot bench-env device-wheels device-data tables clean
+.PHONY: venv demo test test-metaworld lint typecheck unit bench bench-omniglot bench-env device-wheels device-data tables clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ unit: venv
 	$(VENV)/bin/pytest
 
 test: lint typecheck unit
+
+# Meta-World (task.family: metaworld) in an environment of its own: metaworld 3.1 pins
+# mujoco==3.3.0, which the main environment's MuJoCo does not match. Runs the adapter's tests
+# against the real package (`make test` runs them against a stand-in module).
+MW_VENV ?= .venv-metaworld
+test-metaworld:
+	test -x $(MW_VENV)/bin/python || $(PYTHON) -m venv $(MW_VENV)
+	$(MW_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(MW_VENV)/bin/python -m pip install -q -e ".[metaworld]" pytest
+	$(MW_VENV)/bin/pytest -p no:cacheprovider tests/tasks/test_metaworld.py
 
 # Benchmarks (not tests): results go to benchmarks/results/*.json, README tables come from them.
 # learn2learn 0.2.0 (compared against by benchmarks/speed_learn2learn.py; never a dependency of

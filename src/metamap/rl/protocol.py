@@ -18,7 +18,7 @@ no object what it is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -41,8 +41,12 @@ class TaskFamily(Protocol):
         """``n`` task parameters ``(n, P)``, all randomness from ``generator``."""
         ...
 
-    def fixed_goals(self, n: int, seed: int, dtype: torch.dtype) -> Tensor:
-        """``n`` seeded test-task parameters; the first ``k`` do not depend on ``n``."""
+    def fixed_goals(
+        self, n: int, seed: int, dtype: torch.dtype, split: Literal["val", "test"] = "test"
+    ) -> Tensor:
+        """``n`` seeded task parameters for validation or test (``split``); the first ``k`` do
+        not depend on ``n``. A family with a finite set of tasks split into training and test
+        tasks (Meta-World) draws validation tasks from the training ones."""
         ...
 
     def envs(self, goals: Tensor, envs_per_task: int) -> VectorEnvs:

@@ -12,6 +12,7 @@ from metamap.tasks.episodes import EpisodePlan, EpisodeSampler
 from metamap.tasks.hierarchy import ClassHierarchy
 from metamap.tasks.locomotion import LocomotionFamily, LocomotionTask
 from metamap.tasks.metadataset import MetaDatasetEpisode, MetaDatasetSampler
+from metamap.tasks.metaworld import MetaWorldFamily, MetaWorldTask
 from metamap.tasks.navigation import EnvStep, Navigation2D, NavigationEnvs
 from metamap.tasks.pendulum import PendulumFamily, PendulumTask
 from metamap.tasks.registry import TASKS, TaskSection, register_task
@@ -39,6 +40,8 @@ __all__ = [
     "LocomotionTask",
     "MetaDatasetEpisode",
     "MetaDatasetSampler",
+    "MetaWorldFamily",
+    "MetaWorldTask",
     "Navigation2D",
     "NavigationEnvs",
     "PendulumFamily",

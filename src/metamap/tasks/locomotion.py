@@ -10,14 +10,13 @@ Finn, Abbeel & Levine, ICML 2017, §5.3 and App. A.2: one task per goal, horizon
 * ``ant_dir`` — the same for Ant, plus Gymnasium's healthy bonus (an episode ends when the Ant
   falls).
 
-The environments are Gymnasium's ``HalfCheetah-v5`` / ``Ant-v5`` (MuJoCo 3 or later), one per
-task and episode, stepped in a plain Python loop — as ``SyncVectorEnv`` does; on these CPUs it
-beats ``AsyncVectorEnv``; the reward is recomputed from Gymnasium's ``x_velocity`` and the task's
-goal. Each environment is reset with a seed drawn from the goals' generator stream
-(``reset_seeds``), so a run and its resume see the same episodes. Gymnasium and MuJoCo are an
-optional extra (``pip install "metamap[mujoco]"``); building a family without them raises a
-:class:`~metamap.errors.ConfigError` that says so.
-"""
+The environments are Gymnasium's ``HalfCheetah-v5`` / ``Ant-v5`` (MuJoCo 3 or later), one per task
+and episode, stepped in a plain Python loop (:class:`~metamap.tasks.gym_envs.GymTaskEnvs`, as
+``SyncVectorEnv`` does; on these CPUs it beats ``AsyncVectorEnv``); the reward is recomputed from
+Gymnasium's ``x_velocity`` and the task's goal. Each environment is reset with a seed drawn from
+the goals' generator stream (``reset_seeds``), so a run and its resume see the same episodes.
+Gymnasium and MuJoCo are an optional extra (``pip install "metamap[mujoco]"``); building a family
+without them raises a :class:`~metamap.errors.ConfigError` that says so."""
 
 from __future__ import annotations
 
@@ -28,7 +27,8 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.tasks.navigation import EnvStep, fixed_draws, goal_generators
+from metamap.tasks.gym_envs import GymTaskEnvs
+from metamap.tasks.navigation import GoalSplit, fixed_draws, goal_generators
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = [
@@ -69,8 +69,9 @@ def make_gym_env(env_id: str) -> Any:
         ) from None
 
 
-class LocomotionEnvs:
-    """``T`` tasks × ``E`` episodes of a Gymnasium MuJoCo body, as tensors ``(T, E, ...)``."""
+class LocomotionEnvs(GymTaskEnvs):
+    """``T`` tasks × ``E`` episodes of a Gymnasium MuJoCo body, as tensors ``(T, E, ...)``; the
+    reward is the task's (:meth:`LocomotionFamily.reward`)."""
 
     def __init__(
         self, family: LocomotionFamily, goals: Tensor, envs_per_task: int, reset_seeds: Tensor
@@ -78,45 +79,17 @@ class LocomotionEnvs:
         if goals.dim() != 2 or goals.shape[1] != 1:
             raise TaskShapeError(f"goals must have shape (tasks, 1), got {tuple(goals.shape)}")
         self.family, self.goals = family, goals
-        self.num_tasks, self.envs_per_task = int(goals.shape[0]), int(envs_per_task)
-        self.horizon, self.obs_dim, self.act_dim = family.horizon, family.obs_dim, family.act_dim
-        n = self.num_tasks * self.envs_per_task
-        self.envs = [make_gym_env(family.env_id) for _ in range(n)]
-        self.seeds = [int(s) for s in reset_seeds.reshape(-1)[:n]]
-        self.alive = torch.zeros(self.num_tasks, self.envs_per_task, dtype=torch.bool)
-        self.obs = torch.zeros(self.num_tasks, self.envs_per_task, self.obs_dim, dtype=goals.dtype)
-        self.t = self.horizon
+        targets = [float(g) for g in goals[:, 0]]
 
-    def reset(self) -> Tensor:
-        for i, (env, seed) in enumerate(zip(self.envs, self.seeds, strict=True)):
-            o, _ = env.reset(seed=seed)
-            self.obs.view(-1, self.obs_dim)[i] = torch.as_tensor(o, dtype=self.obs.dtype)
-        self.alive.fill_(True)
-        self.t = 0
-        return self.obs.clone()
+        def reward(task: int, info: dict[str, Any], action: Any, gym_reward: float) -> float:
+            return family.reward(targets[task], info, action, gym_reward)
 
-    def step(self, actions: Tensor) -> EnvStep:
-        want = (self.num_tasks, self.envs_per_task, self.act_dim)
-        if tuple(actions.shape) != want:
-            raise TaskShapeError(f"actions must have shape {want}, got {tuple(actions.shape)}")
-        if self.t >= self.horizon:
-            raise RuntimeError("no episode is running; call reset() first")
-        running = self.alive.clone()
-        reward = torch.zeros(self.num_tasks, self.envs_per_task, dtype=self.obs.dtype)
-        flat = actions.detach().reshape(-1, self.act_dim).clamp(-1.0, 1.0).double().numpy()
-        for i, env in enumerate(self.envs):
-            t, e = divmod(i, self.envs_per_task)
-            if not running[t, e]:
-                continue
-            o, r, terminated, _, info = env.step(flat[i])
-            self.obs[t, e] = torch.as_tensor(o, dtype=self.obs.dtype)
-            reward[t, e] = self.family.reward(float(self.goals[t, 0]), info, flat[i], float(r))
-            if terminated:
-                self.alive[t, e] = False
-        self.t += 1
-        if self.t >= self.horizon:
-            self.alive.fill_(False)
-        return EnvStep(self.obs.clone(), reward, running.to(reward.dtype), ~self.alive)
+        n = int(goals.shape[0]) * int(envs_per_task)
+        envs = [make_gym_env(family.env_id) for _ in range(n)]
+        super().__init__(
+            envs, envs_per_task, family.horizon, family.obs_dim, family.act_dim, reset_seeds,
+            reward, goals.dtype,
+        )  # fmt: skip
 
 
 class LocomotionFamily:
@@ -138,7 +111,14 @@ class LocomotionFamily:
             return 2.0 * u
         return torch.where(u < 0.5, -1.0, 1.0).to(dtype)
 
-    def fixed_goals(self, n: int = 40, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
+    def fixed_goals(
+        self,
+        n: int = 40,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        split: GoalSplit = "test",
+    ) -> Tensor:
+        """``n`` seeded goals; validation and test goals differ by their seeds alone."""
         return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> LocomotionEnvs:

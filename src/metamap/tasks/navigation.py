@@ -36,12 +36,17 @@ from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = [
     "EnvStep",
+    "GoalSplit",
     "Navigation2D",
     "NavigationEnvs",
     "NavigationTask",
     "fixed_draws",
     "goal_generators",
 ]
+
+GoalSplit = Literal["val", "test"]
+"""Which fixed goals a family gives: validation goals (drawn from the training tasks where a
+family has a finite set of them, as Meta-World does) or test goals."""
 
 _BLOCK = 64
 """Fixed goals are drawn 64 at a time, so the first ``k`` of a seed do not depend on how many."""
@@ -207,9 +212,16 @@ class Navigation2D:
         u = torch.rand((n, 2), generator=generator, dtype=dtype, device=generator.device)
         return self.low + (self.high - self.low) * u
 
-    def fixed_goals(self, n: int = 40, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
+    def fixed_goals(
+        self,
+        n: int = 40,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        split: GoalSplit = "test",
+    ) -> Tensor:
         """``n`` test goals ``(n, 2)`` (MAML evaluates on 40), the same for the same ``seed``;
-        the first ``k`` are the same whatever ``n`` is."""
+        the first ``k`` are the same whatever ``n`` is. Goals are continuous, so validation and
+        test goals (``split``) differ by their seeds alone."""
         if n < 1:
             raise ValueError(f"the number of goals must be at least 1, got {n}")
         return fixed_draws(self.sample_goals, n, seed, dtype)

@@ -123,7 +123,7 @@ class MetaRLProblem:
     def validate(self, learner: Learner) -> float:
         policy = cast(PolicyLearner, learner)
         seed = self.cfg.seed + VAL_SEED_OFFSET
-        goals = self.family.fixed_goals(self.cfg.train.val_tasks, seed, self.dtype)
+        goals = self.family.fixed_goals(self.cfg.train.val_tasks, seed, self.dtype, "val")
         k = learner.inner_steps
         returns = self._returns(policy, goals.to(self.device), [k], self._generator(seed))
         return float(returns[k].mean())
