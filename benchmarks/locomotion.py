@@ -1,0 +1,139 @@
+"""MuJoCo locomotion meta-RL benchmark (MAML §5.3): MAML-TRPO on HalfCheetah direction or
+velocity, scored as the paper scores it, beside the untrained policy adapted by the same steps.
+
+The paper trains for hours on many cores; these machines have two. So training takes a budget:
+``--steps`` meta-iterations at most, and ``--minutes`` of this invocation at most (checked
+between meta-iterations). A killed or budget-stopped run resumes where it stopped, bit for bit
+(the trainer's checkpoints), so the budget can be spent over several invocations; the result
+says how many meta-iterations the scored model had and how long they took.
+
+Evaluation (:class:`metamap.train.MetaRLProblem`, as ``benchmarks/navigation.py``): the mean
+return on 40 fixed test tasks before adaptation and after 1, 2 and 3 policy-gradient steps (20
+episodes a step; step sizes ``--test-lr``, by default 0.1, then 0.05), mean ± 95% CI over the
+tasks, for the checkpoint that validated best. The result also carries the run's validation
+curve (the mean return after one step on 20 validation tasks, every 25 meta-iterations).
+Results: ``benchmarks/results/rl_halfcheetah_<family>.json``; ``python benchmarks/make_tables.py``
+renders the table in docs/results/rl.md.
+
+    python benchmarks/locomotion.py --family dir --minutes 150 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from machine import command_line, provenance, write_result  # benchmarks/machine.py
+from metamap.train import MetaRLProblem, Trainer, learner_from_checkpoint, load_config
+from metamap.train.build import build_run_learner
+from metamap.viz.rl import return_curve_plot
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {  # Finn et al. 2017, the paper's result files: after 0 / 1 / 2 / 3 steps
+    "dir": {
+        "MAML-TRPO": [-50.7, 293.2, 313.5, 315.7],
+        "random initialisation": [-35.7, 21.8, 62.3, 86.2],
+    },
+    "vel": {
+        "MAML-TRPO": [-129.5, -78.6, -66.6, -60.8],
+        "random initialisation": [-254.8, -254.3, -246.8, -230.8],
+    },
+}
+
+
+def train_within(trainer: Trainer, steps: int, minutes: float | None) -> tuple[int, bool]:
+    """Train ``trainer`` towards ``steps`` meta-iterations, one at a time, until ``minutes``
+    have passed; ``(the step reached, whether the budget stopped it)``."""
+    deadline = math.inf if minutes is None else time.monotonic() + 60 * minutes
+    while True:
+        result = trainer.fit(resume=True, stop_after=trainer.step + 1)
+        if result.step >= steps:
+            return result.step, False
+        if time.monotonic() >= deadline:
+            return result.step, True
+
+
+def validation_curve(metrics: Path, key: str) -> list[list[float]]:
+    """``[[step, validation return], ...]`` from the run's metrics log."""
+    curve = []
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        if key in row:
+            curve.append([row["step"], round(float(row[key]), 2)])
+    return curve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--family", choices=["dir", "vel"], default="dir")
+    ap.add_argument("--steps", type=int, default=500, help="meta-iterations at most")
+    ap.add_argument("--minutes", type=float, default=None, help="training budget of this call")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "rl")
+    ap.add_argument("--test-lr", type=float, nargs="+", default=[0.1, 0.05])
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides (a smaller protocol)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    where = provenance("cpu", args.threads)  # the checkout as it is when training starts
+    config = ROOT / "configs" / "rl" / f"maml-trpo-halfcheetah-{args.family}.yaml"
+    over = [
+        f"train.threads={args.threads}",
+        f"train.steps={args.steps}",
+        "train.progress=false",
+        *args.set,
+    ]
+    cfg = load_config(config, over)
+    trainer = Trainer(cfg, args.runs / f"halfcheetah-{args.family}")
+    reached, stopped = train_within(trainer, args.steps, args.minutes)
+    test_lr = [f"learner.test_lr={args.test_lr}"]
+    scored = trainer.result_path  # the best validated; the last before any validation
+    scored = scored if scored.exists() else trainer.last_path
+    _, learner, state = learner_from_checkpoint(scored, test_lr)
+    problem = MetaRLProblem(cfg)
+    learners = {
+        "MAML-TRPO": (learner, int(state["step"])),
+        "random initialisation": (build_run_learner(load_config(config, [*over, *test_lr])), 0),
+    }
+    methods: dict[str, Any] = {}
+    for name, (model, steps) in learners.items():
+        t0 = time.perf_counter()
+        scores = problem.evaluate(model)
+        methods[name] = {
+            "steps": steps,
+            "train_seconds": round(trainer.train_seconds, 1) if steps else 0.0,
+            "eval_seconds": round(time.perf_counter() - t0, 1),
+            "scores": next(iter(scores["scores"].values())),
+            "paper": PAPER[args.family][name],
+        }
+        print(name, {k: round(v["mean"], 1) for k, v in methods[name]["scores"].items()})
+    result = {
+        "benchmark": f"rl_halfcheetah_{args.family}",
+        "protocol": scores["protocol"],
+        "tasks": cfg.eval.tasks,
+        "seed": cfg.eval.seed,
+        "steps": sorted(set(cfg.eval.steps) | {0}),
+        "test_lr": args.test_lr,
+        "config": cfg.model_dump(mode="json"),
+        "reached": reached,
+        "planned": args.steps,
+        "budget_stopped": stopped,
+        "scored_step": int(state["step"]),
+        "validation": validation_curve(trainer.metrics_path, trainer.val_name),
+        "command": command_line(),
+        "methods": methods,
+        "provenance": where,
+    }
+    write_result(args.results / f"rl_halfcheetah_{args.family}.json", result)
+    return_curve_plot(result, args.plots / f"halfcheetah_{args.family}_returns.png")
+
+
+if __name__ == "__main__":
+    main()
