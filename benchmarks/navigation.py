@@ -9,6 +9,10 @@ over the goals:
 * **first-order MAML + PPO** and **ProMP** — ``configs/rl/maml-ppo-navigation.yaml`` and
   ``promp-navigation.yaml`` (the same inner step; PPO outer updates), ``--steps`` each, where
   ``--ppo`` asks for them;
+* **RL²** — ``configs/rl/rl2-navigation.yaml`` (a GRU policy whose hidden state, carried from
+  a trial's first episode to the next, is the adapted model; PPO outer update), ``--rl2-steps``
+  meta-iterations, where ``--rl2`` asks for it. Its "k steps" are the k episodes of the trial
+  before the scored one, one episode of experience a step;
 * **multi-task pre-training** — the same policy trained by TRPO on all tasks with no adaptation in
   training (``learner.inner_lr=0``, ``learner.test_lr=0.1``), then fine-tuned by the same steps;
 * **random initialisation** — the untrained policy, adapted by the same steps.
@@ -20,8 +24,9 @@ adaptation steps. ``python benchmarks/make_tables.py`` renders the table.
 
     python benchmarks/navigation.py --steps 300 --pretrain-steps 300
 
-``--train maml`` (``pretrain``, ``ppo``, ``promp``) only trains that method (and exits), so that
-trainings can run side by side, one core each; a later full invocation finds them finished.
+``--train maml`` (``pretrain``, ``ppo``, ``promp``, ``rl2``) only trains that method (and
+exits), so that trainings can run side by side, one core each; a later full invocation finds
+them finished.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from metamap.viz.rl import navigation_plot, return_curve_plot
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "rl" / "maml-trpo-navigation.yaml"
+RL2 = "rl2-navigation.yaml"
 PAPER = {
     "MAML-TRPO": [-40.4, -11.7, -3.3, -3.2],
     "multi-task pre-training": [-40.8, -19.7, -11.7, -8.5],
@@ -71,7 +77,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--plots", type=Path, default=ROOT / "docs" / "results" / "rl")
-    ap.add_argument("--train", choices=["maml", "pretrain", "ppo", "promp"], default=None)
+    ap.add_argument("--train", choices=["maml", "pretrain", "ppo", "promp", "rl2"], default=None)
     ap.add_argument(
         "--test-lr",
         type=float,
@@ -81,6 +87,8 @@ def main() -> None:
     )
     ap.add_argument("--ppo", action="store_true", help="also first-order MAML + PPO and ProMP")
     ap.add_argument("--ppo-steps", type=int, default=None, help="their meta-iterations (--steps)")
+    ap.add_argument("--rl2", action="store_true", help="also RL²")
+    ap.add_argument("--rl2-steps", type=int, default=500, help="RL²'s meta-iterations")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     TEST_LR.append(f"learner.test_lr={args.test_lr}")
@@ -98,10 +106,14 @@ def main() -> None:
         "ProMP": ("rl-navigation-promp", "promp-navigation.yaml", "promp"),
     }
     ppo_steps = args.ppo_steps or args.steps
+    rl2 = ("rl-navigation-rl2", args.rl2_steps, threads, args.runs, CONFIG.with_name(RL2))
     for run, config, key in ppo.values():
         if args.train == key:
             _trained(run, ppo_steps, threads, args.runs, CONFIG.with_name(config))
             return
+    if args.train == "rl2":
+        _trained(*rl2)
+        return
     learners["MAML-TRPO"] = _trained("rl-navigation-maml-trpo", args.steps, threads, args.runs)
     if args.train == "maml":
         return
@@ -112,6 +124,8 @@ def main() -> None:
     if args.ppo:
         for name, (run, config, _) in ppo.items():
             learners[name] = _trained(run, ppo_steps, threads, args.runs, CONFIG.with_name(config))
+    if args.rl2:
+        learners["RL²"] = _trained(*rl2)
     untrained = load_config(CONFIG, [*threads, *TEST_LR])
     learners["random initialisation"] = (build_run_learner(untrained), 0.0, 0)
     methods: dict[str, Any] = {}

@@ -91,8 +91,8 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model={name: mlp}"], "needs a policy model.name 'gaussian_mlp'"),
-        (["learner={name: maml}"], "use one of 'maml_ppo', 'maml_trpo', 'promp'"),
+        (["model={name: mlp}"], "needs a policy model.name 'gaussian_mlp', not 'mlp'"),
+        (["learner={name: maml}"], "use one of 'maml_ppo', 'maml_trpo', 'promp', 'rl2'"),
         (["task={family: sinusoid}"], "has no environments"),
         (["task.low=0.5", "task.high=-0.5"], "low < high"),
         (["learner.max_kl=0"], "max_kl"),

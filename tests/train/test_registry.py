@@ -35,13 +35,14 @@ OLD_FINGERPRINTS = {
 def test_every_learner_is_registered_with_its_own_section() -> None:
     expected = {"maml", "fomaml", "anil", "metasgd", "reptile", "mamlpp"}
     expected |= {"protonet", "matching", "relation", "r2d2", "svm", "pretrain", "ridge"}
-    expected |= {"maml_trpo", "maml_ppo", "promp"}  # environments as tasks (metamap.rl)
+    expected |= {"maml_trpo", "maml_ppo", "promp", "rl2"}  # environments as tasks (metamap.rl)
     assert set(LEARNERS) == expected
     for name, section in LEARNERS.items():
         assert issubclass(section, LearnerSection)
         over = [] if section.regression else EPISODES
         if section.reinforcement:
-            over = ["task.family=navigation", "model.name=gaussian_mlp"]
+            policy = "gaussian_gru" if section.recurrent else "gaussian_mlp"
+            over = ["task.family=navigation", f"model.name={policy}"]
         cfg = load_config(None, [*over, f"learner.name={name}"])
         assert type(cfg.learner) is section and cfg.learner.name == name
 
@@ -112,6 +113,7 @@ def test_every_network_is_registered_and_old_flat_model_sections_still_load() ->
         "timm",
         "melu",
         "gaussian_mlp",
+        "gaussian_gru",
     }
     flat = {"name": "conv4", **MODEL_LEGACY_DEFAULTS}  # how every older config stored it
     cfg = parse_config({"task": {"family": "episodes"}, "model": flat}, legacy=True)

@@ -62,6 +62,9 @@ class LearnerSection(Section):
     classification: ClassVar[bool] = True
     """It takes classification episodes (a learner of regression targets only says ``False``)."""
     reinforcement: ClassVar[bool] = False
+    recurrent: ClassVar[bool] = False
+    """It needs a recurrent policy (``model.recurrent``); the other policy learners adapt the
+    parameters of a feed-forward one."""
     shards_exactly: ClassVar[bool] = False
     """Its meta-gradient is a mean of per-task terms (or, for policy learners, its outer update
     averages its per-task means across processes), so a meta-batch split across processes gives

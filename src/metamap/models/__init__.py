@@ -18,6 +18,7 @@ from metamap.models.external import (
 from metamap.models.melu import MeLU, MeLUSection
 from metamap.models.mlp import MLP
 from metamap.models.policy import GaussianMLP, gaussian_log_prob, gaussian_sample
+from metamap.models.recurrent_policy import GaussianGRU, GaussianGRUSection
 from metamap.models.registry import (
     MODEL_LEGACY_DEFAULTS,
     MODELS,
@@ -47,6 +48,8 @@ __all__ = [
     "Downsample",
     "DropBlock2d",
     "ExternalBackbone",
+    "GaussianGRU",
+    "GaussianGRUSection",
     "GaussianMLP",
     "InputShape",
     "MeLU",

@@ -86,6 +86,9 @@ class ModelSection(Section):
     policy: ClassVar[bool] = False
     """It is a stochastic policy (observations → an action distribution), for environments as
     tasks, and only for those."""
+    recurrent: ClassVar[bool] = False
+    """It is a recurrent policy, stepped with a hidden state and fed back its previous action
+    and reward (RL²'s), not a function of the observation alone."""
     min_image_size: ClassVar[int] = 1
     """The smallest image side it takes (a run config with smaller images is refused)."""
 

@@ -3,7 +3,8 @@ the linear feature baseline of MAML's RL experiments (Finn, Abbeel & Levine, ICM
 
 The meta-learners :class:`MAMLTRPO` (``learner.name: maml_trpo``), :class:`MAMLPPO`
 (``maml_ppo``) and :class:`ProMP` (``promp``) share MAML's policy-gradient inner step
-(:class:`PolicyGradientLearner`) and take TRPO's or PPO's outer step; the problem
+(:class:`PolicyGradientLearner`) and take TRPO's or PPO's outer step; :class:`RL2` (``rl2``)
+adapts a recurrent policy's hidden state instead; the problem
 that samples their rollouts is :class:`metamap.train.MetaRLProblem`. Every quantity is a tensor with
 leading ``(T, E, H)`` dimensions: ``T`` tasks, ``E`` episodes a task, ``H`` steps an episode.
 Importing :mod:`metamap.rl` loads no dataset code: environments come from the caller
@@ -19,23 +20,34 @@ from metamap.rl.advantages import (
 )
 from metamap.rl.maml_ppo import MAMLPPO, MAMLPPOSection, ProMP, ProMPSection
 from metamap.rl.maml_trpo import MAMLTRPO, MAMLTRPOSection, conjugate_gradient
-from metamap.rl.policy_gradient import PolicyGradientLearner, PolicySection, gaussian_kl
+from metamap.rl.policy_gradient import (
+    PolicyGradientLearner,
+    PolicyLearnerBase,
+    PolicySection,
+    gaussian_kl,
+)
 from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
-from metamap.rl.rollout import PolicyFn, Rollouts, VectorEnvs, rollout
+from metamap.rl.rl2 import RL2, RecurrentPolicyFn, RL2Section, trial_inputs
+from metamap.rl.rollout import FeedbackPolicy, PolicyFn, Rollouts, VectorEnvs, rollout
 
 __all__ = [
     "MAMLPPO",
     "MAMLTRPO",
+    "RL2",
     "EnvTaskSection",
+    "FeedbackPolicy",
     "LinearFeatureBaseline",
     "MAMLPPOSection",
     "MAMLTRPOSection",
     "PolicyFn",
     "PolicyGradientLearner",
     "PolicyLearner",
+    "PolicyLearnerBase",
     "PolicySection",
     "ProMP",
     "ProMPSection",
+    "RL2Section",
+    "RecurrentPolicyFn",
     "Rollouts",
     "TaskFamily",
     "VectorEnvs",
@@ -46,4 +58,5 @@ __all__ = [
     "gaussian_kl",
     "normalize_advantages",
     "rollout",
+    "trial_inputs",
 ]

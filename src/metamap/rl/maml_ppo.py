@@ -27,6 +27,7 @@ from metamap.core.learner import MetaStep
 from metamap.learners.base import MetaLearner
 from metamap.learners.registry import BuildContext, register_learner
 from metamap.models.policy import gaussian_log_prob
+from metamap.rl.outer_adam import adam_step, init_adam, reduced_grads
 from metamap.rl.policy_gradient import (
     PolicyGradientLearner,
     PolicySection,
@@ -57,10 +58,7 @@ class MAMLPPO(PolicyGradientLearner):
     ) -> None:
         super().__init__(policy, inner_lr, first_order, gamma, gae_lambda, test_lr)
         self.epochs, self.clip, self.outer_lr = epochs, float(clip), float(outer_lr)
-        self.register_buffer("adam_step", torch.zeros(()))
-        for i, p in enumerate(self.model.parameters()):
-            self.register_buffer(f"adam_m_{i}", torch.zeros_like(p))
-            self.register_buffer(f"adam_v_{i}", torch.zeros_like(p))
+        init_adam(self, list(self.model.parameters()))
 
     def meta_update(
         self, support: Rollouts, query: Rollouts, reduce: Reduce | None = None
@@ -82,11 +80,7 @@ class MAMLPPO(PolicyGradientLearner):
                 loss = -masked_task_mean(surrogate, query.masks) + self.penalty(support, old)
                 params = list(self.model.parameters())
                 grads = torch.autograd.grad(loss, params)
-            if reduce is not None:  # one bucket across processes
-                flat = reduce(torch.cat([g.reshape(-1) for g in grads]))
-                pieces = torch.split(flat, [p.numel() for p in params])
-                grads = tuple(f.view_as(p) for f, p in zip(pieces, params, strict=True))
-            self._adam(params, grads)
+            adam_step(self, params, reduced_grads(grads, params, reduce), self.outer_lr)
         returns = query.returns.mean().detach()
         returns = returns if reduce is None else reduce(returns)
         return MetaStep(loss=-returns, metric=returns, grads={}, applied=True)
@@ -94,19 +88,6 @@ class MAMLPPO(PolicyGradientLearner):
     def penalty(self, support: Rollouts, old: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """A term added to the outer loss (none here; ProMP's KL penalty)."""
         return torch.zeros((), dtype=old[0].dtype)
-
-    @torch.no_grad()
-    def _adam(self, params: list[torch.nn.Parameter], grads: tuple[torch.Tensor, ...]) -> None:
-        """One Adam step of ``params`` from ``grads``, its moments in this learner's buffers."""
-        step = self.get_buffer("adam_step")
-        step += 1
-        t = float(step)
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            m, v = self.get_buffer(f"adam_m_{i}"), self.get_buffer(f"adam_v_{i}")
-            m.mul_(0.9).add_(g, alpha=0.1)
-            v.mul_(0.999).addcmul_(g, g, value=0.001)
-            denom = (v / (1 - 0.999**t)).sqrt_().add_(1e-8)
-            p.addcdiv_(m, denom, value=-self.outer_lr / (1 - 0.9**t))
 
 
 class PPOSection(PolicySection):

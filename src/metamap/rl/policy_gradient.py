@@ -36,6 +36,7 @@ from metamap.rl.rollout import PolicyFn, Rollouts
 
 __all__ = [
     "PolicyGradientLearner",
+    "PolicyLearnerBase",
     "PolicySection",
     "advantages",
     "gaussian_kl",
@@ -65,7 +66,28 @@ def masked_task_mean(x: Tensor, masks: Tensor) -> Tensor:
     return ((x * masks).flatten(1).sum(1) / n).mean()
 
 
-class PolicyGradientLearner(MetaLearner):
+class PolicyLearnerBase(MetaLearner):
+    """A learner of policies: it adapts to rollouts, so the supervised-task interface (support
+    and query tensors) refuses to run, naming the calls that apply."""
+
+    # ---- the supervised-task interface does not apply -------------------------------------
+    def _not_rl(self) -> TaskShapeError:
+        return TaskShapeError(
+            f"{type(self).__name__} adapts to rollouts of environments, not to (support_x, "
+            "support_y) tensors: use adapt_policy(rollouts) and meta_update(support, query)"
+        )
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
+        raise self._not_rl()
+
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        raise self._not_rl()
+
+    def meta_gradients(self, batch: TaskBatch) -> MetaStep:
+        raise self._not_rl()
+
+
+class PolicyGradientLearner(PolicyLearnerBase):
     """A Gaussian policy ``self.model`` adapted by policy-gradient steps on rollouts; subclasses
     give the outer update (:meth:`meta_update`)."""
 
@@ -155,22 +177,6 @@ class PolicyGradientLearner(MetaLearner):
     ) -> MetaStep:
         """The outer step from support rollouts of θ and query rollouts of the adapted
         policies (``reduce``: these are one process's tasks, see :mod:`metamap.rl.protocol`)."""
-
-    # ---- the supervised-task interface does not apply -------------------------------------
-    def _not_rl(self) -> TaskShapeError:
-        return TaskShapeError(
-            f"{type(self).__name__} adapts to rollouts of environments, not to (support_x, "
-            "support_y) tensors: use adapt_policy(rollouts) and meta_update(support, query)"
-        )
-
-    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
-        raise self._not_rl()
-
-    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
-        raise self._not_rl()
-
-    def meta_gradients(self, batch: TaskBatch) -> MetaStep:
-        raise self._not_rl()
 
 
 class PolicySection(LearnerSection):

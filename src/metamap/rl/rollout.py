@@ -25,10 +25,23 @@ from torch import Tensor
 from metamap.errors import NonFiniteRolloutError
 from metamap.models.policy import gaussian_log_prob, gaussian_sample
 
-__all__ = ["PolicyFn", "Rollouts", "VectorEnvs", "rollout"]
+__all__ = ["FeedbackPolicy", "PolicyFn", "Rollouts", "VectorEnvs", "rollout"]
 
 PolicyFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 """``obs (N, obs_dim) -> (mean (N, act_dim), log_std broadcastable to it)``."""
+
+
+class FeedbackPolicy(Protocol):
+    """A policy with memory (:class:`metamap.rl.RL2`'s): called like a :data:`PolicyFn` once a
+    step, and told after each step what was done and got (``observe``), so that its next call
+    can depend on them."""
+
+    def __call__(self, obs: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def observe(self, action: Tensor, reward: Tensor) -> None:
+        """``action (N, act_dim)`` as :class:`Rollouts` record it (0 after the episode ended)
+        and ``reward (N,)``."""
+        ...
 
 
 class VectorEnvs(Protocol):
@@ -104,6 +117,7 @@ def rollout(
             f"use torch.Generator(device={str(obs.device)!r})"
         )
     steps: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+    observe = getattr(policy_fn, "observe", None)  # a FeedbackPolicy learns what it did
     for _ in range(horizon):
         mean, log_std = policy_fn(obs.reshape(tasks * copies, envs.obs_dim))
         want = (tasks * copies, envs.act_dim)
@@ -127,6 +141,8 @@ def rollout(
                 f"{len(steps)} of the episode: check the task family's dynamics and parameters"
             )
         steps.append((obs, action * mask[..., None], reward, mask, log_prob * mask))
+        if observe is not None:
+            observe(steps[-1][1].reshape(want), reward.reshape(-1))
         obs = next_obs
     observations, actions, rewards, masks, log_probs = (
         torch.stack(s, 2) for s in zip(*steps, strict=True)

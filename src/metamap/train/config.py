@@ -332,7 +332,10 @@ class RunConfig(Section):
         able = ", ".join(
             repr(n)
             for n, s in MODELS.items()
-            if s.images == images and s.categorical == ids and s.policy == rl
+            if s.images == images
+            and s.categorical == ids
+            and s.policy == rl
+            and s.recurrent == learner.recurrent
         )
         if rl != model.policy:
             kind = "environments: it needs a policy" if rl else "no environments: it needs"
@@ -345,6 +348,18 @@ class RunConfig(Section):
                 f"learner {learner.name!r} does not fit task.family {task.family!r}"
                 + (" (environments as tasks)" if rl else "")
                 + f": use one of {', '.join(map(repr, fit))}"
+            )
+        if rl and model.recurrent != learner.recurrent:
+            want = learner.recurrent
+            fit = sorted(n for n, s in MODELS.items() if s.policy and s.recurrent == want)
+            kind = (
+                "adapts a recurrent policy's hidden state"
+                if learner.recurrent
+                else "adapts the parameters of a feed-forward policy"
+            )
+            raise ValueError(
+                f"learner {learner.name!r} {kind}: use model.name "
+                f"{', '.join(map(repr, fit))}, not {model.name!r}"
             )
         if images and not model.images:
             raise ValueError(f"task.family {task.family!r} needs an image model.name ({able})")
