@@ -25,7 +25,6 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -33,6 +32,7 @@ from machine import command_line, provenance, write_result  # benchmarks/machine
 from metamap.train import MetaRLProblem, Trainer, learner_from_checkpoint, load_config
 from metamap.train.build import build_run_learner
 from metamap.viz.rl import return_curve_plot
+from navigation import scored  # benchmarks/navigation.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # Finn et al. 2017, the paper's result files: after 0 / 1 / 2 / 3 steps
@@ -94,41 +94,24 @@ def main() -> None:
     trainer = Trainer(cfg, args.runs / f"halfcheetah-{args.family}")
     reached, stopped = train_within(trainer, args.steps, args.minutes)
     test_lr = [f"learner.test_lr={args.test_lr}"]
-    scored = trainer.result_path  # the best validated; the last before any validation
-    scored = scored if scored.exists() else trainer.last_path
-    _, learner, state = learner_from_checkpoint(scored, test_lr)
-    problem = MetaRLProblem(cfg)
+    ckpt = trainer.result_path  # the best validated; the last before any validation
+    ckpt = ckpt if ckpt.exists() else trainer.last_path
+    _, learner, state = learner_from_checkpoint(ckpt, test_lr)
+    seconds = round(trainer.train_seconds, 1)
+    untrained = build_run_learner(load_config(config, [*over, *test_lr]))
     learners = {
-        "MAML-TRPO": (learner, int(state["step"])),
-        "random initialisation": (build_run_learner(load_config(config, [*over, *test_lr])), 0),
+        "MAML-TRPO": (learner, seconds, int(state["step"])),
+        "random initialisation": (untrained, 0.0, 0),
     }
-    methods: dict[str, Any] = {}
-    for name, (model, steps) in learners.items():
-        t0 = time.perf_counter()
-        scores = problem.evaluate(model)
-        methods[name] = {
-            "steps": steps,
-            "train_seconds": round(trainer.train_seconds, 1) if steps else 0.0,
-            "eval_seconds": round(time.perf_counter() - t0, 1),
-            "scores": next(iter(scores["scores"].values())),
-            "paper": PAPER[args.family][name],
-        }
-        print(name, {k: round(v["mean"], 1) for k, v in methods[name]["scores"].items()})
     result = {
         "benchmark": f"rl_halfcheetah_{args.family}",
-        "protocol": scores["protocol"],
-        "tasks": cfg.eval.tasks,
-        "seed": cfg.eval.seed,
-        "steps": sorted(set(cfg.eval.steps) | {0}),
-        "test_lr": args.test_lr,
-        "config": cfg.model_dump(mode="json"),
+        **scored(MetaRLProblem(cfg), cfg, learners, PAPER[args.family], args.test_lr),
         "reached": reached,
         "planned": args.steps,
         "budget_stopped": stopped,
         "scored_step": int(state["step"]),
         "validation": validation_curve(trainer.metrics_path, trainer.val_name),
         "command": command_line(),
-        "methods": methods,
         "provenance": where,
     }
     write_result(args.results / f"rl_halfcheetah_{args.family}.json", result)

@@ -69,6 +69,41 @@ def _trained(
     return learner, result.train_seconds, result.step
 
 
+def scored(
+    problem: MetaRLProblem,
+    cfg: Any,
+    learners: dict[str, tuple[Any, float, int]],
+    paper: dict[str, list[float]],
+    test_lr: list[float],
+) -> dict[str, Any]:
+    """Every method of ``learners`` (name → learner, training seconds, meta-iterations) scored
+    by ``problem``'s evaluation, beside ``paper``'s figures: the result file's protocol and
+    ``methods``."""
+    methods: dict[str, Any] = {}
+    protocol = ""
+    for name, (learner, seconds, steps) in learners.items():
+        t0 = time.perf_counter()
+        scores = problem.evaluate(learner)
+        protocol = scores["protocol"]
+        methods[name] = {
+            "train_seconds": round(seconds, 1),
+            "steps": steps,
+            "eval_seconds": round(time.perf_counter() - t0, 1),
+            "scores": next(iter(scores["scores"].values())),
+            "paper": paper.get(name),
+        }
+        print(name, {k: round(v["mean"], 2) for k, v in methods[name]["scores"].items()})
+    return {
+        "protocol": protocol,
+        "tasks": cfg.eval.tasks,
+        "seed": cfg.eval.seed,
+        "steps": sorted(set(cfg.eval.steps) | {0}),
+        "test_lr": test_lr,
+        "config": cfg.model_dump(mode="json"),
+        "methods": methods,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=300, help="MAML-TRPO meta-iterations")
@@ -128,28 +163,10 @@ def main() -> None:
         learners["RL²"] = _trained(*rl2)
     untrained = load_config(CONFIG, [*threads, *TEST_LR])
     learners["random initialisation"] = (build_run_learner(untrained), 0.0, 0)
-    methods: dict[str, Any] = {}
-    for name, (learner, seconds, steps) in learners.items():
-        t0 = time.perf_counter()
-        scores = problem.evaluate(learner)
-        methods[name] = {
-            "train_seconds": round(seconds, 1),
-            "steps": steps,
-            "eval_seconds": round(time.perf_counter() - t0, 1),
-            "scores": next(iter(scores["scores"].values())),
-            "paper": PAPER.get(name),
-        }
-        print(name, {k: round(v["mean"], 2) for k, v in methods[name]["scores"].items()})
     result = {
         "benchmark": "rl_navigation",
-        "protocol": scores["protocol"],
-        "tasks": cfg.eval.tasks,
-        "seed": cfg.eval.seed,
-        "steps": sorted(set(cfg.eval.steps) | {0}),
-        "test_lr": args.test_lr,
-        "config": cfg.model_dump(mode="json"),
+        **scored(problem, cfg, learners, PAPER, args.test_lr),
         "command": command_line(),
-        "methods": methods,
         "provenance": where,
     }
     write_result(args.results / "rl_navigation.json", result)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
 from metamap.tasks.gym_envs import GymTaskEnvs
-from metamap.tasks.navigation import GoalSplit, fixed_draws, goal_generators
+from metamap.tasks.navigation import SeededGoals, goal_generators
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = [
@@ -92,7 +92,7 @@ class LocomotionEnvs(GymTaskEnvs):
         )  # fmt: skip
 
 
-class LocomotionFamily:
+class LocomotionFamily(SeededGoals):
     """Goals of one of :data:`FAMILIES` and their environments."""
 
     def __init__(self, name: str, horizon: int = 200) -> None:
@@ -110,16 +110,6 @@ class LocomotionFamily:
         if self.kind == "velocity":
             return 2.0 * u
         return torch.where(u < 0.5, -1.0, 1.0).to(dtype)
-
-    def fixed_goals(
-        self,
-        n: int = 40,
-        seed: int = 0,
-        dtype: torch.dtype = torch.float32,
-        split: GoalSplit = "test",
-    ) -> Tensor:
-        """``n`` seeded goals; validation and test goals differ by their seeds alone."""
-        return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> LocomotionEnvs:
         # reset seeds from each goal: the same goal gives the same episodes, whatever batch or

@@ -40,6 +40,7 @@ __all__ = [
     "Navigation2D",
     "NavigationEnvs",
     "NavigationTask",
+    "SeededGoals",
     "fixed_draws",
     "goal_generators",
 ]
@@ -60,8 +61,29 @@ def fixed_draws(
 ) -> Tensor:
     """The first ``n`` of ``sample``'s draws from a generator seeded with ``seed``, drawn in
     blocks of 64: a family's fixed test goals, the first ``k`` the same whatever ``n`` is."""
+    if n < 1:
+        raise ValueError(f"the number of goals must be at least 1, got {n}")
     g = make_generator(seed)
     return torch.cat([sample(_BLOCK, g, dtype) for _ in range(-(-n // _BLOCK))])[:n]
+
+
+class SeededGoals:
+    """``fixed_goals`` for a family of continuous goals (its ``sample_goals`` drawn from a
+    seeded generator): validation and test goals differ by their seeds alone."""
+
+    def sample_goals(self, n: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+        raise NotImplementedError
+
+    def fixed_goals(
+        self,
+        n: int = 40,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        split: GoalSplit = "test",
+    ) -> Tensor:
+        """``n`` seeded goals (MAML evaluates on 40), the same for the same ``seed``; the first
+        ``k`` are the same whatever ``n`` is."""
+        return fixed_draws(self.sample_goals, n, seed, dtype)
 
 
 def goal_generators(goals: Tensor) -> list[torch.Generator]:
@@ -186,7 +208,7 @@ class NavigationEnvs:
         return EnvStep(self.position.clone(), reward, running.to(reward.dtype), ~self.alive)
 
 
-class Navigation2D:
+class Navigation2D(SeededGoals):
     """The task family: goals uniform in ``[low, high]²`` (MAML: ``[-0.5, 0.5]²``, ``H = 100``)."""
 
     def __init__(
@@ -211,20 +233,6 @@ class Navigation2D:
             raise ValueError(f"the number of goals must be at least 1, got {n}")
         u = torch.rand((n, 2), generator=generator, dtype=dtype, device=generator.device)
         return self.low + (self.high - self.low) * u
-
-    def fixed_goals(
-        self,
-        n: int = 40,
-        seed: int = 0,
-        dtype: torch.dtype = torch.float32,
-        split: GoalSplit = "test",
-    ) -> Tensor:
-        """``n`` test goals ``(n, 2)`` (MAML evaluates on 40), the same for the same ``seed``;
-        the first ``k`` are the same whatever ``n`` is. Goals are continuous, so validation and
-        test goals (``split``) differ by their seeds alone."""
-        if n < 1:
-            raise ValueError(f"the number of goals must be at least 1, got {n}")
-        return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> NavigationEnvs:
         """The vectorised environments of ``goals: (T, 2)`` with this family's horizon."""

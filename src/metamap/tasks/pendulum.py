@@ -24,7 +24,7 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import TaskShapeError
-from metamap.tasks.navigation import EnvStep, GoalSplit, fixed_draws, goal_generators
+from metamap.tasks.navigation import EnvStep, SeededGoals, goal_generators
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = ["PendulumEnvs", "PendulumFamily", "PendulumTask"]
@@ -86,7 +86,7 @@ class PendulumEnvs:
         return EnvStep(self._obs(), reward, running, done)
 
 
-class PendulumFamily:
+class PendulumFamily(SeededGoals):
     """Pendulums of mass and length uniform in ``[low, high]``."""
 
     obs_dim, act_dim = PendulumEnvs.obs_dim, PendulumEnvs.act_dim
@@ -101,16 +101,6 @@ class PendulumFamily:
     ) -> Tensor:
         u = torch.rand((n, 2), generator=generator, dtype=dtype, device=generator.device)
         return self.low + (self.high - self.low) * u
-
-    def fixed_goals(
-        self,
-        n: int = 40,
-        seed: int = 0,
-        dtype: torch.dtype = torch.float32,
-        split: GoalSplit = "test",
-    ) -> Tensor:
-        """``n`` seeded (mass, length) pairs; validation and test differ by their seeds alone."""
-        return fixed_draws(self.sample_goals, n, seed, dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> PendulumEnvs:
         return PendulumEnvs(goals, envs_per_task, self.horizon)
