@@ -27,6 +27,7 @@ from metamap.models import GaussianMLP
 from metamap.rl import rollout
 from metamap.tasks.metaworld import MetaWorldFamily, MetaWorldTask, load_benchmark
 from metamap.train import Trainer, build_problem, load_config
+from metamap.train.build import build_run_learner
 
 REAL = importlib.util.find_spec("metaworld") is not None
 CONFIGS = Path(__file__).parents[2] / "configs" / "rl"
@@ -65,7 +66,8 @@ class FakeEnv:
         self.t += 1
         assert self.task is not None
         r = float(self.task.data) + float(action[0])
-        return self._obs(), r, False, self.t >= self.max_path_length, {"success": 0.0}
+        success = float(self.task.data % 2 == 0 and self.t == 3)  # raised at one step only
+        return self._obs(), r, False, self.t >= self.max_path_length, {"success": success}
 
 
 def _classes(names: list[str]) -> dict[str, type]:
@@ -131,7 +133,12 @@ def test_every_copy_is_set_to_its_task_and_rewards_and_truncation_are_meta_world
     action[..., 0] = 2.0  # clipped to 1
     step = envs.step(action)
     assert torch.equal(step.reward, obs[:, :, 0] + 1.0)
-    for _ in range(499):
+    for _ in range(3):
+        envs.step(action)
+    even = (obs[:, :, 0] % 2 == 0).to(obs.dtype)
+    assert envs.success is not None and torch.equal(envs.success, even)  # once is a success
+    step = envs.step(action)
+    for _ in range(495):
         step = envs.step(action)
     assert bool(step.done.all()) and bool(step.mask.all())
     with pytest.raises(RuntimeError, match="reset"):
@@ -144,11 +151,23 @@ def test_every_copy_is_set_to_its_task_and_rewards_and_truncation_are_meta_world
 def test_a_config_builds_a_policy_of_the_arms_sizes_and_trains() -> None:
     cfg = load_config(
         CONFIGS / "maml-trpo-metaworld-ml1-reach.yaml",
-        ["train.threads=1", "task.horizon=5", "task.rollouts=2", "train.meta_batch=2"],
+        [
+            "train.threads=1",
+            "task.horizon=5",
+            "task.rollouts=2",
+            "train.meta_batch=2",
+            "eval.tasks=4",
+            "eval.steps=[1]",
+        ],
     )
     assert isinstance(cfg.task, MetaWorldTask)
     assert type(build_problem(cfg)).__name__ == "MetaRLProblem"
     assert cfg.task.describe().startswith("Meta-World ML1 reach-v3")
+    problem = build_problem(cfg)
+    scores = problem.evaluate(build_run_learner(cfg))["scores"]
+    rates = scores["4 test tasks, success rate"]
+    assert set(rates) == {"0", "1"} and all(0 <= v["mean"] <= 1 for v in rates.values())
+    assert set(scores["4 test tasks"]) == {"0", "1"}
 
 
 def test_bad_configs_and_a_missing_package_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,6 +207,7 @@ def test_real_meta_world_rollouts_replay_and_a_meta_iteration_runs(tmp_path: Pat
     b = rollout(policy, fam.envs(goals, 2), torch.Generator().manual_seed(0))
     assert a.observations.shape == (2, 2, 20, 39) and torch.equal(a.returns, b.returns)
     assert bool((a.returns > 0).all())  # Meta-World's dense rewards are positive
+    assert a.successes is not None and a.successes.shape == (2, 2)
     cfg = load_config(
         CONFIGS / "maml-trpo-metaworld-ml1-reach.yaml",
         [

@@ -78,6 +78,9 @@ class Rollouts:
     """``(T, E, H)``, rewards' dtype: 1 where the episode was running, 0 after it ended."""
     log_probs: Tensor
     """``(T, E, H)``: ``log π(a_t | s_t)`` of the policy that acted (no gradient)."""
+    successes: Tensor | None = None
+    """``(T, E)``: 1 where the episode reached its goal, for environments that say so
+    (``VectorEnvs`` with a ``success`` attribute, e.g. Meta-World's); else ``None``."""
 
     @property
     def returns(self) -> Tensor:
@@ -147,4 +150,5 @@ def rollout(
     observations, actions, rewards, masks, log_probs = (
         torch.stack(s, 2) for s in zip(*steps, strict=True)
     )
-    return Rollouts(observations, actions, rewards, masks, log_probs)
+    successes = getattr(envs, "success", None)  # for environments that report success
+    return Rollouts(observations, actions, rewards, masks, log_probs, successes)

@@ -49,6 +49,7 @@ class GymTaskEnvs:
         reset_seeds: Tensor,
         reward: RewardFn,
         dtype: torch.dtype = torch.float32,
+        success_key: str | None = None,
     ) -> None:
         if envs_per_task < 1 or len(envs) % envs_per_task:
             raise ValueError(
@@ -65,7 +66,18 @@ class GymTaskEnvs:
         self.dtype = dtype
         self._obs = np.zeros((n, self.obs_dim))
         self._alive = np.zeros(n, dtype=bool)
+        self.success_key = success_key
+        self._succeeded = np.zeros(n, dtype=bool)
         self.t = self.horizon  # no episode running until reset()
+
+    @property
+    def success(self) -> Tensor | None:
+        """``(T, E)`` in the observations' dtype: 1 where the episode reached its goal at some
+        step (Gymnasium's ``info[success_key]``, e.g. Meta-World's ``success``); ``None`` when
+        the environments report no success."""
+        if self.success_key is None:
+            return None
+        return self._shaped(self._succeeded.astype(np.float64)).squeeze(-1)
 
     def _shaped(self, a: np.ndarray) -> Tensor:
         return torch.from_numpy(a).to(self.dtype).reshape(self.num_tasks, self.envs_per_task, -1)
@@ -75,6 +87,7 @@ class GymTaskEnvs:
         for i, (env, seed) in enumerate(zip(self.envs, self.seeds, strict=True)):
             self._obs[i] = env.reset(seed=seed)[0]
         self._alive[:] = True
+        self._succeeded[:] = False
         self.t = 0
         return self._shaped(self._obs)
 
@@ -91,6 +104,8 @@ class GymTaskEnvs:
             o, r, terminated, truncated, info = self.envs[i].step(flat[i])
             self._obs[i] = o
             reward[i] = self.reward_of(int(i) // self.envs_per_task, info, flat[i], float(r))
+            if self.success_key is not None and float(info.get(self.success_key, 0.0)) >= 1.0:
+                self._succeeded[i] = True
             if terminated or truncated:
                 self._alive[i] = False
         self.t += 1

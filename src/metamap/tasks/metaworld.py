@@ -17,7 +17,8 @@ for its test tasks, and the index into that list. Training draws training tasks
 test tasks would leak them), and evaluation seeded test tasks (``split="test"``). Each task's
 environment is built from its class and ``set_task`` (the benchmark's own, seeded with
 ``seed``), reset with seeds drawn from the task's own generator, and rewarded with Meta-World's
-dense reward. Meta-World's ``success`` flag is not reported yet; returns are.
+dense reward. An episode succeeds when Meta-World's ``success`` flag is raised at any of its
+steps; evaluation reports the success rate beside the return.
 
 ``metaworld`` 3.1 pins ``mujoco==3.3.0``: install it in its own environment (``make
 test-metaworld`` builds one and runs this adapter's tests there).
@@ -138,8 +139,9 @@ class MetaWorldFamily:
             return gym_reward
 
         return GymTaskEnvs(
-            envs, envs_per_task, self.horizon, OBS_DIM, ACT_DIM, seeds, reward, goals.dtype
-        )
+            envs, envs_per_task, self.horizon, OBS_DIM, ACT_DIM, seeds, reward, goals.dtype,
+            success_key="success",
+        )  # fmt: skip
 
 
 @register_task

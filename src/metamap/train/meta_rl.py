@@ -13,7 +13,8 @@ Validation: the mean return after the trained number of adaptation steps on
 Evaluation (``metamap eval``): the mean return before adaptation and after each count of
 ``eval.steps`` on ``eval.tasks`` fixed test goals (MAML: 40 goals, 0-3 steps), mean ± 95% CI
 over the goals, each goal's score the mean return of its ``task.rollouts`` episodes; every step
-adapts from rollouts of the policy the previous step gave, as the paper's evaluation does.
+adapts from rollouts of the policy the previous step gave, as the paper's evaluation does. For
+environments that report success (Meta-World), each goal's success rate too.
 """
 
 from __future__ import annotations
@@ -107,38 +108,47 @@ class MetaRLProblem:
 
     def _returns(
         self, learner: PolicyLearner, goals: Tensor, steps: list[int], g: torch.Generator
-    ) -> dict[int, Tensor]:
-        """Each goal's mean return ``(T,)`` after each count of ``steps`` adaptation steps."""
+    ) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+        """Each goal's mean return ``(T,)`` after each count of ``steps`` adaptation steps, and
+        its success rate where the environments report success (else no entries)."""
         envs = self.family.envs(goals, self.section.rollouts)
         out: dict[int, Tensor] = {}
+        success: dict[int, Tensor] = {}
         params: Params | None = None
         for k in range(max(steps) + 1):
             r: Rollouts = rollout(learner.policy_fn(params), envs, g)
             if k in steps:
                 out[k] = r.returns.mean(1)
+                if r.successes is not None:
+                    success[k] = r.successes.mean(1)
             if k < max(steps):
                 params = learner.adapt_policy(r, params, step=k)
-        return out
+        return out, success
 
     def validate(self, learner: Learner) -> float:
         policy = cast(PolicyLearner, learner)
         seed = self.cfg.seed + VAL_SEED_OFFSET
         goals = self.family.fixed_goals(self.cfg.train.val_tasks, seed, self.dtype, "val")
         k = learner.inner_steps
-        returns = self._returns(policy, goals.to(self.device), [k], self._generator(seed))
+        returns, _ = self._returns(policy, goals.to(self.device), [k], self._generator(seed))
         return float(returns[k].mean())
 
     def evaluate(self, learner: Learner) -> dict[str, Any]:
         e = self.cfg.eval
         goals = self._test_goals()
         steps = sorted(set(e.steps) | {0})
-        returns = self._returns(cast(PolicyLearner, learner), goals, steps, self._generator(e.seed))
+        policy = cast(PolicyLearner, learner)
+        returns, success = self._returns(policy, goals, steps, self._generator(e.seed))
         label = f"{e.tasks} test tasks"
         by_step = {str(k): summarize(v.tolist()).to_dict() for k, v in returns.items()}
+        scores = {label: by_step}
+        if success:  # the success rate, for environments that report success (Meta-World)
+            rates = {str(k): summarize(v.tolist()).to_dict() for k, v in success.items()}
+            scores[f"{label}, success rate"] = rates
         return {
             "protocol": f"{self.section.describe()}; {self.cfg.model.describe()}",
             "metric": "return",
             "tasks": e.tasks,
             "seed": e.seed,
-            "scores": {label: by_step},
+            "scores": scores,
         }
