@@ -206,9 +206,9 @@ def variants(
 
 def one_rank_all_reduce(device: str) -> dict[str, Any]:
     """NCCL (gloo on a CPU) with one rank: the sharded meta-gradient equals the direct one."""
-    from metamap.train.distributed import ShardedLearner, _free_port
+    from metamap.train.distributed import ShardedLearner, _free_port, backend_for
 
-    backend = "nccl" if device.startswith("cuda") else "gloo"
+    backend = backend_for(device)
     dist.init_process_group(
         backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
     )

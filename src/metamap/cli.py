@@ -219,21 +219,24 @@ def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = Fals
 
 
 def _train_ranks(cfg: RunConfig, out: str | None, restart: bool, nproc: int) -> None:
-    """``metamap train --nproc N``: N gloo processes of one meta-batch each step."""
-    from metamap.train.distributed import check_shardable, spawn_ranks
+    """``metamap train --nproc N``: N processes of one meta-batch each step (gloo on the CPU,
+    NCCL with one GPU each)."""
+    from metamap.train.distributed import backend_for, check_shardable, spawn_ranks
 
     check_shardable(cfg, nproc)
     out_dir = check_output_dir(cfg.out_dir if out is None else out)
     check_run_folder(cfg, out_dir, resume=not restart)  # before any process starts
-    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart))
+    backend = backend_for(cfg.train.device)
+    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart), backend)
 
 
 def _train_torchrun(cfg: RunConfig, out: str | None, restart: bool, world: int) -> None:
     """One of the ``WORLD_SIZE`` processes ``torchrun`` started (on one node or several)."""
-    from metamap.train.distributed import check_shardable, process_group
+    from metamap.train.distributed import backend_for, check_shardable, process_group
 
-    check_shardable(cfg, world)  # refuses GPUs: every process runs on the CPU, with gloo
-    with process_group():
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # this node's processes
+    check_shardable(cfg, world, local)
+    with process_group(backend_for(cfg.train.device)):
         _train_rank(cfg, str(cfg.out_dir if out is None else out), restart)
 
 

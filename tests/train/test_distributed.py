@@ -27,7 +27,10 @@ from metamap.models import MLP
 from metamap.tasks import SinusoidTasks
 from metamap.train import Trainer, load_checkpoint, load_config, read_metrics
 from metamap.train.distributed import (
+    backend_for,
+    check_gpus,
     check_shardable,
+    process_group,
     shard_range,
     sharded_meta_gradients,
     spawn_ranks,
@@ -247,3 +250,38 @@ def test_policy_learners_on_two_processes_train_as_one(
     logged = [read_metrics(out / "metrics.jsonl") for out in (single, two)]
     assert [r["step"] for r in logged[0]] == [r["step"] for r in logged[1]] == [1, 2, 3]
     assert logged[1][0]["loss"] == pytest.approx(logged[0][0]["loss"], rel=1e-12)  # same rollouts
+
+
+def test_gpu_processes_are_checked_before_any_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NCCL runs one process a GPU: more processes on a machine than its GPUs, or a device
+    index for all of them, are refused with the fix (CUDA stubbed: this machine has none)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"need 2 GPUs .* has 1: use --nproc 1"):
+        check_gpus("cuda", 2)
+    with pytest.raises(ConfigError, match=r"names one GPU.*use train\.device: cuda"):
+        check_gpus("cuda:1", 1)
+    check_gpus("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    check_gpus("cuda", 4)
+    assert (backend_for("cuda"), backend_for("cpu")) == ("nccl", "gloo")
+
+
+def test_an_nccl_process_takes_its_local_gpu_before_joining(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[int] = []
+    calls: list[str] = []
+    monkeypatch.setattr(torch.cuda, "set_device", taken.append)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append(backend))
+    monkeypatch.setattr(dist, "barrier", lambda: None)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: None)
+    monkeypatch.setenv("LOCAL_RANK", "3")  # as torchrun sets it on a node
+    with process_group("nccl"):
+        pass
+    monkeypatch.delenv("LOCAL_RANK")
+    with process_group("nccl", rank=1, world_size=2):  # as --nproc spawns them
+        pass
+    with process_group("gloo", rank=0, world_size=2):
+        pass
+    assert taken == [3, 1] and calls == ["nccl", "nccl", "gloo"]

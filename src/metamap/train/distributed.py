@@ -17,7 +17,8 @@ The trainer uses it when ``torch.distributed`` is initialised with several ranks
 runs the same loop on the same generator, hands the problem a :class:`ShardedLearner`, and applies
 the same all-reduced gradients, so the parameters stay identical; rank 0 alone validates, logs and
 writes checkpoints. ``metamap train CONFIG --nproc N`` starts ``N`` such processes on this machine
-(gloo); ``torchrun --nproc-per-node N -m metamap train CONFIG`` does the same across nodes.
+(gloo on the CPU; with ``train.device: cuda``, NCCL, process ``i`` on GPU ``i``);
+``torchrun --nproc-per-node N -m metamap train CONFIG`` does the same across nodes.
 :func:`check_shardable` refuses, before any work, what would not give the single-process answer.
 """
 
@@ -47,6 +48,8 @@ __all__ = [
     "ShardedLearner",
     "all_reduce_step",
     "any_rank",
+    "backend_for",
+    "check_gpus",
     "check_shardable",
     "mean_over_ranks",
     "process_group",
@@ -125,7 +128,8 @@ def any_rank(flag: bool) -> bool:
     stops every rank's step, instead of leaving the others waiting in an all-reduce."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    nccl = dist.get_backend() == "nccl"  # NCCL reduces GPU tensors only
+    t = torch.tensor([1.0 if flag else 0.0], device="cuda" if nccl else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -204,9 +208,10 @@ class ShardedLearner:
         return self.learner.parameters()
 
 
-def check_shardable(cfg: RunConfig, world: int) -> None:
+def check_shardable(cfg: RunConfig, world: int, local_world: int | None = None) -> None:
     """Raise :class:`ConfigError` naming why ``cfg`` cannot be trained on ``world`` processes
-    with the single-process answer (checked before any process starts)."""
+    (``local_world`` of them on this machine; default all) with the single-process answer,
+    checked before any process starts."""
     if world < 1:
         raise ConfigError(f"--nproc must be at least 1, got {world}")
     if world == 1:
@@ -236,14 +241,32 @@ def check_shardable(cfg: RunConfig, world: int) -> None:
             f"never hold a task; use at most {t.meta_batch} processes"
         )
     if t.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "NCCL needs CUDA, which this machine does not have; use train.device: cpu (gloo)"
-            )
+        check_gpus(t.device, world if local_world is None else local_world)
+
+
+def check_gpus(device: str, local_world: int) -> None:
+    """Refuse what NCCL cannot run: no CUDA, a device index (each process takes its own GPU),
+    or more processes on this machine than GPUs (NCCL refuses two ranks on one GPU)."""
+    if not torch.cuda.is_available():
         raise ConfigError(
-            "several processes on GPUs are not supported yet (each would need its own device and "
-            "NCCL); train on one GPU in one process, or on the CPU with --nproc"
+            "NCCL needs CUDA, which this machine does not have; use train.device: cpu (gloo)"
         )
+    if device != "cuda":
+        raise ConfigError(
+            f"train.device {device!r} names one GPU, but each process takes its own (process i "
+            "on cuda:i of its machine): use train.device: cuda"
+        )
+    count = torch.cuda.device_count()
+    if local_world > count:
+        raise ConfigError(
+            f"{local_world} processes on this machine need {local_world} GPUs (NCCL runs one "
+            f"process a GPU), but it has {count}: use --nproc {count}, or gloo on the CPU"
+        )
+
+
+def backend_for(device: str) -> str:
+    """The process group's backend for ``train.device``: NCCL on GPUs, gloo on the CPU."""
+    return "nccl" if device.startswith("cuda") else "gloo"
 
 
 def _free_port() -> int:
@@ -258,6 +281,8 @@ def process_group(backend: str = "gloo", **kwargs: Any) -> Iterator[None]:
     environment, as torchrun sets it, when no rank is given) for the ``with`` block, and leave it
     when every rank is done: a rank that tore its connections down while another still held
     them could abort that one at exit."""
+    if backend == "nccl":  # process i of a machine on its GPU i, before NCCL starts
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", kwargs.get("rank", 0))))
     dist.init_process_group(backend, timeout=timedelta(minutes=10), **kwargs)
     try:
         yield
