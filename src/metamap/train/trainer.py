@@ -365,9 +365,11 @@ class Trainer:
         schedule = self.cfg.model.drop_schedule(self.step)
         reseed_drop_layers(self.learner, self.generator, device, schedule)
         self.learner.set_training_step(self.step)  # schedules inside the learner (MAML++)
-        if self.world > 1:  # each process computes its slice; all get the whole batch's step
-            return self.problem.meta_step(ShardedLearner(self.learner), self.generator)
-        return self.problem.meta_step(self.learner, self.generator)
+        learner = ShardedLearner(self.learner) if self.world > 1 else self.learner
+        # each process computes its slice; all get the whole batch's step
+        bf16 = self.cfg.train.autocast == "bf16"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self.problem.meta_step(learner, self.generator)
 
     def _one_step(self, ms: MetaStep) -> None:
         step = self.step + 1
