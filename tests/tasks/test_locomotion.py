@@ -55,11 +55,12 @@ def test_the_reward_is_the_tasks_and_episodes_replay(family: str) -> None:
 
 
 def test_the_configs_build_a_policy_of_the_bodys_sizes() -> None:
-    for k in ("dir", "vel"):
-        cfg = load_config(CONFIGS / f"maml-trpo-halfcheetah-{k}.yaml", ["train.threads=1"])
+    sizes = {"halfcheetah-dir": (17, 6), "halfcheetah-vel": (17, 6), "ant-dir": (105, 8)}
+    for name, size in sizes.items():
+        cfg = load_config(CONFIGS / f"maml-trpo-{name}.yaml", ["train.threads=1"])
         assert type(build_problem(cfg)).__name__ == "MetaRLProblem"
         policy = build_run_learner(cfg).model
-        assert (policy.obs_dim, policy.act_dim) == (17, 6)
+        assert (policy.obs_dim, policy.act_dim) == size
 
 
 def test_missing_gymnasium_and_unknown_ids_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
