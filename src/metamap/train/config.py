@@ -180,10 +180,10 @@ class TrainConfig(Section):
     """Mixed precision of the training step: ``bf16`` runs its forward passes, inner loops
     included, under ``torch.autocast`` with bfloat16 (float32's exponent range, so no loss
     scaling), while parameters, gradients and the optimizer stay float32; validation and
-    evaluation run in float32. Off by default: second-order MAML's meta-gradient under it stays
-    close to float32's on the sinusoid MLP but moves markedly on Conv-4 with BatchNorm (both
-    checked in tests/train/test_autocast.py), and on these CPUs it has not been shown to pay.
-    fp16 is not offered: its inner-loop gradients would need a loss scale of their own."""
+    evaluation run in float32. Off by default: ``benchmarks/autocast.py`` measures how far
+    second-order MAML's meta-gradient moves under it and what it does to a step's time
+    (docs/results/speed.md); on the CPUs measured it is slower. fp16 is not offered: its
+    inner-loop gradients would need a loss scale of their own."""
     device: str = "cpu"
     threads: PositiveInt | None = None
     """CPU threads for torch (``None``: torch's default). Small models run fastest on 1: more
