@@ -12,7 +12,8 @@ over the goals:
 * **RL²** — ``configs/rl/rl2-navigation.yaml`` (a GRU policy whose hidden state, carried from
   a trial's first episode to the next, is the adapted model; PPO outer update), ``--rl2-steps``
   meta-iterations, where ``--rl2`` asks for it. Its "k steps" are the k episodes of the trial
-  before the scored one, one episode of experience a step;
+  before the scored one, one episode of experience a step (``--only-rl2``: it and the random
+  initialisation alone, into ``rl_navigation_rl2.json``, with plots of its own);
 * **multi-task pre-training** — the same policy trained by TRPO on all tasks with no adaptation in
   training (``learner.inner_lr=0``, ``learner.test_lr=0.1``), then fine-tuned by the same steps;
 * **random initialisation** — the untrained policy, adapted by the same steps.
@@ -124,6 +125,11 @@ def main() -> None:
     ap.add_argument("--ppo-steps", type=int, default=None, help="their meta-iterations (--steps)")
     ap.add_argument("--rl2", action="store_true", help="also RL²")
     ap.add_argument("--rl2-steps", type=int, default=500, help="RL²'s meta-iterations")
+    ap.add_argument(
+        "--only-rl2",
+        action="store_true",
+        help="RL² and the random initialisation alone, into rl_navigation_rl2.json",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     TEST_LR.append(f"learner.test_lr={args.test_lr}")
@@ -149,38 +155,45 @@ def main() -> None:
     if args.train == "rl2":
         _trained(*rl2)
         return
-    learners["MAML-TRPO"] = _trained("rl-navigation-maml-trpo", args.steps, threads, args.runs)
-    if args.train == "maml":
-        return
-    if args.pretrain_steps:
-        learners["multi-task pre-training"] = _trained(
-            "rl-navigation-pretrain", args.pretrain_steps, pretrain, args.runs
-        )
-    if args.ppo:
-        for name, (run, config, _) in ppo.items():
-            learners[name] = _trained(run, ppo_steps, threads, args.runs, CONFIG.with_name(config))
-    if args.rl2:
+    name = "rl_navigation_rl2" if args.only_rl2 else "rl_navigation"
+    if args.only_rl2:  # RL² beside the random initialisation, in a result of its own
         learners["RL²"] = _trained(*rl2)
+    else:
+        learners["MAML-TRPO"] = _trained("rl-navigation-maml-trpo", args.steps, threads, args.runs)
+        if args.train == "maml":
+            return
+        if args.pretrain_steps:
+            learners["multi-task pre-training"] = _trained(
+                "rl-navigation-pretrain", args.pretrain_steps, pretrain, args.runs
+            )
+        if args.ppo:
+            for method, (run, config, _) in ppo.items():
+                learners[method] = _trained(
+                    run, ppo_steps, threads, args.runs, CONFIG.with_name(config)
+                )
+        if args.rl2:
+            learners["RL²"] = _trained(*rl2)
     untrained = load_config(CONFIG, [*threads, *TEST_LR])
     learners["random initialisation"] = (build_run_learner(untrained), 0.0, 0)
     result = {
-        "benchmark": "rl_navigation",
+        "benchmark": name,
         **scored(problem, cfg, learners, PAPER, args.test_lr),
         "command": command_line(),
         "provenance": where,
     }
-    write_result(args.results / "rl_navigation.json", result)
-    maml: PolicyLearner = learners["MAML-TRPO"][0]
+    write_result(args.results / f"{name}.json", result)
+    lead: PolicyLearner = next(iter(learners.values()))[0]  # MAML-TRPO, or RL²
     goals = problem.family.fixed_goals(4, cfg.eval.seed, torch.float32)
     envs = problem.family.envs(goals, cfg.task.rollouts)  # type: ignore[attr-defined]
     g = torch.Generator().manual_seed(cfg.eval.seed)
     paths, params = [], None
     for k in range(3):  # before adaptation, after 1 and 2 steps (each from 20 episodes)
-        r = rollout(maml.policy_fn(params), envs, g)
+        r = rollout(lead.policy_fn(params), envs, g)
         paths.append((k, r))
-        params = maml.adapt_policy(r, params, step=k)
-    navigation_plot(goals, paths, args.plots / "navigation_trajectories.png")
-    return_curve_plot(result, args.plots / "navigation_returns.png")
+        params = lead.adapt_policy(r, params, step=k)
+    stem = name.removeprefix("rl_")
+    navigation_plot(goals, paths, args.plots / f"{stem}_trajectories.png")
+    return_curve_plot(result, args.plots / f"{stem}_returns.png")
 
 
 if __name__ == "__main__":
