@@ -66,7 +66,8 @@ def _trained(
     cfg = load_config(config, [f"train.steps={steps}", "train.progress=false", *over])
     trainer = Trainer(cfg, runs / name)
     result = trainer.fit(resume=True)
-    _, learner, _ = learner_from_checkpoint(trainer.result_path, TEST_LR)
+    adapts_by_steps = "test_lr" in type(cfg.learner).model_fields  # not RL²: no step size
+    _, learner, _ = learner_from_checkpoint(trainer.result_path, TEST_LR * adapts_by_steps)
     return learner, result.train_seconds, result.step
 
 
