@@ -845,6 +845,36 @@ def first_order_gap_table() -> str:
     return "\n".join([*lines, provenance_note([data])])
 
 
+def autocast_table() -> str:
+    """benchmarks/autocast.py: ``train.autocast: bf16`` against float32 — the meta-gradient's
+    cosine and relative error, and the time of a meta-step."""
+    r = _result("autocast")
+    lines = [
+        "| network | cosine to float32 | relative error | float32 s / step | bf16 s / step "
+        "| bf16 speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in r["rows"].items():
+        sec = row["seconds"]
+        lines.append(
+            f"| {name} | {row['cosine']:.4f} | {row['relative_error']:.3f} | "
+            f"{sec['float32']:.3f} | {sec['bf16']:.3f} | {row['speedup']:.2f}× |"
+        )
+    prov = r["provenance"]
+    seeds = len(next(iter(r["rows"].values()))["seeds"])
+    before, after = r["load_average"]
+    lines += [
+        "",
+        "Second-order MAML's meta-gradient of one meta-batch of training tasks (each config's "
+        f"size), float32 against bfloat16 autocast, mean over {seeds} initialisations; seconds: "
+        f"median of {r['rounds']} interleaved rounds, {prov['cpu']}, {prov['threads']} "
+        f"thread(s), 1-minute load average {before:.1f} before and {after:.1f} after. "
+        f"Produced by `{shell(r['command'])}`.",
+        provenance_note([r]),
+    ]
+    return "\n".join(lines)
+
+
 def batching_table() -> str:
     """What ``batching="auto"`` chooses and why: vmap against the per-task loop on the CPU
     (speed_learn2learn.json's sinusoid and Conv-4 MAML scenarios) and on a GPU (the
@@ -1104,11 +1134,9 @@ def _diverged(r: dict[str, Any]) -> str:
     )
 
 
-def rl_navigation_table(name: str = "rl_navigation") -> str:
-    """benchmarks/navigation.py: mean return on the test goals after 0-3 adaptation steps, each
-    method beside the MAML paper's figure, with training time (``rl_navigation_velocity``: the
-    run on raw velocities, before the configs normalized the actions)."""
-    r = _result(name, "navigation")
+def _rl_rows(r: dict[str, Any]) -> list[str]:
+    """The rows of a meta-RL result: each method's mean return ± 95% CI after each count of
+    adaptation steps beside the paper's figure, its meta-iterations and training time."""
     steps = [str(k) for k in r["steps"]]
     lines = [
         "| method | "
@@ -1125,23 +1153,69 @@ def rl_navigation_table(name: str = "rl_navigation") -> str:
         ]
         t = _minutes(m["train_seconds"]) if m["steps"] else "–"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['steps'] or '–'} | {t} |")
+    return lines
+
+
+def _rl_protocol(r: dict[str, Any], what: str) -> str:
+    """The protocol line under a meta-RL table; ``what``: goals or tasks."""
     prov = r["provenance"]
-    lines += [
-        "",
-        f"{r['protocol']}; {r['tasks']} fixed test goals (seed {r['seed']}), adaptation step "
+    return (
+        f"{r['protocol']}; {r['tasks']} fixed test {what} (seed {r['seed']}), adaptation step "
         f"sizes {', '.join(f'{a:g}' for a in r.get('test_lr', [0.1]))} (the last for later "
-        f"steps); mean return ± 95% CI over the goals, each goal's score the mean of its "
-        f"episodes. Training on "
-        f"{prov['cpu']}, {prov['threads']} thread(s). Produced by `{shell(r['command'])}`."
+        f"steps); mean return ± 95% CI over the {what}, each {what[:-1]}'s score the mean of "
+        f"its episodes. Training on {prov['cpu']}, {prov['threads']} thread(s). Produced by "
+        f"`{shell(r['command'])}`."
+    )
+
+
+def rl_navigation_table(name: str = "rl_navigation") -> str:
+    """benchmarks/navigation.py: mean return on the test goals after 0-3 adaptation steps, each
+    method beside the MAML paper's figure, with training time (``rl_navigation_velocity``: the
+    run on raw velocities, before the configs normalized the actions)."""
+    r = _result(name, "navigation")
+    raw = r["config"]["task"].get("actions", "velocity") == "velocity"
+    return "\n".join([
+        *_rl_rows(r),
+        "",
+        _rl_protocol(r, "goals")
         + (
             " Raw velocities: made before `task.actions` existed, so that command now trains "
             "the normalized protocol; `-o task.actions=velocity` on each config gives this one."
-            if r["config"]["task"].get("actions", "velocity") == "velocity"
+            if raw
+            else ""
+        )
+        + (
+            " RL²: its policy is a GRU (`configs/rl/rl2-navigation.yaml`; the protocol above "
+            "names the other rows' policy) that reads its rewards, and \"k steps\" is the (k+1)-th "
+            "episode of each trial, its hidden state carried from the k before (one episode of "
+            "experience a step, where the MAML rows adapt on 20); it also adapts within an "
+            "episode, so even its first episode is not a 0-step policy in MAML's sense."
+            if "RL²" in r["methods"]
             else ""
         ),
         provenance_note([r]),
-    ]
-    return "\n".join(lines)
+    ])  # fmt: skip
+
+
+def rl_locomotion_table(family: str) -> str:
+    """benchmarks/locomotion.py: MAML-TRPO on HalfCheetah (``dir`` or ``vel``) within this
+    machine's time budget, beside the untrained policy and the paper; how far training got."""
+    r = _result(f"rl_halfcheetah_{family}", "locomotion")
+    maml = r["methods"]["MAML-TRPO"]
+    stop = (
+        "stopped there by its time budget" if r["budget_stopped"] else "the whole planned schedule"
+    )
+    curve = ", ".join(f"{int(s)}: {v:.1f}" for s, v in r["validation"]) or "none yet"
+    return "\n".join([
+        *_rl_rows(r),
+        "",
+        _rl_protocol(r, "tasks"),
+        f"MAML-TRPO is scored at meta-iteration {r['scored_step']} (its best validation) of the "
+        f"{r['reached']} it trained, {stop}, of the {r['planned']} planned; training took "
+        f"{_minutes(maml['train_seconds'])}. Validation return after one step, by "
+        f"meta-iteration: {curve}.",
+        provenance_note([r]),
+    ])  # fmt: skip
 
 
 def scaling_table() -> str:
@@ -1323,6 +1397,7 @@ TABLES = {
     "omniglot": omniglot_table,
     "speed": speed_table,
     "batching": batching_table,
+    "autocast": autocast_table,
     "features": features_table,
     "easyfsl": easyfsl_table,
     "embed_speed": embed_speed_table,
@@ -1335,6 +1410,9 @@ TABLES = {
     "movielens_user_cold_other": lambda: movielens_table("user_cold", "other"),
     "rl_navigation": rl_navigation_table,
     "rl_navigation_velocity": lambda: rl_navigation_table("rl_navigation_velocity"),
+    "rl_navigation_rl2": lambda: rl_navigation_table("rl_navigation_rl2"),
+    "rl_halfcheetah_dir": lambda: rl_locomotion_table("dir"),
+    "rl_halfcheetah_vel": lambda: rl_locomotion_table("vel"),
     "rl_speed": rl_speed_table,
     "scaling": scaling_table,
 }
@@ -1352,6 +1430,7 @@ PAGES = {
     "downsample_speed": RESULTS_DOCS / "downsampling.md",
     "speed": RESULTS_DOCS / "speed.md",
     "batching": ROOT / "docs" / "design.md",
+    "autocast": RESULTS_DOCS / "speed.md",
     "easyfsl": RESULTS_DOCS / "speed.md",
     "episode_speed": RESULTS_DOCS / "speed.md",
     "embed_speed": RESULTS_DOCS / "speed.md",
@@ -1362,6 +1441,9 @@ PAGES = {
     "movielens_user_cold_other": RESULTS_DOCS / "movielens.md",
     "rl_navigation": RESULTS_DOCS / "rl.md",
     "rl_navigation_velocity": RESULTS_DOCS / "rl.md",
+    "rl_navigation_rl2": RESULTS_DOCS / "rl.md",
+    "rl_halfcheetah_dir": RESULTS_DOCS / "rl.md",
+    "rl_halfcheetah_vel": RESULTS_DOCS / "rl.md",
     "rl_speed": RESULTS_DOCS / "rl.md",
     "scaling": ROOT / "README.md",
 }
