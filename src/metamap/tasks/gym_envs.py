@@ -23,12 +23,22 @@ import torch
 from torch import Tensor
 
 from metamap.errors import TaskShapeError
-from metamap.tasks.navigation import EnvStep
+from metamap.tasks.navigation import EnvStep, goal_generators
 
-__all__ = ["GymTaskEnvs", "RewardFn"]
+__all__ = ["GymTaskEnvs", "RewardFn", "reset_seeds"]
 
 RewardFn = Callable[[int, dict[str, Any], Any, float], float]
 """``(task index, Gymnasium's step info, the clipped action, Gymnasium's reward) -> reward``."""
+
+
+def reset_seeds(goals: Tensor, envs_per_task: int) -> Tensor:
+    """One reset seed per copy ``(T·E,)``, task-major, drawn from each goal's own generator
+    (:func:`~metamap.tasks.navigation.goal_generators`): the same goal gives the same episodes,
+    whatever batch or share of a batch holds it (a resumed run, processes splitting a batch)."""
+    return torch.cat([
+        torch.randint(2**31 - 1, (envs_per_task,), generator=g)
+        for g in goal_generators(goals.cpu())
+    ])  # fmt: skip
 
 
 class GymTaskEnvs:

@@ -27,8 +27,8 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.tasks.gym_envs import GymTaskEnvs
-from metamap.tasks.navigation import SeededGoals, goal_generators
+from metamap.tasks.gym_envs import GymTaskEnvs, reset_seeds
+from metamap.tasks.navigation import SeededGoals
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
 __all__ = [
@@ -112,13 +112,7 @@ class LocomotionFamily(SeededGoals):
         return torch.where(u < 0.5, -1.0, 1.0).to(dtype)
 
     def envs(self, goals: Tensor, envs_per_task: int) -> LocomotionEnvs:
-        # reset seeds from each goal: the same goal gives the same episodes, whatever batch or
-        # share of a batch holds it (a resumed run, processes splitting a batch)
-        seeds = torch.cat([
-            torch.randint(2**31 - 1, (envs_per_task,), generator=g)
-            for g in goal_generators(goals.cpu())
-        ])  # fmt: skip
-        return LocomotionEnvs(self, goals, envs_per_task, seeds)
+        return LocomotionEnvs(self, goals, envs_per_task, reset_seeds(goals, envs_per_task))
 
     def reward(self, goal: float, info: dict[str, Any], action: Any, gym_reward: float) -> float:
         """The task's reward from Gymnasium's step ``info`` and the clipped ``action``."""

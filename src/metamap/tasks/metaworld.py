@@ -35,16 +35,25 @@ from pydantic import NonNegativeInt, PositiveInt, model_validator
 from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.tasks.gym_envs import GymTaskEnvs
-from metamap.tasks.navigation import GoalSplit, fixed_draws, goal_generators
+from metamap.tasks.gym_envs import GymTaskEnvs, reset_seeds
+from metamap.tasks.navigation import GoalSplit, fixed_draws
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
-__all__ = ["MAX_PATH_LENGTH", "MetaWorldFamily", "MetaWorldTask", "load_benchmark"]
+__all__ = ["MAX_PATH_LENGTH", "MetaWorldFamily", "MetaWorldTask", "check_horizon", "load_benchmark"]
 
 OBS_DIM, ACT_DIM = 39, 4
 MAX_PATH_LENGTH = 500
 """Meta-World's episode length: its environments refuse to step further."""
 TRAIN, TEST = 0, 1
+
+
+def check_horizon(horizon: int) -> None:
+    """A :class:`ConfigError` unless ``1 <= horizon <= 500``, Meta-World's episode length."""
+    if not 1 <= horizon <= MAX_PATH_LENGTH:
+        raise ConfigError(
+            f"task.horizon must be at least 1 and at most {MAX_PATH_LENGTH} steps (Meta-World's "
+            f"episode length), got {horizon}"
+        )
 
 
 @cache
@@ -79,11 +88,7 @@ class MetaWorldFamily:
         horizon: int = MAX_PATH_LENGTH,
         seed: int = 0,
     ) -> None:
-        if not 1 <= horizon <= MAX_PATH_LENGTH:
-            raise ConfigError(
-                f"task.horizon must be 1 to {MAX_PATH_LENGTH} steps (Meta-World's episode "
-                f"length), got {horizon}"
-            )
+        check_horizon(horizon)
         self.benchmark, self.env_name, self.horizon = benchmark, env_name, int(horizon)
         bench = load_benchmark(benchmark, env_name if benchmark == "ML1" else None, seed)
         self.classes = {**bench.train_classes, **bench.test_classes}
@@ -130,16 +135,13 @@ class MetaWorldFamily:
                 env = self.classes[task.env_name]()
                 env.set_task(task)
                 envs.append(env)
-        seeds = torch.cat([
-            torch.randint(2**31 - 1, (envs_per_task,), generator=g)
-            for g in goal_generators(goals.cpu())
-        ])  # fmt: skip
 
         def reward(task: int, info: dict[str, Any], action: Any, gym_reward: float) -> float:
             return gym_reward
 
         return GymTaskEnvs(
-            envs, envs_per_task, self.horizon, OBS_DIM, ACT_DIM, seeds, reward, goals.dtype,
+            envs, envs_per_task, self.horizon, OBS_DIM, ACT_DIM,
+            reset_seeds(goals, envs_per_task), reward, goals.dtype,
             success_key="success",
         )  # fmt: skip
 
@@ -166,11 +168,7 @@ class MetaWorldTask(EnvironmentTaskSection):
                 f"benchmark ML10 has its own 10 training and 5 test tasks; drop task.env_name "
                 f"({self.env_name!r}), or use benchmark: ML1 for one task"
             )
-        if self.horizon > MAX_PATH_LENGTH:
-            raise ValueError(
-                f"task.horizon must be at most {MAX_PATH_LENGTH} (Meta-World's episode length), "
-                f"got {self.horizon}"
-            )
+        check_horizon(self.horizon)
         return self
 
     def in_features(self) -> int:
