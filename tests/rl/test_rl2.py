@@ -89,8 +89,8 @@ def test_a_tasks_advantages_do_not_depend_on_the_other_tasks() -> None:
     )
     masks[1, 2, 6:] = 0
     rewards = rewards * masks
-    whole = learner._trial_advantages(rewards, masks)
-    part = learner._trial_advantages(rewards[2:], masks[2:])
+    whole = learner._trial_advantages(rewards, masks, 9)
+    part = learner._trial_advantages(rewards[2:], masks[2:], 9)
     torch.testing.assert_close(whole[2:], part, rtol=0, atol=1e-12)
     assert float(whole[1, 2, 6:].abs().sum()) == 0.0
 

@@ -30,6 +30,7 @@ from metamap.models.policy import gaussian_log_prob
 from metamap.rl.outer_adam import adam_step, init_adam, reduced_grads
 from metamap.rl.policy_gradient import (
     PolicyGradientLearner,
+    PolicyLearnerSection,
     PolicySection,
     advantages,
     gaussian_kl,
@@ -38,7 +39,7 @@ from metamap.rl.policy_gradient import (
 from metamap.rl.protocol import Reduce
 from metamap.rl.rollout import Rollouts
 
-__all__ = ["MAMLPPO", "MAMLPPOSection", "ProMP", "ProMPSection"]
+__all__ = ["MAMLPPO", "MAMLPPOSection", "PPOUpdate", "ProMP", "ProMPSection"]
 
 
 class MAMLPPO(PolicyGradientLearner):
@@ -90,13 +91,17 @@ class MAMLPPO(PolicyGradientLearner):
         return torch.zeros((), dtype=old[0].dtype)
 
 
-class PPOSection(PolicySection):
+class PPOUpdate(PolicyLearnerSection):
     """The settings of a PPO outer update: ``epochs`` Adam steps of ``outer_lr`` on the
-    surrogate clipped at ``1 ± clip``."""
+    surrogate clipped at ``1 ± clip`` (MAML-PPO, ProMP, RL²)."""
 
     outer_lr: PositiveFloat = 1e-3
     epochs: PositiveInt = 5
     clip: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class PPOSection(PolicySection, PPOUpdate):
+    """MAML's inner step with a PPO outer update."""
 
 
 @register_learner

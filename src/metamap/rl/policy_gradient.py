@@ -37,6 +37,7 @@ from metamap.rl.rollout import PolicyFn, Rollouts
 __all__ = [
     "PolicyGradientLearner",
     "PolicyLearnerBase",
+    "PolicyLearnerSection",
     "PolicySection",
     "advantages",
     "gaussian_kl",
@@ -179,15 +180,21 @@ class PolicyGradientLearner(PolicyLearnerBase):
         policies (``reduce``: these are one process's tasks, see :mod:`metamap.rl.protocol`)."""
 
 
-class PolicySection(LearnerSection):
-    """What every policy learner takes (environments as tasks, and only those) and its settings
-    of the inner policy-gradient step and of the returns."""
+class PolicyLearnerSection(LearnerSection):
+    """What every policy learner takes (environments as tasks, and only those) and the discount
+    of its returns."""
 
     regression = False
     classification = False
     reinforcement = True
     fixed_head = False
     shards_exactly = True  # meta_update reduces its means over tasks across processes
+
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
+
+
+class PolicySection(PolicyLearnerSection):
+    """The settings of MAML's inner policy-gradient step and of its advantages."""
 
     inner_lr: NonNegativeFloat = 0.1
     """α of the inner step in meta-training; 0: no adaptation in training, i.e. one policy
@@ -196,5 +203,4 @@ class PolicySection(LearnerSection):
     """The step size of adaptation after training (``metamap eval``, validation): one, or one
     per step (the last for later ones; the MAML paper evaluates with ``[0.1, 0.05]``);
     default α."""
-    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
     gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)

@@ -33,15 +33,16 @@ from __future__ import annotations
 from typing import Literal, cast
 
 import torch
-from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from metamap.core.learner import MetaStep
 from metamap.errors import TaskShapeError
 from metamap.learners.base import MetaLearner
-from metamap.learners.registry import BuildContext, LearnerSection, register_learner
+from metamap.learners.registry import BuildContext, register_learner
 from metamap.models.policy import gaussian_log_prob
 from metamap.models.recurrent_policy import GaussianGRU, feedback_inputs
+from metamap.rl.advantages import normalize_advantages
+from metamap.rl.maml_ppo import PPOUpdate
 from metamap.rl.outer_adam import adam_step, init_adam, reduced_grads
 from metamap.rl.policy_gradient import PolicyLearnerBase, masked_task_mean
 from metamap.rl.protocol import Reduce
@@ -138,9 +139,10 @@ class RL2(PolicyLearnerBase):
             return {"hidden": self._run(trial_inputs(r), params)[2]}
 
     # ---- the outer update ------------------------------------------------------------------
-    def _trial_advantages(self, rewards: Tensor, masks: Tensor) -> Tensor:
-        """Advantages ``(T, E, L)``: the trial's discounted return against the leave-one-out
-        mean of the task's other copies, normalised per task over its running steps."""
+    def _trial_advantages(self, rewards: Tensor, masks: Tensor, horizon: int) -> Tensor:
+        """Advantages ``(T, E, L)`` of trials of ``L / horizon`` episodes: the trial's discounted
+        return against the leave-one-out mean of the task's other copies, normalised per task
+        over its running steps (:func:`~metamap.rl.normalize_advantages`, one episode a row)."""
         returns = torch.zeros_like(rewards)
         after = torch.zeros_like(rewards[..., 0])
         for t in reversed(range(rewards.shape[-1])):
@@ -150,11 +152,11 @@ class RL2(PolicyLearnerBase):
         if copies < 2:
             raise TaskShapeError("RL² needs at least 2 episodes per task (task.rollouts)")
         baseline = (returns.sum(1, keepdim=True) - returns) / (copies - 1)
-        adv = (returns - baseline) * masks
-        n = masks.sum((1, 2), keepdim=True).clamp_min(1)  # per task: the same on any shard
-        mean = adv.sum((1, 2), keepdim=True) / n
-        std = (((adv - mean) * masks) ** 2).sum((1, 2), keepdim=True).div(n).sqrt()
-        return (adv - mean) / (std + 1e-8) * masks
+        episodes = (*masks.shape[:-1], -1, horizon)  # one a row; per task, the same on any shard
+        adv = normalize_advantages(
+            ((returns - baseline) * masks).reshape(episodes), masks.reshape(episodes)
+        )
+        return adv.flatten(-2)
 
     def meta_update(
         self, support: Rollouts, query: Rollouts, reduce: Reduce | None = None
@@ -164,7 +166,8 @@ class RL2(PolicyLearnerBase):
         actions = torch.cat([support.actions, query.actions], 2)
         old = torch.cat([support.log_probs, query.log_probs], 2)
         masks = torch.cat([support.masks, query.masks], 2)
-        adv = self._trial_advantages(torch.cat([support.rewards, query.rewards], 2), masks)
+        rewards = torch.cat([support.rewards, query.rewards], 2)
+        adv = self._trial_advantages(rewards, masks, support.rewards.shape[-1])
         params = list(self.model.parameters())
         for _ in range(self.epochs):
             with torch.enable_grad():
@@ -181,22 +184,12 @@ class RL2(PolicyLearnerBase):
 
 
 @register_learner
-class RL2Section(LearnerSection):
+class RL2Section(PPOUpdate):
     """``learner: {name: rl2}`` — RL² (Duan et al. 2016) with a PPO outer update; needs
     ``model.name: gaussian_gru``."""
 
     name: Literal["rl2"] = "rl2"
-    regression = False
-    classification = False
-    reinforcement = True
     recurrent = True
-    fixed_head = False
-    shards_exactly = True  # meta_update reduces its means over tasks across processes
-
-    outer_lr: PositiveFloat = 1e-3
-    epochs: PositiveInt = 5
-    clip: float = Field(default=0.2, gt=0.0, lt=1.0)
-    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
 
     def build(self, ctx: BuildContext) -> MetaLearner:
         model = cast(GaussianGRU, ctx.model())  # the run config checks it is recurrent
