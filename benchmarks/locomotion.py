@@ -21,7 +21,6 @@ renders the table in docs/results/rl.md.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -29,7 +28,13 @@ from pathlib import Path
 import torch
 
 from machine import command_line, provenance, write_result  # benchmarks/machine.py
-from metamap.train import MetaRLProblem, Trainer, learner_from_checkpoint, load_config
+from metamap.train import (
+    MetaRLProblem,
+    Trainer,
+    learner_from_checkpoint,
+    load_config,
+    read_metrics,
+)
 from metamap.train.build import build_run_learner
 from metamap.viz.rl import return_curve_plot
 from navigation import scored  # benchmarks/navigation.py
@@ -60,13 +65,9 @@ def train_within(trainer: Trainer, steps: int, minutes: float | None) -> tuple[i
 
 
 def validation_curve(metrics: Path, key: str) -> list[list[float]]:
-    """``[[step, validation return], ...]`` from the run's metrics log."""
-    curve = []
-    for line in metrics.read_text().splitlines():
-        row = json.loads(line)
-        if key in row:
-            curve.append([row["step"], round(float(row[key]), 2)])
-    return curve
+    """``[[step, validation return], ...]`` from the run's metrics log (:func:`read_metrics`:
+    torn lines of a killed run skipped, a step logged again by a resume counted once)."""
+    return [[r["step"], round(float(r[key]), 2)] for r in read_metrics(metrics) if key in r]
 
 
 def main() -> None:

@@ -341,7 +341,7 @@ class RunConfig(Section):
         task, model, learner = self.task, self.model, self.learner
         images, ids, rl = task.images, bool(task.vocabulary()), task.loss == "return"
         # the networks that take this task's inputs (images, feature vectors, id columns or
-        # observations of environments)
+        # observations of environments) and fit the learner (a recurrent policy or not)
         able = ", ".join(
             repr(n)
             for n, s in MODELS.items()
@@ -368,17 +368,13 @@ class RunConfig(Section):
                 "rollouts and TRPO/PPO steps stay float32: use train.autocast none"
             )
         if rl and model.recurrent != learner.recurrent:
-            want = learner.recurrent
-            fit = sorted(n for n, s in MODELS.items() if s.policy and s.recurrent == want)
             kind = (
                 "adapts a recurrent policy's hidden state"
                 if learner.recurrent
                 else "adapts the parameters of a feed-forward policy"
             )
-            raise ValueError(
-                f"learner {learner.name!r} {kind}: use model.name "
-                f"{', '.join(map(repr, fit))}, not {model.name!r}"
-            )
+            raise ValueError(f"learner {learner.name!r} {kind}: use model.name {able}, "
+                             f"not {model.name!r}")  # fmt: skip
         if images and not model.images:
             raise ValueError(f"task.family {task.family!r} needs an image model.name ({able})")
         if not images and model.images:

@@ -365,8 +365,8 @@ class Trainer:
         schedule = self.cfg.model.drop_schedule(self.step)
         reseed_drop_layers(self.learner, self.generator, device, schedule)
         self.learner.set_training_step(self.step)  # schedules inside the learner (MAML++)
-        learner = ShardedLearner(self.learner) if self.world > 1 else self.learner
         # each process computes its slice; all get the whole batch's step
+        learner = ShardedLearner(self.learner) if self.world > 1 else self.learner
         bf16 = self.cfg.train.autocast == "bf16"
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return self.problem.meta_step(learner, self.generator)
