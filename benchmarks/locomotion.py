@@ -2,10 +2,11 @@
 velocity, scored as the paper scores it, beside the untrained policy adapted by the same steps.
 
 The paper trains for hours on many cores; these machines have two. So training takes a budget:
-``--steps`` meta-iterations at most, and ``--minutes`` of this invocation at most (checked
-between meta-iterations). A killed or budget-stopped run resumes where it stopped, bit for bit
-(the trainer's checkpoints), so the budget can be spent over several invocations; the result
-says how many meta-iterations the scored model had and how long they took.
+``--steps`` meta-iterations at most, and ``--minutes`` of this invocation at most (the
+trainer's time budget, ``metamap train --minutes``: checked between meta-iterations). A
+killed or budget-stopped run resumes where it stopped, bit for bit (the trainer's
+checkpoints), so the budget can be spent over several invocations; the result says how many
+meta-iterations the scored model had and how long they took.
 
 Evaluation (:class:`metamap.train.MetaRLProblem`, as ``benchmarks/navigation.py``): the mean
 return on 40 fixed test tasks before adaptation and after 1, 2 and 3 policy-gradient steps (20
@@ -21,8 +22,6 @@ renders the table in docs/results/rl.md.
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from pathlib import Path
 
 import torch
@@ -50,18 +49,6 @@ PAPER = {  # Finn et al. 2017, the paper's result files: after 0 / 1 / 2 / 3 ste
         "random initialisation": [-254.8, -254.3, -246.8, -230.8],
     },
 }
-
-
-def train_within(trainer: Trainer, steps: int, minutes: float | None) -> tuple[int, bool]:
-    """Train ``trainer`` towards ``steps`` meta-iterations, one at a time, until ``minutes``
-    have passed; ``(the step reached, whether the budget stopped it)``."""
-    deadline = math.inf if minutes is None else time.monotonic() + 60 * minutes
-    while True:
-        result = trainer.fit(resume=True, stop_after=trainer.step + 1)
-        if result.step >= steps:
-            return result.step, False
-        if time.monotonic() >= deadline:
-            return result.step, True
 
 
 def validation_curve(metrics: Path, key: str) -> list[list[float]]:
@@ -93,7 +80,8 @@ def main() -> None:
     ]
     cfg = load_config(config, over)
     trainer = Trainer(cfg, args.runs / f"halfcheetah-{args.family}")
-    reached, stopped = train_within(trainer, args.steps, args.minutes)
+    trained = trainer.fit(resume=True, minutes=args.minutes)  # the budget: the trainer's
+    reached, stopped = trained.step, trained.budget_stopped
     test_lr = [f"learner.test_lr={args.test_lr}"]
     ckpt = trainer.result_path  # the best validated; the last before any validation
     ckpt = ckpt if ckpt.exists() else trainer.last_path

@@ -32,6 +32,21 @@ SMALL = [
 ]
 
 
+def test_train_minutes_stops_checkpointed_and_the_same_command_continues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = ROOT / "configs" / "sinusoid" / "maml.yaml"
+    argv = ["train", str(cfg), "--out", str(tmp_path), *SMALL, "--eval", "--minutes", "1e-9"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "stopped by the 1e-09-minute budget at step 1 of 30" in err
+    assert "not evaluated: the run stopped at step 1 of 30" in err
+    assert not (tmp_path / "eval.json").exists()
+    assert main(argv[:-2]) == 0  # no budget: it continues from step 1 and evaluates
+    assert "resuming from" in capsys.readouterr().err
+    assert (tmp_path / "eval.json").is_file()
+
+
 def test_train_eval_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = ROOT / "configs" / "sinusoid" / "maml.yaml"
     assert main(["train", str(cfg), "--out", str(tmp_path), *SMALL, "--eval"]) == 0

@@ -414,6 +414,11 @@ ARG_CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
     ("unknown-key", lambda e: ["eval", e.best, "-o", "eval.shot=[5]"], "unknown key 'eval.shot'"),
     ("config-missing", lambda e: ["train", str(e.tmp / "none.yaml")], "does not exist"),
     (
+        "minutes-zero",
+        lambda e: ["train", SINUSOID, "--out", str(e.tmp / "r"), "--minutes", "0"],
+        "--minutes must be a positive number of minutes",
+    ),
+    (
         "lake-on-regression",
         lambda e: ["eval", e.best, "--lake", str(e.tmp)],
         "--lake scores Omniglot",

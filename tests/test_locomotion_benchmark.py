@@ -32,7 +32,7 @@ def _run(tmp_path: Path, *args: str) -> dict:
 
 
 def test_a_budget_stops_training_and_the_next_call_resumes(tmp_path: Path) -> None:
-    first = _run(tmp_path, "--steps", "5", "--minutes", "0")
+    first = _run(tmp_path, "--steps", "5", "--minutes", "1e-9")
     assert (first["reached"], first["planned"], first["budget_stopped"]) == (1, 5, True)
     second = _run(tmp_path, "--steps", "3")
     assert (second["reached"], second["budget_stopped"]) == (3, False)

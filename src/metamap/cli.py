@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from metamap.train import (
     describe,
     lake_one_shot_error,
     learner_from_checkpoint,
+    load_checkpoint,
     load_config,
     read_metrics,
 )
@@ -104,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         help="ignore an existing checkpoint in the output folder and start afresh",
     )
     t.add_argument("--eval", action="store_true", help="evaluate the best checkpoint afterwards")
+    t.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="time budget of this call: stop after the step under way once it is spent, with "
+        "that step checkpointed; the same command continues the run (default: no budget)",
+    )
     t.add_argument(
         "--nproc",
         type=int,
@@ -189,7 +198,14 @@ def _print_scores(results: dict[str, Any]) -> None:
             print(f"  {d['name']} ({d['tasks']} episodes): {score}")
 
 
-def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = False) -> Trainer:
+def _train(
+    cfg: RunConfig,
+    out: str | None,
+    restart: bool,
+    evaluate: bool = False,
+    minutes: float | None = None,
+) -> Trainer:
+    _check_minutes(minutes)
     out_dir = check_output_dir(cfg.out_dir if out is None else out)
     check_run_folder(cfg, out_dir, resume=not restart)  # before the data is loaded
     if cfg.train.threads is not None:
@@ -208,39 +224,68 @@ def _train(cfg: RunConfig, out: str | None, restart: bool, evaluate: bool = Fals
         print(f"resuming from {source} at step {step}{lost}", file=sys.stderr)
 
     trainer.on_resume = note
-    result = trainer.fit(resume=not restart)
+    result = trainer.fit(resume=not restart, minutes=minutes)
     metric = trainer.problem.metric
     what = f"validation {metric if metric == 'accuracy' else metric.upper()}"
     print(
         f"trained {result.step} steps into {result.out_dir}; best {what} "
         f"{result.best_val:.4f} at step {result.best_step} [{describe(cfg)}]"
     )
+    if result.budget_stopped:
+        print(
+            f"stopped by the {minutes:g}-minute budget at step {result.step} of "
+            f"{cfg.train.steps} (checkpointed); run the same command to continue",
+            file=sys.stderr,
+        )
     return trainer
 
 
-def _train_ranks(cfg: RunConfig, out: str | None, restart: bool, nproc: int) -> None:
+def _finished(paths: RunPaths, cfg: RunConfig) -> bool:
+    """Whether the run reached ``train.steps`` (``--eval`` waits for that), saying so if not."""
+    step = int(load_checkpoint(paths.last)["step"]) if paths.last.is_file() else 0
+    if step < cfg.train.steps:
+        print(
+            f"not evaluated: the run stopped at step {step} of {cfg.train.steps}; the same "
+            "command continues it and evaluates at the end",
+            file=sys.stderr,
+        )
+    return step >= cfg.train.steps
+
+
+def _check_minutes(minutes: float | None) -> None:
+    """``--minutes`` is refused before any data is loaded or process started."""
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError(f"--minutes must be a positive number of minutes, got {minutes:g}")
+
+
+def _train_ranks(
+    cfg: RunConfig, out: str | None, restart: bool, nproc: int, minutes: float | None = None
+) -> None:
     """``metamap train --nproc N``: N processes of one meta-batch each step (gloo on the CPU,
     NCCL with one GPU each)."""
     from metamap.train.distributed import backend_for, check_shardable, spawn_ranks
 
+    _check_minutes(minutes)
     check_shardable(cfg, nproc)
     out_dir = check_output_dir(cfg.out_dir if out is None else out)
     check_run_folder(cfg, out_dir, resume=not restart)  # before any process starts
     backend = backend_for(cfg.train.device)
-    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart), backend)
+    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart, minutes), backend)
 
 
-def _train_torchrun(cfg: RunConfig, out: str | None, restart: bool, world: int) -> None:
+def _train_torchrun(
+    cfg: RunConfig, out: str | None, restart: bool, world: int, minutes: float | None = None
+) -> None:
     """One of the ``WORLD_SIZE`` processes ``torchrun`` started (on one node or several)."""
     from metamap.train.distributed import backend_for, check_shardable, process_group
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # this node's processes
     check_shardable(cfg, world, local)
     with process_group(backend_for(cfg.train.device)):
-        _train_rank(cfg, str(cfg.out_dir if out is None else out), restart)
+        _train_rank(cfg, str(cfg.out_dir if out is None else out), restart, minutes)
 
 
-def _train_rank(cfg: RunConfig, out: str, restart: bool) -> None:
+def _train_rank(cfg: RunConfig, out: str, restart: bool, minutes: float | None = None) -> None:
     """One process of ``--nproc``: rank 0 trains as ``metamap train`` does (progress, notes,
     checkpoints); the others compute their share quietly (the trainer shows them no progress)."""
     import torch.distributed as dist
@@ -251,9 +296,9 @@ def _train_rank(cfg: RunConfig, out: str, restart: bool) -> None:
             contextlib.redirect_stdout(quiet),
             contextlib.redirect_stderr(quiet),
         ):
-            _train(cfg, out, restart)
+            _train(cfg, out, restart, minutes=minutes)
         return
-    _train(cfg, out, restart)
+    _train(cfg, out, restart, minutes=minutes)
 
 
 def _lake(cfg: RunConfig, learner: MetaLearner, root: str) -> dict[str, Any]:
@@ -437,16 +482,17 @@ def _run(args: argparse.Namespace) -> None:
         cfg = load_config(_config_path(args.config), args.overrides)
         torchrun = int(os.environ.get("WORLD_SIZE", "1"))
         if torchrun > 1:  # one process of a torchrun launch (its env:// rendezvous)
-            _train_torchrun(cfg, args.out, args.restart, torchrun)
+            _train_torchrun(cfg, args.out, args.restart, torchrun, args.minutes)
         elif args.nproc != 1:
-            _train_ranks(cfg, args.out, args.restart, args.nproc)
+            _train_ranks(cfg, args.out, args.restart, args.nproc, args.minutes)
             paths = RunPaths(Path(cfg.out_dir if args.out is None else args.out))
-            if args.eval:
+            if args.eval and _finished(paths, cfg):
                 _evaluate(paths.result(cfg.eval.checkpoint), [], paths.evaluation)
         else:
-            trainer = _train(cfg, args.out, args.restart, evaluate=args.eval)
-            if args.eval:
-                _evaluate(trainer.result_path, [], RunPaths(trainer.out_dir).evaluation)
+            trainer = _train(cfg, args.out, args.restart, args.eval, args.minutes)
+            paths = RunPaths(trainer.out_dir)
+            if args.eval and _finished(paths, cfg):
+                _evaluate(trainer.result_path, [], paths.evaluation)
     elif args.command == "eval":
         out = None if args.out is None else check_output_file(args.out)
         _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)

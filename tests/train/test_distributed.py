@@ -95,6 +95,11 @@ def _fit(out: str, stop_after: int | None) -> None:
     Trainer(load_config(None, SHORT), out).fit(stop_after=stop_after)
 
 
+def _fit_budget(out: str) -> None:
+    result = Trainer(load_config(None, SHORT), out).fit(minutes=1e-9)
+    assert (result.step, result.budget_stopped) == (1, True)  # every process stops at step 1
+
+
 def _weights(out: Path) -> dict[str, torch.Tensor]:
     return dict(load_checkpoint(out / "checkpoints" / "last.pt")["learner"])
 
@@ -117,7 +122,11 @@ def test_two_processes_train_as_one_and_resume_with_any_number(tmp_path: Path) -
     other = tmp_path / "other"
     Trainer(load_config(None, SHORT), other).fit(stop_after=3)
     spawn_ranks(2, _fit, (str(other), None))
-    for out in (mixed, other):
+    budget = tmp_path / "budget"  # a spent time budget: both processes stop after one step
+    spawn_ranks(2, _fit_budget, (str(budget),))
+    assert load_checkpoint(budget / "checkpoints" / "last.pt")["step"] == 1
+    spawn_ranks(2, _fit, (str(budget), None))
+    for out in (mixed, other, budget):
         c = _weights(out)
         assert all(torch.allclose(a[k], c[k], rtol=0, atol=1e-12) for k in a)
 

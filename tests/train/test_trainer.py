@@ -61,6 +61,36 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path: Path, learner: st
     assert steps == list(range(1, 13))
 
 
+def test_a_time_budget_stops_with_the_step_checkpointed_and_continues_alike(
+    tmp_path: Path,
+) -> None:
+    cfg = load_config(None, FAST)
+    full = Trainer(cfg, tmp_path / "full")
+    full.fit()
+    assert not full.fit(minutes=60).budget_stopped  # a finished run: nothing left to stop
+    calls = []
+    while True:  # a budget spent at once: one step a call, each checkpointed (ckpt_every=3)
+        part = Trainer(cfg, tmp_path / "part")
+        result = part.fit(minutes=1e-9)
+        calls.append(result.step)
+        assert load_checkpoint(part.last_path)["step"] == result.step
+        if not result.budget_stopped:
+            break
+    assert calls == list(range(1, 13))
+    assert _same(_weights(full), _weights(part))
+    steps = [r["step"] for r in read_metrics(RunPaths(tmp_path / "part").metrics)]
+    assert steps == list(range(1, 13))
+
+
+@pytest.mark.parametrize("minutes", [0.0, -1.0, math.nan, math.inf])
+def test_a_time_budget_that_is_not_a_positive_number_is_refused(
+    tmp_path: Path, minutes: float
+) -> None:
+    with pytest.raises(ConfigError, match="positive number of minutes"):
+        Trainer(load_config(None, FAST), tmp_path / "r").fit(minutes=minutes)
+    assert not (tmp_path / "r").exists()
+
+
 def test_same_seed_same_weights_other_seed_differs(tmp_path: Path) -> None:
     a = Trainer(load_config(None, FAST), tmp_path / "a")
     a.fit()

@@ -38,7 +38,7 @@ from metamap.tasks import make_generator
 from metamap.train.build import build_run_learner, resolve_device
 from metamap.train.checkpoint import check_run_state, load_checkpoint, save_checkpoint
 from metamap.train.config import RunConfig, parse_config
-from metamap.train.distributed import ShardedLearner, rank_and_world
+from metamap.train.distributed import ShardedLearner, any_rank, rank_and_world
 from metamap.train.metrics import MetricsLog
 from metamap.train.problems import VAL_CHUNK, VAL_SEED_OFFSET, build_problem
 from metamap.train.rundir import RunLock, RunPaths
@@ -105,6 +105,9 @@ class TrainResult:
     last_loss: float
     train_seconds: float
     """Wall-clock seconds spent training, summed over every resumed session."""
+    budget_stopped: bool = False
+    """Whether this call's time budget (``fit(minutes=...)``) ended it before ``train.steps``:
+    its last step is checkpointed, and the same call continues the run."""
 
 
 class Trainer:
@@ -267,8 +270,15 @@ class Trainer:
             return False
         return val > self.best_val if self.higher_is_better else val < self.best_val
 
-    def fit(self, resume: bool = True, stop_after: int | None = None) -> TrainResult:
+    def fit(
+        self, resume: bool = True, stop_after: int | None = None, minutes: float | None = None
+    ) -> TrainResult:
         """Train to ``train.steps`` (or stop after ``stop_after`` steps, as a kill would).
+
+        ``minutes``: a time budget for this call (``metamap train --minutes``). Once it is spent
+        the call stops after the step under way, with that step checkpointed (at least one step
+        per call), and returns ``budget_stopped=True``; calling again continues the run exactly
+        as if it had not stopped. With several processes they stop at the same step.
 
         ``resume=True`` continues the run in ``out_dir`` from :meth:`resume_source`, or starts
         it; :meth:`check_run_folder` refuses a folder whose results that would overwrite.
@@ -277,13 +287,18 @@ class Trainer:
         (:class:`~metamap.errors.RunLockedError`).
         """
         # Checked and loaded before the lock, so that a refusal leaves the folder untouched.
+        if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+            raise ConfigError(
+                f"the time budget must be a positive number of minutes, got {minutes!r}"
+            )
         check_output_dir(self.out_dir, "out_dir")
+        deadline = None if minutes is None else time.monotonic() + 60 * minutes
         self.problem.prepare()
         if self.rank > 0:  # a follower: rank 0 checks, locks and prepares the folder first
             dist.barrier()
             if resume:
                 self.resume()
-            return self._loop(None, stop_after)
+            return self._loop(None, stop_after, deadline)
         self.check_run_folder(resume)
         resumed = resume and self.resume()
         with RunLock(self.out_dir):
@@ -300,11 +315,14 @@ class Trainer:
             log = MetricsLog(self.metrics_path, self.step if resumed else None)
             if self.world > 1:
                 dist.barrier()  # the followers load the same checkpoint now
-            return self._loop(log, stop_after)
+            return self._loop(log, stop_after, deadline)
 
-    def _loop(self, log: MetricsLog | None, stop_after: int | None) -> TrainResult:
+    def _loop(
+        self, log: MetricsLog | None, stop_after: int | None, deadline: float | None
+    ) -> TrainResult:
         """The steps; with several processes only rank 0 (``log`` given) validates, logs and
-        writes checkpoints, the others compute their share of every meta-gradient."""
+        writes checkpoints, the others compute their share of every meta-gradient. Stops
+        after a step that ends past ``deadline`` (``time.monotonic()``) on any process."""
         cfg, t = self.cfg, self.cfg.train
         device = torch.device(t.device)
         bar = tqdm(
@@ -316,37 +334,26 @@ class Trainer:
             leave=False,
         )
         start = time.perf_counter() - self.train_seconds
+        stopped = False
         try:
             while self.step < t.steps:
                 if stop_after is not None and self.step >= stop_after:
                     break
                 self._one_step(self._gradients(device))
                 self.train_seconds = time.perf_counter() - start
-                record: dict[str, Any] = {}
-                if log is None:
-                    continue
-                if self.step % t.val_every == 0 or self.step == t.steps:
-                    val = self.validate()
-                    record[self.val_name] = val
-                    if self._better(val):
-                        self.best_val, self.best_step = val, self.step
-                        save_checkpoint(self.best_path, self.state_dict())
-                if self.step % t.log_every == 0 or record:
-                    log.write(
-                        {
-                            "step": self.step,
-                            "loss": self.last_loss,
-                            "lr": self.scheduler.get_last_lr()[0],
-                            "time": round(time.perf_counter() - start, 3),
-                            **record,
-                        }
+                if log is not None:
+                    self._record(log, start)
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", refresh=False
                     )
-                if self.step % t.ckpt_every == 0 or self.step == t.steps:
-                    save_checkpoint(self.last_path, self.state_dict())
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", refresh=False
-                )
+                if deadline is None or self.step >= t.steps:
+                    continue
+                if any_rank(time.monotonic() >= deadline):  # every process stops at this step
+                    if log is not None and self.step % t.ckpt_every != 0:
+                        save_checkpoint(self.last_path, self.state_dict())
+                    stopped = True
+                    break
         finally:
             bar.close()
         return TrainResult(
@@ -356,7 +363,31 @@ class Trainer:
             self.best_val,
             self.last_loss,
             self.train_seconds,
+            budget_stopped=stopped,
         )
+
+    def _record(self, log: MetricsLog, start: float) -> None:
+        """After a step (rank 0): validate, log and checkpoint at their cadences."""
+        t = self.cfg.train
+        record: dict[str, Any] = {}
+        if self.step % t.val_every == 0 or self.step == t.steps:
+            val = self.validate()
+            record[self.val_name] = val
+            if self._better(val):
+                self.best_val, self.best_step = val, self.step
+                save_checkpoint(self.best_path, self.state_dict())
+        if self.step % t.log_every == 0 or record:
+            log.write(
+                {
+                    "step": self.step,
+                    "loss": self.last_loss,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "time": round(time.perf_counter() - start, 3),
+                    **record,
+                }
+            )
+        if self.step % t.ckpt_every == 0 or self.step == t.steps:
+            save_checkpoint(self.last_path, self.state_dict())
 
     def _gradients(self, device: torch.device) -> MetaStep:
         """One outer step of the problem: its meta-gradients (or its own update)."""
