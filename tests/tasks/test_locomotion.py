@@ -53,6 +53,26 @@ def test_the_reward_is_the_tasks_and_episodes_replay(family: str) -> None:
     assert bool(a.masks.all())  # HalfCheetah never falls: every episode runs to the horizon
 
 
+def test_lent_environments_give_the_episodes_of_new_ones_and_batches_do_not_interleave() -> None:
+    pooled = LocomotionFamily("halfcheetah_vel", horizon=6)
+    policy = GaussianMLP(17, 6)
+    g = torch.Generator().manual_seed(2)
+    batches = [pooled.sample_goals(n, g) for n in (3, 2, 3)]  # fewer, then more environments
+    for goals in batches:
+        a = rollout(policy, pooled.envs(goals, 2), torch.Generator().manual_seed(0))
+        b = rollout(policy, LocomotionFamily("halfcheetah_vel", 6).envs(goals, 2),
+                    torch.Generator().manual_seed(0))  # fmt: skip
+        assert torch.equal(a.observations, b.observations) and torch.equal(a.rewards, b.rewards)
+    assert len(pooled.pool.envs) == 6  # made once: 3 tasks × 2 episodes at most
+    first, second = pooled.envs(batches[0], 2), pooled.envs(batches[1], 2)
+    first.reset()
+    second.reset()  # the same environments, now this batch's
+    with pytest.raises(RuntimeError, match="another batch of tasks has reset these environments"):
+        first.step(torch.zeros(3, 2, 6))
+    first.reset()
+    assert first.step(torch.zeros(3, 2, 6)).reward.shape == (3, 2)
+
+
 def test_the_configs_build_a_policy_of_the_bodys_sizes() -> None:
     sizes = {"halfcheetah-dir": (17, 6), "halfcheetah-vel": (17, 6), "ant-dir": (105, 8)}
     for name, size in sizes.items():

@@ -10,7 +10,9 @@ were running, as :class:`metamap.tasks.navigation.NavigationEnvs` does. Each cop
 its own seed (``reset_seeds``), so the same task gives the same episodes in every batch.
 
 Used by the MuJoCo locomotion families (:mod:`metamap.tasks.locomotion`) and the Meta-World
-adapter (:mod:`metamap.tasks.metaworld`); each gives the environments and the reward.
+adapter (:mod:`metamap.tasks.metaworld`); each gives the environments and the reward. A family
+whose tasks differ only in the reward lends the same environments to every batch
+(:class:`EnvPool`) instead of making new ones.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import Tensor
 from metamap.errors import TaskShapeError
 from metamap.tasks.navigation import EnvStep, goal_generators
 
-__all__ = ["GymTaskEnvs", "RewardFn", "reset_seeds"]
+__all__ = ["EnvPool", "GymTaskEnvs", "RewardFn", "reset_seeds"]
 
 RewardFn = Callable[[int, dict[str, Any], Any, float], float]
 """``(task index, Gymnasium's step info, the clipped action, Gymnasium's reward) -> reward``."""
@@ -41,12 +43,36 @@ def reset_seeds(goals: Tensor, envs_per_task: int) -> Tensor:
     ])  # fmt: skip
 
 
+class EnvPool:
+    """Environments made once and lent to one batch of tasks at a time.
+
+    Making a MuJoCo environment parses and compiles its XML model (and MuJoCo 3.3+ prints a
+    deprecation line for HalfCheetah's ``settotalmass`` each time); a HalfCheetah
+    meta-iteration made 800 of them. A batch resets every environment from its own seed before
+    its episodes, so a lent environment gives the same episodes as a new one (tested bitwise).
+    The batch that reset them last holds them (``holder``): one that steps them after another
+    batch's reset is refused rather than silently stepping the other's episodes.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self.envs: list[Any] = []
+        self.holder: object | None = None
+
+    def lend(self, n: int) -> list[Any]:
+        """``n`` environments, made on first need and kept for later batches."""
+        while len(self.envs) < n:
+            self.envs.append(self.make())
+        return self.envs[:n]
+
+
 class GymTaskEnvs:
     """``envs``: ``T·E`` Gymnasium environments, task-major (copy ``e`` of task ``t`` at
     ``t·E + e``), already configured for their task; ``reset_seeds``: one seed per copy.
 
     Actions ``(T, E, act_dim)`` are clipped to ``[-1, 1]`` (the action box of the MuJoCo bodies
-    and of Meta-World's arm) and passed as float64.
+    and of Meta-World's arm) and passed as float64. ``pool``: the :class:`EnvPool` that lent
+    ``envs``, claimed at each :meth:`reset`.
     """
 
     def __init__(
@@ -60,6 +86,7 @@ class GymTaskEnvs:
         reward: RewardFn,
         dtype: torch.dtype = torch.float32,
         success_key: str | None = None,
+        pool: EnvPool | None = None,
     ) -> None:
         if envs_per_task < 1 or len(envs) % envs_per_task:
             raise ValueError(
@@ -79,6 +106,7 @@ class GymTaskEnvs:
         self.success_key = success_key
         self._succeeded = np.zeros(n, dtype=bool)
         self.t = self.horizon  # no episode running until reset()
+        self.pool = pool
 
     @property
     def success(self) -> Tensor | None:
@@ -94,6 +122,8 @@ class GymTaskEnvs:
 
     def reset(self) -> Tensor:
         """Start every copy from its seed; observations ``(T, E, obs_dim)``."""
+        if self.pool is not None:
+            self.pool.holder = self
         for i, (env, seed) in enumerate(zip(self.envs, self.seeds, strict=True)):
             self._obs[i] = env.reset(seed=seed)[0]
         self._alive[:] = True
@@ -107,6 +137,12 @@ class GymTaskEnvs:
             raise TaskShapeError(f"actions must have shape {want}, got {tuple(actions.shape)}")
         if self.t >= self.horizon:
             raise RuntimeError("no episode is running; call reset() first")
+        if self.pool is not None and self.pool.holder is not self:
+            raise RuntimeError(
+                "another batch of tasks has reset these environments (they are lent from one "
+                "EnvPool) since this batch's reset(); finish one batch's episodes before "
+                "starting another's, or reset() this batch again"
+            )
         running = self._alive.copy()
         reward = np.zeros(len(self.envs))
         flat = actions.detach().reshape(-1, self.act_dim).clamp(-1.0, 1.0).double().numpy()

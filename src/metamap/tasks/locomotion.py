@@ -27,7 +27,7 @@ from pydantic import PositiveInt
 from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.tasks.gym_envs import GymTaskEnvs, reset_seeds
+from metamap.tasks.gym_envs import EnvPool, GymTaskEnvs, reset_seeds
 from metamap.tasks.navigation import SeededGoals
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
@@ -85,10 +85,9 @@ class LocomotionEnvs(GymTaskEnvs):
             return family.reward(targets[task], info, action, gym_reward)
 
         n = int(goals.shape[0]) * int(envs_per_task)
-        envs = [make_gym_env(family.env_id) for _ in range(n)]
         super().__init__(
-            envs, envs_per_task, family.horizon, family.obs_dim, family.act_dim, reset_seeds,
-            reward, goals.dtype,
+            family.pool.lend(n), envs_per_task, family.horizon, family.obs_dim, family.act_dim,
+            reset_seeds, reward, goals.dtype, pool=family.pool,
         )  # fmt: skip
 
 
@@ -100,6 +99,8 @@ class LocomotionFamily(SeededGoals):
             raise ConfigError(f"unknown locomotion family {name!r}; choose one of {list(FAMILIES)}")
         self.name, self.horizon = name, int(horizon)
         self.env_id, self.kind, self.obs_dim, self.act_dim = FAMILIES[name]
+        self.pool = EnvPool(lambda: make_gym_env(self.env_id))
+        """The family's environments, lent to each batch (the goal is only in the reward)."""
 
     def sample_goals(
         self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
