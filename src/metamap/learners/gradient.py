@@ -126,6 +126,7 @@ class GradientLearner(MetaLearner):
         self.loss_name = loss
         self.inner_steps = inner_steps
         self.batching = choose_batching(model, batching)
+        self._normalises = _normalises(model)  # layers are not added after construction
         self._loss = loss_function(loss)
         self._metric = metric_function(loss)
         # Channels-last pays only where the model pins the layout through second-order gradients
@@ -309,7 +310,7 @@ class GradientLearner(MetaLearner):
         return self._meta_gradients_loop(batch)
 
     def _meta_gradients_vmap(self, batch: TaskBatch) -> MetaStep:
-        if self.batched_objective and not _normalises(self.model):
+        if self.batched_objective and not self._normalises:
             return self._batched_step(batch)
         meta = {k: v.detach() for k, v in self.named_parameters()}
 
