@@ -9,16 +9,24 @@ them a finished row is only re-evaluated; on a fresh clone everything trains fro
 
     python benchmarks/rerun.py 'omniglot_*.json'       # the Omniglot table
     python benchmarks/rerun.py --dry-run               # list every recorded command
+
+Results made before result files recorded their provenance (or made from a dirty tree) can be
+re-made a session at a time, cheapest first by the training time they recorded, several at once:
+
+    python benchmarks/rerun.py --unproven --hours 2.5 --jobs 2 --dry-run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,14 +34,39 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def recorded_commands(pattern: str) -> list[str]:
-    """The distinct ``command`` fields of the results matching ``pattern``, in file order."""
-    seen: dict[str, None] = {}
+def recorded_commands(pattern: str, unproven: bool = False) -> dict[str, float]:
+    """The distinct ``command`` fields of the results matching ``pattern``, in file order, each
+    with the training seconds its results recorded (``inf`` where none did). ``unproven``: only
+    results without a clean provenance record (none, or made from a dirty tree)."""
+    seen: dict[str, float] = {}
     for path in sorted(RESULTS.glob(pattern)):
-        command = json.loads(path.read_text()).get("command")
-        if isinstance(command, str) and command.startswith("python "):
-            seen.setdefault(command, None)
-    return list(seen)
+        data = json.loads(path.read_text())
+        command = data.get("command")
+        if not (isinstance(command, str) and command.startswith("python ")):
+            continue
+        if unproven and not _unproven(data):
+            continue
+        seconds = data.get("train_seconds")
+        cost = float(seconds) if isinstance(seconds, int | float) else math.inf
+        seen[command] = min(seen.get(command, math.inf), cost)
+    return seen
+
+
+def _unproven(data: dict[str, Any]) -> bool:
+    where = data.get("provenance")
+    return not isinstance(where, dict) or not where.get("commit") or bool(where.get("dirty"))
+
+
+def within(costs: dict[str, float], hours: float, jobs: int) -> list[str]:
+    """The commands that fit ``hours`` of wall time on ``jobs`` workers, cheapest first (by
+    their recorded seconds; commands of unknown cost are left out)."""
+    chosen, total = [], 0.0
+    for command, cost in sorted(costs.items(), key=lambda kv: kv[1]):
+        if total + cost > hours * 3600 * jobs:
+            break
+        chosen.append(command)
+        total += cost
+    return chosen
 
 
 def portable_argv(command: str) -> list[str]:
@@ -50,21 +83,47 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("pattern", nargs="?", default="*.json", help="results files (a glob)")
     ap.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
+    ap.add_argument(
+        "--unproven",
+        action="store_true",
+        help="only results without a clean provenance record (none, or a dirty tree)",
+    )
+    ap.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        help="the commands that fit this many hours, cheapest first by recorded training time",
+    )
+    ap.add_argument("--jobs", type=int, default=1, help="commands run at once (default 1)")
     args = ap.parse_args()
-    commands = recorded_commands(args.pattern)
-    if not commands:
+    if args.jobs < 1 or (args.hours is not None and not args.hours > 0):
+        raise SystemExit("--jobs must be at least 1 and --hours positive")
+    costs = recorded_commands(args.pattern, args.unproven)
+    if not costs:
         raise SystemExit(f"no results in {RESULTS} match {args.pattern!r}")
     gpu = torch.cuda.is_available()
-    for command in commands:
-        argv = portable_argv(command)
-        if any(a.startswith("cuda") for a in argv) and not gpu:
+    for command in list(costs):
+        if any(a.startswith("cuda") for a in portable_argv(command)) and not gpu:
             print(f"skipped (needs a CUDA device; see benchmarks/device_check.sh): {command}")
-            continue
-        print(f"$ {shlex.join(argv)}", flush=True)
-        if not args.dry_run:
-            subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, check=True)
-    if not args.dry_run:
-        subprocess.run([sys.executable, "benchmarks/make_tables.py"], cwd=ROOT, check=True)
+            del costs[command]
+    commands = list(costs) if args.hours is None else within(costs, args.hours, args.jobs)
+    runnable = [portable_argv(c) for c in commands]
+    for command, argv in zip(commands, runnable, strict=True):
+        seconds = costs[command]
+        cost = f"  # trained {seconds / 60:.0f} min when recorded" if math.isfinite(seconds) else ""
+        print(f"$ {shlex.join(argv)}{cost}", flush=True)
+    if args.dry_run:
+        return
+
+    def run(argv: list[str]) -> int:
+        return subprocess.run([sys.executable, *argv[1:]], cwd=ROOT).returncode
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        codes = list(pool.map(run, runnable))
+    failed = [shlex.join(a) for a, c in zip(runnable, codes, strict=True) if c != 0]
+    if failed:
+        raise SystemExit("failed: " + "; ".join(failed))
+    subprocess.run([sys.executable, "benchmarks/make_tables.py"], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

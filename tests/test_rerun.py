@@ -54,3 +54,34 @@ def test_gpu_commands_are_skipped_without_a_gpu(
         assert "$ python benchmarks/b.py --device cuda:0" in out
     else:
         assert f"skipped (needs a CUDA device; see benchmarks/device_check.sh): {gpu}" in out
+
+
+def test_unproven_results_are_chosen_cheapest_first_within_the_hours(
+    rerun: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean = {"commit": "abc", "dirty": False}
+    results = {  # name: (command, recorded training seconds, provenance)
+        "a.json": ("python benchmarks/a.py", 3000, None),
+        "b.json": ("python benchmarks/b.py", 1000, {"commit": "abc", "dirty": True}),
+        "c.json": ("python benchmarks/c.py", 100, clean),  # proven: not re-run
+        "d.json": ("python benchmarks/d.py", 4000, None),
+        "e.json": ("python benchmarks/e.py", None, None),  # cost unknown: never within hours
+    }
+    for name, (command, seconds, where) in results.items():
+        data = {"command": command, "train_seconds": seconds, "provenance": where}
+        (tmp_path / name).write_text(json.dumps({k: v for k, v in data.items() if v}))
+    costs = rerun.recorded_commands("*.json", unproven=True)
+    assert list(costs) == [f"python benchmarks/{x}.py" for x in "abde"]
+    assert rerun.within(costs, 1.2, 2) == [  # 1.2 h on 2 workers: 8,640 s
+        "python benchmarks/b.py",
+        "python benchmarks/a.py",
+        "python benchmarks/d.py",
+    ]
+    assert rerun.within(costs, 0.5, 1) == ["python benchmarks/b.py"]
+    monkeypatch.setattr(sys, "argv", ["rerun.py", "--unproven", "--hours", "0.5", "--dry-run"])
+    rerun.main()
+    out = capsys.readouterr().out
+    assert out == "$ python benchmarks/b.py  # trained 17 min when recorded\n"
