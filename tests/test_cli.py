@@ -38,7 +38,8 @@ def test_train_minutes_stops_checkpointed_and_the_same_command_continues(
     cfg = ROOT / "configs" / "sinusoid" / "maml.yaml"
     argv = ["train", str(cfg), "--out", str(tmp_path), *SMALL, "--eval", "--minutes", "1e-9"]
     assert main(argv) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "trained 1 steps" in out and "no validation yet (every 10 steps)" in out
     assert "stopped by the 1e-09-minute budget at step 1 of 30" in err
     assert "not evaluated: the run stopped at step 1 of 30" in err
     assert not (tmp_path / "eval.json").exists()

@@ -227,10 +227,12 @@ def _train(
     result = trainer.fit(resume=not restart, minutes=minutes)
     metric = trainer.problem.metric
     what = f"validation {metric if metric == 'accuracy' else metric.upper()}"
-    print(
-        f"trained {result.step} steps into {result.out_dir}; best {what} "
-        f"{result.best_val:.4f} at step {result.best_step} [{describe(cfg)}]"
+    best = (
+        f"best {what} {result.best_val:.4f} at step {result.best_step}"
+        if result.best_step
+        else f"no validation yet (every {cfg.train.val_every} steps)"
     )
+    print(f"trained {result.step} steps into {result.out_dir}; {best} [{describe(cfg)}]")
     if result.budget_stopped:
         print(
             f"stopped by the {minutes:g}-minute budget at step {result.step} of "
