@@ -250,7 +250,7 @@ def test_bad_overrides_are_refused_in_one_short_line(override: str, needle: str)
     start = time.perf_counter()
     with pytest.raises(ConfigError) as e:
         apply_overrides({}, [override])
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 10  # never expanded (expanding: hours)
     message = str(e.value)
     assert message.startswith("override '") and needle in message
     assert "\n" not in message and len(message) < 400
@@ -265,4 +265,4 @@ def test_a_bomb_handed_to_the_python_api_is_refused_without_expanding_it() -> No
         parse_config({"model": {"hidden": bomb}})
     with pytest.raises(ConfigError, match="YAML aliases"):
         apply_overrides({"model": {"hidden": bomb}}, [])
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 10  # never expanded (expanding: hours)
