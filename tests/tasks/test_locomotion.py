@@ -63,7 +63,7 @@ def test_lent_environments_give_the_episodes_of_new_ones_and_batches_do_not_inte
         b = rollout(policy, LocomotionFamily("halfcheetah_vel", 6).envs(goals, 2),
                     torch.Generator().manual_seed(0))  # fmt: skip
         assert torch.equal(a.observations, b.observations) and torch.equal(a.rewards, b.rewards)
-    assert len(pooled.pool.envs) == 6  # made once: 3 tasks × 2 episodes at most
+    assert pooled.pool.made == 6  # made once: 3 tasks × 2 episodes at most
     first, second = pooled.envs(batches[0], 2), pooled.envs(batches[1], 2)
     first.reset()
     second.reset()  # the same environments, now this batch's

@@ -144,6 +144,15 @@ def test_every_copy_is_set_to_its_task_and_rewards_and_truncation_are_meta_world
         envs.step(action)
     again = fam.envs(goals, 2)
     assert torch.equal(again.reset(), obs)  # the same task gives the same episodes
+    ml10 = MetaWorldFamily("ML10", None, horizon=5)  # lent again, each set to its new task
+    for seed in (1, 2):
+        goals = ml10.fixed_goals(6, seed=seed)
+        obs = ml10.envs(goals, 2).reset()
+        want = [[float(ml10.task(row).data)] * 2 for row in goals]
+        assert obs[:, :, 0].tolist() == want
+    made = ml10.pool.made
+    ml10.envs(ml10.fixed_goals(6, seed=1), 2).reset()
+    assert ml10.pool.made == made  # a batch the pool has served before needs no new ones
 
 
 @pytest.mark.usefixtures("fake_metaworld")
@@ -195,8 +204,13 @@ def test_real_meta_world_rollouts_replay_and_a_meta_iteration_runs(tmp_path: Pat
     goals = fam.sample_goals(2, torch.Generator().manual_seed(0))
     policy = GaussianMLP(39, 4)
     a = rollout(policy, fam.envs(goals, 2), torch.Generator().manual_seed(0))
+    other = fam.sample_goals(2, torch.Generator().manual_seed(1))
+    rollout(policy, fam.envs(other, 2), torch.Generator().manual_seed(0))  # lent to other tasks
     b = rollout(policy, fam.envs(goals, 2), torch.Generator().manual_seed(0))
+    fresh = MetaWorldFamily("ML1", "reach-v3", horizon=20)  # a pool of new environments
+    c = rollout(policy, fresh.envs(goals, 2), torch.Generator().manual_seed(0))
     assert a.observations.shape == (2, 2, 20, 39) and torch.equal(a.returns, b.returns)
+    assert torch.equal(b.observations, c.observations) and torch.equal(b.rewards, c.rewards)
     assert bool((a.returns > 0).all())  # Meta-World's dense rewards are positive
     assert a.successes is not None and a.successes.shape == (2, 2)
     cfg = load_config(

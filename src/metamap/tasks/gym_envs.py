@@ -48,22 +48,30 @@ class EnvPool:
 
     Making a MuJoCo environment parses and compiles its XML model (and MuJoCo 3.3+ prints a
     deprecation line for HalfCheetah's ``settotalmass`` each time); a HalfCheetah
-    meta-iteration made 800 of them. A batch resets every environment from its own seed before
-    its episodes, so a lent environment gives the same episodes as a new one (tested bitwise).
-    The batch that reset them last holds them (``holder``): one that steps them after another
-    batch's reset is refused rather than silently stepping the other's episodes.
+    meta-iteration made 800 of them. A batch configures each lent environment for its task
+    and resets it from its own seed before its episodes, so a lent environment gives the same
+    episodes as a new one (tested bitwise). ``make(kind)`` builds one environment of a kind
+    (e.g. a Meta-World task's class); :meth:`lend` keeps each kind apart. The batch that reset
+    them last holds them all (``holder``): one that steps them after another batch's reset is
+    refused rather than silently stepping the other's episodes.
     """
 
-    def __init__(self, make: Callable[[], Any]) -> None:
+    def __init__(self, make: Callable[[str], Any]) -> None:
         self.make = make
-        self.envs: list[Any] = []
+        self.envs: dict[str, list[Any]] = {}
         self.holder: object | None = None
 
-    def lend(self, n: int) -> list[Any]:
-        """``n`` environments, made on first need and kept for later batches."""
-        while len(self.envs) < n:
-            self.envs.append(self.make())
-        return self.envs[:n]
+    def lend(self, n: int, kind: str = "") -> list[Any]:
+        """``n`` environments of ``kind``, made on first need and kept for later batches."""
+        envs = self.envs.setdefault(kind, [])
+        while len(envs) < n:
+            envs.append(self.make(kind))
+        return envs[:n]
+
+    @property
+    def made(self) -> int:
+        """How many environments the pool has made."""
+        return sum(len(v) for v in self.envs.values())
 
 
 class GymTaskEnvs:

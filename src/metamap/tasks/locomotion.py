@@ -99,7 +99,7 @@ class LocomotionFamily(SeededGoals):
             raise ConfigError(f"unknown locomotion family {name!r}; choose one of {list(FAMILIES)}")
         self.name, self.horizon = name, int(horizon)
         self.env_id, self.kind, self.obs_dim, self.act_dim = FAMILIES[name]
-        self.pool = EnvPool(lambda: make_gym_env(self.env_id))
+        self.pool = EnvPool(lambda _: make_gym_env(self.env_id))
         """The family's environments, lent to each batch (the goal is only in the reward)."""
 
     def sample_goals(

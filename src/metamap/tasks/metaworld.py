@@ -26,6 +26,7 @@ test-metaworld`` builds one and runs this adapter's tests there).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from pydantic import NonNegativeInt, PositiveInt, model_validator
 from torch import Tensor
 
 from metamap.errors import ConfigError, TaskShapeError
-from metamap.tasks.gym_envs import GymTaskEnvs, reset_seeds
+from metamap.tasks.gym_envs import EnvPool, GymTaskEnvs, reset_seeds
 from metamap.tasks.navigation import GoalSplit, fixed_draws
 from metamap.tasks.registry import EnvironmentTaskSection, register_task
 
@@ -93,6 +94,8 @@ class MetaWorldFamily:
         bench = load_benchmark(benchmark, env_name if benchmark == "ML1" else None, seed)
         self.classes = {**bench.train_classes, **bench.test_classes}
         self.tasks = (list(bench.train_tasks), list(bench.test_tasks))
+        self.pool = EnvPool(lambda name: self.classes[name]())
+        """The family's environments, one kind per Meta-World class, lent to each batch."""
 
     def _draw(self, split: int) -> Callable[[int, torch.Generator, torch.dtype], Tensor]:
         def sample(n: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
@@ -125,14 +128,17 @@ class MetaWorldFamily:
         return self.tasks[split][index]
 
     def envs(self, goals: Tensor, envs_per_task: int) -> GymTaskEnvs:
-        """One environment per task and episode, each ``set_task`` to its task."""
+        """One environment per task and episode, each ``set_task`` to its task: lent by the
+        family's :class:`~metamap.tasks.gym_envs.EnvPool`, one kind per Meta-World class."""
         if goals.dim() != 2 or goals.shape[1] != 2:
             raise TaskShapeError(f"goals must have shape (tasks, 2), got {tuple(goals.shape)}")
+        tasks = [self.task(row) for row in goals.cpu()]
+        needed = Counter(task.env_name for task in tasks)
+        lent = {k: iter(self.pool.lend(n * envs_per_task, k)) for k, n in needed.items()}
         envs = []
-        for row in goals.cpu():
-            task = self.task(row)
+        for task in tasks:
             for _ in range(envs_per_task):
-                env = self.classes[task.env_name]()
+                env = next(lent[task.env_name])
                 env.set_task(task)
                 envs.append(env)
 
@@ -142,7 +148,7 @@ class MetaWorldFamily:
         return GymTaskEnvs(
             envs, envs_per_task, self.horizon, OBS_DIM, ACT_DIM,
             reset_seeds(goals, envs_per_task), reward, goals.dtype,
-            success_key="success",
+            success_key="success", pool=self.pool,
         )  # fmt: skip
 
 
