@@ -416,7 +416,7 @@ ARG_CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
     (
         "minutes-zero",
         lambda e: ["train", SINUSOID, "--out", str(e.tmp / "r"), "--minutes", "0"],
-        "--minutes must be a positive number of minutes",
+        "the time budget (--minutes) must be a positive number of minutes",
     ),
     (
         "lake-on-regression",

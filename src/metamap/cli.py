@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from metamap.train import (
     Trainer,
     build_problem,
     check_run_folder,
+    check_time_budget,
     describe,
     lake_one_shot_error,
     learner_from_checkpoint,
@@ -205,7 +205,7 @@ def _train(
     evaluate: bool = False,
     minutes: float | None = None,
 ) -> Trainer:
-    _check_minutes(minutes)
+    check_time_budget(minutes)
     out_dir = check_output_dir(cfg.out_dir if out is None else out)
     check_run_folder(cfg, out_dir, resume=not restart)  # before the data is loaded
     if cfg.train.threads is not None:
@@ -254,12 +254,6 @@ def _finished(paths: RunPaths, cfg: RunConfig) -> bool:
     return step >= cfg.train.steps
 
 
-def _check_minutes(minutes: float | None) -> None:
-    """``--minutes`` is refused before any data is loaded or process started."""
-    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
-        raise ConfigError(f"--minutes must be a positive number of minutes, got {minutes:g}")
-
-
 def _train_ranks(
     cfg: RunConfig, out: str | None, restart: bool, nproc: int, minutes: float | None = None
 ) -> None:
@@ -267,7 +261,7 @@ def _train_ranks(
     NCCL with one GPU each)."""
     from metamap.train.distributed import backend_for, check_shardable, spawn_ranks
 
-    _check_minutes(minutes)
+    check_time_budget(minutes)
     check_shardable(cfg, nproc)
     out_dir = check_output_dir(cfg.out_dir if out is None else out)
     check_run_folder(cfg, out_dir, resume=not restart)  # before any process starts

@@ -10,9 +10,9 @@ were running, as :class:`metamap.tasks.navigation.NavigationEnvs` does. Each cop
 its own seed (``reset_seeds``), so the same task gives the same episodes in every batch.
 
 Used by the MuJoCo locomotion families (:mod:`metamap.tasks.locomotion`) and the Meta-World
-adapter (:mod:`metamap.tasks.metaworld`); each gives the environments and the reward. A family
-whose tasks differ only in the reward lends the same environments to every batch
-(:class:`EnvPool`) instead of making new ones.
+adapter (:mod:`metamap.tasks.metaworld`); each gives the environments and the reward, and
+lends the same environments to every batch (:class:`EnvPool`), configured for its tasks,
+instead of making new ones.
 """
 
 from __future__ import annotations

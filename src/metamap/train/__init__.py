@@ -40,7 +40,7 @@ from metamap.train.protocol import (
 )
 from metamap.train.rundir import RunLock, RunPaths
 from metamap.train.schedule import lr_factor, schedule_mismatch
-from metamap.train.trainer import Trainer, TrainResult, check_run_folder
+from metamap.train.trainer import Trainer, TrainResult, check_run_folder, check_time_budget
 
 __all__ = [
     "PROBLEMS",
@@ -68,6 +68,7 @@ __all__ = [
     "build_tasks",
     "check_evaluation",
     "check_run_folder",
+    "check_time_budget",
     "describe",
     "evaluate",
     "evaluate_meta_dataset",

@@ -44,7 +44,23 @@ from metamap.train.problems import VAL_CHUNK, VAL_SEED_OFFSET, build_problem
 from metamap.train.rundir import RunLock, RunPaths
 from metamap.train.schedule import lr_factor, schedule_mismatch
 
-__all__ = ["VAL_CHUNK", "VAL_SEED_OFFSET", "TrainResult", "Trainer", "check_run_folder"]
+__all__ = [
+    "VAL_CHUNK",
+    "VAL_SEED_OFFSET",
+    "TrainResult",
+    "Trainer",
+    "check_run_folder",
+    "check_time_budget",
+]
+
+
+def check_time_budget(minutes: float | None) -> None:
+    """A time budget (``metamap train --minutes``, ``fit(minutes=)``) is a positive number of
+    minutes, or none; refused before any work otherwise."""
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError(
+            f"the time budget (--minutes) must be a positive number of minutes, got {minutes:g}"
+        )
 
 
 def _stored_config(state: dict[str, Any], evaluation: dict[str, Any]) -> RunConfig | None:
@@ -287,10 +303,7 @@ class Trainer:
         (:class:`~metamap.errors.RunLockedError`).
         """
         # Checked and loaded before the lock, so that a refusal leaves the folder untouched.
-        if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
-            raise ConfigError(
-                f"the time budget must be a positive number of minutes, got {minutes!r}"
-            )
+        check_time_budget(minutes)
         check_output_dir(self.out_dir, "out_dir")
         deadline = None if minutes is None else time.monotonic() + 60 * minutes
         self.problem.prepare()
