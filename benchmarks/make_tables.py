@@ -358,6 +358,18 @@ def omniglot_table() -> str:
             "Accuracy on fixed Meta-Dataset test episodes (variable ways, class-imbalanced "
             "support; Triantafillou et al. 2020): " + "; ".join(meta_dataset) + ".",
         )
+    curves = [
+        f"{_run_name(r)}: "
+        + ", ".join(f"{v['step']:,} {100 * v['accuracy']:.1f}" for v in r["validation"])
+        for r in runs
+        if r.get("validation")
+    ]
+    if curves:
+        notes.insert(
+            -1,
+            "Validation accuracy (%) by training step, for the rows whose result records it "
+            "(the validation split, the trained setting): " + "; ".join(curves) + ".",
+        )
     return "\n".join([*lines, *notes, provenance_note(runs)])
 
 
