@@ -36,8 +36,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def recorded_commands(pattern: str, unproven: bool = False) -> dict[str, float]:
     """The distinct ``command`` fields of the results matching ``pattern``, in file order, each
-    with the training seconds its results recorded (``inf`` where none did). ``unproven``: only
-    results without a clean provenance record (none, or made from a dirty tree)."""
+    with the training seconds its results recorded, summed over the files it writes (the
+    sinusoid command trains one learner per file; ``inf`` where a file records none).
+    ``unproven``: only results without a clean provenance record (none, or a dirty tree)."""
     seen: dict[str, float] = {}
     for path in sorted(RESULTS.glob(pattern)):
         data = json.loads(path.read_text())
@@ -48,7 +49,7 @@ def recorded_commands(pattern: str, unproven: bool = False) -> dict[str, float]:
             continue
         seconds = data.get("train_seconds")
         cost = float(seconds) if isinstance(seconds, int | float) else math.inf
-        seen[command] = min(seen.get(command, math.inf), cost)
+        seen[command] = seen.get(command, 0.0) + cost
     return seen
 
 

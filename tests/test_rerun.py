@@ -69,12 +69,15 @@ def test_unproven_results_are_chosen_cheapest_first_within_the_hours(
         "c.json": ("python benchmarks/c.py", 100, clean),  # proven: not re-run
         "d.json": ("python benchmarks/d.py", 4000, None),
         "e.json": ("python benchmarks/e.py", None, None),  # cost unknown: never within hours
+        "f.json": ("python benchmarks/f.py", 3000, None),  # one command, two files: 6,000 s
+        "g.json": ("python benchmarks/f.py", 3000, None),
     }
     for name, (command, seconds, where) in results.items():
         data = {"command": command, "train_seconds": seconds, "provenance": where}
         (tmp_path / name).write_text(json.dumps({k: v for k, v in data.items() if v}))
     costs = rerun.recorded_commands("*.json", unproven=True)
-    assert list(costs) == [f"python benchmarks/{x}.py" for x in "abde"]
+    assert list(costs) == [f"python benchmarks/{x}.py" for x in "abdef"]
+    assert costs["python benchmarks/f.py"] == 6000
     assert rerun.within(costs, 1.2, 2) == [  # 1.2 h on 2 workers: 8,640 s
         "python benchmarks/b.py",
         "python benchmarks/a.py",
