@@ -242,9 +242,15 @@ def _train(
     return trainer
 
 
-def _finished(paths: RunPaths, cfg: RunConfig) -> bool:
-    """Whether the run reached ``train.steps`` (``--eval`` waits for that), saying so if not."""
-    step = int(load_checkpoint(paths.last)["step"]) if paths.last.is_file() else 0
+def _last_step(paths: RunPaths) -> int:
+    """The step of a run's last checkpoint (0 without one): what ``--nproc``'s processes,
+    which have ended, reached."""
+    return int(load_checkpoint(paths.last)["step"]) if paths.last.is_file() else 0
+
+
+def _finished(step: int, cfg: RunConfig) -> bool:
+    """Whether the run reached ``train.steps`` at ``step`` (``--eval`` waits for that), saying
+    so if not."""
     if step < cfg.train.steps:
         print(
             f"not evaluated: the run stopped at step {step} of {cfg.train.steps}; the same "
@@ -482,13 +488,12 @@ def _run(args: argparse.Namespace) -> None:
         elif args.nproc != 1:
             _train_ranks(cfg, args.out, args.restart, args.nproc, args.minutes)
             paths = RunPaths(Path(cfg.out_dir if args.out is None else args.out))
-            if args.eval and _finished(paths, cfg):
+            if args.eval and _finished(_last_step(paths), cfg):
                 _evaluate(paths.result(cfg.eval.checkpoint), [], paths.evaluation)
         else:
             trainer = _train(cfg, args.out, args.restart, args.eval, args.minutes)
-            paths = RunPaths(trainer.out_dir)
-            if args.eval and _finished(paths, cfg):
-                _evaluate(trainer.result_path, [], paths.evaluation)
+            if args.eval and _finished(trainer.step, cfg):
+                _evaluate(trainer.result_path, [], RunPaths(trainer.out_dir).evaluation)
     elif args.command == "eval":
         out = None if args.out is None else check_output_file(args.out)
         _evaluate(Path(args.checkpoint), args.overrides, out, args.lake)

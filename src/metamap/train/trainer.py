@@ -354,18 +354,19 @@ class Trainer:
                     break
                 self._one_step(self._gradients(device))
                 self.train_seconds = time.perf_counter() - start
+                # every process stops at the same step once any has spent the budget
+                stopped = (
+                    deadline is not None
+                    and self.step < t.steps
+                    and any_rank(time.monotonic() >= deadline)
+                )
                 if log is not None:
-                    self._record(log, start)
+                    self._record(log, start, checkpoint=stopped)
                     bar.update(1)
                     bar.set_postfix(
                         loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", refresh=False
                     )
-                if deadline is None or self.step >= t.steps:
-                    continue
-                if any_rank(time.monotonic() >= deadline):  # every process stops at this step
-                    if log is not None and self.step % t.ckpt_every != 0:
-                        save_checkpoint(self.last_path, self.state_dict())
-                    stopped = True
+                if stopped:
                     break
         finally:
             bar.close()
@@ -379,8 +380,9 @@ class Trainer:
             budget_stopped=stopped,
         )
 
-    def _record(self, log: MetricsLog, start: float) -> None:
-        """After a step (rank 0): validate, log and checkpoint at their cadences."""
+    def _record(self, log: MetricsLog, start: float, checkpoint: bool = False) -> None:
+        """After a step (rank 0): validate, log and checkpoint at their cadences (and
+        checkpoint this step anyway if ``checkpoint``: the call stops here)."""
         t = self.cfg.train
         record: dict[str, Any] = {}
         if self.step % t.val_every == 0 or self.step == t.steps:
@@ -399,7 +401,7 @@ class Trainer:
                     **record,
                 }
             )
-        if self.step % t.ckpt_every == 0 or self.step == t.steps:
+        if checkpoint or self.step % t.ckpt_every == 0 or self.step == t.steps:
             save_checkpoint(self.last_path, self.state_dict())
 
     def _gradients(self, device: torch.device) -> MetaStep:
