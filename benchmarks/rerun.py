@@ -80,6 +80,25 @@ def portable_argv(command: str) -> list[str]:
     return argv
 
 
+def run_folder(argv: list[str]) -> tuple[str, ...]:
+    """What names the run folder a command trains in: its script, ``--config`` and ``--runs``.
+    Two commands with the same folder (a row and its re-scoring under ``--eval-set``) must not
+    run at once: the second would be refused by the run's lock while the first trains."""
+    keys = [argv[1] if len(argv) > 1 else ""]
+    for flag in ("--config", "--runs"):
+        keys.append(argv[argv.index(flag) + 1] if flag in argv[:-1] else "")
+    return tuple(keys)
+
+
+def queues(runnable: list[list[str]]) -> list[list[list[str]]]:
+    """``runnable`` grouped by :func:`run_folder`, in order: each group runs on one worker, one
+    command after another; different groups run side by side."""
+    groups: dict[tuple[str, ...], list[list[str]]] = {}
+    for argv in runnable:
+        groups.setdefault(run_folder(argv), []).append(argv)
+    return list(groups.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("pattern", nargs="?", default="*.json", help="results files (a glob)")
@@ -116,12 +135,16 @@ def main() -> None:
     if args.dry_run:
         return
 
-    def run(argv: list[str]) -> int:
-        return subprocess.run([sys.executable, *argv[1:]], cwd=ROOT).returncode
+    def run(queue: list[list[str]]) -> list[str]:
+        """Run one queue in order; the commands that failed."""
+        failed = []
+        for argv in queue:
+            if subprocess.run([sys.executable, *argv[1:]], cwd=ROOT).returncode != 0:
+                failed.append(shlex.join(argv))
+        return failed
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        codes = list(pool.map(run, runnable))
-    failed = [shlex.join(a) for a, c in zip(runnable, codes, strict=True) if c != 0]
+        failed = [f for fails in pool.map(run, queues(runnable)) for f in fails]
     if failed:
         raise SystemExit("failed: " + "; ".join(failed))
     subprocess.run([sys.executable, "benchmarks/make_tables.py"], cwd=ROOT, check=True)

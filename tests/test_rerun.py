@@ -88,3 +88,13 @@ def test_unproven_results_are_chosen_cheapest_first_within_the_hours(
     rerun.main()
     out = capsys.readouterr().out
     assert out == "$ python benchmarks/b.py  # trained 17 min when recorded\n"
+
+
+def test_commands_sharing_a_run_folder_run_one_after_another(rerun: ModuleType) -> None:
+    row = "python benchmarks/omniglot.py --config protonet-lake --threads 1"
+    rescored = row + " --eval-set eval.batch_norm=transductive --tag transductive"
+    other = "python benchmarks/omniglot.py --config r2d2-5w1s --threads 1"
+    elsewhere = row + " --runs /tmp/elsewhere"
+    sinusoid = "python benchmarks/sinusoid.py --learners maml"
+    argvs = [rerun.portable_argv(c) for c in (row, other, rescored, elsewhere, sinusoid)]
+    assert rerun.queues(argvs) == [[argvs[0], argvs[2]], [argvs[1]], [argvs[3]], [argvs[4]]]
