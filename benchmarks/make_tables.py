@@ -5,6 +5,10 @@ Each table sits between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` marker
 Omniglot rows against the papers) in README.md. Nothing in a table is typed by hand, and a second
 run changes nothing.
 
+A figure that prose states is generated too: ``<!-- fig FILE:PATH:FORMAT -->98.90 ± 0.14<!-- /fig
+-->`` is refilled from benchmarks/results/FILE.json (see :func:`figure`), and the results pages
+may state no measured figure outside a table or such a marker (:func:`hand_typed`).
+
     python benchmarks/make_tables.py
 """
 
@@ -1400,6 +1404,80 @@ def replace(text: str, name: str, table: str, page: str = "the page") -> str:
     return pat.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
 
 
+FIGURE = re.compile(r"<!-- fig (\S+) -->([^<`\n]*)<!-- /fig -->")
+"""An inline figure: ``<!-- fig SPEC -->`` the figure ``<!-- /fig -->``, on one line."""
+
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "pm": lambda v: f"{100 * v['mean']:.2f} ± {100 * v['ci95']:.2f}",
+    "pct": lambda v: f"{100 * (v['mean'] if isinstance(v, dict) else v):.2f}",
+    "pct1": lambda v: f"{100 * (v['mean'] if isinstance(v, dict) else v):.1f}",
+    "min": lambda v: f"{v / 60:.0f}",
+    "s": lambda v: f"{v:.0f}",
+    "int": lambda v: f"{v:,}",
+    "num1": lambda v: f"{v:.1f}",
+    "num2": lambda v: f"{v:.2f}",
+}
+"""How :func:`figure` writes a value: ``pm`` a score as "98.90 ± 0.14" (mean and 95% CI in
+percent), ``pct`` / ``pct1`` a fraction (or a score's mean) in percent to 2 / 1 decimals, ``min``
+/ ``s`` seconds in whole minutes / seconds, ``int`` a count with thousands separators, ``num1`` /
+``num2`` a number to 1 / 2 decimals."""
+
+
+def figure(spec: str) -> str:
+    """The figure ``FILE:PATH:FORMAT`` names: benchmarks/results/FILE.json (FILE may name a
+    subfolder, e.g. ``experiments/omniglot_relation-5w1s_mean``), the value at the dotted PATH
+    (``validation@2000`` is the validation accuracy logged at step 2,000; a number indexes a
+    list: ``rows.0.adapted_query_loss.mean``), written by
+    :data:`FORMATS`. A spec naming no result, key or format is refused, naming it."""
+    try:
+        name, path, form = spec.split(":")
+    except ValueError:
+        raise SystemExit(f"figure {spec!r}: write it as FILE:PATH:FORMAT") from None
+    file = RESULTS / f"{name}.json"
+    if not file.is_file():
+        raise SystemExit(f"figure {spec!r}: no results file {_shown(file)}")
+    value: Any = json.loads(file.read_text())
+    for key in path.split("."):
+        if "@" in key:
+            key, at = key.split("@")
+            found = [e for e in value.get(key, []) if str(e.get("step")) == at]
+            value = found[0]["accuracy"] if found else None
+        elif isinstance(value, list):
+            value = value[int(key)] if key.isdigit() and int(key) < len(value) else None
+        else:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            raise SystemExit(f"figure {spec!r}: {_shown(file)} has no {path}")
+    if form not in FORMATS:
+        raise SystemExit(f"figure {spec!r}: format {form!r} is not one of {sorted(FORMATS)}")
+    return FORMATS[form](value)
+
+
+def fill_figures(text: str) -> str:
+    """``text`` with every inline figure marker refilled by :func:`figure`."""
+    return FIGURE.sub(lambda m: f"<!-- fig {m.group(1)} -->{figure(m.group(1))}<!-- /fig -->", text)
+
+
+MEASURED = re.compile(r"\d+\.\d+ ?(?:%|±)")
+CITED = re.compile(r"(?:paper|paper's|humans:)\s*$")
+
+
+def hand_typed(text: str) -> list[str]:
+    """The measured-looking figures of a page typed outside a table block, an inline figure
+    marker or code (each line once): a decimal with a percent sign or a ± interval. A figure
+    cited from a paper (``paper 98.7``, written without a percent sign) or from Lake et al.
+    (``humans: 4.5%``) is not measured here and is allowed."""
+    text = re.sub(r"<!-- BEGIN (\w+) -->.*?<!-- END \1 -->", "", text, flags=re.S)
+    text = FIGURE.sub("", re.sub(r"```.*?```|`[^`]*`", "", text, flags=re.S))
+    found = []
+    for m in MEASURED.finditer(text):
+        before = text[max(0, m.start() - 12) : m.start()]
+        if not CITED.search(before):
+            line = text.count("\n", 0, m.start())
+            found.append(text.split("\n")[line].strip())
+    return list(dict.fromkeys(found))
+
+
 TABLES = {
     "headline": headline_table,
     "index_headline": lambda: headline_table("results/omniglot.md"),
@@ -1487,6 +1565,7 @@ def update(pages: dict[str, Path] | None = None) -> list[Path]:
         text = old
         for name in [n for n, p in pages.items() if p == path]:
             text = replace(text, name, render(TABLES[name]), _shown(path))
+        text = fill_figures(text)
         if text != old:
             path.write_text(text)
             changed.append(path)

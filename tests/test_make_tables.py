@@ -5,6 +5,7 @@ an empty results folder renders a line naming a benchmark script that exists (no
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 from collections import Counter
@@ -116,3 +117,45 @@ def test_lakes_error_is_shown_only_for_models_that_never_saw_a_run_image(
     assert not real_tables.lake_unseen(row("vinyals", {"error": 0.03}))
     assert real_tables.lake_unseen(row("metadataset", {"error": 0.1}))
     assert real_tables._lake_cell(row("vinyals", {"error": None})) == " | n/a | "
+
+
+def test_an_inline_figure_is_read_from_its_result_file(make_tables: ModuleType) -> None:
+    result = {
+        "scores": {"5w1s": {"mean": 0.98904, "ci95": 0.00142}},
+        "validation": [{"step": 500, "accuracy": 0.9123}, {"step": 1000, "accuracy": 0.95}],
+        "train_seconds": 3825.8,
+        "steps_trained": 8500,
+        "rows": [{"loss": {"mean": 3.8589}}],
+    }
+    (make_tables.RESULTS / "experiments").mkdir()
+    (make_tables.RESULTS / "experiments" / "run.json").write_text(json.dumps(result))
+    assert make_tables.figure("experiments/run:scores.5w1s:pm") == "98.90 ± 0.14"
+    assert make_tables.figure("experiments/run:validation@500:pct1") == "91.2"
+    assert make_tables.figure("experiments/run:train_seconds:min") == "64"
+    assert make_tables.figure("experiments/run:steps_trained:int") == "8,500"
+    assert make_tables.figure("experiments/run:rows.0.loss.mean:num2") == "3.86"
+    stale = "It scores <!-- fig experiments/run:scores.5w1s:pct -->97.00<!-- /fig -->%."
+    assert make_tables.fill_figures(stale) == stale.replace("97.00", "98.90")
+    for spec, why in [
+        ("experiments/gone:scores.5w1s:pm", "no results file"),
+        ("experiments/run:scores.20w1s:pm", "has no scores.20w1s"),
+        ("experiments/run:validation@700:pct", "has no validation@700"),
+        ("experiments/run:rows.3.loss:num2", "has no rows.3.loss"),
+        ("experiments/run:steps_trained:hex", "format 'hex' is not one of"),
+        ("experiments/run:steps_trained", "write it as FILE:PATH:FORMAT"),
+    ]:
+        with pytest.raises(SystemExit, match=re.escape(why)):
+            make_tables.figure(spec)
+
+
+def test_no_page_types_a_measured_figure_by_hand(real_tables: ModuleType) -> None:
+    """Outside its tables and inline figure markers a page states no measured figure (a decimal
+    with % or ±): a hand-typed figure goes stale when its result is re-made."""
+    typed = "Validation rose to 97.8% at 4,000; it scores 98.29 ± 0.17 against the paper's 98.7%."
+    assert real_tables.hand_typed(typed) == [typed]
+    for page in documentation_pages():
+        assert real_tables.hand_typed(page.read_text()) == [], page.relative_to(ROOT)
+        if real_tables.FIGURE.search(page.read_text()):  # make_tables refills it
+            assert page in real_tables.PAGES.values(), page.relative_to(ROOT)
+        # A marker that opens a line is a block of its own to Markdown: it splits the paragraph.
+        assert not re.search(r"^\s*<!-- fig ", page.read_text(), re.M), page.relative_to(ROOT)
