@@ -89,7 +89,27 @@ def inner_loop(
     ``use_func`` computes inner gradients with ``torch.func.grad`` (required inside ``vmap``);
     otherwise with ``torch.autograd.grad``, which is faster in a per-task Python loop.
     Returns the adapted parameters and the support loss before each step.
+
+    Under ``torch.compile`` a second-order loop runs eagerly (a graph break; the code around it
+    is still compiled). A graph compiled by AOTAutograd cannot be differentiated twice, so a
+    traced second-order loop either fails in the outer backward ("does not currently support
+    double backward") or, traced with the batched path, silently loses the second-order term:
+    with torch 2.13 the compiled meta-gradient of MAML equals first-order MAML's (measured;
+    pytorch/pytorch#91469, #181581).
     """
+    run = _eager_inner_loop if create_graph and torch.compiler.is_compiling() else _inner_loop
+    return run(loss_of, params, step_sizes, create_graph=create_graph, use_func=use_func)
+
+
+def _inner_loop(
+    loss_of: Callable[[Params], Tensor],
+    params: Params,
+    step_sizes: Sequence[StepSize],
+    *,
+    create_graph: bool,
+    use_func: bool,
+) -> tuple[Params, list[Tensor]]:
+    """:func:`inner_loop`, traced by ``torch.compile`` where it is called from compiled code."""
     losses: list[Tensor] = []
     for lr in step_sizes:
         if use_func:
@@ -103,3 +123,8 @@ def inner_loop(
         params = gd_step(params, grads, lr)
         losses.append(loss.detach())
     return params, losses
+
+
+_eager_inner_loop: Callable[..., tuple[Params, list[Tensor]]] = torch.compiler.disable(  # type: ignore[no-untyped-call]
+    _inner_loop
+)
