@@ -184,6 +184,12 @@ class TrainConfig(Section):
     second-order MAML's meta-gradient moves under it and what it does to a step's time
     (docs/results/speed.md); on the CPUs measured it is slower. fp16 is not offered: its
     inner-loop gradients would need a loss scale of their own."""
+    compile: bool = False
+    """Run the training step's meta-gradient under ``torch.compile`` (TorchInductor): the first
+    step compiles it, later ones reuse the code (:mod:`metamap.train.compiled`). Equal to the
+    eager meta-gradient to rounding; a second-order inner loop stays eager inside (compiled, it
+    would silently become first order). Off by default: ``benchmarks/compile_speed.py`` measures
+    it (docs/results/speed.md); on the CPUs measured it is not faster."""
     device: str = "cpu"
     threads: PositiveInt | None = None
     """CPU threads for torch (``None``: torch's default). Small models run fastest on 1: more
@@ -366,6 +372,11 @@ class RunConfig(Section):
             raise ValueError(
                 "train.autocast applies to the meta-gradients of labelled tasks; meta-RL's "
                 "rollouts and TRPO/PPO steps stay float32: use train.autocast none"
+            )
+        if rl and self.train.compile:
+            raise ValueError(
+                "train.compile compiles the meta-gradients of labelled tasks; meta-RL's step "
+                "rolls out environments and takes TRPO/PPO updates: use train.compile false"
             )
         if rl and model.recurrent != learner.recurrent:
             kind = (
@@ -577,6 +588,8 @@ class RunConfig(Section):
             d["train"].pop(k)
         if d["train"]["autocast"] == "none":  # as before the option existed
             d["train"].pop("autocast")
+        if not d["train"]["compile"]:  # as before the option existed
+            d["train"].pop("compile")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -26,23 +26,21 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 from torch.multiprocessing import spawn as mp_spawn  # type: ignore[attr-defined]
 
 from metamap.core import MetaStep, TaskBatch, even_ranges
-from metamap.core.learner import AdaptedState, Learner, LossName, Params
+from metamap.core.learner import Learner
 from metamap.errors import ConfigError
-from metamap.learners import MetaLearner
-from metamap.rl.protocol import PolicyLearner, Reduce
-from metamap.rl.rollout import PolicyFn, Rollouts
 from metamap.train.config import RunConfig
+from metamap.train.learner_view import LearnerView
 
 __all__ = [
     "ShardedLearner",
@@ -149,63 +147,12 @@ def sharded_meta_gradients(learner: Learner, batch: TaskBatch) -> MetaStep:
     return all_reduce_step(step, count, len(batch), like)
 
 
-class ShardedLearner:
+class ShardedLearner(LearnerView):
     """``learner`` whose ``meta_gradients`` computes this rank's slice of a batch and returns
     the all-reduced meta-gradient of the whole batch; everything else is the learner's."""
 
-    def __init__(self, learner: MetaLearner) -> None:
-        self.learner = learner
-        self.loss_name: LossName = learner.loss_name
-        self.inner_steps: int = learner.inner_steps
-
     def meta_gradients(self, batch: TaskBatch) -> MetaStep:
         return sharded_meta_gradients(self.learner, batch)
-
-    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> AdaptedState:
-        return self.learner.adapt(support_x, support_y, steps)
-
-    def adapt_trace(
-        self, support_x: Tensor, support_y: Tensor, steps: Sequence[int]
-    ) -> dict[int, AdaptedState]:
-        return self.learner.adapt_trace(support_x, support_y, steps)
-
-    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
-        return self.learner.predict(state, x)
-
-    def predict_tasks(self, batch: TaskBatch, steps: int | None = None) -> Tensor:
-        return self.learner.predict_tasks(batch, steps)
-
-    def set_training_step(self, step: int) -> None:
-        self.learner.set_training_step(step)
-
-    # A policy learner's batch is split by the problem (each rank rolls out its share of the
-    # environments, :class:`~metamap.train.MetaRLProblem`), which passes ``meta_update`` its
-    # reduction across ranks (:func:`mean_over_ranks`): these only forward.
-    def policy_fn(self, params: Params | None = None) -> PolicyFn:
-        return cast(PolicyLearner, self.learner).policy_fn(params)
-
-    def adapt_policy(
-        self,
-        rollouts: Rollouts,
-        params: Params | None = None,
-        training: bool = False,
-        step: int = 0,
-    ) -> Params:
-        return cast(PolicyLearner, self.learner).adapt_policy(rollouts, params, training, step)
-
-    def meta_update(
-        self, support: Rollouts, query: Rollouts, reduce: Reduce | None = None
-    ) -> MetaStep:
-        return cast(PolicyLearner, self.learner).meta_update(support, query, reduce)
-
-    def encoder(self) -> nn.Module:
-        return self.learner.encoder()
-
-    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        return self.learner.named_parameters()
-
-    def parameters(self) -> Iterator[nn.Parameter]:
-        return self.learner.parameters()
 
 
 def check_shardable(cfg: RunConfig, world: int, local_world: int | None = None) -> None:

@@ -16,6 +16,7 @@ stored configuration's fingerprint matches), refused otherwise, and cleared only
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -37,8 +38,10 @@ from metamap.models import reseed_drop_layers
 from metamap.tasks import make_generator
 from metamap.train.build import build_run_learner, resolve_device
 from metamap.train.checkpoint import check_run_state, load_checkpoint, save_checkpoint
+from metamap.train.compiled import CompiledLearner
 from metamap.train.config import RunConfig, parse_config
 from metamap.train.distributed import ShardedLearner, any_rank, rank_and_world
+from metamap.train.learner_view import LearnerView
 from metamap.train.metrics import MetricsLog
 from metamap.train.problems import VAL_CHUNK, VAL_SEED_OFFSET, build_problem
 from metamap.train.rundir import RunLock, RunPaths
@@ -404,6 +407,16 @@ class Trainer:
         if checkpoint or self.step % t.ckpt_every == 0 or self.step == t.steps:
             save_checkpoint(self.last_path, self.state_dict())
 
+    @functools.cached_property
+    def _stepping(self) -> MetaLearner | LearnerView:
+        """The learner the training step asks for meta-gradients: compiled (``train.compile``),
+        and, on several processes, sharded (each computes its slice; all get the whole batch's
+        step)."""
+        learner: MetaLearner | LearnerView = self.learner
+        if self.cfg.train.compile:
+            learner = CompiledLearner(learner)
+        return ShardedLearner(learner) if self.world > 1 else learner
+
     def _gradients(self, device: torch.device) -> MetaStep:
         """One outer step of the problem: its meta-gradients (or its own update)."""
         # DropBlock masks: a generator per step, seeded from ours, for whatever DropBlock layers
@@ -411,11 +424,9 @@ class Trainer:
         schedule = self.cfg.model.drop_schedule(self.step)
         reseed_drop_layers(self.learner, self.generator, device, schedule)
         self.learner.set_training_step(self.step)  # schedules inside the learner (MAML++)
-        # each process computes its slice; all get the whole batch's step
-        learner = ShardedLearner(self.learner) if self.world > 1 else self.learner
         bf16 = self.cfg.train.autocast == "bf16"
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return self.problem.meta_step(learner, self.generator)
+            return self.problem.meta_step(self._stepping, self.generator)
 
     def _one_step(self, ms: MetaStep) -> None:
         step = self.step + 1
