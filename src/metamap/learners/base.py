@@ -74,7 +74,10 @@ class MetaLearner(nn.Module, ABC):
 
         Learners switch it on for convolutional models (encoder learners for any, gradient
         learners for models whose layers pin the layout, as Conv-4's do; see
-        :mod:`metamap.models.layout`). Results agree with the default layout to rounding.
+        :mod:`metamap.models.layout`). The same function; on a CPU its float32 meta-gradients
+        are further from float64's than the default layout's (torch's channels-last BatchNorm
+        accumulates batch statistics less exactly): switch it off where that matters more than
+        speed. ``benchmarks/step_variants.py`` measures both (docs/results/speed.md).
         """
         set_channels_last(self.model, enabled)
         self.channels_last = enabled

@@ -124,7 +124,10 @@ class Conv4(nn.Module):
     def to_channels_last(self, enabled: bool = True) -> Conv4:
         """Run channels-last (NHWC) throughout, or in the default layout if not ``enabled``.
 
-        Faster on CPUs (oneDNN) and GPUs; values agree with the default layout to rounding.
+        Faster on CPUs (oneDNN) and GPUs. The same function, but on a CPU torch's channels-last
+        BatchNorm accumulates batch statistics less exactly than the default layout's (its error
+        grows with the elements per channel), so float32 values differ by more than rounding:
+        ``benchmarks/step_variants.py`` measures both against float64.
         """
         set_channels_last(self, enabled)
         return self

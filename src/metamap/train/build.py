@@ -264,7 +264,10 @@ def build_run_learner(
         batch_norm=m.batch_norm_policy(),
         base_classes=base_classes,
     )
-    return cfg.learner.build(context).to(device=device, dtype=dtype)
+    learner = cfg.learner.build(context).to(device=device, dtype=dtype)
+    if cfg.train.layout == "default" and learner.channels_last:
+        learner.use_channels_last(False)
+    return learner
 
 
 def describe(cfg: RunConfig) -> str:

@@ -184,6 +184,12 @@ class TrainConfig(Section):
     second-order MAML's meta-gradient moves under it and what it does to a step's time
     (docs/results/speed.md); on the CPUs measured it is slower. fp16 is not offered: its
     inner-loop gradients would need a loss scale of their own."""
+    layout: Literal["auto", "default"] = "auto"
+    """Memory layout of image activations: ``auto`` lets the learner choose (channels-last for
+    convolutions on the per-task loop: much faster on CPUs and GPUs); ``default`` keeps NCHW
+    throughout. On a CPU torch's channels-last BatchNorm accumulates batch statistics less
+    exactly, so ``default`` gives float32 meta-gradients closer to float64's, at a cost in speed
+    for most learners (``benchmarks/step_variants.py`` measures both; docs/results/speed.md)."""
     compile: bool = False
     """Run the training step's meta-gradient under ``torch.compile`` (TorchInductor): the first
     step compiles it, later ones reuse the code (:mod:`metamap.train.compiled`). Equal to the
@@ -590,6 +596,8 @@ class RunConfig(Section):
             d["train"].pop("autocast")
         if not d["train"]["compile"]:  # as before the option existed
             d["train"].pop("compile")
+        if d["train"]["layout"] == "auto":  # as before the option existed
+            d["train"].pop("layout")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
