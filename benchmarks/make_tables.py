@@ -891,6 +891,60 @@ def autocast_table() -> str:
     return "\n".join(lines)
 
 
+def step_variants_table() -> str:
+    """benchmarks/step_variants.py: the training step's meta-gradient eager channels-last (the
+    default), eager in the default layout, and compiled (``train.compile``) — seconds, and each
+    one's float32 error against float64."""
+    r = _result("step_variants")
+    ways = ("channels-last", "default layout", "compiled")
+    lines = [
+        "| step (config) | channels-last s | default layout s | compiled s | "
+        "float32 error: channels-last | default layout | compiled | compiling s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in r["rows"].items():
+        sec, err = row["seconds"], row["float32_error"]
+        fastest = min(ways, key=lambda w: sec[w])
+        cells = [f"**{sec[w]:.3f}**" if w == fastest else f"{sec[w]:.3f}" for w in ways]
+        errs = [f"{err[w]:.1e}" for w in ways]
+        lines.append(
+            f"| {name} (`{row['config']}`) | {' | '.join(cells)} | {' | '.join(errs)} | "
+            f"{row['compile_seconds']:.0f} |"
+        )
+    prov = r["provenance"]
+    before, after = r["load_average"]
+    worst = max(r["rows"].items(), key=lambda kv: kv[1]["float32_error"]["channels-last"])
+    lines += [
+        "",
+        "One meta-gradient of one meta-batch of training tasks (each config's size, real Omniglot "
+        "episodes), median seconds of "
+        f"{r['rounds']} interleaved rounds (fastest in bold), {prov['cpu']}, {prov['threads']} "
+        f"thread(s), 1-minute load average {before:.1f} before and {after:.1f} after. Error: "
+        "‖g − g₆₄‖ / ‖g₆₄‖ against the same meta-gradient in float64 (default layout), over the "
+        "parameters whose exact gradient is not zero (conv biases right before BatchNorm "
+        "cancel). Compiled: `train.compile` (TorchInductor; second-order inner loops stay "
+        "eager); compiling: its first call. Largest channels-last error: "
+        f"{worst[0]}, {worst[1]['float32_error']['channels-last']:.1e}, against "
+        f"{worst[1]['float32_error']['default layout']:.1e} in the default layout. "
+        f"Produced by `{shell(r['command'])}`.",
+    ]
+    blocks = [
+        f"{name}: channels-last {b['error']['channels-last']:.1e}, default layout "
+        f"{b['error']['default layout']:.1e} ({b['per_channel']:,} elements per channel)"
+        for name, row in r["rows"].items()
+        if (b := row.get("first_block"))
+    ]
+    if blocks:
+        lines.append(
+            "The first block alone (conv → BatchNorm with the batch's statistics, the first "
+            "episode's support and query images together), float32 output error against float64: "
+            + "; ".join(blocks)
+            + "."
+        )
+    lines.append(provenance_note([r]))
+    return "\n".join(lines)
+
+
 def batching_table() -> str:
     """What ``batching="auto"`` chooses and why: vmap against the per-task loop on the CPU
     (speed_learn2learn.json's sinusoid and Conv-4 MAML scenarios) and on a GPU (the
@@ -1488,6 +1542,7 @@ TABLES = {
     "speed": speed_table,
     "batching": batching_table,
     "autocast": autocast_table,
+    "step_variants": step_variants_table,
     "features": features_table,
     "easyfsl": easyfsl_table,
     "embed_speed": embed_speed_table,
@@ -1521,6 +1576,7 @@ PAGES = {
     "speed": RESULTS_DOCS / "speed.md",
     "batching": ROOT / "docs" / "design.md",
     "autocast": RESULTS_DOCS / "speed.md",
+    "step_variants": RESULTS_DOCS / "speed.md",
     "easyfsl": RESULTS_DOCS / "speed.md",
     "episode_speed": RESULTS_DOCS / "speed.md",
     "embed_speed": RESULTS_DOCS / "speed.md",
