@@ -21,13 +21,12 @@ import argparse
 import contextlib
 import os
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from machine import SHARED, command_line, provenance, write_result  # benchmarks/machine.py
+from machine import SHARED, interleaved_medians, write_rows  # benchmarks/machine.py
 from metamap.train import describe, from_config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +52,9 @@ def measure(config: str, data: Path, seeds: int, rounds: int) -> dict[str, Any]:
         cosine = float(torch.nn.functional.cosine_similarity(exact, mixed, dim=0))
         per_seed.append({"cosine": cosine, "relative_error": float((mixed - exact).norm()
                                                                     / exact.norm())})  # fmt: skip
-    times: dict[str, list[float]] = {"float32": [], "bf16": []}
-    for _ in range(rounds):
-        for name in times:
-            t0 = time.perf_counter()
-            _grads(learner, batch, name == "bf16")
-            times[name].append(time.perf_counter() - t0)
-    seconds = {k: statistics.median(v) for k, v in times.items()}
+    seconds = interleaved_medians(
+        {name: lambda bf16=(name == "bf16"): _grads(learner, batch, bf16)
+         for name in ("float32", "bf16")}, rounds)  # fmt: skip
     return {
         "config": config,
         "protocol": describe(cfg),
@@ -80,18 +75,14 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    where = provenance("cpu", args.threads)
-    load = [os.getloadavg()[0]]  # other work on the machine slows both ways alike, not equally
+    load = os.getloadavg()[0]  # other work on the machine slows both ways alike, not equally
     rows = {}
     for name, config in CONFIGS.items():
         rows[name] = measure(config, args.data, args.seeds, args.rounds)
         r = rows[name]
         print(f"{name}: cosine {r['cosine']:.4f}, error {r['relative_error']:.3f}, "
               f"speed-up {r['speedup']:.2f}×", flush=True)  # fmt: skip
-    load.append(os.getloadavg()[0])
-    result = {"benchmark": "autocast", "rows": rows, "rounds": args.rounds,
-              "load_average": load, "command": command_line(), "provenance": where}  # fmt: skip
-    write_result(args.results / "autocast.json", result)
+    write_rows(args.results / "autocast.json", "autocast", rows, args.rounds, load)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,12 @@ __all__ = [
     "cpu_info",
     "device_name",
     "git_state",
+    "interleaved_medians",
     "parse_setting",
     "portable",
     "provenance",
     "write_result",
+    "write_rows",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +160,28 @@ def provenance(device: str = "cpu", threads: int | None = None) -> dict[str, Any
         },
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def interleaved_medians(ways: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds of each way, timed in ``rounds`` rounds that run every way once in turn
+    (so that a change in the machine's load hits all of them alike)."""
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, run in ways.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def write_rows(path: Path, benchmark: str, rows: dict[str, Any], rounds: int,
+               load_before: float) -> Path:  # fmt: skip
+    """Write a timing benchmark's ``rows`` with its rounds, the 1-minute load average before it
+    started and now, the command and the provenance (:func:`write_result`)."""
+    result = {"benchmark": benchmark, "rows": rows, "rounds": rounds,
+              "load_average": [load_before, os.getloadavg()[0]], "command": command_line(),
+              "provenance": provenance("cpu", torch.get_num_threads())}  # fmt: skip
+    return write_result(path, result)
 
 
 def write_result(path: Path, result: Any) -> Path:

@@ -28,7 +28,6 @@ import argparse
 import copy
 import itertools
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 import torch
 
-from machine import SHARED, command_line, provenance, write_result  # benchmarks/machine.py
+from machine import SHARED, interleaved_medians, write_rows  # benchmarks/machine.py
 from metamap.core import MetaStep, TaskBatch
 from metamap.learners import MetaLearner
 from metamap.train import describe, from_config, load_config
@@ -129,12 +128,9 @@ def measure(config: str, data: Path, rounds: int) -> dict[str, Any]:
     error = {
         k: float((_flat(f(batch), skip) - exact).norm() / exact.norm()) for k, f in ways.items()
     }
-    times: dict[str, list[float]] = {k: [] for k in ways}
-    for _ in range(rounds):
-        for name, step in ways.items():
-            t0 = time.perf_counter()
-            step(batch)
-            times[name].append(time.perf_counter() - t0)
+    seconds = interleaved_medians(
+        {name: lambda step=step: step(batch) for name, step in ways.items()}, rounds
+    )
     return {
         "config": config,
         "protocol": describe(cfg),
@@ -142,7 +138,7 @@ def measure(config: str, data: Path, rounds: int) -> dict[str, Any]:
         "float32_error": error,
         "compile_seconds": compile_seconds,
         "first_block": first_block_error(learner, batch),
-        "seconds": {k: statistics.median(v) for k, v in times.items()},
+        "seconds": seconds,
         "left_out": sorted(skip),
     }
 
@@ -155,18 +151,14 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    where = provenance("cpu", args.threads)
-    load = [os.getloadavg()[0]]
+    load = os.getloadavg()[0]
     rows = {}
     for name, config in CONFIGS.items():
         rows[name] = r = measure(config, args.data, args.rounds)
         err, sec = r["float32_error"], r["seconds"]
         print(f"{name}: " + ", ".join(f"{k} {sec[k]:.3f} s (error {err[k]:.1e})" for k in WAYS)
               + f"; compiled in {r['compile_seconds']:.0f} s", flush=True)  # fmt: skip
-    load.append(os.getloadavg()[0])
-    result = {"benchmark": "step_variants", "rows": rows, "rounds": args.rounds,
-              "load_average": load, "command": command_line(), "provenance": where}  # fmt: skip
-    write_result(args.results / "step_variants.json", result)
+    write_rows(args.results / "step_variants.json", "step_variants", rows, args.rounds, load)
 
 
 if __name__ == "__main__":
