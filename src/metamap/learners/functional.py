@@ -97,19 +97,10 @@ def inner_loop(
     with torch 2.13 the compiled meta-gradient of MAML equals first-order MAML's (measured;
     pytorch/pytorch#91469, #181581).
     """
-    run = _eager_inner_loop if create_graph and torch.compiler.is_compiling() else _inner_loop
-    return run(loss_of, params, step_sizes, create_graph=create_graph, use_func=use_func)
-
-
-def _inner_loop(
-    loss_of: Callable[[Params], Tensor],
-    params: Params,
-    step_sizes: Sequence[StepSize],
-    *,
-    create_graph: bool,
-    use_func: bool,
-) -> tuple[Params, list[Tensor]]:
-    """:func:`inner_loop`, traced by ``torch.compile`` where it is called from compiled code."""
+    if create_graph and torch.compiler.is_compiling():
+        return _eager_inner_loop(
+            loss_of, params, step_sizes, create_graph=create_graph, use_func=use_func
+        )
     losses: list[Tensor] = []
     for lr in step_sizes:
         if use_func:
@@ -126,5 +117,6 @@ def _inner_loop(
 
 
 _eager_inner_loop: Callable[..., tuple[Params, list[Tensor]]] = torch.compiler.disable(  # type: ignore[no-untyped-call]
-    _inner_loop
+    inner_loop
 )
+""":func:`inner_loop` run eagerly from compiled code (where ``is_compiling()`` is then false)."""
