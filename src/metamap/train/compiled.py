@@ -11,7 +11,7 @@ step (:func:`metamap.learners.functional.inner_loop`: AOTAutograd's graphs canno
 differentiated twice, and traced they silently give first-order MAML's meta-gradient), so
 second-order learners compile only what lies around it. The compiled meta-gradient equals the
 eager one to float32 rounding (tested), not bit for bit, so the option counts in the run's
-fingerprint. Off by default: ``benchmarks/compile_speed.py`` measures it (docs/results/speed.md).
+fingerprint. Off by default: ``benchmarks/step_variants.py`` measures it (docs/results/speed.md).
 """
 
 from __future__ import annotations

@@ -189,12 +189,12 @@ class TrainConfig(Section):
     convolutions on the per-task loop: much faster on CPUs and GPUs); ``default`` keeps NCHW
     throughout. On a CPU torch's channels-last BatchNorm accumulates batch statistics less
     exactly, so ``default`` gives float32 meta-gradients closer to float64's, at a cost in speed
-    for most learners (``benchmarks/step_variants.py`` measures both; docs/results/speed.md)."""
+    (``benchmarks/step_variants.py`` measures both; docs/results/speed.md)."""
     compile: bool = False
     """Run the training step's meta-gradient under ``torch.compile`` (TorchInductor): the first
     step compiles it, later ones reuse the code (:mod:`metamap.train.compiled`). Equal to the
     eager meta-gradient to rounding; a second-order inner loop stays eager inside (compiled, it
-    would silently become first order). Off by default: ``benchmarks/compile_speed.py`` measures
+    would silently become first order). Off by default: ``benchmarks/step_variants.py`` measures
     it (docs/results/speed.md); on the CPUs measured it is not faster."""
     device: str = "cpu"
     threads: PositiveInt | None = None
