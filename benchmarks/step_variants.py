@@ -38,6 +38,7 @@ import torch
 from machine import SHARED, interleaved_medians, write_rows  # benchmarks/machine.py
 from metamap.core import MetaStep, TaskBatch
 from metamap.learners import MetaLearner
+from metamap.models.layout import channels_last, default_layout
 from metamap.train import describe, from_config, load_config
 from metamap.train.compiled import CompiledLearner
 
@@ -81,24 +82,18 @@ def first_block_error(learner: MetaLearner, batch: TaskBatch) -> dict[str, Any] 
     conv, bn = body[0], body[1]
     x = torch.cat([batch.support_x[0], batch.query_x[0]]).double()
 
-    def block(x: torch.Tensor, dtype: torch.dtype, layout: torch.memory_format) -> torch.Tensor:
-        x = x.to(dtype).contiguous(memory_format=layout)
-        if layout == torch.channels_last:  # one channel counts as both: restride for real
-            x = torch.empty_like(x, memory_format=layout).copy_(x)
-        w = conv.weight.detach().to(dtype).contiguous(memory_format=layout)
-        y = torch.nn.functional.conv2d(x, w, conv.bias.detach().to(dtype), conv.stride,
-                                       conv.padding)  # fmt: skip
-        y = y.contiguous(memory_format=layout)
+    def block(x: torch.Tensor, dtype: torch.dtype, nhwc: bool) -> torch.Tensor:
+        restride = channels_last if nhwc else default_layout  # NHWC for real, one channel too
+        w = restride(conv.weight.detach().to(dtype))
+        y = torch.nn.functional.conv2d(restride(x.to(dtype)), w, conv.bias.detach().to(dtype),
+                                       conv.stride, conv.padding)  # fmt: skip
         g, b = bn.weight.detach().to(dtype), bn.bias.detach().to(dtype)
-        return torch.nn.functional.batch_norm(y, None, None, g, b, training=True, eps=bn.eps)
+        return torch.nn.functional.batch_norm(restride(y), None, None, g, b, True, eps=bn.eps)
 
-    exact = block(x, torch.float64, torch.contiguous_format)
+    exact = block(x, torch.float64, nhwc=False)
     err = {
-        name: float((block(x, torch.float32, fmt).double() - exact).norm() / exact.norm())
-        for name, fmt in (
-            ("channels-last", torch.channels_last),
-            ("default layout", torch.contiguous_format),
-        )
+        name: float((block(x, torch.float32, nhwc).double() - exact).norm() / exact.norm())
+        for name, nhwc in (("channels-last", True), ("default layout", False))
     }
     return {"error": err, "per_channel": exact.numel() // exact.shape[1]}
 
