@@ -17,10 +17,15 @@ synchronised around the clock): ``default`` (metamap's choice: tasks vmapped on 
 (a Python loop over tasks with ``torch.autograd.grad(create_graph=True)``: the algorithm
 learn2learn and higher run, with the same numbers: the loop-vs-vmap tests), ``bf16`` (the default
 under ``torch.autocast``; its meta-gradient's cosine to float32's on the same batch is recorded,
-since second-order MAML under bf16 autocast on a CPU gave 0.886: not shipped) and ``compile``
+since second-order MAML under bf16 autocast on a CPU gave 0.886: not shipped), ``compile``
 (``torch.compile`` of the whole meta-gradient function; its failure, if any, is recorded, not
-fatal). ``nccl``: one rank of NCCL (gloo on a CPU) all-reduces the default meta-gradient through
-:class:`metamap.train.ShardedLearner`, checked against the direct one. Peak GPU memory per variant.
+fatal) and ``cudagraphs`` (the same with ``mode="reduce-overhead"``: the compiled regions are
+replayed as CUDA graphs, which the default path's static shapes allow, one task batch of fixed
+size and no host synchronisation in the step; a second-order inner loop stays eager between
+them, see ``metamap.train.compiled``; on a CPU it is recorded as skipped). Compiled variants
+start only within ``--seconds``. ``nccl``: one rank of NCCL (gloo on a CPU) all-reduces the
+default meta-gradient through :class:`metamap.train.ShardedLearner`, checked against the direct
+one. Peak GPU memory per variant.
 
     python3 benchmarks/gpu_speed.py --device cuda --results "$OUT"     # on the GPU machine
     python benchmarks/gpu_speed.py --device cpu --tiny --steps 1        # rehearsal
@@ -135,7 +140,7 @@ def timed(
     return out
 
 
-VARIANTS = ("default", "loop", "bf16", "compile")
+VARIANTS = ("default", "loop", "bf16", "compile", "cudagraphs")
 
 
 def _error(e: BaseException) -> dict[str, str]:
@@ -143,10 +148,16 @@ def _error(e: BaseException) -> dict[str, str]:
 
 
 def variants(
-    w: Workload, device: str, warmup: int, steps: int, chosen: tuple[str, ...] = VARIANTS
+    w: Workload,
+    device: str,
+    warmup: int,
+    steps: int,
+    chosen: tuple[str, ...] = VARIANTS,
+    deadline: float = float("inf"),
 ) -> dict[str, dict[str, Any]]:
     """Each chosen variant's ms per step (and its agreement with the default's meta-gradient);
-    ``loop`` is always timed: the speed-ups are against it."""
+    ``loop`` is always timed: the speed-ups are against it. A compiled variant is not started
+    after ``deadline`` (``time.perf_counter()``): compiling takes a minute or more."""
     batch = batch_of(w, device)
     torch.manual_seed(0)
     default = w.make("auto").to(device)
@@ -184,19 +195,29 @@ def variants(
             }
         except (RuntimeError, NotImplementedError) as e:  # an op without bf16 support here
             out["bf16"] = _error(e)
-    if "compile" in chosen:
+    for name, mode in (("compile", "default"), ("cudagraphs", "reduce-overhead")):
+        if name not in chosen:
+            continue
+        if name == "cudagraphs" and dev_type != "cuda":
+            out[name] = {"skipped": "CUDA graphs need a CUDA device"}
+            continue
+        if time.perf_counter() > deadline:
+            out[name] = {"skipped": "no time left in --seconds"}
+            continue
         try:
-            compiled = torch.compile(grads(default))
+            torch._dynamo.reset()  # each mode compiles afresh, not from the other's cache
+            compiled = torch.compile(grads(default), mode=mode)
             t0 = time.perf_counter()
-            first = compiled()
+            first = compiled()  # a CUDA graph's outputs are overwritten by its next replay:
+            agreement = round(cosine(first, reference), 6)  # compare before calling again
             _sync(device)
-            out["compile"] = {
+            out[name] = {
                 "compile_seconds": round(time.perf_counter() - t0, 1),
-                "cosine_to_default": round(cosine(first, reference), 6),
+                "cosine_to_default": agreement,
                 **timed(compiled, device, warmup, steps),
             }
         except Exception as e:  # a dynamo/inductor failure is a finding, not a crash
-            out["compile"] = _error(e)
+            out[name] = _error(e)
     base = out["loop"]["ms_per_step"]
     for v in out.values():
         if "ms_per_step" in v:
@@ -242,7 +263,14 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="workload names")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=float("inf"),
+        help="start no compiled variant after this many seconds (the rest is recorded skipped)",
+    )
     args = ap.parse_args()
+    deadline = time.perf_counter() + args.seconds
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda needs a GPU; rehearse with --device cpu --tiny")
     where = provenance(args.device, torch.get_num_threads())
@@ -261,7 +289,7 @@ def main() -> None:
         if args.only and w.name not in args.only:
             continue
         t0 = time.perf_counter()
-        found = variants(w, args.device, args.warmup, args.steps, tuple(args.variants))
+        found = variants(w, args.device, args.warmup, args.steps, tuple(args.variants), deadline)
         result["workloads"][w.name] = {
             "tasks_per_step": w.tasks,
             "episode": f"{w.ways}-way {w.shots}-shot, {w.queries} queries per class, "
@@ -270,7 +298,13 @@ def main() -> None:
             "variants": found,
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        print(w.name, {k: v.get("speedup_vs_loop", v.get("error")) for k, v in found.items()})
+        print(
+            w.name,
+            {
+                k: v.get("speedup_vs_loop", v.get("error", v.get("skipped")))
+                for k, v in found.items()
+            },
+        )
     try:
         result["one_rank"] = one_rank_all_reduce(args.device)
     except Exception as e:

@@ -51,3 +51,10 @@ def test_every_workload_builds_its_learner_and_batch(gpu_speed: ModuleType) -> N
         assert w.make("loop").meta_gradients(batch).grads
     names = [w.name for w in gpu_speed.workloads(tiny=False)]
     assert names == ["conv4-maml-5w1s", "conv4-maml-miniimagenet", "resnet12-protonet"]
+
+
+def test_cuda_graphs_are_recorded_as_skipped_without_a_gpu(gpu_speed: ModuleType) -> None:
+    w = gpu_speed.workloads(tiny=True)[0]
+    found = gpu_speed.variants(w, "cpu", warmup=0, steps=1, chosen=("loop", "cudagraphs"))
+    assert found["cudagraphs"] == {"skipped": "CUDA graphs need a CUDA device"}
+    assert set(found) == {"loop", "cudagraphs"}
