@@ -74,6 +74,12 @@ def _load_extractor(args: argparse.Namespace, notes: list[str]) -> Any:
     applies (printed once the command has succeeded: a failure stays one line)."""
     from metamap.features import FeatureExtractor
 
+    if args.transductive and args.calibrate is not None:
+        raise MetamapError(
+            "--calibrate and --transductive contradict each other: --calibrate fixes BatchNorm "
+            "statistics so that features never depend on the batch, --transductive normalises "
+            "each batch with its own statistics; give one of them"
+        )
     changes = dict(args.preprocess)
     ext = FeatureExtractor.from_checkpoint(
         args.checkpoint, preprocessing=changes, transductive=args.transductive
@@ -331,9 +337,30 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
                 f"{err}"
             ) from None
         data = ImageClassDataset(loaded.images, loaded.labels, loaded.class_names)
-        dist = EpisodeSampler(data, ways, shots, min(e.queries, smallest - shots))
+        spec = input_spec(cfg)  # normalised as the run's own episodes are
+        norm = None if spec.mean is None else (spec.mean, spec.std or ())
+        dist = EpisodeSampler(data, ways, shots, min(e.queries, smallest - shots), normalize=norm)
     names = dist.fixed_task_class_names(e.seed, shots)
     return dist.fixed_tasks(args.tasks, e.seed, shots=shots), names
+
+
+def _unnormalised(task: Any, spec: Any) -> Any:
+    """``task`` with its images as pixels in [0, 1] again: a run's episodes are normalised with
+    its ``mean``/``std`` (``spec``), which a feature extractor applies itself."""
+    if spec.mean is None:
+        return task
+    import torch
+
+    from metamap.core.task import Task
+
+    c = spec.channels
+    mean = torch.tensor(spec.mean, dtype=task.support_x.dtype).expand(c).reshape(c, 1, 1)
+    std = torch.tensor(spec.std, dtype=task.support_x.dtype).expand(c).reshape(c, 1, 1)
+
+    def pixels(x: Any) -> Any:
+        return (x * std.to(x.device) + mean.to(x.device)).clamp(0.0, 1.0)
+
+    return Task(pixels(task.support_x), task.support_y, pixels(task.query_x), task.query_y)
 
 
 def _explain(args: argparse.Namespace) -> None:
@@ -371,13 +398,14 @@ def _explain(args: argparse.Namespace) -> None:
             "delta_norms": prof.delta_norms,
         }
     if cfg.task.images:
+        spec = input_spec(cfg)
         ext = FeatureExtractor(  # one episode, as it is evaluated
             encoder_of(learner),
-            input_spec(cfg),
+            spec,
             batch_norm=cfg.model.batch_norm_policy(),
             transductive=True,
         )
-        proj = project_episode(ext, tasks[0])
+        proj = project_episode(ext, _unnormalised(tasks[0], spec))
         written.append(embedding_plot(proj, out / "embedding.png", names, f"{title}: one episode"))
         report["embedding_explained_variance"] = list(proj.explained)
     atomic_write_text(out / "explain.json", json.dumps(report, indent=1) + "\n")

@@ -194,3 +194,31 @@ def test_as_image_tensor_names_the_tensor() -> None:
         as_image_tensor(torch.rand(2, 3, 28, 28), SPEC, "queries")
     with pytest.raises(TaskShapeError, match=r"^queries must be uint8 \(0…255\) or floating"):
         as_image_tensor(torch.ones(2, 1, 28, 28, dtype=torch.int64), SPEC, "queries")
+
+
+def test_transformer_tells_uint8_pixels_to_be_divided_not_passed_as_uint8(
+    extractor: FeatureExtractor,
+) -> None:
+    """The transformer converts X to float32, so uint8 pixels reach it as 0…255 floats: the
+    message says to divide them by 255, not to "pass them as uint8" (which the user did)."""
+    x = (_images() * 255).round().to(torch.uint8).reshape(6, -1).numpy()
+    with refused(extractor, r"divide them by 255$"):
+        FeatureTransformer(extractor=extractor).fit(x)
+    t = FeatureTransformer(extractor=extractor).fit(x / 255.0)
+    with pytest.raises(TaskShapeError, match=r"divide them by 255$") as info:
+        t.transform(x)
+    assert "uint8" not in str(info.value)
+
+
+def test_fit_on_unlabelled_loaded_images_says_labels_are_missing(
+    extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from metamap.features import load_image_files
+
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    loaded = load_image_files(tmp_path, SPEC)  # a flat folder: no labels
+    with refused(extractor, r"3 support images have no class labels.*give labels"):
+        FewShotClassifier(extractor).fit(loaded)

@@ -125,3 +125,20 @@ def test_feature_commands_reject_bad_input(
         err = capsys.readouterr().err
         assert err.startswith("metamap: error:") and needle in err, (argv, err)
         assert "Traceback" not in err
+
+
+def test_calibrate_and_transductive_together_are_refused(
+    maml_ckpt: Path, image_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--transductive used to win silently over --calibrate DIR (features then depended on the
+    batch although statistics were asked for): the contradiction is one line, before any work."""
+    out = tmp_path / "f.npz"
+    for argv in (
+        ["extract", str(maml_ckpt), str(image_root), "--out", str(out)],
+        ["fewshot", str(maml_ckpt), "--support", str(image_root), "--query", str(image_root)],
+    ):
+        for calibrate in (["--calibrate", str(image_root)], ["--calibrate"]):
+            assert main([*argv, "--transductive", *calibrate]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("metamap: error: --calibrate and --transductive contradict")
+    assert not out.exists()

@@ -130,3 +130,29 @@ def test_explain_regression_checkpoint_and_bad_input(
         == 2
     )
     assert "regression" in capsys.readouterr().err
+
+
+def test_explain_a_normalised_checkpoint_normalises_its_episodes(
+    inverted_ckpt: Path, image_root: Path, tmp_path: Path
+) -> None:
+    """A run with data.mean/std trains on normalised episodes: explain's own episodes (the run's
+    test split) were refused by the extractor as "normalised", and --data episodes were scored
+    un-normalised. Both now score what evaluation scores."""
+    from metamap.data import ImageClassDataset
+    from metamap.features import load_image_files
+    from metamap.tasks import EpisodeSampler
+    from metamap.train import learner_from_checkpoint
+
+    argv = ["explain", str(inverted_ckpt), "--tasks", "3", "-o", "eval.shots=[1]"]
+    argv += ["-o", "eval.queries=2"]
+    assert main([*argv, "--out", str(tmp_path / "own")]) == 0
+    assert (tmp_path / "own" / "embedding.png").exists()
+    assert main([*argv, "--out", str(tmp_path / "data"), "--data", str(image_root)]) == 0
+    report = json.loads((tmp_path / "data" / "explain.json").read_text())
+    cfg, learner, _ = learner_from_checkpoint(inverted_ckpt)
+    loaded = load_image_files(image_root, FeatureExtractor.from_checkpoint(inverted_ckpt).spec)
+    data = ImageClassDataset(loaded.images, loaded.labels, loaded.class_names)  # type: ignore[arg-type]
+    ways = cfg.eval.ways or cfg.task.episodes().ways  # 1 shot, 2 queries, as asked above
+    sampler = EpisodeSampler(data, ways, 1, 2, normalize=((0.4,), (0.2,)))
+    losses, _ = per_task_scores(learner, sampler.fixed_tasks(3, cfg.eval.seed, shots=1))
+    np.testing.assert_allclose(report["per_task"]["loss"], losses, rtol=1e-5)

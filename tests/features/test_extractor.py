@@ -85,6 +85,25 @@ def test_calibration_of_class_sorted_images_sees_the_spread_between_classes(
     assert float(within.sum()) < 0.5 * float(want_var.sum())
 
 
+def test_calibration_leaves_dropout_off() -> None:
+    """A ResNet-12 with dropout and DropBlock (MetaOptNet's): calibrating must measure the
+    activations the encoder embeds with (dropout off), so it is deterministic and equals the
+    calibration of the same weights without dropout."""
+    from metamap.features import InputSpec
+    from metamap.models.resnet12 import ResNet12
+
+    torch.manual_seed(0)
+    net = ResNet12(5, 1, (4, 4, 4, 4), "transductive", drop_rate=0.5, image_size=16)
+    plain = ResNet12(5, 1, (4, 4, 4, 4), "transductive", image_size=16)
+    plain.load_state_dict(net.state_dict())
+    x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    spec = InputSpec(1, 16)
+    want = FeatureExtractor(plain.body, spec, batch_norm="transductive").calibrate(x).embed(x)
+    ext = FeatureExtractor(net.body, spec, batch_norm="transductive")
+    torch.testing.assert_close(ext.calibrate(x).embed(x), want)
+    assert ext.encoder.training is False
+
+
 def test_channels_last_gives_the_same_features(protonet_ckpt: Path, image_root: Path) -> None:
     a = FeatureExtractor.from_checkpoint(protonet_ckpt, channels_last=False)
     b = FeatureExtractor.from_checkpoint(protonet_ckpt)

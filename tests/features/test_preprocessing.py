@@ -44,6 +44,48 @@ def test_an_override_is_explicit_and_recorded(inverted_ckpt: Path, image_root: P
         FeatureExtractor.from_checkpoint(inverted_ckpt, preprocessing={"resample": "cubic"})
 
 
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"invert": "false"}, r"invert must be true or false, got 'false'"),  # bool("false")
+        ({"invert": "flase"}, r"invert must be true or false"),
+        ({"channels": 1.7}, r"channels must be a positive integer, got 1.7"),
+        ({"image_size": 0}, r"image_size must be a positive integer"),
+        ({"mean": [0.4, 0.4], "std": [0.2, 0.2]}, r"mean must be .* one per channel \(1\)"),
+        ({"mean": 0.4, "std": 0.2}, r"mean must be a list of numbers"),
+        ({"mean": ["a"], "std": [0.2]}, r"mean must be a list of numbers"),
+    ],
+)
+def test_a_bad_override_value_is_refused_naming_the_field(
+    inverted_ckpt: Path, changes: dict[str, object], match: str
+) -> None:
+    """A value of the wrong kind is refused, not coerced: ``bool("false")`` is True, and a mean
+    per channel of another model failed deep inside torch."""
+    with pytest.raises(TaskShapeError, match=match):
+        FeatureExtractor.from_checkpoint(inverted_ckpt, preprocessing=changes)
+
+
+def test_a_bad_override_on_the_command_line_is_one_line(
+    inverted_ckpt: Path, image_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for pre, needle in (
+        (["mean=[0.1,0.2]", "std=[0.3,0.3]"], "mean must be a list of numbers"),
+        (["invert=flase"], "invert must be true or false, got 'flase'"),
+    ):
+        argv = ["extract", str(inverted_ckpt), str(image_root), "--out", str(tmp_path / "f.npz")]
+        assert main(argv + [a for p in pre for a in ("--preprocess", p)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("metamap: error:") and needle in err, err
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_a_normalisation_of_another_channel_count_is_named() -> None:
+    from metamap.features.extractor import PixelNormalize
+
+    with pytest.raises(TaskShapeError, match=r"mean has 2 values but the images have 3 channel"):
+        PixelNormalize([0.1, 0.2], [0.3], 3)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 def test_an_export_reproduces_the_eager_model_on_raw_files(
     inverted_ckpt: Path, image_root: Path, tmp_path: Path

@@ -137,7 +137,12 @@ class FewShotClassifier:
                 raise TaskShapeError(
                     "give labels, or a folder with one sub-folder of images per class"
                 )
-            assert loaded.labels is not None
+            if loaded.labels is None:
+                raise TaskShapeError(
+                    f"the {len(loaded.files)} support images have no class labels (they were "
+                    "loaded from files or a folder of images): give labels, or load a folder "
+                    "with one sub-folder of images per class"
+                )
             names = np.array(loaded.class_names)
             return self.extractor.images(loaded.images, "support images"), names[loaded.labels]
         x = self.extractor.images(images, "support images")

@@ -77,6 +77,12 @@ class PixelNormalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], channels: int) -> None:
         super().__init__()
+        for name, values in (("mean", mean), ("std", std)):
+            if len(values) not in (1, channels):
+                raise TaskShapeError(
+                    f"normalisation {name} has {len(values)} values but the images have "
+                    f"{channels} channel(s): give one value, or one per channel"
+                )
         m = torch.as_tensor([float(v) for v in mean]).expand(channels).clone()
         sd = torch.as_tensor([float(v) for v in std]).expand(channels).clone()
         if not bool(torch.all(sd > 0)):
@@ -217,8 +223,10 @@ class FeatureExtractor:
 
         The images are shuffled first (``seed``): batches of one class each, as a folder sorted
         by class would give, would average within-class variances and miss the spread between
-        classes. Returns a new extractor whose features no longer depend on the batch
-        (``normalization == "running"``); this one is unchanged.
+        classes. Only the BatchNorm layers run in training mode: dropout and DropBlock stay off,
+        so the statistics are those of the activations the encoder sees when it embeds. Returns
+        a new extractor whose features no longer depend on the batch (``normalization ==
+        "running"``); this one is unchanged.
         """
         x = self.images(images)
         if len(x) < 2:
@@ -235,7 +243,10 @@ class FeatureExtractor:
                 m.register_buffer("running_var", torch.ones(n, device=self.device))
                 m.register_buffer("num_batches_tracked", torch.tensor(0, device=self.device))
                 m.reset_running_stats()
-        new.encoder.train()
+        new.encoder.eval()  # dropout and DropBlock stay off: the statistics of eval activations
+        for m in new.encoder.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
                 chunk = x[start : start + batch_size]

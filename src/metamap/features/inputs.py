@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, TypeAlias, get_args
 
@@ -223,11 +224,13 @@ PIXEL_TOLERANCE = 1e-6
 """How far float pixels may stray outside [0, 1] (rounding) and still be accepted."""
 
 
-def check_pixels(x: Tensor, name: str = "images") -> None:
+def check_pixels(x: Tensor, name: str = "images", *, uint8: bool = True) -> None:
     """Floating-point pixels ``x`` are finite and in [0, 1] (uint8 passes as it is).
 
     Raises :class:`TaskShapeError` naming ``name``, the number of NaN/inf values or the range
     found, and the likely fix (divide 0…255 pixels by 255; pass images before normalisation).
+    ``uint8=False`` where uint8 pixels are not an alternative (the scikit-learn transformer's
+    ``X``, which it converts to float32): the message then does not suggest them.
     """
     if not x.is_floating_point() or x.numel() == 0:
         return
@@ -237,7 +240,9 @@ def check_pixels(x: Tensor, name: str = "images") -> None:
     if lo >= -PIXEL_TOLERANCE and hi <= 1 + PIXEL_TOLERANCE:
         return
     if lo >= 0 and hi <= 255:
-        hint = "they look like 0…255 pixels: divide them by 255, or pass them as uint8"
+        hint = "they look like 0…255 pixels: divide them by 255" + (
+            ", or pass them as uint8" if uint8 else ""
+        )
     elif lo < 0:
         hint = (
             "they look normalised (mean/std) or shifted: pass the images before normalisation, "
@@ -245,9 +250,10 @@ def check_pixels(x: Tensor, name: str = "images") -> None:
         )
     else:
         hint = "rescale them to [0, 1]"
+    alternative = " (or give uint8 pixels, 0…255)" if uint8 else ""
     raise TaskShapeError(
         f"{name} are floating point with values from {lo:.4g} to {hi:.4g}, outside [0, 1]; "
-        f"float images must lie in [0, 1] (or give uint8 pixels, 0…255): {hint}"
+        f"float images must lie in [0, 1]{alternative}: {hint}"
     )
 
 
@@ -319,6 +325,27 @@ def replace_spec(spec: InputSpec, changes: Mapping[str, Any]) -> InputSpec:
         )
     if (merged["mean"] is None) != (merged["std"] is None):
         raise TaskShapeError("give both mean and std, or neither")
+    for key in ("channels", "image_size"):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise TaskShapeError(f"{key} must be a positive integer, got {value!r}")
+    if not isinstance(merged["invert"], bool | np.bool_):
+        raise TaskShapeError(
+            f"invert must be true or false, got {merged['invert']!r} (e.g. --preprocess "
+            "invert=false)"
+        )
+    for key in ("mean", "std"):
+        values = merged[key]
+        if values is not None and (
+            isinstance(values, str)
+            or not isinstance(values, Sequence | np.ndarray)
+            or len(values) not in (1, merged["channels"])
+            or not all(isinstance(v, Real) and not isinstance(v, bool) for v in values)
+        ):
+            raise TaskShapeError(
+                f"{key} must be a list of numbers, one value or one per channel "
+                f"({merged['channels']}), got {values!r} (e.g. --preprocess {key}=[0.5])"
+            )
     try:
         return InputSpec.from_dict(merged)
     except (TypeError, ValueError) as e:

@@ -83,7 +83,7 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"X has {x.shape[1]} features per sample, but this extractor takes flattened "
                 f"{ext.spec} images: {need} values in [0, 1] per row (images.reshape(n, -1) / 255)"
             )
-        check_pixels(torch.from_numpy(x), "X")
+        check_pixels(torch.from_numpy(x), "X", uint8=False)  # X is float32 here, whatever given
         if self.calibrate and ext.batch_dependent and not ext.transductive:
             if len(x) < 2:
                 raise ValueError("calibrate=True needs at least 2 samples")
@@ -105,6 +105,7 @@ class FeatureTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         check_is_fitted(self, "extractor_")
         x = validate_data(self, X, dtype=np.float32, reset=False, ensure_all_finite=False)
         ext: FeatureExtractor = self.extractor_
+        check_pixels(torch.from_numpy(x), "X", uint8=False)
         images = as_image_tensor(self._images(x, ext), ext.spec, "X")  # finite, in [0, 1]
         out: npt.NDArray[np.float32] = ext.embed(images, self.batch_size).numpy()
         return out
