@@ -261,10 +261,15 @@ def _finished(step: int, cfg: RunConfig) -> bool:
 
 
 def _train_ranks(
-    cfg: RunConfig, out: str | None, restart: bool, nproc: int, minutes: float | None = None
+    cfg: RunConfig,
+    out: str | None,
+    restart: bool,
+    nproc: int,
+    minutes: float | None = None,
+    evaluate: bool = False,
 ) -> None:
     """``metamap train --nproc N``: N processes of one meta-batch each step (gloo on the CPU,
-    NCCL with one GPU each)."""
+    NCCL with one GPU each); ``evaluate``: ``--eval``'s evaluation is checked before training."""
     from metamap.train.distributed import backend_for, check_shardable, spawn_ranks
 
     check_time_budget(minutes)
@@ -272,24 +277,41 @@ def _train_ranks(
     out_dir = check_output_dir(cfg.out_dir if out is None else out)
     check_run_folder(cfg, out_dir, resume=not restart)  # before any process starts
     backend = backend_for(cfg.train.device)
-    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart, minutes), backend)
+    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart, minutes, evaluate), backend)
 
 
 def _train_torchrun(
-    cfg: RunConfig, out: str | None, restart: bool, world: int, minutes: float | None = None
+    cfg: RunConfig,
+    out: str | None,
+    restart: bool,
+    world: int,
+    minutes: float | None = None,
+    evaluate: bool = False,
 ) -> None:
-    """One of the ``WORLD_SIZE`` processes ``torchrun`` started (on one node or several)."""
+    """One of the ``WORLD_SIZE`` processes ``torchrun`` started (on one node or several);
+    ``evaluate`` (``--eval``): global rank 0 scores the result once every process is done."""
     from metamap.train.distributed import backend_for, check_shardable, process_group
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # this node's processes
     check_shardable(cfg, world, local)
+    out_dir = str(cfg.out_dir if out is None else out)
     with process_group(backend_for(cfg.train.device)):
-        _train_rank(cfg, str(cfg.out_dir if out is None else out), restart, minutes)
+        _train_rank(cfg, out_dir, restart, minutes, evaluate)
+    paths = RunPaths(Path(out_dir))
+    if evaluate and int(os.environ.get("RANK", "0")) == 0 and _finished(_last_step(paths), cfg):
+        _evaluate(paths.result(cfg.eval.checkpoint), [], paths.evaluation)
 
 
-def _train_rank(cfg: RunConfig, out: str, restart: bool, minutes: float | None = None) -> None:
+def _train_rank(
+    cfg: RunConfig,
+    out: str,
+    restart: bool,
+    minutes: float | None = None,
+    evaluate: bool = False,
+) -> None:
     """One process of ``--nproc``: rank 0 trains as ``metamap train`` does (progress, notes,
-    checkpoints); the others compute their share quietly (the trainer shows them no progress)."""
+    checkpoints); the others compute their share quietly (the trainer shows them no progress).
+    ``evaluate``: every process checks first that ``--eval``'s evaluation can run."""
     import torch.distributed as dist
 
     if dist.get_rank() > 0:
@@ -298,9 +320,9 @@ def _train_rank(cfg: RunConfig, out: str, restart: bool, minutes: float | None =
             contextlib.redirect_stdout(quiet),
             contextlib.redirect_stderr(quiet),
         ):
-            _train(cfg, out, restart, minutes=minutes)
+            _train(cfg, out, restart, evaluate, minutes)
         return
-    _train(cfg, out, restart, minutes=minutes)
+    _train(cfg, out, restart, evaluate, minutes)
 
 
 def _lake(cfg: RunConfig, learner: MetaLearner, root: str) -> dict[str, Any]:
@@ -484,9 +506,9 @@ def _run(args: argparse.Namespace) -> None:
         cfg = load_config(_config_path(args.config), args.overrides)
         torchrun = int(os.environ.get("WORLD_SIZE", "1"))
         if torchrun > 1:  # one process of a torchrun launch (its env:// rendezvous)
-            _train_torchrun(cfg, args.out, args.restart, torchrun, args.minutes)
+            _train_torchrun(cfg, args.out, args.restart, torchrun, args.minutes, args.eval)
         elif args.nproc != 1:
-            _train_ranks(cfg, args.out, args.restart, args.nproc, args.minutes)
+            _train_ranks(cfg, args.out, args.restart, args.nproc, args.minutes, args.eval)
             paths = RunPaths(Path(cfg.out_dir if args.out is None else args.out))
             if args.eval and _finished(_last_step(paths), cfg):
                 _evaluate(paths.result(cfg.eval.checkpoint), [], paths.evaluation)

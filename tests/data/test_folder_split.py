@@ -64,3 +64,24 @@ def test_a_config_trains_on_the_named_classes(tmp_path: Path, class_folder: Any)
         load_config(None, [*base, lists[0]])
     counts = np.bincount(load_images(cfg, "val").labels)
     assert counts.tolist() == [3, 3]
+
+
+@pytest.mark.parametrize("name", ["folder", "torch"])
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [
+        # the split cuts at the first two fractions: a third that is not the rest would be
+        # silently replaced by it (here 20% of the classes tested, not 10%)
+        ("[0.6, 0.2, 0.1]", r"must add up to 1, got \[0.6, 0.2, 0.1\] \(sum 0.9\)"),
+        ("[0.5, 0.5, 0.5]", r"must add up to 1, got \[0.5, 0.5, 0.5\] \(sum 1.5\)"),
+        ("[-0.2, 0.6, 0.6]", r"split_fractions.0': Input should be greater than 0"),
+    ],
+)
+def test_split_fractions_must_be_positive_and_add_up_to_one(
+    name: str, fractions: str, message: str
+) -> None:
+    base = ["task.family=episodes", "model.name=conv4", f"data.name={name}"]
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [*base, f"data.split_fractions={fractions}"])
+    ok = load_config(None, [*base, "data.split_fractions=[0.7, 0.15, 0.15]"])
+    assert ok.data.split_fractions == (0.7, 0.15, 0.15)  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ would not give the one-process answer is refused before any process starts."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import torch.distributed as dist
 
 from metamap.cli import main
 from metamap.core import TaskBatch
-from metamap.errors import ConfigError
+from metamap.errors import ConfigError, DataError
 from metamap.learners import MAML
 from metamap.models import MLP
 from metamap.tasks import SinusoidTasks
@@ -35,6 +36,7 @@ from metamap.train.distributed import (
     sharded_meta_gradients,
     spawn_ranks,
 )
+from metamap.train.rundir import RunLock
 
 
 def _learner() -> MAML:
@@ -162,8 +164,49 @@ def test_metamap_train_nproc_refuses_before_starting(
     assert not (tmp_path / "r").exists()
 
 
+def _refuse_on_rank_1() -> None:
+    if dist.get_rank() == 1:
+        raise DataError("image folder 'x' does not exist; give data.root")
+
+
+def test_a_mistake_raised_in_a_process_reaches_the_spawner_as_it_was() -> None:
+    """A :class:`MetamapError` of one process is raised by :func:`spawn_ranks` itself (not
+    torch's ``ProcessRaisedException``, which ``metamap`` would report as a bug, exit 1)."""
+    with pytest.raises(DataError, match="image folder 'x' does not exist"):
+        spawn_ranks(2, _refuse_on_rank_1, ())
+
+
+def test_metamap_train_nproc_ends_with_the_status_of_a_process_mistake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], class_folder: Any
+) -> None:
+    """A run folder in use (75) and an evaluation that cannot run (2, refused before any
+    training: `--eval` is checked on every process first), as in one process: one line."""
+    over = [a for o in SHORT[:-2] for a in ("-o", o)]
+    out = tmp_path / "locked"
+    with RunLock(out):
+        code = main(["train", "sinusoid/maml", *over, "--nproc", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 75 and "is in use by process" in err and "internal error" not in err, err
+    assert not (out / "checkpoints").exists()
+    images = class_folder(tmp_path / "images", list(range(10)), 4, 0)  # test split: 2 classes
+    cfg = Path(__file__).parents[2] / "configs" / "omniglot" / "protonet-5w1s.yaml"
+    folder = ["data.name=folder", "data.protocol=folder", f"data.root={images}",
+              f"data.cache_dir={tmp_path / 'cache'}", "task.ways=2", "task.shots=1",
+              "task.queries=1", "model.width=8", "learner.name=maml", "train.steps=2",
+              "train.meta_batch=2", "train.val_every=2", "train.val_tasks=2",
+              "train.progress=false", "eval.ways=2", "eval.shots=[4]",
+              "eval.queries=2"]  # fmt: skip
+    out = tmp_path / "eval"
+    argv = ["train", str(cfg), *(a for o in folder for a in ("-o", o)), "--out", str(out)]
+    code = main([*argv, "--nproc", "2", "--eval"])
+    err = capsys.readouterr().err
+    assert code == 2 and "shots + queries = 6 but class" in err, err
+    assert not (out / "checkpoints").exists()
+
+
 def test_two_torchrun_nodes_over_loopback_train_as_one_process(tmp_path: Path) -> None:
-    """``torchrun --nnodes 2`` (one process a node, both here) through ``python -m metamap``."""
+    """``torchrun --nnodes 2`` (one process a node, both here) through ``python -m metamap``;
+    ``--eval`` scores the result once, on rank 0."""
     over = [a for o in SHORT for a in ("-o", o)]
     Trainer(load_config(None, SHORT), tmp_path / "single").fit()
     port = _free_port()
@@ -173,7 +216,8 @@ def test_two_torchrun_nodes_over_loopback_train_as_one_process(tmp_path: Path) -
         command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
                    "--nproc-per-node", "1", "--node-rank", str(rank), "--master-addr",
                    "127.0.0.1", "--master-port", str(port), "-m", "metamap", "train",
-                   "sinusoid/maml", *over, "--out", str(tmp_path / "nodes")]  # fmt: skip
+                   "sinusoid/maml", *over, "-o", "eval.tasks=10", "--out",
+                   str(tmp_path / "nodes"), "--eval"]  # fmt: skip
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     nodes = [node(0), node(1)]
@@ -182,6 +226,7 @@ def test_two_torchrun_nodes_over_loopback_train_as_one_process(tmp_path: Path) -
         assert started.returncode == 0, err.decode()[-2000:]
     a, b = _weights(tmp_path / "single"), _weights(tmp_path / "nodes")
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-12) for k in a)
+    assert json.loads((tmp_path / "nodes" / "eval.json").read_text())["step"] == 6  # --eval
 
 
 def _fit_losing_rank_1(out: str) -> None:

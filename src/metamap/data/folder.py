@@ -18,14 +18,15 @@ standard benchmarks (e.g. mini-ImageNet, Vinyals et al. 2016) are distributed in
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import PositiveFloat, model_validator
+from pydantic import AfterValidator, PositiveFloat, model_validator
 
 from metamap.data.cache import CachePlan, cache_key, cached_images, folder_fingerprint
 from metamap.data.dataset import ClassSplit, ImageClassDataset
@@ -42,7 +43,14 @@ from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
 from metamap.section import own_error
 
-__all__ = ["FolderData", "class_split", "folder_split_classes", "image_folder", "select_classes"]
+__all__ = [
+    "FolderData",
+    "SplitFractions",
+    "class_split",
+    "folder_split_classes",
+    "image_folder",
+    "select_classes",
+]
 
 _LAYOUT = (
     "expected one sub-folder per class, each holding that class's images: "
@@ -118,6 +126,25 @@ def image_folder(
         )
 
     return cached_images(f"folder-{root_path.name}", key, plan, cache_dir).dataset
+
+
+def _whole(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
+    """``fractions`` if they add up to 1: the split cuts the classes at the first two, so a
+    third that does not make up the rest would be silently replaced by the remainder."""
+    total = sum(fractions)
+    if not math.isclose(total, 1.0, rel_tol=0.0, abs_tol=1e-6):
+        raise own_error(
+            f"the train, val and test fractions of the classes must add up to 1, got "
+            f"{list(fractions)} (sum {total:g}); e.g. [0.6, 0.2, 0.2]"
+        )
+    return fractions
+
+
+SplitFractions = Annotated[
+    tuple[PositiveFloat, PositiveFloat, PositiveFloat], AfterValidator(_whole)
+]
+"""A ``split_fractions`` setting: the positive fractions of the classes in train, val and test,
+adding up to 1."""
 
 
 def _cuts(n: int, fractions: Sequence[float]) -> tuple[int, int]:
@@ -224,7 +251,7 @@ class FolderData(DatasetSection):
     seeded permutation in the proportions ``split_fractions``."""
 
     name: Literal["folder"] = "folder"
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_fractions: SplitFractions = (0.6, 0.2, 0.2)
     train_classes: list[str] | None = None
     """The class folders to train on (with ``val_classes`` and ``test_classes``, instead of
     the seeded ``split_fractions`` split); ``metamap train`` prints the split it uses."""

@@ -45,7 +45,7 @@ from PIL import Image
 from pydantic import field_validator
 
 from metamap.data.dataset import ClassSplit, ImageClassDataset
-from metamap.data.folder import class_split
+from metamap.data.folder import SplitFractions, class_split
 from metamap.data.images import RESAMPLE_FILTERS, Resample, parse_size
 from metamap.data.registry import DatasetSection, register_dataset
 from metamap.errors import DataError
@@ -387,7 +387,7 @@ class TorchData(DatasetSection):
     dataset: str | None = None
     """``"package.module:attribute"``: a function of the split name returning a ``Dataset``,
     or one ``Dataset`` whose classes are split by ``split_fractions``."""
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_fractions: SplitFractions = (0.6, 0.2, 0.2)
     """Only where ``dataset`` names one ``Dataset``: the fractions of its classes in train,
     val and test."""
 

@@ -25,10 +25,13 @@ writes checkpoints. ``metamap train CONFIG --nproc N`` starts ``N`` such process
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,7 +41,7 @@ from torch.multiprocessing import spawn as mp_spawn  # type: ignore[attr-defined
 
 from metamap.core import MetaStep, TaskBatch, even_ranges
 from metamap.core.learner import Learner
-from metamap.errors import ConfigError
+from metamap.errors import ConfigError, MetamapError
 from metamap.train.config import RunConfig
 from metamap.train.learner_view import LearnerView
 
@@ -245,16 +248,30 @@ def _rank_main(
     backend: str,
     target: Callable[..., Any],
     args: tuple[Any, ...],
+    errors: str,
 ) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    with process_group(backend, rank=rank, world_size=world):
-        target(*args)
+    try:
+        with process_group(backend, rank=rank, world_size=world):
+            target(*args)
+    except MetamapError as e:  # a mistake in what was given: for the parent to raise as is
+        Path(errors, f"{rank}.pickle").write_bytes(pickle.dumps(e))
+        raise
 
 
 def spawn_ranks(
     world: int, target: Callable[..., Any], args: tuple[Any, ...], backend: str = "gloo"
 ) -> None:
     """Run ``target(*args)`` in ``world`` processes of one process group on this machine (a
-    process that fails stops the others, and its error is raised here)."""
-    args_ = (world, _free_port(), backend, target, args)
-    mp_spawn(_rank_main, args=args_, nprocs=world)  # type: ignore[no-untyped-call]
+    process that fails stops the others, and its error is raised here: a
+    :class:`~metamap.errors.MetamapError` as the process raised it, of the lowest rank that
+    raised one, so that ``metamap train --nproc`` ends with its one line and exit status)."""
+    with tempfile.TemporaryDirectory(prefix="metamap-ranks-") as errors:
+        args_ = (world, _free_port(), backend, target, args, errors)
+        try:
+            mp_spawn(_rank_main, args=args_, nprocs=world)  # type: ignore[no-untyped-call]
+        except Exception:
+            raised = sorted(Path(errors).glob("*.pickle"), key=lambda p: int(p.stem))
+            if raised:  # written by _rank_main in a process of this call, from its own error
+                raise pickle.loads(raised[0].read_bytes()) from None
+            raise
