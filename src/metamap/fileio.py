@@ -36,12 +36,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     """Write ``path`` through ``write(f)`` on a temporary file, then rename it into place.
 
     The temporary file is removed if ``write`` fails; the rename is made durable by syncing the
-    folder where the platform allows it.
+    folder where the platform allows it. The file gets the permissions ``open`` would give it
+    (``0666`` less the umask), not the temporary's owner-only ``0600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        with contextlib.suppress(AttributeError, OSError):  # mkstemp's 0600 -> what open() gives
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -58,6 +61,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
         finally:
             os.close(dfd)
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` can
+    only be read by setting it, for a moment, for every thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
