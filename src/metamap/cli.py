@@ -277,7 +277,13 @@ def _train_ranks(
     out_dir = check_output_dir(cfg.out_dir if out is None else out)
     check_run_folder(cfg, out_dir, resume=not restart)  # before any process starts
     backend = backend_for(cfg.train.device)
-    spawn_ranks(nproc, _train_rank, (cfg, str(out_dir), restart, minutes, evaluate), backend)
+    spawn_ranks(
+        nproc,
+        _train_rank,
+        (cfg, str(out_dir), restart, minutes, evaluate),
+        backend,
+        cfg.train.collective_timeout_minutes,
+    )
 
 
 def _train_torchrun(
@@ -295,7 +301,7 @@ def _train_torchrun(
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # this node's processes
     check_shardable(cfg, world, local)
     out_dir = str(cfg.out_dir if out is None else out)
-    with process_group(backend_for(cfg.train.device)):
+    with process_group(backend_for(cfg.train.device), cfg.train.collective_timeout_minutes):
         _train_rank(cfg, out_dir, restart, minutes, evaluate)
     paths = RunPaths(Path(out_dir))
     if evaluate and int(os.environ.get("RANK", "0")) == 0 and _finished(_last_step(paths), cfg):

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,25 @@ def test_a_mistake_raised_in_a_process_reaches_the_spawner_as_it_was() -> None:
     torch's ``ProcessRaisedException``, which ``metamap`` would report as a bug, exit 1)."""
     with pytest.raises(DataError, match="image folder 'x' does not exist"):
         spawn_ranks(2, _refuse_on_rank_1, ())
+
+
+def _validate_on_rank_0_for(seconds: float) -> None:
+    """Rank 0 works alone (as it validates) while rank 1 waits in the next all-reduce."""
+    if dist.get_rank() == 0:
+        time.sleep(seconds)
+    dist.all_reduce(torch.ones(1))
+
+
+def test_the_collective_timeout_bounds_how_long_the_others_wait_for_process_0() -> None:
+    """``train.collective_timeout_minutes`` reaches the process group: a wait longer than it
+    fails, a shorter one does not (it was a fixed 10 minutes, less than a long validation)."""
+    spawn_ranks(2, _validate_on_rank_0_for, (2.0,), timeout_minutes=1.0)
+    with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+        spawn_ranks(2, _validate_on_rank_0_for, (6.0,), timeout_minutes=0.02)
+    cfg = load_config(None, [])
+    longer = load_config(None, ["train.collective_timeout_minutes=600"])
+    assert cfg.train.collective_timeout_minutes == 120.0  # well past a validation's length
+    assert longer.fingerprint() == cfg.fingerprint()  # it changes no weight: runs resume
 
 
 def test_metamap_train_nproc_ends_with_the_status_of_a_process_mistake(

@@ -197,6 +197,12 @@ class TrainConfig(Section):
     would silently become first order). Off by default: ``benchmarks/step_variants.py`` measures
     it (docs/results/speed.md); on the CPUs measured it is not faster."""
     device: str = "cpu"
+    collective_timeout_minutes: PositiveFloat = 120.0
+    """With ``--nproc`` or torchrun: how long a process waits for the others in a collective
+    (the step's all-reduce) before it gives up. Process 0 validates and writes checkpoints alone
+    while the others wait at the next step's all-reduce, so this must exceed the longest
+    validation. A process that dies ends the others at once (``--nproc`` and torchrun stop
+    them); the timeout only bounds the wait for a process that hangs."""
     threads: PositiveInt | None = None
     """CPU threads for torch (``None``: torch's default). Small models run fastest on 1: more
     threads only add synchronisation, and on a shared machine they can slow a run many-fold."""
@@ -588,6 +594,7 @@ class RunConfig(Section):
             "log_every",
             "progress",
             "device",
+            "collective_timeout_minutes",
             "threads",
             *SCHEDULE_FIELDS,
         ):

@@ -226,14 +226,17 @@ def _free_port() -> int:
 
 
 @contextmanager
-def process_group(backend: str = "gloo", **kwargs: Any) -> Iterator[None]:
+def process_group(
+    backend: str = "gloo", timeout_minutes: float = 120.0, **kwargs: Any
+) -> Iterator[None]:
     """Join the default process group (``init_process_group(backend, **kwargs)``; from the
     environment, as torchrun sets it, when no rank is given) for the ``with`` block, and leave it
     when every rank is done: a rank that tore its connections down while another still held
-    them could abort that one at exit."""
+    them could abort that one at exit. ``timeout_minutes``: how long a collective waits for the
+    others (``train.collective_timeout_minutes``: longer than rank 0's longest validation)."""
     if backend == "nccl":  # process i of a machine on its GPU i, before NCCL starts
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", kwargs.get("rank", 0))))
-    dist.init_process_group(backend, timeout=timedelta(minutes=10), **kwargs)
+    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes), **kwargs)
     try:
         yield
         dist.barrier()
@@ -249,10 +252,11 @@ def _rank_main(
     target: Callable[..., Any],
     args: tuple[Any, ...],
     errors: str,
+    timeout_minutes: float,
 ) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
-        with process_group(backend, rank=rank, world_size=world):
+        with process_group(backend, timeout_minutes, rank=rank, world_size=world):
             target(*args)
     except MetamapError as e:  # a mistake in what was given: for the parent to raise as is
         Path(errors, f"{rank}.pickle").write_bytes(pickle.dumps(e))
@@ -260,14 +264,18 @@ def _rank_main(
 
 
 def spawn_ranks(
-    world: int, target: Callable[..., Any], args: tuple[Any, ...], backend: str = "gloo"
+    world: int,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    backend: str = "gloo",
+    timeout_minutes: float = 120.0,
 ) -> None:
     """Run ``target(*args)`` in ``world`` processes of one process group on this machine (a
     process that fails stops the others, and its error is raised here: a
     :class:`~metamap.errors.MetamapError` as the process raised it, of the lowest rank that
     raised one, so that ``metamap train --nproc`` ends with its one line and exit status)."""
     with tempfile.TemporaryDirectory(prefix="metamap-ranks-") as errors:
-        args_ = (world, _free_port(), backend, target, args, errors)
+        args_ = (world, _free_port(), backend, target, args, errors, timeout_minutes)
         try:
             mp_spawn(_rank_main, args=args_, nprocs=world)  # type: ignore[no-untyped-call]
         except Exception:
