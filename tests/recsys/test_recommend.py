@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -70,6 +71,24 @@ def test_recommend_returns_the_top_unrated_movies_by_score(rec: Recommender) -> 
     # a list of pairs is the same user
     assert rec.recommend(list(RATINGS.items()), top=5) == top
     assert len(rec.recommend(RATINGS, top=500)) == len(unrated)  # at most every unrated movie
+
+
+def test_movies_predicted_beyond_the_scale_keep_the_models_order(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An adapted model may predict more than 5 stars for many movies (an enthusiast's few
+    # 5-star ratings); clipping before ranking made them all tie at 5 and come out by id.
+    unrated = [i for i in FILMS if i not in RATINGS]
+    every = rec.predict(RATINGS, unrated)
+    assert bool(((every > 1) & (every < 5)).all())  # within the scale: the model's own values
+    predict = rec.learner.predict
+    monkeypatch.setattr(rec.learner, "predict", lambda state, x: predict(state, x) + 3.0)
+    assert int((every + 3 > 5).sum()) > 10  # now many movies are predicted beyond 5 stars
+    top = rec.recommend(RATINGS, top=10)
+    best = sorted(range(len(unrated)), key=lambda k: (-float(every[k]), unrated[k]))[:10]
+    assert [t.item_id for t in top] == [unrated[k] for k in best]
+    assert [t.score for t in top] == [5.0] * 10  # shown on the scale, as predict gives them
+    assert rec.predict(RATINGS, [unrated[best[0]]]).tolist() == [5.0]
 
 
 def test_the_recommendations_depend_on_the_ratings(rec: Recommender) -> None:
@@ -195,3 +214,15 @@ def test_a_byte_order_mark_does_not_lose_the_first_rating(tmp_path: Path) -> Non
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeff1,5\r\n8,4\r\n".encode())
     assert read_ratings_csv(path) == [(1, 5.0), (8, 4.0)]
+
+
+def test_ratings_from_python_are_read_or_refused_by_name(rec: Recommender) -> None:
+    # text read from a CSV by hand, or numpy scalars, are the same ratings
+    want = rec.recommend(RATINGS, top=3)
+    text: dict[Any, Any] = {str(i): str(r) for i, r in RATINGS.items()}
+    arrays: dict[Any, Any] = {i: torch.tensor(r).numpy() for i, r in RATINGS.items()}
+    assert rec.recommend(text, top=3) == rec.recommend(arrays, top=3) == want
+    # anything else is named, not a TypeError from deep inside (nor a movie id cut to an int)
+    for bad in [{1: "five"}, {1: None}, {1.5: 4}, {"one": 4}, {True: 4}, [(1,)], [(1, 5, 3)]]:
+        with pytest.raises(MetamapError, match=r"integer movie id and a number of stars"):
+            rec.recommend(bad, top=3)  # type: ignore[arg-type]

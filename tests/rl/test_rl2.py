@@ -126,3 +126,14 @@ def test_a_policy_of_the_wrong_kind_is_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(CONFIGS / config, overrides)
+
+
+def test_one_episode_per_task_is_refused_before_any_work(tmp_path: Path) -> None:
+    # Each copy's baseline is the mean of its task's other copies: one copy has none. The run
+    # is refused before it rolls out anything or writes its folder, naming the setting.
+    cfg = load_config(CONFIGS / "rl2-navigation.yaml", [*SMALL, "task.rollouts=1"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"at least 2 episodes .* set task\.rollouts to 2"):
+        trainer.fit()
+    assert not (tmp_path / "run").exists()
+    assert trainer.step == 0

@@ -67,3 +67,16 @@ def test_a_goal_starts_its_episodes_alike_whatever_batch_holds_it() -> None:
     torch.testing.assert_close(part.start_angle, whole.start_angle[2:])
     torch.testing.assert_close(part.start_speed, whole.start_speed[2:])
     assert not torch.equal(whole.start_angle[0], whole.start_angle[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_pendulums_on_a_gpu_start_and_step_there() -> None:
+    """Each goal's generator is on the goals' device: the starts are drawn there too (they were
+    drawn on the CPU, which a CUDA generator refuses), and the steps stay there."""
+    goals = PendulumFamily().sample_goals(3, torch.Generator().manual_seed(0))
+    cpu, gpu = PendulumEnvs(goals, 2, 5), PendulumEnvs(goals.cuda(), 2, 5)
+    obs = gpu.reset()
+    assert obs.device.type == "cuda" and gpu.start_angle.device.type == "cuda"
+    step = gpu.step(torch.zeros(3, 2, 1, device="cuda"))
+    assert step.done.device.type == "cuda" and step.reward.device.type == "cuda"
+    assert cpu.reset().shape == obs.shape

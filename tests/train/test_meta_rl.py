@@ -96,11 +96,20 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
         (["task={family: sinusoid}"], "has no environments"),
         (["task.low=0.5", "task.high=-0.5"], "low < high"),
         (["learner.max_kl=0"], "max_kl"),
+        # no adaptation in training and no test step size: evaluation would adapt by 0
+        (["learner.inner_lr=0"], r"step size of 0: set learner\.test_lr"),
+        (["learner={name: maml_ppo, inner_lr: 0}"], r"set learner\.test_lr"),
     ],
 )
 def test_configs_that_cannot_work_are_refused(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(CONFIG, overrides)
+
+
+def test_the_pretraining_baseline_names_its_test_step_size() -> None:
+    cfg = load_config(CONFIG, ["learner.inner_lr=0", "learner.test_lr=0.1"])
+    learner = Trainer(cfg, Path("/nonexistent-never-written")).learner
+    assert isinstance(learner, MAMLTRPO) and learner.inner_lr == 0 and learner.test_lrs == [0.1]
 
 
 def test_non_finite_rewards_stop_training_and_the_run_stays_resumable(

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -80,6 +80,23 @@ def read_ratings_csv(path: str | os.PathLike[str]) -> list[tuple[int, float]]:
     return out
 
 
+def _rating(pair: object) -> tuple[int, float]:
+    """One rating as ``(movie id, stars)`` from a pair of an integer id (or its digits) and a
+    number of stars (or its text), else a :class:`MetamapError` naming it."""
+    try:
+        item, stars = cast(tuple[Any, Any], pair)
+        i, r = int(item), float(stars)
+        ok = (isinstance(item, str) or i == item) and not isinstance(item, bool)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise MetamapError(
+            f"rating {pair!r}: give each as movie id -> stars, an integer movie id and a number "
+            "of stars"
+        )
+    return i, r
+
+
 class Recommender:
     """A trained cold-start model with its catalogue: ``recommend(ratings, top)``."""
 
@@ -106,10 +123,11 @@ class Recommender:
         return cls(learner, data, section.split(data).known_items)
 
     def _support(self, ratings: Ratings) -> tuple[Tensor, Tensor]:
-        pairs = list(ratings.items()) if isinstance(ratings, Mapping) else list(ratings)
-        if not pairs:
+        given = list(ratings.items()) if isinstance(ratings, Mapping) else list(ratings)
+        if not given:
             raise MetamapError("no ratings given: rate at least one movie (movie id -> stars)")
-        ids = [int(i) for i, _ in pairs]
+        pairs = [_rating(pair) for pair in given]
+        ids = [i for i, _ in pairs]
         twice = sorted(i for i, n in Counter(ids).items() if n > 1)
         if twice:
             raise MetamapError(f"movies rated more than once: {twice[:5]}; rate each movie once")
@@ -133,30 +151,37 @@ class Recommender:
         return encode_items(self.data, items, None, self.known_items)
 
     def _scores(self, items: Tensor, stars: Tensor, candidates: Tensor) -> Tensor:
-        """Predicted stars ``(C,)`` of the movies at positions ``candidates`` after adapting to
-        the ratings ``stars`` of the movies at positions ``items``."""
+        """The model's predictions ``(C,)`` for the movies at positions ``candidates`` after
+        adapting to the ratings ``stars`` of the movies at positions ``items``, not yet clipped
+        to the rating scale (the order among those predicted beyond it is the model's)."""
         p = next(self.learner.named_parameters())[1]
         state = self.learner.adapt(self._rows(items).to(p.device), stars.to(p))
         with torch.no_grad():
             x = self._rows(candidates).to(p.device)
-            return self.learner.predict(state, x).flatten().clamp(*self.data.scale).cpu()
+            return self.learner.predict(state, x).flatten().cpu()
 
     def predict(self, ratings: Ratings, item_ids: Sequence[int]) -> Tensor:
         """Predicted stars ``(len(item_ids),)`` of the given movies for the user who gave
-        ``ratings``."""
+        ``ratings``, clipped to the rating scale."""
         items, stars = self._support(ratings)
-        return self._scores(items, stars, self.data.item_positions(item_ids))
+        scores = self._scores(items, stars, self.data.item_positions(item_ids))
+        return scores.clamp(*self.data.scale)
 
     def recommend(self, ratings: Ratings, top: int = 10) -> list[Recommendation]:
-        """The ``top`` movies the user has not rated, by predicted stars (ties: lower id)."""
+        """The ``top`` movies the user has not rated, by predicted stars (ties: lower id).
+
+        They are ranked by the model's predictions before clipping, so that movies predicted
+        beyond the top of the scale keep their order; ``score`` is clipped to the scale, as
+        :meth:`predict` gives it."""
         if top < 1:
             raise MetamapError(f"top must be at least 1, got {top}")
         items, stars = self._support(ratings)
         rated = set(items.tolist())
         candidates = [i for i in range(self.data.num_items) if i not in rated]
         ids = self.data.item_ids[candidates].tolist()
-        scores = self._scores(items, stars, torch.tensor(candidates))
-        order = sorted(range(len(ids)), key=lambda k: (-float(scores[k]), ids[k]))[:top]
+        raw = self._scores(items, stars, torch.tensor(candidates))
+        order = sorted(range(len(ids)), key=lambda k: (-float(raw[k]), ids[k]))[:top]
+        scores = raw.clamp(*self.data.scale)
         return [
             Recommendation(ids[k], self.data.titles[candidates[k]], float(scores[k])) for k in order
         ]

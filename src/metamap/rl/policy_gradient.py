@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
@@ -189,6 +190,8 @@ class PolicyLearnerSection(LearnerSection):
     reinforcement = True
     fixed_head = False
     shards_exactly = True  # meta_update reduces its means over tasks across processes
+    min_rollouts: ClassVar[int] = 1
+    """The fewest episodes per task and step (``task.rollouts``) its update works with."""
 
     gamma: float = Field(default=0.99, gt=0.0, le=1.0)
 
@@ -204,3 +207,13 @@ class PolicySection(PolicyLearnerSection):
     per step (the last for later ones; the MAML paper evaluates with ``[0.1, 0.05]``);
     default α."""
     gae_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _test_step_size(self) -> PolicySection:
+        if self.inner_lr == 0 and self.test_lr is None:
+            raise ValueError(
+                "inner_lr is 0 (no adaptation in training) and test_lr is not set, so validation "
+                "and evaluation would adapt with a step size of 0: set learner.test_lr, e.g. "
+                "learner.test_lr=0.1 (the multi-task pre-training baseline)"
+            )
+        return self

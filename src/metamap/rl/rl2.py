@@ -190,6 +190,7 @@ class RL2Section(PPOUpdate):
 
     name: Literal["rl2"] = "rl2"
     recurrent = True
+    min_rollouts = 2  # each copy's baseline is the mean of its task's other copies
 
     def build(self, ctx: BuildContext) -> MetaLearner:
         model = cast(GaussianGRU, ctx.model())  # the run config checks it is recurrent

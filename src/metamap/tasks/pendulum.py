@@ -49,11 +49,10 @@ class PendulumEnvs:
         # random starts from each goal: the same goal gives the same episodes, whatever batch or
         # share of a batch holds it (a resumed run, processes splitting a batch)
         starts = []
+        n, dtype, device = self.envs_per_task, goals.dtype, goals.device  # the generators'
         for g in goal_generators(goals):
-            angle = (
-                2 * torch.rand(self.envs_per_task, generator=g, dtype=goals.dtype) - 1
-            ) * math.pi
-            speed = 2 * torch.rand(self.envs_per_task, generator=g, dtype=goals.dtype) - 1
+            angle = (2 * torch.rand(n, generator=g, dtype=dtype, device=device) - 1) * math.pi
+            speed = 2 * torch.rand(n, generator=g, dtype=dtype, device=device) - 1
             starts.append(torch.stack([angle, speed]))
         self.start_angle, self.start_speed = torch.stack(starts, 1).unbind()
         self.angle, self.speed = self.start_angle.clone(), self.start_speed.clone()
@@ -82,7 +81,7 @@ class PendulumEnvs:
         self.angle = self.angle + self.speed * DT
         self.t += 1
         running = torch.ones_like(reward)
-        done = torch.full(reward.shape, self.t >= self.horizon, dtype=torch.bool)
+        done = torch.full(reward.shape, self.t >= self.horizon, dtype=torch.bool, device=u.device)
         return EnvStep(self._obs(), reward, running, done)
 
 

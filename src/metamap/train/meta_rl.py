@@ -61,7 +61,15 @@ class MetaRLProblem:
         return None
 
     def prepare(self) -> None:
-        """Nothing to load: the environments are built per batch of tasks."""
+        """Nothing to load (the environments are built per batch of tasks); a learner that
+        needs more episodes per task than ``task.rollouts`` gives is refused now."""
+        least = getattr(self.cfg.learner, "min_rollouts", 1)
+        if self.section.rollouts < least:
+            raise ConfigError(
+                f"learner {self.cfg.learner.name!r} needs at least {least} episodes per task and "
+                f"step, got task.rollouts={self.section.rollouts}: set task.rollouts to {least} "
+                "or more"
+            )
 
     def _test_goals(self) -> Tensor:
         """The ``eval.tasks`` fixed test goals (at least 2: a CI needs them)."""

@@ -71,20 +71,25 @@ def user_adaptation_plot(
     title: str | None = None,
 ) -> Path:
     """One user's query items: true stars (x) against predicted stars (y) after each count of
-    ``steps`` inner steps on their ``task.shots`` support ratings; the diagonal is perfect."""
+    ``steps`` inner steps on their ``task.shots`` support ratings; the diagonal is perfect. A
+    learner without inner steps (``ridge``: a closed-form fit) has one adapted prediction, for
+    every count, drawn once."""
     p = next(learner.parameters())
     states = learner.adapt_trace(task.support_x.to(p.device), task.support_y.to(p), steps)
     true = task.query_y.flatten().cpu()
     fig, ax = plt.subplots(figsize=(4.8, 4.4), dpi=120)
     jitter = torch.linspace(-0.12, 0.12, len(true))
-    for i, k in enumerate(steps):
+    stepped = learner.inner_steps > 0  # else one closed-form adaptation, whatever the count
+    for i, k in enumerate(steps if stepped else list(steps)[:1]):
         with torch.no_grad():
             pred = learner.predict(states[k], task.query_x.to(p.device)).flatten().cpu()
         pred = pred.clamp(*scale)
         mae = float((pred - true).abs().mean())
-        label = ("before adaptation" if k == 0 else f"after {k} step{'s' * (k > 1)}") + (
-            f" (MAE {mae:.2f})"
-        )
+        if not stepped:
+            label = "adapted to the support ratings"
+        else:
+            label = "before adaptation" if k == 0 else f"after {k} step{'s' * (k > 1)}"
+        label += f" (MAE {mae:.2f})"
         ax.scatter(true + jitter, pred, s=28, color=f"C{i}", label=label, alpha=0.8)
     ax.plot(scale, scale, color="grey", lw=1, ls=":")
     ax.set_xlim(scale[0] - 0.4, scale[1] + 0.4)
