@@ -137,7 +137,10 @@ def add_feature_commands(
     f.add_argument("checkpoint")
     f.add_argument("--support", required=True, help="folder with one sub-folder per new class")
     f.add_argument(
-        "--query", required=True, help="folder of images to classify (or of class folders)"
+        "--query",
+        required=True,
+        help="folder of images to classify, or of class folders (then the accuracy is printed, "
+        "over the queries of support classes; the others are named)",
     )
     f.add_argument("--head", default="prototype", help="prototype, ridge, logistic or finetune")
     f.add_argument(
@@ -274,8 +277,32 @@ def _fewshot(args: argparse.Namespace) -> None:
     for n in notes:
         print(n)
     if query.labels is not None:  # a labelled query folder: report accuracy too
-        truth = np.array(query.class_names)[query.labels]
-        print(f"accuracy {float(np.mean(pred == truth)):.4f} on {len(truth)} labelled queries")
+        _query_accuracy(pred, np.array(query.class_names)[query.labels], list(clf.classes_))
+
+
+def _query_accuracy(pred: Any, truth: Any, support: list[str]) -> None:
+    """Print the accuracy of predictions ``pred`` against the class folders ``truth`` of the
+    queries, over the queries of support classes only: a query of a class the support set does
+    not have can never be predicted right, so it is named and left out, not counted wrong."""
+    known = np.isin(truth, support)
+    unknown = sorted(set(truth[~known].tolist()))
+    if known.any():
+        right = float(np.mean(pred[known] == truth[known]))
+        print(f"accuracy {right:.4f} on {int(known.sum())} labelled queries of support classes")
+    if unknown:
+        counts = ", ".join(f"{c} ({int(np.sum(truth == c))})" for c in unknown)
+        if known.any():
+            what = (
+                f"{int((~known).sum())} queries in class folders the support set does not have "
+                f"— {counts} — are left out of the accuracy"
+            )
+        else:
+            what = f"no accuracy: none of the query class folders — {counts} — is a support class"
+        print(
+            f"note: {what}; a few-shot classifier only predicts the support classes "
+            f"({', '.join(support)}): name the query folders as the support's, or add those "
+            "classes to the support set"
+        )
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -142,3 +142,33 @@ def test_calibrate_and_transductive_together_are_refused(
             err = capsys.readouterr().err
             assert err.startswith("metamap: error: --calibrate and --transductive contradict")
     assert not out.exists()
+
+
+def test_fewshot_accuracy_leaves_out_and_names_query_classes_not_in_the_support(
+    protonet_ckpt: Path,
+    tmp_path: Path,
+    class_folder: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A query class folder that the support set lacks used to be counted wrong silently: the
+    accuracy is over the support classes' queries, and the others are named with their counts."""
+    support = class_folder(tmp_path / "support", [1, 6, 11], 2, 3)
+    query = class_folder(tmp_path / "query", [1, 3, 6, 11], 4, 4)
+    out = tmp_path / "pred.csv"
+    argv = ["fewshot", str(protonet_ckpt), "--support", str(support), "--out", str(out)]
+    assert main([*argv, "--query", str(query)]) == 0
+    printed = capsys.readouterr().out
+    assert "on 12 labelled queries of support classes" in printed
+    assert (
+        "4 queries in class folders the support set does not have — class03 (4) — are left out"
+        in printed
+    )
+    assert len(list(csv.DictReader(out.open()))) == 16  # still predicted
+    rows = [r for r in csv.DictReader(out.open()) if "class03" not in r["file"]]
+    right = np.mean([Path(r["file"]).parent.name == r["prediction"] for r in rows])
+    assert f"accuracy {right:.4f} on 12" in printed
+    unknown = class_folder(tmp_path / "unknown", [2, 3], 2, 5)
+    assert main([*argv, "--query", str(unknown)]) == 0
+    printed = capsys.readouterr().out
+    assert not any(line.startswith("accuracy") for line in printed.splitlines())
+    assert "no accuracy: none of the query class folders — class02 (2), class03 (2) —" in printed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,40 @@ def test_a_torch_dataset_is_embedded_like_its_files(inverted_ckpt: Path, image_r
             return Image.open(files[i]).convert("L"), i % 2
 
     torch.testing.assert_close(ext.embed(Pairs()), ext.embed(files))
+
+
+def test_calibration_images_recalibrate_an_inductive_extractor_as_the_cli_does(
+    protonet_ckpt: Path,
+    maml_ckpt: Path,
+    tmp_path: Path,
+    class_folder: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``calibration=`` used to be ignored for an inductive checkpoint, while ``--calibrate DIR``
+    replaced its running statistics: both now do (AdaBN), with the same predictions."""
+    import csv
+
+    ext = FeatureExtractor.from_checkpoint(protonet_ckpt)
+    assert ext.batch_norm == "inductive" and not ext.batch_dependent
+    support = class_folder(tmp_path / "support", [1, 6, 11], 2, 3)
+    query = class_folder(tmp_path / "query", [1, 6, 11], 3, 4)
+    plain = FewShotClassifier(ext).fit(support)
+    assert plain.calibrated_on == ""
+    clf = FewShotClassifier(ext, calibration=str(query)).fit(support)
+    assert clf.calibrated_on == "the 9 calibration images"
+    proba = clf.predict_proba(str(query))
+    assert not np.allclose(proba, plain.predict_proba(str(query)), atol=1e-3)
+    np.testing.assert_allclose(
+        proba, FewShotClassifier(ext.calibrate(str(query))).fit(support).predict_proba(str(query))
+    )
+    out = tmp_path / "p.csv"
+    argv = ["fewshot", str(protonet_ckpt), "--support", str(support), "--query", str(query)]
+    assert main([*argv, "--calibrate", str(query), "--out", str(out)]) == 0
+    assert "BatchNorm statistics calibrated on the 9 images of" in capsys.readouterr().out
+    rows = list(csv.DictReader(out.open()))
+    cli = np.array([[float(r[f"p_{c}"]) for c in clf.classes_] for r in rows])
+    np.testing.assert_allclose(cli, proba, atol=1e-4)
+    with pytest.raises(ValueError, match="calibration= and an extractor made with transductive"):
+        FewShotClassifier(
+            FeatureExtractor.from_checkpoint(maml_ckpt, transductive=True), calibration=query
+        )

@@ -32,6 +32,8 @@ class ImageClassDataset:
     """Labelled images: ``images (N, C, H, W) uint8``, ``labels (N,) int64``, class names.
 
     ``sources`` optionally names the file each image came from (for error messages, exports).
+    ``inverted``: the loader stored ``255 − value`` (Omniglot's loaders, ``image_folder(...,
+    invert=True)``), so the feature tools do not invert these pixels again.
     """
 
     images: npt.NDArray[np.uint8]
@@ -39,6 +41,7 @@ class ImageClassDataset:
     class_names: Sequence[str]
     sources: Sequence[str] = field(default_factory=tuple)
     name: str = "images"
+    inverted: bool = False
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.dtype != np.uint8:

@@ -18,6 +18,7 @@ standard benchmarks (e.g. mini-ImageNet, Vinyals et al. 2016) are distributed in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -125,7 +126,8 @@ def image_folder(
             meta={"root": str(root_path.resolve())},
         )
 
-    return cached_images(f"folder-{root_path.name}", key, plan, cache_dir).dataset
+    dataset = cached_images(f"folder-{root_path.name}", key, plan, cache_dir).dataset
+    return dataclasses.replace(dataset, inverted=invert)
 
 
 def _whole(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -225,6 +227,7 @@ def select_classes(full: ImageClassDataset, chosen: Sequence[int], split: str) -
         [full.class_names[i] for i in chosen],
         [s for s, k in zip(full.sources, keep, strict=True) if k] if full.sources else (),
         name=f"{full.name}:{split}",
+        inverted=full.inverted,
     )
 
 

@@ -58,7 +58,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -306,7 +306,8 @@ def omniglot_images(
             meta={"class_sets": sets, "root": str(data_root.resolve())},
         )
 
-    return cached_images("omniglot", key, plan, cache_dir).dataset
+    dataset = cached_images("omniglot", key, plan, cache_dir).dataset
+    return replace(dataset, inverted=True)  # bright strokes on black
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -541,6 +542,7 @@ def _select(
         class_names=tuple(full.class_names[c] for c in base_chars),
         sources=tuple(full.sources[i] for i in idx.tolist()) if full.sources else (),
         name=f"omniglot-{protocol}-{split}",
+        inverted=full.inverted,
         class_base=np.asarray([position[c] for c, _, _ in rows], dtype=np.int64),
         class_rotations=np.asarray([k for _, k, _ in rows], dtype=np.int64),
         episode_class_names=tuple(name for _, _, name in rows),

@@ -17,12 +17,23 @@ Heads (features z = f_φ(x), ``(N, D)``):
   ``w_k = 2c_k, b_k = −‖c_k‖²``, Triantafillou et al. 2020) fine-tuned together by Adam on the
   support cross-entropy for ``finetune_steps`` full-batch steps.
 
-BatchNorm: an image's prediction does not depend on the other images it is classified with. An
-extractor of a transductive-BatchNorm checkpoint (no running statistics) is calibrated in
-:meth:`FewShotClassifier.fit` on ``calibration`` images if given, else on the support set
-(:meth:`FeatureExtractor.calibrate`). Only an extractor made with ``transductive=True`` keeps
-batch statistics: then the support set and each set of images passed to ``predict`` are
-normalised together (one batch each), as in episodic evaluation.
+Support sets: images with ``labels``, or, without labels, anything that carries them: a folder
+with one sub-folder of images per class, :class:`~metamap.features.LoadedImages` of one, an
+:class:`~metamap.data.ImageClassDataset` (classes named by its ``class_names``), or a map-style
+``torch.utils.data.Dataset`` of ``(image, label)`` pairs such as torchvision's ``ImageFolder``
+(classes named by its ``classes`` where it has them, else its integer labels).
+
+BatchNorm: an image's prediction does not depend on the other images it is classified with.
+``calibration`` images, when given, always fix the BatchNorm statistics in
+:meth:`FewShotClassifier.fit` (:meth:`FeatureExtractor.calibrate`): those of a
+transductive-BatchNorm checkpoint (no running statistics), and equally an inductive checkpoint's
+running statistics, which they replace (AdaBN, for images of another domain) — as the CLI's
+``--calibrate DIR`` does. Without them, an extractor of a transductive-BatchNorm checkpoint is
+calibrated on the support set and an inductive one keeps its running statistics. Only an
+extractor made with ``transductive=True`` keeps batch statistics (``calibration`` beside it is
+refused, as ``--calibrate`` beside ``--transductive`` is): then the support set and each set of
+images passed to ``predict`` are normalised together (one batch each), as in episodic
+evaluation.
 
 Refused before any work, with :class:`~metamap.errors.TaskShapeError`: images of another
 shape than the extractor's, float images that are not finite or not in [0, 1], an empty
@@ -42,15 +53,41 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
 
+from metamap.data import ImageClassDataset
 from metamap.errors import TaskShapeError
 from metamap.features.extractor import FeatureExtractor
-from metamap.features.inputs import ImageSource, LoadedImages, load_image_files
+from metamap.features.inputs import (
+    ImageSource,
+    LoadedImages,
+    as_image_tensor,
+    dataset_pixels,
+    decode_torch_dataset,
+    load_image_files,
+)
 from metamap.learners import fit_logistic
 from metamap.learners.protonet import class_means
 from metamap.learners.r2d2 import ridge_woodbury
 
 __all__ = ["HEADS", "FewShotClassifier", "Head"]
+
+
+def _names_classes(dataset: Dataset[Any]) -> bool:
+    """Whether a torch ``dataset`` (or the one under its ``Subset`` s) names its classes in a
+    ``classes`` list, as torchvision's classification datasets do."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    classes = getattr(dataset, "classes", None)
+    return isinstance(classes, Sequence) and not isinstance(classes, str)
+
+
+def _values(data: ImageClassDataset) -> list[int]:
+    """The dataset's own integer label of each class of ``data``, which
+    :func:`~metamap.data.from_torch_dataset` names by its value where the dataset has no
+    ``classes``."""
+    return [int(name) for name in data.class_names]
+
 
 Head = Literal["prototype", "ridge", "logistic", "finetune"]
 HEADS: tuple[Head, ...] = ("prototype", "ridge", "logistic", "finetune")
@@ -73,8 +110,18 @@ class FewShotClassifier:
         batch_size: int | None = None,
         calibration: ImageSource | None = None,
     ) -> None:
+        """``calibration``: images whose BatchNorm statistics :meth:`fit` fixes (see the
+        module's text); ``None`` calibrates only a transductive-BatchNorm extractor, on the
+        support set."""
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+        if calibration is not None and extractor.transductive:
+            raise ValueError(
+                "calibration= and an extractor made with transductive=True contradict each "
+                "other: calibration fixes BatchNorm statistics so that predictions never depend "
+                "on the other images, transductive=True normalises each batch with its own "
+                "statistics; give one of them"
+            )
         self.extractor = extractor
         self._given = extractor
         self.calibration = calibration
@@ -91,7 +138,9 @@ class FewShotClassifier:
 
     # ---- fitting -------------------------------------------------------------------------
     def fit(self, images: ImageSource, labels: Sequence[Any] | None = None) -> FewShotClassifier:
-        """Fit the head on support ``images`` with ``labels`` (or a folder of class folders)."""
+        """Fit the head on support ``images`` with ``labels``, or on labelled images without
+        ``labels``: a folder of class folders, an :class:`~metamap.data.ImageClassDataset` or a
+        torch ``Dataset`` of ``(image, label)`` pairs (see the module's text)."""
         x, y_raw = self._support(images, labels)
         classes, y = np.unique(np.asarray(y_raw), return_inverse=True)
         if len(classes) < 2:
@@ -102,13 +151,13 @@ class FewShotClassifier:
             )
         self.classes_ = classes
         self.extractor, self.calibrated_on = self._given, ""
-        if self._given.batch_dependent and not self._given.transductive:
-            if self.calibration is not None:
-                self.extractor = self._given.calibrate(self.calibration)
-                self.calibrated_on = "the calibration images"
-            else:
-                self.extractor = self._given.calibrate(x)
-                self.calibrated_on = f"the {len(x)} support images"
+        if self.calibration is not None:  # asked for: also replaces running statistics
+            xc = self._given.images(self.calibration, "calibration images")
+            self.extractor = self._given.calibrate(xc)
+            self.calibrated_on = f"the {len(xc)} calibration images"
+        elif self._given.batch_dependent and not self._given.transductive:
+            self.extractor = self._given.calibrate(x)
+            self.calibrated_on = f"the {len(x)} support images"
         onehot = F.one_hot(torch.from_numpy(y.astype(np.int64)), len(classes)).float()
         self._encoder = None
         if self.head == "finetune":
@@ -129,22 +178,7 @@ class FewShotClassifier:
 
     def _support(self, images: ImageSource, labels: Sequence[Any] | None) -> tuple[Tensor, Any]:
         if labels is None:
-            if isinstance(images, LoadedImages):
-                loaded = images
-            elif isinstance(images, str | os.PathLike):
-                loaded = load_image_files(images, self.extractor.spec, labelled=True)
-            else:
-                raise TaskShapeError(
-                    "give labels, or a folder with one sub-folder of images per class"
-                )
-            if loaded.labels is None:
-                raise TaskShapeError(
-                    f"the {len(loaded.files)} support images have no class labels (they were "
-                    "loaded from files or a folder of images): give labels, or load a folder "
-                    "with one sub-folder of images per class"
-                )
-            names = np.array(loaded.class_names)
-            return self.extractor.images(loaded.images, "support images"), names[loaded.labels]
+            return self._labelled(images)
         x = self.extractor.images(images, "support images")
         if len(x) == 0:
             raise TaskShapeError(
@@ -161,6 +195,39 @@ class FewShotClassifier:
                 "values; give every image a class label"
             )
         return x, list(labels)
+
+    def _labelled(self, images: ImageSource) -> tuple[Tensor, npt.NDArray[Any]]:
+        """Support images and their labels from a source that carries labels."""
+        spec = self.extractor.spec
+        if isinstance(images, str | os.PathLike):
+            images = load_image_files(images, spec, labelled=True)
+        if isinstance(images, LoadedImages):
+            if images.labels is None:
+                raise TaskShapeError(
+                    f"the {len(images.files)} support images have no class labels (they were "
+                    "loaded from files or a folder of images): give labels, or load a folder "
+                    "with one sub-folder of images per class"
+                )
+            x = self.extractor.images(images, "support images")
+            return x, np.array(images.class_names)[images.labels]
+        if isinstance(images, ImageClassDataset):
+            x = self.extractor.images(images, "support images")
+            names = np.array(images.class_names)
+        elif isinstance(images, Dataset):  # (image, label) pairs: decoded once, like files
+            data = decode_torch_dataset(images, spec)
+            x = as_image_tensor(dataset_pixels(data, spec, inverted=False), spec, "support images")
+            names = np.array(data.class_names if _names_classes(images) else _values(data))
+            images = data
+        else:
+            raise TaskShapeError(
+                "give labels, or labelled images: a folder with one sub-folder of images per "
+                "class, an ImageClassDataset or a torch Dataset of (image, label) pairs"
+            )
+        if len(x) == 0:
+            raise TaskShapeError(
+                "the support set is empty: give labelled images of at least 2 classes"
+            )
+        return x, names[images.labels]
 
     def _fit_finetune(self, x: Tensor, onehot: Tensor) -> None:
         ext = self.extractor

@@ -13,9 +13,12 @@ Preprocessing travels with the model: :attr:`FeatureExtractor.spec` (an
 :class:`~metamap.features.InputSpec`, read from the checkpoint's config) says how a file becomes
 an input — colour mode, size, resampling filter, inversion (Omniglot's bright strokes on black)
 — and the per-channel normalisation, which the extractor applies itself (so its exports do too).
-Files are decoded that way; tensors and arrays are taken as decoded pixels in [0, 1] (inverted
-already, not yet normalised). ``from_checkpoint(..., preprocessing={"invert": False})``
-overrides it explicitly.
+Files and torch ``Dataset`` s are decoded that way; tensors and arrays are taken as decoded
+pixels in [0, 1] (inverted already, not yet normalised); an
+:class:`~metamap.data.ImageClassDataset` as its loader decoded it: raw pixels get the inversion,
+pixels its loader inverted (``dataset.inverted``: metamap's Omniglot loaders) do not
+(:func:`~metamap.features.inputs.dataset_pixels`).
+``from_checkpoint(..., preprocessing={"invert": False})`` overrides it explicitly.
 
 BatchNorm: features never depend on the batch by default. An ``"inductive"`` checkpoint
 normalises with its running statistics. A ``"transductive"`` checkpoint was trained with the
@@ -41,13 +44,15 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from metamap.data import ImageClassDataset, from_torch_dataset
+from metamap.data import ImageClassDataset
 from metamap.errors import CheckpointError, TaskShapeError
 from metamap.features.inputs import (
     ImageSource,
     InputSpec,
     LoadedImages,
     as_image_tensor,
+    dataset_pixels,
+    decode_torch_dataset,
     input_spec,
     load_image_files,
     replace_spec,
@@ -260,20 +265,21 @@ class FeatureExtractor:
     def images(self, source: ImageSource, name: str = "images") -> Tensor:
         """``source`` as float32 images ``(N, C, H, W)`` in [0, 1] (files are decoded).
 
+        Files, folders and torch ``Dataset`` s get the model's inversion (:attr:`spec`), an
+        :class:`~metamap.data.ImageClassDataset` what its loader did not apply
+        (:func:`~metamap.features.inputs.dataset_pixels`, by its ``inverted`` record); tensors
+        and arrays are taken as they are.
         Tensors and arrays must have the extractor's shape (:attr:`spec`) and be uint8 or
         finite floats in [0, 1]; otherwise :class:`TaskShapeError` names ``name`` and the fix.
         """
-        if isinstance(source, ImageClassDataset | LoadedImages):
-            return as_image_tensor(torch.from_numpy(np.asarray(source.images)), self.spec, name)
+        if isinstance(source, LoadedImages):  # decoded with a spec: inverted already
+            return as_image_tensor(np.asarray(source.images), self.spec, name)
+        if isinstance(source, ImageClassDataset):  # as its loader decoded it
+            return as_image_tensor(dataset_pixels(source, self.spec), self.spec, name)
         if isinstance(source, torch.utils.data.Dataset):  # raw (image, label) pairs, as files
-            loaded = from_torch_dataset(
-                source,  # type: ignore[arg-type]  # from_torch_dataset refuses one without len
-                image_size=self.spec.image_size,
-                channels=1 if self.spec.channels == 1 else 3,
-                resample=self.spec.resample,
-            )
-            pixels = 255 - loaded.images if self.spec.invert else loaded.images
-            return as_image_tensor(torch.from_numpy(np.asarray(pixels)), self.spec, name)
+            data = decode_torch_dataset(source, self.spec)
+            pixels = dataset_pixels(data, self.spec, inverted=False)
+            return as_image_tensor(pixels, self.spec, name)
         if isinstance(source, str | os.PathLike) or (
             isinstance(source, list | tuple) and all(isinstance(s, str | Path) for s in source)
         ):

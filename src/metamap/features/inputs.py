@@ -7,6 +7,13 @@ sub-folder of images per class (labelled by sub-folder name), or a map-style
 ``torch.utils.data.Dataset`` of ``(image, label)`` pairs such as torchvision's ``ImageFolder``
 (:func:`~metamap.data.from_torch_dataset`; its images are decoded like files).
 
+Which pixels get the model's inversion (:attr:`InputSpec.invert`): files, folders and torch
+``Dataset`` s are raw, so they get it. Tensors and arrays are taken as the model's input already
+(inverted, not yet normalised). An :class:`~metamap.data.ImageClassDataset` records whether its
+loader inverted its pixels (``inverted``: metamap's Omniglot loaders always do,
+:func:`~metamap.data.image_folder` with ``invert=True``), and :func:`dataset_pixels` puts either
+kind in the model's form.
+
 Tensors must already have the model's shape (a clear :class:`TaskShapeError` says which shape
 otherwise), and float images must be finite and in [0, 1] (:func:`check_pixels` says which
 range it found). Files are converted to the model's colour mode and resized to its size (as the
@@ -30,7 +37,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from metamap.data import ImageClassDataset
+from metamap.data import ImageClassDataset, from_torch_dataset
 from metamap.data.images import (
     IMAGE_EXTENSIONS,
     Resample,
@@ -50,6 +57,8 @@ __all__ = [
     "LoadedImages",
     "as_image_tensor",
     "check_pixels",
+    "dataset_pixels",
+    "decode_torch_dataset",
     "input_spec",
     "load_image_files",
     "replace_spec",
@@ -220,6 +229,32 @@ def load_image_files(
     )
 
 
+def dataset_pixels(
+    dataset: ImageClassDataset, spec: InputSpec, *, inverted: bool | None = None
+) -> npt.NDArray[np.uint8]:
+    """The uint8 images of ``dataset`` in the form the model takes: inverted where ``spec``
+    inverts and they are not, inverted back where they are and ``spec`` does not, else as they
+    are. ``inverted``: whether they are (default: what the dataset records, its ``inverted``)."""
+    images = np.asarray(dataset.images)
+    if inverted is None:
+        inverted = dataset.inverted
+    if inverted != spec.invert:
+        return 255 - images
+    return images
+
+
+def decode_torch_dataset(dataset: Dataset[Any], spec: InputSpec) -> ImageClassDataset:
+    """The ``(image, label)`` pairs of a map-style torch ``dataset`` (e.g. torchvision's
+    ``ImageFolder``) decoded like files to ``spec``'s colour mode and size, with its labels and
+    class names (:func:`~metamap.data.from_torch_dataset`); the pixels stay raw (not inverted)."""
+    return from_torch_dataset(
+        dataset,  # type: ignore[arg-type]  # from_torch_dataset refuses one without len
+        image_size=spec.image_size,
+        channels=1 if spec.channels == 1 else 3,
+        resample=spec.resample,
+    )
+
+
 PIXEL_TOLERANCE = 1e-6
 """How far float pixels may stray outside [0, 1] (rounding) and still be accepted."""
 
@@ -266,9 +301,14 @@ def as_image_tensor(
     (:func:`check_pixels`). Any other shape, dtype or range raises :class:`TaskShapeError`
     naming ``name`` and what was expected.
     """
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
-    if not isinstance(x, Tensor):
+    if isinstance(images, np.ndarray):
+        array = np.ascontiguousarray(images)
+        if not array.flags.writeable:  # a dataset's read-only memory map: torch wants a copy
+            array = array.copy()
+        images = torch.from_numpy(array)
+    if not isinstance(images, Tensor):
         raise TaskShapeError(f"{name} must be a tensor or an array, got {type(images).__name__}")
+    x = images
     if x.dim() == 3 and spec.channels == 1:
         x = x.unsqueeze(1)
     if x.dim() != 4 or tuple(x.shape[1:]) != spec.shape:
