@@ -182,3 +182,19 @@ def test_evaluate_users_keeps_the_users_order_and_adapts_each_on_its_own_ratings
     out = evaluate_users(model, tasks, ks=(2,))
     assert out == expected
     assert sorted(model.supports) == sorted(t.shots for t in tasks)
+
+
+def test_errors_are_clipped_to_the_scale_but_the_ranking_is_the_models() -> None:
+    """Predictions 6.5, 5.5, 1 of true ratings 3, 5, 1 on a 1-5 scale: clipped, the first two
+    would tie at 5 and rank by input order (nDCG < 1, whatever the model said); the ranking
+    uses 6.5 > 5.5, while MAE counts |5 - 3| and |5 - 5|, the clipped errors."""
+    pred, true = torch.tensor([5.5, 6.5, 1.0]), torch.tensor([5.0, 3.0, 1.0])
+    got = rating_metrics(pred, true, (1,), scale=(1.0, 5.0))
+    assert got["mae"] == pytest.approx(2.0 / 3) and got["rmse"] == pytest.approx(math.sqrt(4 / 3))
+    assert got["ndcg@1"] == pytest.approx((2**3 - 1) / (2**5 - 1))  # 6.5 (true 3) ranks first
+    assert rating_metrics(pred.clamp(1, 5), true, (1,))["ndcg@1"] == 1.0  # the tie's luck
+    x = torch.tensor([[1, 6], [2, 7], [3, 1]])  # _EchoSideFeature predicts the second column
+    y = torch.tensor([[3.0], [5.0], [1.0]])
+    out = evaluate_users(_EchoSideFeature(), [Task(x, y, x, y)], (1,), (1, 5))
+    assert out[0]["ndcg@1"] == pytest.approx(1.0)  # 7 (true 5) above 6 (true 3), listed first
+    assert out[0]["mae"] == pytest.approx(2.0 / 3)

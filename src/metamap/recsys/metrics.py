@@ -103,15 +103,24 @@ def ndcg_at_k(pred: Tensor, true: Tensor, k: int) -> float:
     return _ndcg(p, t, _check_k(k))
 
 
-def rating_metrics(pred: Tensor, true: Tensor, ks: Sequence[int] = (3, 10)) -> dict[str, float]:
+def rating_metrics(
+    pred: Tensor,
+    true: Tensor,
+    ks: Sequence[int] = (3, 10),
+    scale: tuple[float, float] | None = None,
+) -> dict[str, float]:
     """``{"mae", "rmse", "ndcg@k" for k in ks}`` for one user's query items.
 
     ``pred``, ``true``: ``(Q,)`` or ``(Q, 1)``, finite, ``true >= 0``. nDCG as in
     :func:`ndcg_at_k` (``k`` truncated to ``Q``; ties in ``pred`` broken by item order).
+    ``scale``: the errors are those of the predictions clipped to the rating scale (clipping
+    only brings a prediction closer), while nDCG ranks the predictions as the model made them:
+    clipped, every item predicted beyond the top of the scale would tie, and be ranked by its
+    position in the input instead of by the model.
     """
     cutoffs = [_check_k(k) for k in ks]
     p, t = _flat_pair(pred, true)
-    err = p - t
+    err = (p if scale is None else p.clamp(*scale)) - t
     out = {"mae": float(err.abs().mean()), "rmse": math.sqrt(float(err.pow(2).mean()))}
     for k in cutoffs:
         out[f"ndcg@{k}"] = _ndcg(p, t, k)
@@ -233,7 +242,8 @@ def evaluate_users(
     Users are sorted by support size into groups of at most :data:`EVAL_GROUP`, each padded
     (:func:`~metamap.core.pad_tasks`) and adapted in one ``model.predict_tasks`` call (batched
     where the learner can, else user by user; each user adapts as alone either way).
-    ``scale``: clip the predictions to the rating scale first (a network's may leave it);
+    ``scale``: the rating scale, to which the predictions are clipped for MAE and RMSE (a
+    network's may leave it), not for the ranking (:func:`rating_metrics`);
     ``steps``: the learner's number of inner steps (default: the trained number).
     Returns one dict per task, in order; summarise with :func:`summarize_users`, compare two
     models with :func:`paired_difference` on one key.
@@ -243,8 +253,5 @@ def evaluate_users(
         mine = [tasks[i] for i in group]
         pred = model.predict_tasks(pad_tasks(mine), steps)
         for i, task, p in zip(group, mine, pred, strict=True):
-            p = p[: len(task.query_y)]
-            if scale is not None:
-                p = p.clamp(*scale)
-            out[i] = rating_metrics(p, task.query_y, ks)
+            out[i] = rating_metrics(p[: len(task.query_y)], task.query_y, ks, scale)
     return [out[i] for i in range(len(tasks))]

@@ -14,8 +14,9 @@ the trained number of inner steps; lower is better.
 
 Evaluation (:func:`~metamap.recsys.metrics.evaluate_users`, the same for the meta-learners and
 for every baseline of :mod:`metamap.recsys.baselines`): for each support size of
-``task.supports``, each test user's fixed task is adapted to and their query ratings predicted
-(clipped to the rating scale); MAE, RMSE, nDCG@3 and nDCG@10 per user
+``task.supports``, each test user's fixed task is adapted to and their query ratings predicted;
+MAE and RMSE (of the predictions clipped to the rating scale), nDCG@3 and nDCG@10 (of the
+ranking by the predictions as made) per user
 (:func:`~metamap.recsys.metrics.rating_metrics`), then mean ± 95% CI over users, with the
 per-user values kept so that paired comparisons between methods can be made.
 """
