@@ -154,7 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         "plot", parents=[common], help="adaptation plot and learning curve of a run"
     )
     pl.add_argument("run_dir", help="a run folder written by `metamap train`")
-    pl.add_argument("--steps", default="0,1,10", help="inner-step counts to draw (default 0,1,10)")
+    pl.add_argument(
+        "--steps",
+        help="inner-step counts to draw (default: 0,1,10 for regression, 0 and the trained "
+        "count for recommendation, eval.steps for meta-RL)",
+    )
 
     c = sub.add_parser(
         "configs",
@@ -385,7 +389,8 @@ def _recommend(args: argparse.Namespace) -> None:
     ratings = read_ratings_csv(args.ratings)  # before the checkpoint: a bad file fails at once
     rec = Recommender.from_checkpoint(args.checkpoint, args.data, args.overrides)
     top = rec.recommend(ratings, args.top)
-    print(f"top {len(top)} of {rec.data.num_items} movies for {len(ratings)} ratings:")
+    unrated = rec.data.num_items - len(ratings)  # the candidates (a movie rated twice is refused)
+    print(f"top {len(top)} of {unrated} unrated movies for {len(ratings)} ratings:")
     for i, t in enumerate(top, 1):
         print(f"{i:>3}  {t.item_id:>5}  {t.score:4.2f}  {t.title}")
     if out is not None:
@@ -393,7 +398,7 @@ def _recommend(args: argparse.Namespace) -> None:
         atomic_write_text(out, json.dumps(rows, indent=2) + "\n")
 
 
-def _plot(run_dir: Path, steps: Sequence[int]) -> list[Path]:
+def _plot(run_dir: Path, steps: Sequence[int] | None = None) -> list[Path]:
     from metamap.train import build_problem
     from metamap.viz import learning_curve_plot
     from metamap.viz.runs import run_plots
@@ -509,6 +514,11 @@ def _configs(name: str | None, path_only: bool) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
+        if "WORLD_SIZE" in os.environ and args.nproc != 1:  # a torchrun launch's process
+            raise MetamapError(
+                f"--nproc {args.nproc} under torchrun (WORLD_SIZE is set): torchrun starts the "
+                "processes (its --nproc-per-node); drop --nproc"
+            )
         cfg = load_config(_config_path(args.config), args.overrides)
         torchrun = int(os.environ.get("WORLD_SIZE", "1"))
         if torchrun > 1:  # one process of a torchrun launch (its env:// rendezvous)
@@ -528,7 +538,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "plot":
         if not args.run_dir.strip():
             raise MetamapError("the run folder argument is empty; give a `metamap train` --out")
-        _plot(Path(args.run_dir), _steps(args.steps))
+        _plot(Path(args.run_dir), None if args.steps is None else _steps(args.steps))
     elif args.command == "configs":
         _configs(args.name, args.path)
     elif args.command == "recommend":

@@ -11,7 +11,7 @@ import pytest
 from metamap.data.folder import folder_split_classes
 from metamap.errors import ConfigError, DataError
 from metamap.train import load_config
-from metamap.train.build import load_images
+from metamap.train.build import build_episodes, load_images
 
 NAMES = [f"class{c:02d}" for c in range(10)]
 
@@ -64,6 +64,27 @@ def test_a_config_trains_on_the_named_classes(tmp_path: Path, class_folder: Any)
         load_config(None, [*base, lists[0]])
     counts = np.bincount(load_images(cfg, "val").labels)
     assert counts.tolist() == [3, 3]
+
+
+def test_a_class_too_small_for_the_episodes_names_what_a_config_can_do(
+    tmp_path: Path, class_folder: Any
+) -> None:
+    # the sampler's hint, class_base, is an argument of the Python API, not a config key
+    root = class_folder(tmp_path / "images", list(range(6)), 3, 0)
+    for image in sorted((root / "class00").iterdir())[1:]:
+        image.unlink()
+    lists = [
+        "data.train_classes=[class00, class01]",
+        "data.val_classes=[class02, class03]",
+        "data.test_classes=[class04, class05]",
+    ]
+    base = ["task.family=episodes", "model.name=conv4", "data.name=folder", f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}", "task.ways=2", "task.queries=1"]  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        build_episodes(load_config(None, [*base, *lists]), "train")
+    why = str(e.value)
+    assert "class 'class00' (sampler class 0) holds only 1 images" in why
+    assert "class_base" not in why and "data.train_classes, data.val_classes" in why, why
 
 
 @pytest.mark.parametrize("name", ["folder", "torch"])

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from metamap.cli import main
-from metamap.errors import CheckpointError, MetamapError
+from metamap.errors import CheckpointError, ConfigError, MetamapError
 from metamap.recommend import Recommendation, Recommender, read_ratings_csv
 from metamap.train import Trainer, load_config
 from movielens_fake import item_ids
@@ -112,7 +112,8 @@ def test_metamap_recommend_prints_the_top_movies(
     args = ["recommend", str(movielens_ckpt), "--ratings", str(ratings), "--top", "3"]
     assert main([*args, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"top 3 of 120 movies for {len(RATINGS)} ratings:"
+    # the movies ranked: every movie but the rated ones
+    assert lines[0] == f"top 3 of {120 - len(RATINGS)} unrated movies for {len(RATINGS)} ratings:"
     shown = lines[1:]
     assert len(shown) == 3
     want = rec.recommend(RATINGS, top=3)
@@ -226,3 +227,22 @@ def test_ratings_from_python_are_read_or_refused_by_name(rec: Recommender) -> No
     for bad in [{1: "five"}, {1: None}, {1.5: 4}, {"one": 4}, {True: 4}, [(1,)], [(1, 5, 3)]]:
         with pytest.raises(MetamapError, match=r"integer movie id and a number of stars"):
             rec.recommend(bad, top=3)  # type: ignore[arg-type]
+
+
+def test_an_override_may_not_change_which_movies_the_run_knew(
+    movielens_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The known movies (encoded by id) are the training split's: ``task.scenario`` or the fold
+    on ``recommend`` would score some of them as unknown items, or unknown ones by an id the
+    model never trained."""
+    for over in (["task.scenario=item_cold"], ["task.fold=1"], ["task.split_seed=3"]):
+        with pytest.raises(ConfigError, match=r"recommend ranks movies as the run was trained"):
+            Recommender.from_checkpoint(movielens_ckpt, overrides=over)
+    good = write(tmp_path / "good.csv", "1,5\n8,4\n")
+    argv = ["recommend", str(movielens_ckpt), "--ratings", str(good)]
+    assert main([*argv, "-o", "task.scenario=user_item_cold"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "task.scenario=user_item_cold" in err, err
+    assert "task.scenario=user_cold; drop these overrides" in err, err
+    # settings that leave the split as it was still apply
+    assert main([*argv, "-o", "train.device=cpu", "-o", "task.scenario=user_cold"]) == 0

@@ -10,11 +10,15 @@ import torch
 from matplotlib.figure import Figure
 
 import metamap.viz.recsys as viz
+from metamap.cli import main
 from metamap.core import Task
 from metamap.learners import MAML, Ridge
 from metamap.learners.base import MetaLearner
 from metamap.models import MLP
+from metamap.train import Trainer, load_config
 from metamap.viz.plots import _save
+
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 def _labels(
@@ -61,3 +65,49 @@ def test_a_closed_form_learner_is_drawn_once_as_adapted(
     for steps in ([0], [0, 1]):
         labels = _labels(learner, steps, tmp_path, monkeypatch)
         assert len(labels) == 1 and labels[0].startswith("adapted to the support ratings")
+
+
+def _plot_labels(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> list[str]:
+    """The legend of the user plot ``metamap plot`` draws for ``argv``."""
+    seen: list[Figure] = []
+    save = _save
+
+    def keep(fig: Figure, path: str | Path) -> Path:
+        seen.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(viz, "_save", keep)
+    assert main(["plot", *argv]) == 0, capsys.readouterr().err
+    legend = seen[0].axes[0].get_legend()
+    assert len(seen) == 1 and legend is not None
+    return [t.get_text().split(" (MAE")[0] for t in legend.get_texts()]
+
+
+def test_metamap_plot_steps_reach_a_cold_start_runs_user_plot(
+    movielens_ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = str(movielens_ckpt.parents[1])
+    trained = _plot_labels([run], monkeypatch, capsys)  # 0 and the trained count
+    assert trained == ["before adaptation", "after 1 step"]
+    chosen = _plot_labels([run, "--steps", "2,0,7"], monkeypatch, capsys)
+    assert chosen == ["before adaptation", "after 2 steps", "after 7 steps"]
+
+
+def test_metamap_plot_steps_are_refused_for_a_closed_form_learner(
+    movielens_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    over = [
+        f"task.root={movielens_root}",
+        f"task.cache_dir={movielens_root.parent / 'cache'}",
+        "train.steps=2",
+        "train.meta_batch=4",
+        "train.val_every=2",
+        "train.progress=false",
+    ]
+    Trainer(load_config(CONFIGS / "movielens" / "melu-ridge.yaml", over), tmp_path).fit()
+    assert main(["plot", str(tmp_path), "--steps", "0,3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "adapts in closed form" in err, err
+    assert main(["plot", str(tmp_path)]) == 0  # drawn once, as adapted

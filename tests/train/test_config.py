@@ -36,6 +36,32 @@ def test_yaml_scientific_notation_string_is_accepted_as_float() -> None:
     assert load_config(None, ["train.lr=1e-3"]).train.lr == pytest.approx(1e-3)
 
 
+def test_a_number_given_for_a_text_setting_is_its_text(tmp_path: Path) -> None:
+    # a folder named with digits: YAML reads 2024 as a number, which was refused
+    cfg = load_config(
+        None,
+        [
+            "data.root=2024",  # before data.name: the folder section's field, chosen last
+            "data.name=folder",
+            "data.protocol=null",
+            "data.train_classes=[0, 007, b]",  # as written, not the octal 7
+            "data.val_classes=[1.10]",
+            "data.test_classes=[x]",
+            "out_dir=runs/7",
+            "name=7",
+            "train.steps=7",  # a number setting keeps its number
+        ],
+    )
+    assert cfg.data.root == "2024" and cfg.name == "7" and cfg.train.steps == 7
+    assert cfg.data.train_classes == ["0", "007", "b"] and cfg.data.val_classes == ["1.10"]
+    assert load_config(None, ["data.root=2024", "data.root=null"]).data.root is None
+    # in a file, the number is refused saying how to write it as text
+    f = tmp_path / "c.yaml"
+    f.write_text("data: {name: folder, root: 2024}\n")
+    with pytest.raises(ConfigError, match=r"'data\.root': .*quote it as text: \"2024\""):
+        load_config(f)
+
+
 @pytest.mark.parametrize(
     ("override", "needle"),
     [

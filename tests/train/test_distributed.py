@@ -359,3 +359,19 @@ def test_an_nccl_process_takes_its_local_gpu_before_joining(
     with process_group("gloo", rank=0, world_size=2):
         pass
     assert taken == [3, 1] and calls == ["nccl", "nccl", "gloo"]
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_metamap_train_nproc_is_refused_under_torchrun(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    world_size: str,
+) -> None:
+    """torchrun decides the processes: ``--nproc`` beside its ``WORLD_SIZE`` was ignored."""
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+    code = main(["train", "sinusoid/maml", "--nproc", "2", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "--nproc 2 under torchrun" in err and "drop --nproc" in err
+    assert not (tmp_path / "r").exists()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+import metamap.viz.runs as runs
 from metamap.cli import main
 from metamap.errors import ConfigError, NonFiniteLossError, NonFiniteRolloutError
 from metamap.rl import MAMLTRPO
@@ -65,7 +66,7 @@ def test_a_killed_run_resumes_to_the_same_policy(tmp_path: Path) -> None:
 
 
 def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = tmp_path / "run"
     args = ["train", str(CONFIG), "--out", str(run)]
@@ -79,8 +80,18 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     assert set(scores) == {"0", "1", "2", "3"} and result["metric"] == "return"
     assert all(len(s["values"]) == 6 and s["mean"] < 0 for s in scores.values())
     assert "6 test tasks" in capsys.readouterr().out
+    drawn: list[list[str]] = []
+    draw = runs.return_curve_plot
+
+    def keep(result: dict[str, Any], path: Path) -> Path:
+        drawn.append(list(result["methods"]["maml_trpo"]["scores"]))
+        return draw(result, path)
+
+    monkeypatch.setattr(runs, "return_curve_plot", keep)
     assert main(["plot", str(run)]) == 0  # the learning curve and return against steps
     assert (run / "learning_curve.png").is_file() and (run / "adaptation.png").is_file()
+    assert main(["plot", str(run), "--steps", "2,0"]) == 0  # --steps in place of eval.steps
+    assert drawn == [["0", "1", "2", "3"], ["0", "2"]]
     # a policy for 2-d observations and actions, evaluated on pendulums (3-d, 1-d): named
     capsys.readouterr()
     assert main(["eval", str(run / "checkpoints" / "last.pt"), "-o", "task={family: pendulum}"])

@@ -27,14 +27,27 @@ from torch import Tensor
 
 from metamap.core.learner import Learner
 from metamap.data.movielens import MovieLens
-from metamap.errors import CheckpointError, MetamapError
+from metamap.errors import CheckpointError, ConfigError, MetamapError
 from metamap.tasks.users import ColdStartTask, encode_items
+from metamap.train.config import parse_config
 from metamap.train.protocol import learner_from_checkpoint
 
 __all__ = ["Recommendation", "Recommender", "read_ratings_csv"]
 
 Ratings = Mapping[int, float] | Sequence[tuple[int, float]]
 """A user's ratings: ``{movie id: stars}`` or ``[(movie id, stars), ...]``."""
+
+
+_SPLIT_KEYS = (
+    "variant",
+    "scenario",
+    "folds",
+    "fold",
+    "split_seed",
+    "min_ratings",
+    "max_ratings",
+)
+"""The ``task`` settings that decide which movies the run trained on (``known_items``)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +123,7 @@ class Recommender:
         """The run stored in checkpoint ``path``; ``root`` locates MovieLens if the run's
         ``task.root`` does not (default: the run's, else ``$METAMAP_MOVIELENS``)."""
         over = [*overrides, *([f"task.root={root}"] if root is not None else [])]
-        cfg, learner, _ = learner_from_checkpoint(Path(path), over)
+        cfg, learner, state = learner_from_checkpoint(Path(path), over)
         if cfg.task.problem() != "cold_start":
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is a {cfg.task.describe()} run "
@@ -118,6 +131,16 @@ class Recommender:
                 "recommendation run (task.family movielens)"
             )
         section = cast(ColdStartTask, cfg.task)
+        trained = cast(ColdStartTask, parse_config(state["config"], legacy=True).task)
+        changed = [k for k in _SPLIT_KEYS if getattr(section, k) != getattr(trained, k)]
+        if changed:
+            shown = ", ".join(f"task.{k}={getattr(section, k)}" for k in changed)
+            raise ConfigError(
+                f"recommend ranks movies as the run was trained: {shown} would change which "
+                "movies count as known (seen in training) from the run's "
+                + ", ".join(f"task.{k}={getattr(trained, k)}" for k in changed)
+                + "; drop these overrides"
+            )
         data = section.load()
         learner.eval()
         return cls(learner, data, section.split(data).known_items)

@@ -68,6 +68,10 @@ from metamap.tasks.task import TaskBatch
 
 __all__ = ["EpisodePlan", "EpisodeSampler"]
 
+SUBSET_HINT = " (class_base selects a subset of classes)"
+"""How a Python caller leaves classes out, ending the too-few-images error (a config's caller
+names its own way)."""
+
 _PLAN_BLOCK = 64
 """Fixed evaluation plans are drawn in blocks of this many episodes, so that the first ``n``
 episodes of a plan do not depend on how many were asked for."""
@@ -273,7 +277,7 @@ class EpisodeSampler:
             f"{self.class_name(smallest)!r} "
             f"(sampler class {smallest}) holds only {int(counts[smallest])} images — the smallest "
             f"class; {short} of the {counts.numel()} classes hold fewer than {need}. Lower shots "
-            "or queries, or leave those classes out (class_base selects a subset of classes)"
+            f"or queries, or leave those classes out{SUBSET_HINT}"
         )
 
     def _build_pool(self, source: Tensor, dataset_table: Tensor, dataset_counts: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ from metamap.tasks import (
     RegressionTasks,
     TaskDistribution,
 )
+from metamap.tasks.episodes import SUBSET_HINT
 from metamap.tasks.pixels import Normalize
 from metamap.train.config import DataConfig, RunConfig
 
@@ -124,7 +125,18 @@ def build_episodes(
         )
     except TaskShapeError as e:
         keys = _episode_keys(cfg, split, ways=w, shots=k, queries=q)
-        raise ConfigError(f"the {split} split cannot give these episodes ({keys}): {e}") from e
+        why = str(e).replace(SUBSET_HINT, _subset_hint(cfg))  # class_base is Python's
+        raise ConfigError(f"the {split} split cannot give these episodes ({keys}): {why}") from e
+
+
+def _subset_hint(cfg: RunConfig) -> str:
+    """How a config leaves classes out of the episodes: a folder's class lists."""
+    if cfg.data.name != "folder":
+        return ""
+    return (
+        " (name the classes of each split with data.train_classes, data.val_classes and "
+        "data.test_classes)"
+    )
 
 
 def build_metadataset(cfg: RunConfig, split: Split) -> MetaDatasetSampler:

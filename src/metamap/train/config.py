@@ -653,6 +653,9 @@ def _format(e: ValidationError) -> str:
             parts.append(msg)
         elif isinstance(err.get("input"), Mapping):  # a section's own check: not its whole input
             parts.append(f"'{where}': {msg}")
+        elif err["type"] == "string_type" and _number(err.get("input")):  # YAML read a number
+            got = show(err.get("input"))
+            parts.append(f"'{where}': {msg} (got the number {got}; quote it as text: \"{got}\")")
         else:
             parts.append(f"'{where}': {msg} (got {show(err.get('input'))})")
     if len(errors) > _MAX_PARTS:
@@ -769,6 +772,9 @@ def parse_config(data: Mapping[str, Any], legacy: bool = False) -> RunConfig:
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides (values parsed as YAML) to a config mapping.
 
+    A number given for a text setting is taken as written: ``data.root=2024`` names the folder
+    ``2024``, and ``data.train_classes=[0, 1]`` the class folders ``0`` and ``1``.
+
     Returns a fresh copy: ``data`` is left as it is. Values are held to the limits of a config
     file (:data:`MAX_CONFIG_BYTES` of text, :data:`MAX_CONFIG_VALUES` values in all).
     """
@@ -776,6 +782,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     out = expander.copy(data, "the configuration")
     if not isinstance(out, dict):
         raise ConfigError(f"a configuration is a mapping of sections, not {type(data).__name__}")
+    numbers: dict[tuple[str, ...], str] = {}  # the overrides that gave numbers, by key
     for item in overrides:
         shown = show(item)
         key, sep, raw = item.partition("=")
@@ -794,14 +801,74 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             )
         value = _safe_load(raw, f"override {shown}: the value") if raw else ""
         value = expander.copy(value, f"override {shown}")
-        node = out
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {shown}: {show(p)} is not a section")
-            node = nxt
+        node = _section_of(out, parts, shown)
         node[parts[-1]] = value
+        path = tuple(parts)
+        numbers = {k: v for k, v in numbers.items() if k[: len(path)] != path}  # replaced
+        if _numbers(value):
+            numbers[path] = raw
+    for path, raw in numbers.items():  # once every override is in: data.name may come last
+        if _text_field(out, path):
+            node = _section_of(out, list(path), "")
+            node[path[-1]] = _as_text(node[path[-1]], raw)
     return out
+
+
+def _section_of(data: dict[str, Any], parts: Sequence[str], shown: str) -> dict[str, Any]:
+    """The section (created if missing) holding the config key ``parts``."""
+    node = data
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {shown}: {show(p)} is not a section")
+        node = nxt
+    return node
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numbers(value: Any) -> bool:
+    """Whether ``value`` is a number, or a list holding one."""
+    return _number(value) or (isinstance(value, list) and any(_number(v) for v in value))
+
+
+_TEXT: tuple[Any, ...] = (str, str | None, list[str], list[str] | None)
+"""The annotations of text settings: a number given there on the command line is its text."""
+
+
+def _text_field(data: Mapping[str, Any], parts: Sequence[str]) -> bool:
+    """Whether the config key ``parts`` is a text setting (:data:`_TEXT`) of the sections
+    ``data`` chooses (``data.name`` picks the dataset's section, and so on)."""
+    model: type[Section] = RunConfig
+    node: Any = data
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        if i == len(parts) - 1:
+            return field.annotation in _TEXT
+        node = node.get(part) if isinstance(node, Mapping) else None
+        inner: Any = field.annotation
+        if model is RunConfig and part in _REGISTRIES and part != "extra_domains":
+            _, key, registry = _REGISTRIES[part]
+            name = node.get(key) if isinstance(node, Mapping) else None
+            name = getattr(getattr(RunConfig(), part), key) if name is None else name
+            inner = registry.get(name) if isinstance(name, str) else None
+        if not (isinstance(inner, type) and issubclass(inner, Section)):
+            return False
+        model = inner
+    return False
+
+
+def _as_text(value: Any, raw: str) -> Any:
+    """``value`` with the numbers in it as the override ``raw`` spelled them (``2024``, a
+    folder's name, not the number; ``007`` and ``1.10`` as written)."""
+    text = yaml.load(raw, Loader=yaml.BaseLoader)  # every scalar as its text
+    if isinstance(value, list) and isinstance(text, list) and len(text) == len(value):
+        return [t if _number(v) else v for v, t in zip(value, text, strict=True)]
+    return text if _number(value) and isinstance(text, str) else value
 
 
 def _read_config_file(p: Path) -> dict[str, Any]:

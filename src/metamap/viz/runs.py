@@ -16,6 +16,7 @@ from pathlib import Path
 
 from metamap.core import Learner
 from metamap.core.problem import Problem
+from metamap.errors import MetamapError
 from metamap.learners import MetaLearner
 from metamap.rl.protocol import PolicyLearner
 from metamap.train import ColdStartProblem, MetaRLProblem, RunConfig
@@ -26,8 +27,9 @@ from metamap.viz.rl import return_curve_plot
 
 __all__ = ["RunPlot", "register_run_plot", "run_plots"]
 
-RunPlot = Callable[[RunConfig, Learner, Problem, Path, Sequence[int]], list[Path]]
-"""``(config, learner, problem, run folder, step counts) -> the files written``."""
+RunPlot = Callable[[RunConfig, Learner, Problem, Path, Sequence[int] | None], list[Path]]
+"""``(config, learner, problem, run folder, step counts) -> the files written``; the step counts
+are ``None`` where the user gave none (``metamap plot`` without ``--steps``): the problem's own."""
 
 _PLOTS: dict[str, RunPlot] = {}
 
@@ -43,16 +45,21 @@ def register_run_plot(problem: str) -> Callable[[RunPlot], RunPlot]:
 
 
 def run_plots(
-    cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int]
+    cfg: RunConfig,
+    learner: Learner,
+    problem: Problem,
+    run_dir: Path,
+    steps: Sequence[int] | None = None,
 ) -> list[Path]:
-    """The adaptation plots of the run in ``run_dir`` (``[]`` where its problem has none)."""
+    """The adaptation plots of the run in ``run_dir`` (``[]`` where its problem has none), after
+    each count of ``steps`` inner steps (``None``: the problem's own counts)."""
     draw = _PLOTS.get(cfg.task.problem())
     return [] if draw is None else draw(cfg, learner, problem, run_dir, steps)
 
 
 @register_run_plot("regression")
 def _regression(
-    cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int]
+    cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int] | None
 ) -> list[Path]:
     if not learner.inner_steps:  # a mapping without steps has no curve to show
         return []
@@ -60,28 +67,41 @@ def _regression(
     task = family.fixed_tasks(1, cfg.eval.seed, shots=cfg.eval.shots[0])[0]
     title = f"{cfg.learner.name.upper()} on a {cfg.task.family} task"
     model = typing.cast(MetaLearner, learner)
-    return [adaptation_plot(model, family, task, run_dir / "adaptation.png", steps, title)]
+    counts = (0, 1, 10) if steps is None else steps
+    return [adaptation_plot(model, family, task, run_dir / "adaptation.png", counts, title)]
 
 
 @register_run_plot("cold_start")
 def _cold_start(
-    cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int]
+    cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int] | None
 ) -> list[Path]:
+    """One test user's predicted against true stars after each count of ``steps`` (default: 0
+    and the trained count); a learner without inner steps is drawn once, as adapted."""
+    k = learner.inner_steps
+    if steps is not None and not k:
+        raise MetamapError(
+            f"--steps: learner {cfg.learner.name!r} adapts in closed form, without inner steps; "
+            "its plot has one adapted prediction (leave out --steps)"
+        )
     users = typing.cast(ColdStartProblem, problem)
     tasks, ids = users.fixed_tasks("test", None)
-    k = learner.inner_steps
     title = f"{cfg.learner.name} on MovieLens user {int(users.data.user_ids[ids[0]])}"
     out = run_dir / "adaptation.png"
     model = typing.cast(MetaLearner, learner)
-    return [user_adaptation_plot(model, tasks[0], out, sorted({0, k}), title=title)]
+    counts = sorted({0, k} if steps is None else set(steps))
+    return [user_adaptation_plot(model, tasks[0], out, counts, title=title)]
 
 
 @register_run_plot("meta_rl")
 def _meta_rl(
-    cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int]
+    cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int] | None
 ) -> list[Path]:
-    """Mean return on the test goals against adaptation steps (``metamap eval``'s figures)."""
+    """Mean return on the test goals against adaptation steps: ``metamap eval``'s figures, at
+    ``steps`` in place of ``eval.steps`` where given."""
     policy = typing.cast(PolicyLearner, learner)
+    if steps is not None:
+        e = cfg.eval.model_copy(update={"steps": sorted(set(steps))})
+        problem = MetaRLProblem(cfg.model_copy(update={"eval": e}))
     scores = typing.cast(MetaRLProblem, problem).evaluate(policy)
     by_step = next(iter(scores["scores"].values()))
     result = {"methods": {cfg.learner.name: {"scores": by_step}}}
