@@ -198,3 +198,14 @@ def test_errors_are_clipped_to_the_scale_but_the_ranking_is_the_models() -> None
     out = evaluate_users(_EchoSideFeature(), [Task(x, y, x, y)], (1,), (1, 5))
     assert out[0]["ndcg@1"] == pytest.approx(1.0)  # 7 (true 5) above 6 (true 3), listed first
     assert out[0]["mae"] == pytest.approx(2.0 / 3)
+
+
+def test_a_diverged_prediction_counts_as_the_bound_it_passed() -> None:
+    """An adaptation that diverged (±inf) is clipped for the errors, as before, and ranks where
+    the model put it; NaN, which no bound can stand for, is still refused."""
+    pred, true = torch.tensor([float("-inf"), 4.0, float("inf")]), torch.tensor([2.0, 4.0, 3.0])
+    got = rating_metrics(pred, true, (1,), scale=(1.0, 5.0))
+    assert got["mae"] == pytest.approx((1 + 0 + 2) / 3)
+    assert got["ndcg@1"] == pytest.approx((2**3 - 1) / (2**4 - 1))  # +inf (true 3) first
+    with pytest.raises(ValueError, match="non-finite"):
+        rating_metrics(torch.tensor([float("nan"), 4.0]), torch.tensor([2.0, 4.0]), scale=(1, 5))

@@ -114,16 +114,18 @@ def rating_metrics(
     ``pred``, ``true``: ``(Q,)`` or ``(Q, 1)``, finite, ``true >= 0``. nDCG as in
     :func:`ndcg_at_k` (``k`` truncated to ``Q``; ties in ``pred`` broken by item order).
     ``scale``: the errors are those of the predictions clipped to the rating scale (clipping
-    only brings a prediction closer), while nDCG ranks the predictions as the model made them:
-    clipped, every item predicted beyond the top of the scale would tie, and be ranked by its
-    position in the input instead of by the model.
+    only brings a prediction closer; an infinite one, of an adaptation that diverged, counts as
+    the bound it passed), while nDCG ranks the predictions as the model made them: clipped,
+    every item predicted beyond the top of the scale would tie, and be ranked by its position
+    in the input instead of by the model.
     """
     cutoffs = [_check_k(k) for k in ks]
-    p, t = _flat_pair(pred, true)
-    err = (p if scale is None else p.clamp(*scale)) - t
+    p, t = _flat_pair(pred if scale is None else pred.clamp(*scale), true)
+    err = p - t
     out = {"mae": float(err.abs().mean()), "rmse": math.sqrt(float(err.pow(2).mean()))}
+    ranked = p if scale is None else pred.detach().reshape(-1).to(p)  # as made: ±inf sort
     for k in cutoffs:
-        out[f"ndcg@{k}"] = _ndcg(p, t, k)
+        out[f"ndcg@{k}"] = _ndcg(ranked, t, k)
     return out
 
 
