@@ -21,10 +21,8 @@ from metamap.viz.plots import _save
 CONFIGS = Path(__file__).parents[2] / "configs"
 
 
-def _labels(
-    learner: MetaLearner, steps: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> list[str]:
-    """The legend of ``user_adaptation_plot`` for a user of 6 support and 5 query ratings."""
+def _saved_figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """The figures the recommendation plots save from now on, in order."""
     seen: list[Figure] = []
     save = _save
 
@@ -33,6 +31,14 @@ def _labels(
         return save(fig, path)
 
     monkeypatch.setattr(viz, "_save", keep)
+    return seen
+
+
+def _labels(
+    learner: MetaLearner, steps: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The legend of ``user_adaptation_plot`` for a user of 6 support and 5 query ratings."""
+    seen = _saved_figures(monkeypatch)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(11, 3, generator=g)
     y = 1 + 4 * torch.rand(11, 1, generator=g)
@@ -71,14 +77,7 @@ def _plot_labels(
     argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> list[str]:
     """The legend of the user plot ``metamap plot`` draws for ``argv``."""
-    seen: list[Figure] = []
-    save = _save
-
-    def keep(fig: Figure, path: str | Path) -> Path:
-        seen.append(fig)
-        return save(fig, path)
-
-    monkeypatch.setattr(viz, "_save", keep)
+    seen = _saved_figures(monkeypatch)
     assert main(["plot", *argv]) == 0, capsys.readouterr().err
     legend = seen[0].axes[0].get_legend()
     assert len(seen) == 1 and legend is not None
