@@ -139,12 +139,21 @@ def _parser() -> argparse.ArgumentParser:
         parents=[over],
         help="a new user's top movies from a few ratings (a cold-start recommendation run)",
         description="Adapt a cold-start checkpoint (task.family movielens) to the ratings in "
-        "--ratings (CSV lines item_id,rating; a header line is allowed) and print the movies "
-        "the user has not rated with the highest predicted stars.",
+        "--ratings (CSV lines item_id,rating; a header line is allowed), and to the user's "
+        "demographics given by --user, and print the movies the user has not rated with the "
+        "highest predicted stars.",
     )
     r.add_argument("checkpoint", help="e.g. runs/movielens-melu/checkpoints/best.pt")
     r.add_argument("--ratings", required=True, help="CSV of item_id,rating lines")
     r.add_argument("--top", type=int, default=10, help="how many movies (default 10)")
+    r.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the user's gender=F|M, age=YEARS, occupation=NAME (of the dataset's list) or "
+        "zip=CODE, one per --user (repeatable; any left out are unknown, as by default)",
+    )
     r.add_argument(
         "--data", help="MovieLens folder or zip, if not the run's task.root / $METAMAP_MOVIELENS"
     )
@@ -380,17 +389,42 @@ def _evaluate(
     return results
 
 
+def _user_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """``--user KEY=VALUE`` options as a mapping; a known key given twice, a key not of
+    ``USER_KEYS`` or a pair without ``=`` is refused, naming it."""
+    from metamap.recommend.product import USER_KEYS
+
+    user: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise MetamapError(f"--user {pair!r}: give KEY=VALUE, e.g. --user gender=F")
+        if key not in USER_KEYS:
+            raise MetamapError(
+                f"--user {pair!r}: unknown key {key!r} (value {value!r}); the keys are "
+                + ", ".join(USER_KEYS)
+            )
+        if key in user:
+            raise MetamapError(f"--user {key} given twice ({user[key]!r} and {value!r})")
+        user[key] = value
+    return user
+
+
 def _recommend(args: argparse.Namespace) -> None:
     from metamap.recommend import Recommender, read_ratings_csv
 
     out = None if args.out is None else check_output_file(args.out)
     if args.top < 1:
         raise MetamapError(f"--top must be at least 1, got {args.top}")
+    user = _user_pairs(args.user)
     ratings = read_ratings_csv(args.ratings)  # before the checkpoint: a bad file fails at once
     rec = Recommender.from_checkpoint(args.checkpoint, args.data, args.overrides)
-    top = rec.recommend(ratings, args.top)
+    shown = rec.describe_user(user)  # a bad value fails before the model adapts
+    top = rec.recommend(ratings, args.top, user)
     unrated = rec.data.num_items - len(ratings)  # the candidates (a movie rated twice is refused)
-    print(f"top {len(top)} of {unrated} unrated movies for {len(ratings)} ratings:")
+    who = f" and {shown}" if shown else ""
+    print(f"top {len(top)} of {unrated} unrated movies for {len(ratings)} ratings{who}:")
     for i, t in enumerate(top, 1):
         print(f"{i:>3}  {t.item_id:>5}  {t.score:4.2f}  {t.title}")
     if out is not None:

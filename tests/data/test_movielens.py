@@ -22,8 +22,12 @@ from metamap.data.movielens import (
     MOVIELENS_ENV,
     MOVIELENS_MD5,
     MOVIELENS_URLS,
+    OCCUPATIONS_1M,
     MovieLens,
+    age_group,
+    gender_code,
     load_movielens,
+    zip_prefix,
 )
 from metamap.errors import DataError
 
@@ -97,10 +101,11 @@ def zip_1m(tmp_path: Path) -> Path:
 
 
 def same(a: MovieLens, b: MovieLens) -> None:
-    assert (a.variant, a.titles, a.genre_names, a.scale) == (
+    assert (a.variant, a.titles, a.genre_names, a.occupation_names, a.scale) == (
         b.variant,
         b.titles,
         b.genre_names,
+        b.occupation_names,
         b.scale,
     )
     for k in ml._ARRAYS:
@@ -128,6 +133,8 @@ def check_1m(d: MovieLens) -> None:
     assert d.gender.tolist() == [1, 2, 2, 0]
     assert d.age.tolist() == [1, 7, 3, 0] and AGE_GROUPS[d.age[1] - 1] == "56+"
     assert d.occupation.tolist() == [11, 17, 16, 0]
+    assert d.occupation_names == OCCUPATIONS_1M and len(OCCUPATIONS_1M) == 21
+    assert d.occupation_names[10] == "K-12 student" and d.occupation_code("K-12 student") == 11
     assert d.zip_prefix.tolist() == [5, 8, 6, 0]
     # user 1: (978300760, item 1), (978300760, item 3952), (978302109, item 2)
     per_user = d.user_ratings()
@@ -135,6 +142,18 @@ def check_1m(d: MovieLens) -> None:
     assert d.item_positions([3952, 1]).tolist() == [3, 0]
     assert d.item_positions(torch.tensor([[5]])).tolist() == [[2]]
     assert repr(d) == "MovieLens(1m: 4 users, 4 items, 7 ratings)"
+
+
+def test_the_code_mappings_are_the_loaders() -> None:
+    """What :mod:`metamap.recommend` uses to encode a new user's demographics."""
+    assert [gender_code(s) for s in ("F", "M", "X", "f", "")] == [1, 2, 0, 0, 0]
+    # 100K's exact ages (those of FILES_100K: 24, 53, 17), and 1M's age codes: their own group
+    assert [age_group(y) for y in (24, 53, 17, 0, -3, 99)] == [2, 6, 1, 0, 0, 7]
+    assert {k: age_group(k) for k in ml._AGE_1M} == ml._AGE_1M
+    assert [AGE_GROUPS[age_group(y) - 1] for y in (17, 18, 34, 35, 55, 56)] == [
+        *("under 18", "18-24", "25-34", "35-44", "50-55", "56+")
+    ]
+    assert [zip_prefix(s) for s in ("85711", "0213", "K7L5J", "", "٣12")] == [9, 1, 0, 0, 0]
 
 
 # --- the 1M loader on a generated archive ------------------------------------------------------
@@ -173,6 +192,8 @@ def test_crlf_lines_and_a_100k_archive(tmp_path: Path) -> None:
     assert d.titles[1] == "Café (1996)" and d.year.tolist() == [1995, 1996, 0]
     assert d.age.tolist() == [2, 6, 1] and d.gender.tolist() == [2, 1, 2]
     assert d.occupation.tolist() == [2, 3, 0]  # "none" is not in this u.occupation: unknown
+    assert d.occupation_names == ("administrator", "artist", "doctor")
+    assert [d.occupation_code(s) for s in ("artist", "doctor", "none")] == [2, 3, 0]
     assert d.zip_prefix.tolist() == [9, 10, 0]
     assert d.genres[2].tolist() == [True] + [False] * 18
     # space-separated u.data is read too (the fast path refuses it, the line-by-line one reads it)
@@ -192,7 +213,7 @@ def test_the_cache_is_used_the_second_time(
     first = load_movielens("1m", zip_1m, verify=False, cache_dir=cache)
     (npz,) = cache.glob("movielens-1m-*.npz")
     meta = json.loads(npz.with_suffix(".json").read_text(encoding="utf-8"))
-    assert meta["titles"][1] == "Café (1995)"
+    assert meta["titles"][1] == "Café (1995)" and meta["occupation_names"] == list(OCCUPATIONS_1M)
     with np.load(npz, allow_pickle=False) as z:
         assert sorted(z.files) == sorted(ml._ARRAYS)
 
@@ -400,6 +421,7 @@ def test_real_100k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = (REAL_100K / "u.occupation").read_text(encoding="latin-1").split()
     assert [d.age[0], d.gender[0], d.zip_prefix[0]] == [AGE_GROUPS.index("18-24") + 1, 2, 9]
     assert d.occupation[0] == jobs.index("technician") + 1
+    assert d.occupation_names == tuple(jobs) and len(jobs) == 21
     # item 1: Toy Story, 01-Jan-1995, Animation|Children's|Comedy; item 267 has no date
     assert d.titles[0] == "Toy Story (1995)" and d.year[0] == 1995
     assert [d.genre_names[g] for g in d.genres[0].nonzero().flatten()] == [

@@ -10,12 +10,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+import movielens_fake
 from metamap.cli import main
+from metamap.data.movielens import AGE_GROUPS
 from metamap.errors import CheckpointError, ConfigError, MetamapError
 from metamap.recommend import Recommendation, Recommender, read_ratings_csv
+from metamap.tasks.users import encode_items
 from metamap.train import Trainer, load_config
 from movielens_fake import item_ids
 
@@ -246,3 +250,146 @@ def test_an_override_may_not_change_which_movies_the_run_knew(
     assert "task.scenario=user_cold; drop these overrides" in err, err
     # settings that leave the split as it was still apply
     assert main([*argv, "-o", "train.device=cpu", "-o", "task.scenario=user_cold"]) == 0
+
+
+# ---- the user's demographics --------------------------------------------------------------
+
+
+def fake_user(root: Path, uid: int) -> dict[str, Any]:
+    """User ``uid``'s line of the fake ``u.user`` as ``recommend``'s ``user=``."""
+    lines = (root / "u.user").read_text(encoding="latin-1").splitlines()
+    line = next(s for s in lines if s.split("|")[0] == str(uid))
+    _, age, gender, job, zip_code = line.split("|")
+    return {"gender": gender, "age": int(age), "occupation": job, "zip": zip_code}
+
+
+@pytest.mark.parametrize("uid", [1, 2, 6])  # 1: a Canadian postcode (unknown prefix)
+def test_a_new_user_with_an_existing_users_demographics_is_that_user(
+    rec: Recommender, movielens_root: Path, uid: int
+) -> None:
+    data = rec.data
+    user = fake_user(movielens_root, uid)
+    pos = int(torch.nonzero(data.user_ids == uid))
+    # the rows: encode_items of the user in the data, as training saw them
+    rated = data.item[data.user == pos]
+    stars = data.rating[data.user == pos][:, None]
+    as_in_data = encode_items(data, rated, torch.full_like(rated, pos), rec.known_items)
+    assert torch.equal(rec.rows(data.item_ids[rated].tolist(), user), as_in_data)
+    assert as_in_data[:, 2:6].unique(dim=0).tolist() == [rec.user_codes(user).tolist()]
+    assert (rec.user_codes(user)[3] == 0) == (uid == 1)
+    # the predictions: the model adapted to the user's own rows of their first 10 ratings
+    support, others = rated[:10], rated[10:]
+    ratings = dict(zip(data.item_ids[support].tolist(), stars[:10].flatten().tolist(), strict=True))
+    state = rec.learner.adapt(as_in_data[:10], stars[:10])
+    with torch.no_grad():
+        x = encode_items(data, others, torch.full_like(others, pos), rec.known_items)
+        want = rec.learner.predict(state, x).flatten().clamp(*data.scale)
+    got = rec.predict(ratings, data.item_ids[others].tolist(), user=user)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.equal(got, rec.predict(ratings, data.item_ids[others].tolist()))
+
+
+def test_the_user_is_read_as_the_loader_reads_the_users_file(rec: Recommender) -> None:
+    occupations = rec.data.occupation_names
+    assert occupations == movielens_fake.OCCUPATIONS  # the lines of u.occupation, in order
+    codes = rec.user_codes({"gender": "F", "age": 30, "occupation": "student", "zip": "55455"})
+    assert codes.tolist() == [1, AGE_GROUPS.index("25-34") + 1, occupations.index("student") + 1, 6]
+    # any subset; case, an age group's name, a numpy integer and None (not given) are accepted
+    loose = {"gender": " f", "age": "25-34", "occupation": "Student", "zip": None}
+    assert rec.user_codes(loose).tolist() == [*codes.tolist()[:3], 0]
+    assert rec.user_codes({"age": np.int64(17)}).tolist() == [0, 1, 0, 0]
+    assert rec.user_codes({"age": "56"}).tolist() == [0, 7, 0, 0]
+    assert rec.user_codes({}).tolist() == rec.user_codes(None).tolist() == [0, 0, 0, 0]
+    assert rec.rows([1, 8]).tolist() == rec.rows([1, 8], {}).tolist()
+    assert rec.rows([1, 8])[:, 2:6].tolist() == [[0] * 4] * 2  # as before: unknown
+    shown = rec.describe_user({"gender": "f", "age": 30, "occupation": "STUDENT", "zip": "T8H1N"})
+    assert shown == (
+        "gender=F, age=30 (25-34), occupation=student, zip=T8H1N (unknown: no leading digit)"
+    )
+    assert rec.describe_user(None) == ""
+
+
+BAD_USERS: list[tuple[str, Any, str]] = [
+    ("key", {"sex": "F"}, r"unknown user key 'sex' \(value 'F'\); the keys are gender, age, "),
+    ("gender", {"gender": "X"}, r"user gender 'X' is not accepted; give 'F' or 'M'$"),
+    ("gender type", {"gender": 1}, r"user gender 1 is not accepted; give 'F' or 'M'$"),
+    ("age 0", {"age": 0}, r"user age 0 is not accepted; give an age in years, 1-120, or an age"),
+    ("age 130", {"age": 130}, r"user age 130 is not accepted; give an age in years"),
+    ("age text", {"age": "twenty"}, r"user age 'twenty' .*'under 18', '18-24', .*'56\+'$"),
+    ("age float", {"age": 25.5}, r"user age 25\.5 is not accepted"),
+    ("age bool", {"age": True}, r"user age True is not accepted"),
+    (
+        "occupation",
+        {"gender": "F", "occupation": "astronaut"},
+        r"user occupation 'astronaut' is not accepted; give one of the occupations of "
+        r"MovieLens-100K: 'administrator', 'artist', .*'student', 'other'$",
+    ),
+    ("zip number", {"zip": 2139}, r"user zip 2139 is not accepted; give the zip .* as text"),
+    ("zip empty", {"zip": " "}, r"user zip ' ' is not accepted"),
+    ("not a mapping", "F", r"user 'F': give the user's demographics as a mapping"),
+]
+
+
+@pytest.mark.parametrize(
+    ("user", "message"), [b[1:] for b in BAD_USERS], ids=[b[0] for b in BAD_USERS]
+)
+def test_bad_users_are_refused_before_any_work(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch, user: Any, message: str
+) -> None:
+    monkeypatch.setattr(rec.learner, "adapt", lambda *a: pytest.fail("adapted"))
+    for call in (
+        lambda: rec.recommend(RATINGS, top=3, user=user),
+        lambda: rec.predict(RATINGS, [36], user=user),
+        lambda: rec.recommend({}, top=3, user=user),  # the user is checked first
+    ):
+        with pytest.raises(MetamapError, match=message) as e:
+            call()
+        assert len(str(e.value).splitlines()) == 1
+
+
+def test_metamap_recommend_user_reaches_the_model(
+    movielens_ckpt: Path, rec: Recommender, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ratings = write(tmp_path / "mine.csv", "".join(f"{i},{r:g}\n" for i, r in RATINGS.items()))
+    out = tmp_path / "top.json"
+    argv = ["recommend", str(movielens_ckpt), "--ratings", str(ratings), "--top", "5"]
+    given = ["--user", "gender=F", "--user", "age=25", "--user", "occupation=student"]
+    assert main([*argv, *given, "--out", str(out)]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == (
+        f"top 5 of {120 - len(RATINGS)} unrated movies for {len(RATINGS)} ratings and "
+        "gender=F, age=25 (25-34), occupation=student:"
+    )
+    user = {"gender": "F", "age": 25, "occupation": "student"}
+    want = rec.recommend(RATINGS, top=5, user=user)
+    rows = json.loads(out.read_text())
+    assert [(r["item_id"], r["score"]) for r in rows] == [(t.item_id, t.score) for t in want]
+    unknown = rec.recommend(RATINGS, top=5)
+    assert [t.score for t in want] != [t.score for t in unknown]
+    every = [i for i in FILMS if i not in RATINGS]
+    assert not torch.equal(rec.predict(RATINGS, every, user), rec.predict(RATINGS, every))
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["--user", "sex=F"], r"--user 'sex=F': unknown key 'sex' \(value 'F'\); the keys are "),
+        (["--user", "gender"], r"--user 'gender': give KEY=VALUE, e.g. --user gender=F"),
+        (["--user", "gender=F", "--user", "gender=M"], r"--user gender given twice \('F'"),
+        (["--user", "occupation=astronaut"], r"user occupation 'astronaut' is not accepted; give "),
+        (["--user", "age=old"], r"user age 'old' is not accepted; give an age in years"),
+    ],
+)
+def test_metamap_recommend_refuses_a_bad_user(
+    movielens_ckpt: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    given: list[str],
+    message: str,
+) -> None:
+    ratings = write(tmp_path / "mine.csv", "1,5\n8,4\n")
+    assert main(["recommend", str(movielens_ckpt), "--ratings", str(ratings), *given]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == "" and len(err.splitlines()) == 1, err
+    assert re.search(message, err) and "internal error" not in err, err

@@ -7,8 +7,10 @@ with ``G`` genres (100K: 100,000 / 943 / 1,682 / 19 incl. ``"unknown"``; 1M: 1,0
 ``user``, ``item`` ``(R,)`` int64 positions into ``user_ids (U,)`` / ``item_ids (I,)`` (original
 ids, ascending), ``rating (R,)`` float32 stars 1..5, ``timestamp (R,)`` int64 unix seconds. Users:
 ``gender``, ``age``, ``occupation``, ``zip_prefix`` ``(U,)`` int64 codes, 0 unknown (an
-unrecognised value is unknown too). Movies: ``titles`` (``I`` strings, latin-1), ``genres (I, G)``
-bool, ``year (I,)`` int64.
+unrecognised value is unknown too), mapped by :func:`gender_code`, :func:`age_group` (1M: its
+age codes), ``occupation_names`` (code ``c``: ``occupation_names[c - 1]``) and :func:`zip_prefix`,
+which also encode a user who is not in the files. Movies: ``titles`` (``I`` strings, latin-1),
+``genres (I, G)`` bool, ``year (I,)`` int64.
 
 **Where the data come from.** ``root`` (else ``$METAMAP_MOVIELENS``) is the extracted folder
 (``u.data``, ``u.user``, ``u.item``, ``u.genre``, ``u.occupation``; or ``ratings.dat``,
@@ -58,9 +60,13 @@ __all__ = [
     "MOVIELENS_ENV",
     "MOVIELENS_MD5",
     "MOVIELENS_URLS",
+    "OCCUPATIONS_1M",
     "MovieLens",
     "Variant",
+    "age_group",
+    "gender_code",
     "load_movielens",
+    "zip_prefix",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,14 @@ GENRES_1M = (
     *("Thriller", "War", "Western"),
 )
 """The 18 genres of ``movies.dat``, in the order of the 1M README."""
+OCCUPATIONS_1M = (
+    *("other", "academic/educator", "artist", "clerical/admin", "college/grad student"),
+    *("customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker"),
+    *("K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist"),
+    *("self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer"),
+)
+"""The 21 occupations of ``users.dat`` (its codes 0-20, in the order of the 1M README; code 0 is
+"other" or not specified)."""
 MOVIELENS_URLS = {
     v: f"https://files.grouplens.org/datasets/movielens/ml-{v}.zip" for v in MAX_ITEM_ID
 }
@@ -90,13 +104,14 @@ _FILES = {
     "100k": ("u.data", "u.user", "u.item", "u.genre", "u.occupation"),
     "1m": ("ratings.dat", "users.dat", "movies.dat"),
 }
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the occupation names
 _ARRAYS = (
     *("user_ids", "item_ids", "user", "item", "rating", "timestamp", "gender", "age"),
     *("occupation", "zip_prefix", "genres", "year"),
 )
 _GENDER = {"F": 1, "M": 2}
 _AGE_1M = {1: 1, 18: 2, 25: 3, 35: 4, 45: 5, 50: 6, 56: 7}
+_AGE_STARTS = (18, 25, 35, 45, 50, 56)
 _YEAR_1M = re.compile(r"\((\d{4})\)\s*$")
 _YEAR_100K = re.compile(r"\d{1,2}-[A-Za-z]{3}-(\d{4})")
 
@@ -110,6 +125,9 @@ class MovieLens:
     item_ids: Tensor
     titles: tuple[str, ...]
     genre_names: tuple[str, ...]
+    occupation_names: tuple[str, ...]
+    """The name of each occupation code ``c >= 1`` is ``occupation_names[c - 1]`` (100K: the lines
+    of ``u.occupation``; 1M: :data:`OCCUPATIONS_1M`)."""
     user: Tensor
     item: Tensor
     rating: Tensor
@@ -130,6 +148,8 @@ class MovieLens:
         bad = [k for k, s in want.items() if tuple(getattr(self, k).shape) != s]
         if bad or len(self.titles) != i or self.user_ids.dim() != 1 or self.user.dim() != 1:
             raise ValueError(f"MovieLens: inconsistent shapes of {bad or ['titles/user_ids']}")
+        if u and int(self.occupation.max()) > len(self.occupation_names):
+            raise ValueError("MovieLens: an occupation code has no name in occupation_names")
 
     def __repr__(self) -> str:
         return (
@@ -148,6 +168,10 @@ class MovieLens:
     @property
     def num_ratings(self) -> int:
         return len(self.user)
+
+    def occupation_code(self, name: str) -> int:
+        """The code of the occupation ``name`` as the loader gives it (0: not in the list)."""
+        return {s: k for k, s in enumerate(self.occupation_names, 1)}.get(name, 0)
 
     def item_positions(self, ids: Tensor | Sequence[int]) -> Tensor:
         """The positions in ``item_ids`` of the original movie ids ``ids`` (same shape)."""
@@ -222,7 +246,21 @@ class _Source:
         return i
 
 
-def _zip_prefix(code: str) -> int:
+def gender_code(letter: str) -> int:
+    """The gender code of a users file's letter: ``F`` 1, ``M`` 2, anything else 0 (unknown)."""
+    return _GENDER.get(letter, 0)
+
+
+def age_group(years: int) -> int:
+    """The age-group code 1..7 (:data:`AGE_GROUPS`) of an age in years, 0 (unknown) if not
+    positive: 100K's exact ages. The 1M file's age codes 1, 18, 25, ... are the groups' first
+    years, so they get their own group from this function too."""
+    return int(np.searchsorted(_AGE_STARTS, years, side="right")) + 1 if years > 0 else 0
+
+
+def zip_prefix(code: str) -> int:
+    """The zip-prefix code of a zip code: its first digit + 1, 0 (unknown) if it does not start
+    with a digit (a non-US postal code)."""
     return int(code[0]) + 1 if code[:1].isdigit() and code[:1].isascii() else 0
 
 
@@ -261,18 +299,18 @@ def _parse_100k(src: _Source) -> MovieLens:
         genres[src.integer("u.genre", n, index, "genre index")] = g
     if sorted(genres) != list(range(len(genres))):
         raise src.error("u.genre", None, f"the genre indices {sorted(genres)} are not 0..G-1")
-    jobs = {s.strip(): k for k, (_, s) in enumerate(src.lines("u.occupation"), 1)}
+    jobs = tuple(s.strip() for _, s in src.lines("u.occupation"))
+    code = {s: k for k, s in enumerate(jobs, 1)}
     users: dict[int, list[int]] = {}
     seen: dict[int, int] = {}
     for n, line in src.lines("u.user"):
         uid, age, gender, job, zip_code = src.fields("u.user", n, line, "|", 5)
         years = src.integer("u.user", n, age, "age")
-        group = int(np.searchsorted([18, 25, 35, 45, 50, 56], years, side="right")) + 1
         users[src.new_id("u.user", n, uid, seen)] = [
-            _GENDER.get(gender, 0),
-            group if years > 0 else 0,
-            jobs.get(job, 0),
-            _zip_prefix(zip_code),
+            gender_code(gender),
+            age_group(years),
+            code.get(job, 0),
+            zip_prefix(zip_code),
         ]
     items: dict[int, tuple[str, int, list[bool]]] = {}
     seen = {}
@@ -285,7 +323,7 @@ def _parse_100k(src: _Source) -> MovieLens:
         iid = src.new_id("u.item", n, f[0], seen, MAX_ITEM_ID["100k"])
         items[iid] = (f[1], int(m[1]) if m else 0, [x == 1 for x in flags])
     names = tuple(genres[k] for k in range(len(genres)))
-    return _assemble("100k", src, _ratings(src, "u.data", "\t"), users, items, names)
+    return _assemble("100k", src, _ratings(src, "u.data", "\t"), users, items, names, jobs)
 
 
 def _parse_1m(src: _Source) -> MovieLens:
@@ -295,10 +333,10 @@ def _parse_1m(src: _Source) -> MovieLens:
         uid, gender, age, job, zip_code = src.fields("users.dat", n, line, "::", 5)
         code = src.integer("users.dat", n, job, "occupation")
         users[src.new_id("users.dat", n, uid, seen)] = [
-            _GENDER.get(gender, 0),
+            gender_code(gender),
             _AGE_1M.get(src.integer("users.dat", n, age, "age"), 0),
-            code + 1 if 0 <= code <= 20 else 0,
-            _zip_prefix(zip_code),
+            code + 1 if 0 <= code < len(OCCUPATIONS_1M) else 0,
+            zip_prefix(zip_code),
         ]
     column = {g: k for k, g in enumerate(GENRES_1M)}
     items: dict[int, tuple[str, int, list[bool]]] = {}
@@ -316,7 +354,8 @@ def _parse_1m(src: _Source) -> MovieLens:
         m = _YEAR_1M.search(title)
         iid = src.new_id("movies.dat", n, head, seen, MAX_ITEM_ID["1m"])
         items[iid] = (title, int(m[1]) if m else 0, flags)
-    return _assemble("1m", src, _ratings(src, "ratings.dat", "::"), users, items, GENRES_1M)
+    ratings = _ratings(src, "ratings.dat", "::")
+    return _assemble("1m", src, ratings, users, items, GENRES_1M, OCCUPATIONS_1M)
 
 
 def _assemble(
@@ -326,6 +365,7 @@ def _assemble(
     users: dict[int, list[int]],
     items: dict[int, tuple[str, int, list[bool]]],
     genre_names: tuple[str, ...],
+    occupation_names: tuple[str, ...],
 ) -> MovieLens:
     """Map the ratings' ids to positions, checking that every id is known and no pair repeats."""
     table, numbers = ratings
@@ -358,6 +398,7 @@ def _assemble(
         item_ids=t(ids["item"]),
         titles=tuple(r[0] for r in rows),
         genre_names=tuple(genre_names),
+        occupation_names=tuple(occupation_names),
         user=t(pos["user"]),
         item=t(pos["item"]),
         rating=t(table[:, 2].astype(np.float32)),
@@ -424,9 +465,16 @@ def _read_cache(npz: Path, sidecar: Path) -> MovieLens | None:
         with np.load(npz, allow_pickle=False) as z:
             arrays: dict[str, Any] = {k: torch.from_numpy(z[k]) for k in _ARRAYS}
         titles, names = tuple(meta["titles"]), tuple(meta["genre_names"])
-        if not all(isinstance(s, str) for s in titles + names):
-            raise ValueError("titles and genre names must be strings")
-        return MovieLens(variant=meta["variant"], titles=titles, genre_names=names, **arrays)
+        jobs = tuple(meta["occupation_names"])
+        if not all(isinstance(s, str) for s in titles + names + jobs):
+            raise ValueError("titles, genre and occupation names must be strings")
+        return MovieLens(
+            variant=meta["variant"],
+            titles=titles,
+            genre_names=names,
+            occupation_names=jobs,
+            **arrays,
+        )
     except Exception as e:  # any unreadable cache is rebuilt, never fatal
         log.warning("the MovieLens cache %s cannot be read (%s); rebuilding it", npz, e)
         return None
@@ -436,6 +484,7 @@ def _write_cache(data: MovieLens, npz: Path, sidecar: Path) -> None:
     arrays = {k: getattr(data, k).numpy() for k in _ARRAYS}
     meta = {"format": _FORMAT_VERSION, "variant": data.variant, "titles": list(data.titles)}
     meta["genre_names"] = list(data.genre_names)
+    meta["occupation_names"] = list(data.occupation_names)
     try:
         atomic_write(sidecar, lambda f: f.write(json.dumps(meta).encode()))
         atomic_write(npz, lambda f: np.savez(f, **arrays))

@@ -6,16 +6,32 @@ reads the movie catalogue from the run's data (``task.root``, ``$METAMAP_MOVIELE
 evaluation) and ranks every movie the user has not rated by predicted stars. Movies held out of
 training (the item-cold scenarios) are scored as unknown items, as in evaluation.
 
+**The user.** The model was trained on rows that hold the user's demographics; a new user may give
+them as ``user=`` (a mapping of any of :data:`USER_KEYS`), mapped to the codes exactly as the
+MovieLens loader maps a users file's row (:mod:`metamap.data.movielens`):
+
+* ``gender``: ``F`` or ``M``;
+* ``age``: an age in years (1-120; 100K's exact ages, put in the loader's age groups) or the
+  name of a group of :data:`~metamap.data.movielens.AGE_GROUPS` (``"25-34"``);
+* ``occupation``: a name of the dataset's occupation list (``u.occupation``; 1M's README list);
+* ``zip``: the zip code as text (``"55455"``): its first digit; one that starts with a letter
+  (a non-US postal code) is unknown, as in the data.
+
+Case does not matter for gender and occupation; a key left out (or given as ``None``) stays
+unknown (code 0), as every feature of a user who gives none.
+
 Bad input is refused before any work, naming what is wrong: no ratings, an unknown movie id, the
-same movie twice, stars outside the scale, a malformed CSV line, a checkpoint of another kind of
-run.
+same movie twice, stars outside the scale, a malformed CSV line, an unknown user key or value (with
+the accepted ones), a checkpoint of another kind of run.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import operator
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,16 +42,22 @@ import torch
 from torch import Tensor
 
 from metamap.core.learner import Learner
-from metamap.data.movielens import MovieLens
+from metamap.data.movielens import AGE_GROUPS, MovieLens, age_group, gender_code, zip_prefix
 from metamap.errors import CheckpointError, ConfigError, MetamapError
 from metamap.tasks.users import ColdStartTask, encode_items
 from metamap.train.config import parse_config
 from metamap.train.protocol import learner_from_checkpoint
 
-__all__ = ["Recommendation", "Recommender", "read_ratings_csv"]
+__all__ = ["USER_KEYS", "Recommendation", "Recommender", "User", "read_ratings_csv"]
 
 Ratings = Mapping[int, float] | Sequence[tuple[int, float]]
 """A user's ratings: ``{movie id: stars}`` or ``[(movie id, stars), ...]``."""
+User = Mapping[str, object]
+"""A new user's demographics, e.g. ``{"gender": "F", "age": 25, "occupation": "student"}``."""
+USER_KEYS = ("gender", "age", "occupation", "zip")
+"""The keys of :data:`User`, in the order of the rows' columns."""
+_MAX_AGE = 120
+_ZIP = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]*")
 
 
 _SPLIT_KEYS = (
@@ -93,6 +115,31 @@ def read_ratings_csv(path: str | os.PathLike[str]) -> list[tuple[int, float]]:
     return out
 
 
+def _age(value: object) -> tuple[int, str] | None:
+    """The age-group code of an age in years (an integer or its digits) or of a group's name,
+    and how to show it; ``None`` if it is neither."""
+    if isinstance(value, str):
+        text = value.strip()
+        names = [g.lower() for g in AGE_GROUPS]
+        if text.lower() in names:
+            code = names.index(text.lower()) + 1
+            return code, AGE_GROUPS[code - 1]
+        if not (text.isascii() and text.isdigit()):
+            return None
+        years = int(text)
+    elif isinstance(value, bool):
+        return None
+    else:
+        try:
+            years = operator.index(cast(Any, value))  # an int, or a numpy integer
+        except TypeError:
+            return None
+    if not 1 <= years <= _MAX_AGE:
+        return None
+    code = age_group(years)
+    return code, f"{years} ({AGE_GROUPS[code - 1]})"
+
+
 def _rating(pair: object) -> tuple[int, float]:
     """One rating as ``(movie id, stars)`` from a pair of an integer id (or its digits) and a
     number of stars (or its text), else a :class:`MetamapError` naming it."""
@@ -145,6 +192,79 @@ class Recommender:
         learner.eval()
         return cls(learner, data, section.split(data).known_items)
 
+    def user_codes(self, user: User | None) -> Tensor:
+        """The codes ``(4,)`` int64 of gender, age group, occupation and zip prefix of a new
+        user's demographics (see the module), as the rows hold them; all 0 (unknown) for
+        ``None``. Raises :class:`MetamapError` naming an unknown key or value and what is
+        accepted."""
+        return self._user(user)[0]
+
+    def describe_user(self, user: User | None) -> str:
+        """The demographics as they are used: ``gender=F, age=25 (25-34), occupation=student``
+        (``""`` if none is given)."""
+        return self._user(user)[1]
+
+    def _user(self, user: User | None) -> tuple[Tensor, str]:
+        codes = torch.zeros(len(USER_KEYS), dtype=torch.int64)
+        if user is None:
+            return codes, ""
+        if not isinstance(user, Mapping):
+            raise MetamapError(
+                f"user {user!r}: give the user's demographics as a mapping such as "
+                "{'gender': 'F', 'age': 25, 'occupation': 'student', 'zip': '55455'}"
+            )
+        shown: list[str] = []
+        for key, value in user.items():
+            if key not in USER_KEYS:
+                raise MetamapError(
+                    f"unknown user key {key!r} (value {value!r}); the keys are "
+                    + ", ".join(USER_KEYS)
+                )
+            if value is None:
+                continue
+            code, text, accepted = self._user_value(key, value)
+            if code is None:
+                raise MetamapError(f"user {key} {value!r} is not accepted; give {accepted}")
+            codes[USER_KEYS.index(key)] = code
+            shown.append(f"{key}={text}")
+        return codes, ", ".join(shown)
+
+    def _user_value(self, key: str, value: object) -> tuple[int | None, str, str]:
+        """The code of ``value`` for ``key`` (``None`` if refused), how to show it, and what
+        the key accepts."""
+        text = value.strip() if isinstance(value, str) else None
+        if key == "gender":
+            code = gender_code(text.upper()) if text is not None else 0
+            return code or None, str(text).upper(), "'F' or 'M'"
+        if key == "age":
+            age = _age(value)
+            groups = ", ".join(repr(g) for g in AGE_GROUPS)
+            accepted = f"an age in years, 1-{_MAX_AGE}, or an age group: {groups}"
+            return (None, "", accepted) if age is None else (*age, accepted)
+        if key == "occupation":
+            names = self.data.occupation_names
+            accepted = (
+                "one of the occupations of MovieLens-"
+                + self.data.variant.upper()
+                + ": "
+                + ", ".join(repr(n) for n in names)
+                if names
+                else "nothing: this copy of the data lists no occupations"
+            )
+            if text is None:
+                return None, "", accepted
+            folded = {n.lower(): n for n in reversed(names)}  # the first of names equal but case
+            name = text if text in names else folded.get(text.lower(), "")
+            return self.data.occupation_code(name) or None, name, accepted
+        accepted = (
+            "the zip or postal code as text, e.g. '55455' (its first digit is used; one that "
+            "starts with a letter counts as unknown, as in the data)"
+        )
+        if text is None or not _ZIP.fullmatch(text):
+            return None, "", accepted
+        code = zip_prefix(text)
+        return code, text if code else f"{text} (unknown: no leading digit)", accepted
+
     def _support(self, ratings: Ratings) -> tuple[Tensor, Tensor]:
         given = list(ratings.items()) if isinstance(ratings, Mapping) else list(ratings)
         if not given:
@@ -170,39 +290,53 @@ class Recommender:
         stars = torch.tensor([float(r) for _, r in pairs])[:, None]
         return self.data.item_positions(ids), stars
 
-    def _rows(self, items: Tensor) -> Tensor:
-        return encode_items(self.data, items, None, self.known_items)
+    def rows(self, item_ids: Sequence[int], user: User | None = None) -> Tensor:
+        """The model's input rows ``(N, F)`` int64 for the movies ``item_ids`` and a new user
+        with the demographics ``user``, encoded as in training (unknown features are 0)."""
+        codes = self.user_codes(user)
+        items = self.data.item_positions(item_ids)
+        return encode_items(self.data, items, None, self.known_items, codes)
 
-    def _scores(self, items: Tensor, stars: Tensor, candidates: Tensor) -> Tensor:
+    def _scores(self, items: Tensor, stars: Tensor, candidates: Tensor, user: Tensor) -> Tensor:
         """The model's predictions ``(C,)`` for the movies at positions ``candidates`` after
-        adapting to the ratings ``stars`` of the movies at positions ``items``, not yet clipped
-        to the rating scale (the order among those predicted beyond it is the model's)."""
+        adapting to the ratings ``stars`` of the movies at positions ``items`` by a user with
+        the demographic codes ``user``, not yet clipped to the rating scale (the order among
+        those predicted beyond it is the model's)."""
         p = next(self.learner.named_parameters())[1]
-        state = self.learner.adapt(self._rows(items).to(p.device), stars.to(p))
+        support = encode_items(self.data, items, None, self.known_items, user)
+        state = self.learner.adapt(support.to(p.device), stars.to(p))
         with torch.no_grad():
-            x = self._rows(candidates).to(p.device)
+            x = encode_items(self.data, candidates, None, self.known_items, user).to(p.device)
             return self.learner.predict(state, x).flatten().cpu()
 
-    def predict(self, ratings: Ratings, item_ids: Sequence[int]) -> Tensor:
+    def predict(
+        self, ratings: Ratings, item_ids: Sequence[int], user: User | None = None
+    ) -> Tensor:
         """Predicted stars ``(len(item_ids),)`` of the given movies for the user who gave
-        ``ratings``, clipped to the rating scale."""
+        ``ratings`` (and the demographics ``user``, see the module), clipped to the rating
+        scale."""
+        codes = self.user_codes(user)
         items, stars = self._support(ratings)
-        scores = self._scores(items, stars, self.data.item_positions(item_ids))
+        scores = self._scores(items, stars, self.data.item_positions(item_ids), codes)
         return scores.clamp(*self.data.scale)
 
-    def recommend(self, ratings: Ratings, top: int = 10) -> list[Recommendation]:
-        """The ``top`` movies the user has not rated, by predicted stars (ties: lower id).
+    def recommend(
+        self, ratings: Ratings, top: int = 10, user: User | None = None
+    ) -> list[Recommendation]:
+        """The ``top`` movies the user has not rated, by predicted stars (ties: lower id);
+        ``user``: the user's demographics, if given (see the module).
 
         They are ranked by the model's predictions before clipping, so that movies predicted
         beyond the top of the scale keep their order; ``score`` is clipped to the scale, as
         :meth:`predict` gives it."""
         if top < 1:
             raise MetamapError(f"top must be at least 1, got {top}")
+        codes = self.user_codes(user)
         items, stars = self._support(ratings)
         rated = set(items.tolist())
         candidates = [i for i in range(self.data.num_items) if i not in rated]
         ids = self.data.item_ids[candidates].tolist()
-        raw = self._scores(items, stars, torch.tensor(candidates))
+        raw = self._scores(items, stars, torch.tensor(candidates), codes)
         order = sorted(range(len(ids)), key=lambda k: (-float(raw[k]), ids[k]))[:top]
         scores = raw.clamp(*self.data.scale)
         return [

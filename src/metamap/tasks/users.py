@@ -84,16 +84,24 @@ def encode_ratings(data: MovieLens, rows: Tensor, known_items: Tensor | None = N
 
 
 def encode_items(
-    data: MovieLens, item: Tensor, user: Tensor | None, known_items: Tensor | None = None
+    data: MovieLens,
+    item: Tensor,
+    user: Tensor | None,
+    known_items: Tensor | None = None,
+    demographics: Tensor | None = None,
 ) -> Tensor:
     """Rows for item positions ``item: (N,)`` and user positions ``user: (N,)`` — or, for a user
-    not in the data (``user=None``: a new user of :mod:`metamap.recommend`), unknown features."""
+    not in the data (``user=None``: a new user of :mod:`metamap.recommend`), the codes
+    ``demographics: (4,)`` of gender, age group, occupation and zip prefix (default: all 0,
+    unknown)."""
     ids = data.item_ids[item]
     if known_items is not None:
         ids = torch.where(known_items[item], ids, torch.zeros_like(ids))
     year = torch.where(data.year[item] > 0, (data.year[item] - 1900).clamp(1, YEARS - 1), 0)
     if user is not None:
         u = torch.stack([data.gender, data.age, data.occupation, data.zip_prefix], 1)[user]
+    elif demographics is not None:
+        u = demographics.to(torch.long).reshape(1, 4).expand(len(item), 4)
     else:
         u = torch.zeros(len(item), 4, dtype=torch.long)
     return torch.cat([ids[:, None], year[:, None], u, data.genres[item].long()], 1)
