@@ -211,6 +211,21 @@ def test_a_one_class_support_set_is_refused(make: Make, size: int, wrong: int) -
 
 
 @pytest.mark.parametrize(("make", "size", "wrong"), LEARNERS)
+def test_support_labels_of_shape_n_by_1_are_refused_by_their_shape(
+    make: Make, size: int, wrong: int
+) -> None:
+    # (S, 1) labels were read as S one-label tasks: "support_y of task 0 has a single class"
+    learner = make()
+    sx, sy = _support(size)
+    with refused(
+        learner,
+        r"support_y must hold one class index per example, shape \(N,\); got "
+        r"shape \(6, 1\).*support_y\.reshape\(-1\)",
+    ):
+        learner.adapt(sx, sy[:, None])
+
+
+@pytest.mark.parametrize(("make", "size", "wrong"), LEARNERS)
 def test_a_one_class_task_in_a_training_batch_is_refused(make: Make, size: int, wrong: int) -> None:
     learner = make()
     if isinstance(learner, PretrainBaseline):

@@ -322,6 +322,20 @@ def test_adapt_trace_agrees_with_adapt() -> None:
         learner.adapt_trace(task.support_x, task.support_y, [-1])
 
 
+@pytest.mark.parametrize("make", [MAML, FOMAML, ANIL, MetaSGD, Reptile])
+def test_fractional_step_counts_are_refused_by_name(make: Callable[..., GradientLearner]) -> None:
+    # adapt(steps=2.5) used to fail deep in the step sizes ("'float' object cannot be
+    # interpreted as an integer", "can't multiply sequence by non-int of type 'float'")
+    learner = make(MLP(1, 1, (8,)))
+    task = SinusoidTasks(shots=5, queries=5).fixed_tasks(1, seed=0)[0]
+    batch = SinusoidTasks(shots=5, queries=5).sample(2, make_generator(0))
+    for bad in (2.5, True):
+        with pytest.raises(ValueError, match=r"step counts must be non-negative integers"):
+            learner.adapt(task.support_x, task.support_y, steps=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"step counts must be non-negative integers"):
+            learner.predict_tasks(batch, steps=bad)  # type: ignore[arg-type]
+
+
 def test_adapt_leaves_the_learner_untouched_and_returns_detached_params() -> None:
     learner = MAML(_mlp(), inner_steps=3, inner_lr=0.1, learn_inner_lr=True).double()
     before = {k: v.detach().clone() for k, v in learner.named_parameters()}

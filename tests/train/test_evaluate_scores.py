@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from metamap.train import Summary, evaluate_meta_dataset, evaluate_run, load_config, summarize
+from metamap.learners import MAML
+from metamap.models import MLP
+from metamap.tasks import SinusoidTasks
+from metamap.train import (
+    Summary,
+    evaluate,
+    evaluate_meta_dataset,
+    evaluate_run,
+    load_config,
+    summarize,
+)
 from metamap.train.build import build_run_learner
 
 
@@ -53,6 +63,19 @@ def test_summary_to_dict_rounds_values_to_six_significant_digits() -> None:
     assert (d["mean"], d["ci95"], d["n"], d["nonfinite"]) == (s.mean, s.ci95, 3, 0)
     bad = summarize([1.0, math.nan]).to_dict()
     assert bad["nonfinite"] == 1 and math.isnan(bad["values"][1])
+
+
+def test_evaluate_refuses_step_counts_that_are_not_a_list_of_whole_numbers() -> None:
+    # steps=5 used to fail with "'int' object is not iterable"; steps=[2.5] deep in the learner
+    learner = MAML(MLP(1, 1, (8,)))
+    tasks = SinusoidTasks(shots=5, queries=5).fixed_tasks(2, seed=0)
+    with pytest.raises(TypeError, match=r"steps must be a list of step counts, e\.g\. steps=\[5\]"):
+        evaluate(learner, tasks, steps=5)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"step counts must be non-negative integers, got \[2\.5\]"
+    ):
+        evaluate(learner, tasks, steps=[2.5])  # type: ignore[list-item]
+    assert set(evaluate(learner, tasks, steps=range(2))) == {0, 1}
 
 
 def test_meta_dataset_episodes_report_each_score_and_its_domain(

@@ -25,6 +25,7 @@ from metamap.learners.checks import (
     check_examples,
     check_finite,
     check_fits_model,
+    check_label_shape,
     check_same_length,
 )
 from metamap.models.layout import set_channels_last
@@ -136,8 +137,9 @@ class MetaLearner(nn.Module, ABC):
         self.check_targets(batch.query_y, "query")
 
     def check_support(self, support_x: Tensor, support_y: Tensor) -> None:
-        """A support set the model can take: tensors with one target per example, at least one
-        example, inputs of the model's dtype, device and input shape, and finite."""
+        """A support set the model can take: tensors with one target per example (class labels
+        ``(S,)`` for cross-entropy), at least one example, inputs of the model's dtype, device
+        and input shape, and finite."""
         check_examples(support_x, "support_x")
         if not isinstance(support_y, Tensor):
             raise TaskShapeError(
@@ -145,6 +147,8 @@ class MetaLearner(nn.Module, ABC):
                 "with torch.as_tensor(...)"
             )
         check_same_length(support_x, support_y, "support_x", "support_y")
+        if self.loss_name == "cross_entropy":
+            check_label_shape(support_y, "support_y")
         self.check_inputs(support_x, "support_x", "support inputs")
 
     def check_inputs(self, x: Tensor, name: str = "x", label: str = "inputs") -> None:

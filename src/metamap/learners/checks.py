@@ -14,6 +14,9 @@ call them; :mod:`metamap.features` reuses :func:`check_finite`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from numbers import Integral
+
 import torch
 from torch import Tensor, nn
 
@@ -31,7 +34,9 @@ __all__ = [
     "check_finite",
     "check_fits_model",
     "check_input_shape",
+    "check_label_shape",
     "check_same_length",
+    "check_step_counts",
 ]
 
 
@@ -159,6 +164,16 @@ def check_fits_model(x: Tensor, model: nn.Module, name: str, label: str) -> None
         check_input_shape(x, expected, name, label)
 
 
+def check_label_shape(y: Tensor, name: str) -> None:
+    """``y`` holds one task's class labels, one per example: shape ``(N,)``."""
+    if y.dim() != 1:
+        hint = f"{name}.reshape(-1)" if y.numel() == y.shape[0] else f"{name}.argmax(-1)"
+        raise TaskShapeError(
+            f"{name} must hold one class index per example, shape (N,); got shape "
+            f"{tuple(y.shape)}: give the labels as a 1-D tensor (e.g. {hint})"
+        )
+
+
 def check_classes(y: Tensor, name: str) -> None:
     """Every task of class labels ``(S,)`` (or ``(B, S)``) has at least 2 distinct classes."""
     if y.dim() not in (1, 2) or y.shape[-1] == 0:
@@ -174,3 +189,12 @@ def check_classes(y: Tensor, name: str) -> None:
         "support set needs at least 2 classes (a 1-way task is meaningless for a cross-entropy "
         "head: it predicts that one class whatever the input); add examples of other classes"
     )
+
+
+def check_step_counts(steps: Sequence[object]) -> None:
+    """Every entry of ``steps`` is a non-negative integer count of adaptation steps."""
+    if any(isinstance(k, bool) or not isinstance(k, Integral) or k < 0 for k in steps):
+        raise ValueError(
+            f"step counts must be non-negative integers, got {list(steps)}; give whole numbers "
+            "of adaptation steps"
+        )

@@ -37,6 +37,7 @@ from torch.func import functional_call
 from metamap.core.task import TaskBatch
 from metamap.errors import ConfigError
 from metamap.learners.base import AdaptedState, MetaLearner, MetaStep
+from metamap.learners.checks import check_step_counts
 from metamap.learners.functional import (
     LossName,
     Params,
@@ -255,8 +256,7 @@ class GradientLearner(MetaLearner):
         Steps beyond those trained reuse the last step size.
         """
         self.check_task(support_x, support_y)
-        if any(k < 0 for k in steps):
-            raise ValueError(f"step counts must be non-negative, got {list(steps)}")
+        check_step_counts(steps)
         meta = {k: v.detach().requires_grad_(True) for k, v in self.named_parameters()}
         buffers = dict(self.model.named_buffers())
         out: dict[int, AdaptedState] = {}
@@ -290,8 +290,7 @@ class GradientLearner(MetaLearner):
             return super().predict_tasks(batch, steps)
         self.check_batch(batch)
         k = self.inner_steps if steps is None else steps
-        if k < 0:
-            raise ValueError(f"step counts must be non-negative, got {k}")
+        check_step_counts([k])
         meta = {n: v.detach() for n, v in self.named_parameters()}
         sizes = self.step_sizes(meta, k) if k else []
 

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from metamap.learners.base import AdaptedState
+from metamap.learners.checks import check_step_counts
 from metamap.learners.functional import LossName, Params, StepSize, inner_loop
 from metamap.learners.gradient import Batching, GradientLearner, GradientSection
 from metamap.learners.registry import BuildContext, register_learner
@@ -231,8 +232,7 @@ class MAMLPlusPlus(GradientLearner):
         """The adapted model after each count in ``steps``, from one run of ``max(steps)``; a
         model adapted by k steps carries the BatchNorm of step k-1 (step 0 for k = 0)."""
         self.check_task(support_x, support_y)
-        if any(k < 0 for k in steps):
-            raise ValueError(f"step counts must be non-negative, got {list(steps)}")
+        check_step_counts(steps)
         meta = {k: v.detach() for k, v in self.named_parameters()}
         theta, _ = self._split(meta)
         last = max(steps, default=0)

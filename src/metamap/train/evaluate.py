@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from metamap.learners import MetaLearner
+from metamap.learners.checks import check_step_counts
 from metamap.learners.functional import metric_function
 from metamap.tasks import Task, TaskBatch
 
@@ -81,6 +82,12 @@ def evaluate_scores(
     """The per-task scores behind :func:`evaluate` (to accumulate over chunks of tasks).
 
     ``on_task()`` is called after each task is scored (a progress bar's ``update``)."""
+    if not isinstance(steps, Sequence) or isinstance(steps, str):
+        raise TypeError(
+            f"steps must be a list of step counts, e.g. steps=[{steps!r}], "
+            f"got {type(steps).__name__}"
+        )
+    check_step_counts(steps)
     p = next(learner.parameters())
     if isinstance(tasks, TaskBatch):
         tasks = tasks.to(p.device, p.dtype)
