@@ -21,6 +21,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from metamap import errors
 from metamap.cli import main
 from metamap.core import TaskBatch
 from metamap.errors import ConfigError, DataError
@@ -29,6 +30,8 @@ from metamap.models import MLP
 from metamap.tasks import SinusoidTasks
 from metamap.train import Trainer, load_checkpoint, load_config, read_metrics
 from metamap.train.distributed import (
+    _error_record,
+    _rebuilt,
     backend_for,
     check_gpus,
     check_shardable,
@@ -194,6 +197,16 @@ def test_the_collective_timeout_bounds_how_long_the_others_wait_for_process_0() 
     longer = load_config(None, ["train.collective_timeout_minutes=600"])
     assert cfg.train.collective_timeout_minutes == 120.0  # well past a validation's length
     assert longer.fingerprint() == cfg.fingerprint()  # it changes no weight: runs resume
+
+
+@pytest.mark.parametrize("name", errors.__all__)
+def test_a_process_error_crosses_as_json_and_comes_back_whole(name: str) -> None:
+    """What a process writes for its parent (JSON, never pickle) rebuilds the same error."""
+    cls = getattr(errors, name)
+    error = cls(7, float("nan"), "runs/x/last.pt") if name == "NonFiniteLossError" else cls("bad")
+    again = _rebuilt(json.loads(json.dumps(_error_record(error))))
+    assert type(again) is cls and str(again) == str(error)
+    assert again.exit_code == error.exit_code
 
 
 def test_metamap_train_nproc_ends_with_the_status_of_a_process_mistake(

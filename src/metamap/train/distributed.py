@@ -24,21 +24,22 @@ writes checkpoints. ``metamap train CONFIG --nproc N`` starts ``N`` such process
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.multiprocessing import spawn as mp_spawn  # type: ignore[attr-defined]
 
+from metamap import errors as error_types
 from metamap.core import MetaStep, TaskBatch, even_ranges
 from metamap.core.learner import Learner
 from metamap.errors import ConfigError, MetamapError
@@ -259,8 +260,25 @@ def _rank_main(
         with process_group(backend, timeout_minutes, rank=rank, world_size=world):
             target(*args)
     except MetamapError as e:  # a mistake in what was given: for the parent to raise as is
-        Path(errors, f"{rank}.pickle").write_bytes(pickle.dumps(e))
+        Path(errors, f"{rank}.json").write_text(json.dumps(_error_record(e)))
         raise
+
+
+def _error_record(e: MetamapError) -> dict[str, Any]:
+    """``e`` as JSON: its class's name in :mod:`metamap.errors` and its constructor's
+    arguments (no pickle: the parent rebuilds it from names it knows)."""
+    reduced = cast(tuple[Any, ...], e.__reduce__())  # (class, constructor arguments, ...)
+    return {"name": type(e).__name__, "args": list(reduced[1])}
+
+
+def _rebuilt(record: dict[str, Any]) -> MetamapError:
+    """The error :func:`_error_record` wrote (a plain :class:`MetamapError` of its message
+    where the class is not one of :mod:`metamap.errors`)."""
+    name, args = record.get("name"), record.get("args", [])
+    cls = getattr(error_types, name) if name in error_types.__all__ else None
+    if isinstance(cls, type) and issubclass(cls, MetamapError):
+        return cls(*args)
+    return MetamapError(*args)
 
 
 def spawn_ranks(
@@ -279,7 +297,7 @@ def spawn_ranks(
         try:
             mp_spawn(_rank_main, args=args_, nprocs=world)  # type: ignore[no-untyped-call]
         except Exception:
-            raised = sorted(Path(errors).glob("*.pickle"), key=lambda p: int(p.stem))
+            raised = sorted(Path(errors).glob("*.json"), key=lambda p: int(p.stem))
             if raised:  # written by _rank_main in a process of this call, from its own error
-                raise pickle.loads(raised[0].read_bytes()) from None
+                raise _rebuilt(json.loads(raised[0].read_text())) from None
             raise
