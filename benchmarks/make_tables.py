@@ -1045,9 +1045,34 @@ def speed_table() -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(row[c]) for c in cols) + " |" for row in rows]
     lines += ["", *([data["notes"]] if data.get("notes") else []), _speed_targets(data)]
+    lines.append(_other_cpus())
     lines.append(_conv4_time_split())
     lines.append(provenance_note([data]))
     return "\n".join(lines)
+
+
+def _other_cpus() -> str:
+    """The same benchmark's targets as earlier runs on other CPUs measured them
+    (``speed_learn2learn_<cpu>.json``: a run kept when the benchmark was re-run on another
+    machine; the ratios depend on the CPU)."""
+    parts = []
+    for path in sorted(RESULTS.glob("speed_learn2learn_*.json")):
+        if path.stem.endswith("_quick"):
+            continue
+        data = json.loads(path.read_text())
+        where = data.get("provenance") or {}
+        ratios = [
+            f"{name} {data['scenarios'][name]['ratio_metamap_over_l2l']['default']:.2f}×"
+            for name in SPEED_TARGETS
+            if "default"
+            in data.get("scenarios", {}).get(name, {}).get("ratio_metamap_over_l2l", {})
+        ]
+        commit = str(where.get("commit") or "")[:7]
+        parts.append(f"{where.get('cpu', path.stem)} (`{path.name}`, commit `{commit}`): "
+                     + ", ".join(ratios))  # fmt: skip
+    if not parts:
+        return ""
+    return "The same benchmark on another CPU, default / learn2learn: " + "; ".join(parts) + "."
 
 
 SPEED_TARGETS = {"sinusoid-maml": 8.0, "conv4-maml": 1.7}
