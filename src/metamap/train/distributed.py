@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.multiprocessing import spawn as mp_spawn  # type: ignore[attr-defined]
 
-from metamap import errors as error_types
+import metamap.errors as error_types
 from metamap.core import MetaStep, TaskBatch, even_ranges
 from metamap.core.learner import Learner
 from metamap.errors import ConfigError, MetamapError
