@@ -316,8 +316,15 @@ def _train_torchrun(
     out_dir = str(cfg.out_dir if out is None else out)
     with process_group(backend_for(cfg.train.device), cfg.train.collective_timeout_minutes):
         _train_rank(cfg, out_dir, restart, minutes, evaluate)
-    paths = RunPaths(Path(out_dir))
-    if evaluate and int(os.environ.get("RANK", "0")) == 0 and _finished(_last_step(paths), cfg):
+    if evaluate and int(os.environ.get("RANK", "0")) == 0:
+        _evaluate_finished(cfg, out_dir)
+
+
+def _evaluate_finished(cfg: RunConfig, out: str | None) -> None:
+    """``--eval`` after several processes trained the run in ``out`` (default: its
+    ``out_dir``): its checkpoint is scored if the run reached its last step."""
+    paths = RunPaths(Path(cfg.out_dir if out is None else out))
+    if _finished(_last_step(paths), cfg):
         _evaluate(paths.result(cfg.eval.checkpoint), [], paths.evaluation)
 
 
@@ -559,9 +566,8 @@ def _run(args: argparse.Namespace) -> None:
             _train_torchrun(cfg, args.out, args.restart, torchrun, args.minutes, args.eval)
         elif args.nproc != 1:
             _train_ranks(cfg, args.out, args.restart, args.nproc, args.minutes, args.eval)
-            paths = RunPaths(Path(cfg.out_dir if args.out is None else args.out))
-            if args.eval and _finished(_last_step(paths), cfg):
-                _evaluate(paths.result(cfg.eval.checkpoint), [], paths.evaluation)
+            if args.eval:
+                _evaluate_finished(cfg, args.out)
         else:
             trainer = _train(cfg, args.out, args.restart, args.eval, args.minutes)
             if args.eval and _finished(trainer.step, cfg):
