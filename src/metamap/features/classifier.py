@@ -61,8 +61,6 @@ from metamap.features.extractor import FeatureExtractor
 from metamap.features.inputs import (
     ImageSource,
     LoadedImages,
-    as_image_tensor,
-    dataset_pixels,
     decode_torch_dataset,
     load_image_files,
 )
@@ -210,19 +208,17 @@ class FewShotClassifier:
                 )
             x = self.extractor.images(images, "support images")
             return x, np.array(images.class_names)[images.labels]
-        if isinstance(images, ImageClassDataset):
-            x = self.extractor.images(images, "support images")
-            names = np.array(images.class_names)
-        elif isinstance(images, Dataset):  # (image, label) pairs: decoded once, like files
-            data = decode_torch_dataset(images, spec)
-            x = as_image_tensor(dataset_pixels(data, spec, inverted=False), spec, "support images")
-            names = np.array(data.class_names if _names_classes(images) else _values(data))
-            images = data
-        else:
+        by_value = False  # classes named by their integer labels, not by names
+        if isinstance(images, Dataset):  # (image, label) pairs: decoded once, like files
+            by_value = not _names_classes(images)
+            images = decode_torch_dataset(images, spec)
+        if not isinstance(images, ImageClassDataset):
             raise TaskShapeError(
                 "give labels, or labelled images: a folder with one sub-folder of images per "
                 "class, an ImageClassDataset or a torch Dataset of (image, label) pairs"
             )
+        x = self.extractor.images(images, "support images")
+        names = np.array(_values(images) if by_value else images.class_names)
         if len(x) == 0:
             raise TaskShapeError(
                 "the support set is empty: give labelled images of at least 2 classes"

@@ -277,9 +277,7 @@ class FeatureExtractor:
         if isinstance(source, ImageClassDataset):  # as its loader decoded it
             return as_image_tensor(dataset_pixels(source, self.spec), self.spec, name)
         if isinstance(source, torch.utils.data.Dataset):  # raw (image, label) pairs, as files
-            data = decode_torch_dataset(source, self.spec)
-            pixels = dataset_pixels(data, self.spec, inverted=False)
-            return as_image_tensor(pixels, self.spec, name)
+            return self.images(decode_torch_dataset(source, self.spec), name)
         if isinstance(source, str | os.PathLike) or (
             isinstance(source, list | tuple) and all(isinstance(s, str | Path) for s in source)
         ):

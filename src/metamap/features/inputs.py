@@ -229,18 +229,12 @@ def load_image_files(
     )
 
 
-def dataset_pixels(
-    dataset: ImageClassDataset, spec: InputSpec, *, inverted: bool | None = None
-) -> npt.NDArray[np.uint8]:
+def dataset_pixels(dataset: ImageClassDataset, spec: InputSpec) -> npt.NDArray[np.uint8]:
     """The uint8 images of ``dataset`` in the form the model takes: inverted where ``spec``
-    inverts and they are not, inverted back where they are and ``spec`` does not, else as they
-    are. ``inverted``: whether they are (default: what the dataset records, its ``inverted``)."""
+    inverts and they are not (``dataset.inverted``), inverted back where they are and ``spec``
+    does not, else as they are."""
     images = np.asarray(dataset.images)
-    if inverted is None:
-        inverted = dataset.inverted
-    if inverted != spec.invert:
-        return 255 - images
-    return images
+    return 255 - images if dataset.inverted != spec.invert else images
 
 
 def decode_torch_dataset(dataset: Dataset[Any], spec: InputSpec) -> ImageClassDataset:
