@@ -156,6 +156,48 @@ def test_vmap_and_loop_agree_through_transductive_batchnorm(make: Make) -> None:
     assert_same_step(a, b)
 
 
+class _PlainMLP(nn.Module):
+    """The MLP's function without ``forward_each``: the batched path falls back to vmap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU())
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.head(self.body(x))
+        return out
+
+
+@pytest.mark.parametrize("make", DIFFERENTIABLE)
+def test_batched_path_runs_the_models_forward_each_or_vmap_and_both_equal_the_loop(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MLP's copies run as one ``forward_each`` call per pass; a model without one runs
+    ``vmap`` of ``functional_call``; both equal the per-task loop."""
+    calls: list[tuple[int, ...]] = []
+    original = MLP.forward_each
+
+    def spy(self: MLP, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        calls.append(tuple(x.shape))
+        return original(self, params, x)
+
+    monkeypatch.setattr(MLP, "forward_each", spy)
+    batch = _sinusoids()
+    for model, uses_it in ((_mlp(), True), (_PlainMLP().double(), False)):
+        calls.clear()
+        v, loop = _both(make, model)
+        a, b = v.meta_gradients(batch), loop.meta_gradients(batch)
+        assert _norm(a.grads) > 1e-3
+        assert_same_step(a, b)
+        batched = v.batched_objective  # ANIL runs its own per-task objective under vmap
+        assert bool(calls) == (uses_it and batched)
+        if calls:  # a support pass per inner step and the query pass, all B tasks at once
+            support = [tuple(batch.support_x.shape)] * v.inner_steps
+            assert calls == [*support, tuple(batch.query_x.shape)]
+
+
 def _loss_at(learner: GradientLearner, meta: dict[str, Tensor], batch: TaskBatch) -> float:
     """``learner.meta_loss`` with the meta-parameters set to ``meta`` (then restored)."""
     saved = {k: p.detach().clone() for k, p in learner.named_parameters()}

@@ -23,6 +23,8 @@ __all__ = [
     "inner_loop",
     "loss_function",
     "metric_function",
+    "task_loss_function",
+    "task_metric_function",
 ]
 
 
@@ -65,6 +67,41 @@ def metric_function(name: LossName) -> Callable[[Tensor, Tensor], Tensor]:
     """The reported metric: MSE for regression (over present targets for ``masked_mse``),
     accuracy for classification."""
     return {"mse": _mse, "masked_mse": _masked_mse}.get(name, _accuracy)
+
+
+# ---- per task over a batch: (B, N, ...) -> (B,) -----------------------------------------------
+# Each equals ``torch.func.vmap`` of its per-task function above (tested), without vmap's per-op
+# overhead; the batched path of the gradient learners computes its B task losses with them.
+def _task_mse(pred: Tensor, y: Tensor) -> Tensor:
+    return (pred - y).square().flatten(1).mean(1)
+
+
+def _task_masked_mse(pred: Tensor, y: Tensor) -> Tensor:
+    present = ~torch.isnan(y)
+    diff = torch.where(present, pred - torch.nan_to_num(y), torch.zeros_like(pred))
+    count = present.flatten(1).sum(1).clamp_min(1).to(pred.dtype)
+    return diff.square().flatten(1).sum(1) / count
+
+
+def _task_ce(logits: Tensor, y: Tensor) -> Tensor:
+    each = F.cross_entropy(logits.flatten(0, 1), y.flatten(0, 1), reduction="none")
+    return each.reshape(len(y), -1).mean(1)
+
+
+def _task_accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    return (logits.argmax(dim=-1) == y).to(logits.dtype).flatten(1).mean(1)
+
+
+def task_loss_function(name: LossName) -> Callable[[Tensor, Tensor], Tensor]:
+    """:func:`loss_function` of each task of a batch: predictions ``(B, N, *out)`` and
+    targets ``(B, N, ...)`` to losses ``(B,)``."""
+    loss_function(name)  # the same error for an unknown name
+    return {"mse": _task_mse, "masked_mse": _task_masked_mse}.get(name, _task_ce)
+
+
+def task_metric_function(name: LossName) -> Callable[[Tensor, Tensor], Tensor]:
+    """:func:`metric_function` of each task of a batch, ``(B,)``."""
+    return {"mse": _task_mse, "masked_mse": _task_masked_mse}.get(name, _task_accuracy)
 
 
 def gd_step(params: Params, grads: Params, lr: StepSize) -> Params:

@@ -45,9 +45,12 @@ from metamap.learners.functional import (
     inner_loop,
     loss_function,
     metric_function,
+    task_loss_function,
+    task_metric_function,
 )
 from metamap.learners.registry import BuildContext, LearnerSection
 from metamap.models.dropblock import DropBlock2d
+from metamap.models.ensemble import ensemble_forward
 from metamap.models.layout import default_layout, pinning, pins_layout
 
 __all__ = ["Batching", "GradientLearner", "GradientSection", "StepSizeSection", "choose_batching"]
@@ -130,6 +133,8 @@ class GradientLearner(MetaLearner):
         self._normalises = _normalises(model)  # layers are not added after construction
         self._loss = loss_function(loss)
         self._metric = metric_function(loss)
+        self._task_losses = task_loss_function(loss)
+        self._task_metrics = task_metric_function(loss)
         # Channels-last pays only where the model pins the layout through second-order gradients
         # (Conv-4 does: 1.33x learn2learn on Omniglot-shaped MAML); elsewhere layouts mix.
         self.use_channels_last(pins_layout(model) and self.batching == "loop")
@@ -328,10 +333,14 @@ class GradientLearner(MetaLearner):
         return MetaStep(loss, metric, {k: g.mean(0) for k, g in grads.items()})
 
     def _batched_step(self, batch: TaskBatch) -> MetaStep:
-        """The meta-gradient with the forward passes vmapped and autograd on the batched graph:
+        """The meta-gradient with the forward passes batched and autograd on the batched graph:
         the inner loop adapts ``(B, *shape)`` copies of the adapted parameters by the gradient
         of the summed support losses (each copy's is its own task's), then the mean query loss
-        is differentiated once, through every inner step, to the meta-parameters."""
+        is differentiated once, through every inner step, to the meta-parameters.
+
+        The B copies run as one call of the model's own ``forward_each`` where it has one
+        (:mod:`metamap.models.ensemble`: the MLP), else as ``vmap`` of ``functional_call``; the
+        B task losses are computed batched (:func:`task_loss_function`)."""
         names, values = zip(*self.named_parameters(), strict=True)
         meta = dict(zip(names, values, strict=True))
         sx, sy, qx, qy = batch.tensors()
@@ -341,27 +350,23 @@ class GradientLearner(MetaLearner):
         part = "top" if self.stem_once else None
         # MeLU's stem runs once per task; the inner steps run on its top
         zs = vmap(lambda x: self._run(frozen, x, "stem"))(sx) if part else sx
+        ensemble = ensemble_forward(self.model)
 
-        def support_loss(p: Params) -> Tensor:
-            def one(p: Params, z: Tensor, y: Tensor) -> Tensor:
-                return self._loss(self._run({**frozen, **p}, z, part), y)
-
-            total: Tensor = vmap(one)(p, zs, sy).sum()
-            return total
+        def run_each(p: Params, x: Tensor, part: str | None = None) -> Tensor:
+            if ensemble is not None and part is None:
+                return ensemble.forward_each({**frozen, **p}, x)
+            out: Tensor = vmap(lambda q, xi: self._run({**frozen, **q}, xi, part))(p, x)
+            return out
 
         adapted, _ = inner_loop(
-            support_loss,
+            lambda p: self._task_losses(run_each(p, zs, part), sy).sum(),
             fast,
             self.step_sizes(meta, self.inner_steps),
             create_graph=self.second_order,
             use_func=False,
         )
-
-        def query(p: Params, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-            pred = self._run({**frozen, **p}, x)
-            return self._loss(pred, y), self._metric(pred.detach(), y)
-
-        losses, metrics = vmap(query)(adapted, qx, qy)
+        pred = run_each(adapted, qx)
+        losses, metrics = self._task_losses(pred, qy), self._task_metrics(pred.detach(), qy)
         grads = torch.autograd.grad(losses.mean(), values, allow_unused=True)
         zero = torch.zeros_like
         out = {k: zero(v) if g is None else g for k, v, g in zip(names, values, grads, strict=True)}

@@ -6,6 +6,7 @@ packages, imported only when one is built)."""
 
 from metamap.models.conv4 import BatchNormPolicy, Conv4, Downsample, conv4_feature_dim
 from metamap.models.dropblock import DropBlock2d, drop_layers, reseed_drop_layers
+from metamap.models.ensemble import EnsembleForward, ensemble_forward
 from metamap.models.external import (
     BackboneImportError,
     ExternalBackbone,
@@ -47,6 +48,7 @@ __all__ = [
     "Conv4",
     "Downsample",
     "DropBlock2d",
+    "EnsembleForward",
     "ExternalBackbone",
     "GaussianGRU",
     "GaussianGRUSection",
@@ -63,6 +65,7 @@ __all__ = [
     "TorchvisionSection",
     "conv4_feature_dim",
     "drop_layers",
+    "ensemble_forward",
     "gaussian_log_prob",
     "gaussian_sample",
     "input_dtype_of",

@@ -6,9 +6,10 @@ Shapes: ``(N, in_features) -> (N, out_features)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
+import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
@@ -54,6 +55,50 @@ class MLP(nn.Module):
         """The body's output ``(N, hidden[-1])``, the head's input."""
         out: Tensor = self.body(x)
         return out
+
+    # ---- B copies at once (metamap.models.ensemble) -------------------------------------------
+    def can_forward_each(self) -> bool:
+        """Whether the layers are still the ones :meth:`forward_each` knows (Linear, ReLU)."""
+        return isinstance(self.head, nn.Linear) and all(
+            isinstance(m, nn.Linear | nn.ReLU) for m in self.body
+        )
+
+    def forward_each(self, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        """B copies of the network: ``x: (B, N, in_features) -> (B, N, out_features)``.
+
+        Each parameter in ``params`` is ``(B, *shape)`` (one per copy) or of its own shape
+        (shared); missing ones are the module's own. One ``baddbmm`` per layer: the same
+        function as ``vmap`` of :func:`torch.func.functional_call`, without its per-op overhead
+        (see :mod:`metamap.models.ensemble`).
+        """
+        if x.dim() != 3 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"MLP.forward_each expects input of shape (B, N, {self.in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+        h = x
+        layers = [(f"body.{i}", m) for i, m in enumerate(self.body)] + [("head", self.head)]
+        for name, m in layers:
+            if isinstance(m, nn.ReLU):
+                h = torch.relu(h)
+                continue
+            if not isinstance(m, nn.Linear):
+                raise TypeError(f"MLP.forward_each cannot run layer {name}: {m}")
+            w = params.get(f"{name}.weight", m.weight)
+            b = params.get(f"{name}.bias", m.bias)
+            h = _linear_each(h, w, b)
+        return h
+
+
+def _linear_each(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """``h: (B, N, in)`` through a linear layer of weight ``(B, out, in)`` or ``(out, in)`` and
+    bias ``(B, out)``, ``(out,)`` or none."""
+    if b is not None and b.dim() == 2:
+        b = b.unsqueeze(-2)  # (B, 1, out): broadcast over the N inputs of each copy
+    if w.dim() == 3:
+        return torch.bmm(h, w.mT) if b is None else torch.baddbmm(b, h, w.mT)
+    out = torch.matmul(h, w.mT)
+    return out if b is None else out + b
 
 
 @register_model
