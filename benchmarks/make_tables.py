@@ -985,7 +985,8 @@ def batching_table() -> str:
     lines += [
         "",
         "Meta-iterations per second (meta-gradient and Adam step) of each batching path; the CPU "
-        f"rows are the median of {data['scenarios']['conv4-maml']['plan']['rounds']} rounds of "
+        f"rows are the median of {data['scenarios']['sinusoid-maml']['plan']['rounds']} (MLP) "
+        f"and {data['scenarios']['conv4-maml']['plan']['rounds']} (Conv-4) rounds of "
         f"`{shell(data['command'])}` (torch {data['torch']}, {data['cpu']}), the GPU row"
         + (f" ({', '.join(dict.fromkeys(gpu))})" if gpu else "")
         + " the timing `benchmarks/steps_in_budget.py` made before training the GPU rows of "
