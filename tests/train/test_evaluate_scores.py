@@ -76,6 +76,11 @@ def test_evaluate_refuses_step_counts_that_are_not_a_list_of_whole_numbers() -> 
     ):
         evaluate(learner, tasks, steps=[2.5])  # type: ignore[list-item]
     assert set(evaluate(learner, tasks, steps=range(2))) == {0, 1}
+    # an empty list of step counts used to return {}: a silent empty result
+    with pytest.raises(ValueError, match=r"steps is empty: give at least one step count"):
+        evaluate(learner, tasks, steps=[])
+    with pytest.raises(ValueError, match=r"no tasks to evaluate on"):
+        evaluate(learner, [], steps=[1])
 
 
 def test_meta_dataset_episodes_report_each_score_and_its_domain(

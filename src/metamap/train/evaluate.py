@@ -88,6 +88,10 @@ def evaluate_scores(
             f"got {type(steps).__name__}"
         )
     check_step_counts(steps)
+    if len(steps) == 0:
+        raise ValueError("steps is empty: give at least one step count, e.g. steps=[0, 1, 5]")
+    if len(tasks) == 0:
+        raise ValueError("no tasks to evaluate on: give at least one task")
     p = next(learner.parameters())
     if isinstance(tasks, TaskBatch):
         tasks = tasks.to(p.device, p.dtype)
