@@ -112,6 +112,12 @@ def test_ensemble_forward_is_offered_only_where_it_is_the_models_forward() -> No
     assert ensemble_forward(hooked) is None  # functional_call would run the hook
     handle.remove()
     assert ensemble_forward(hooked) is hooked
+    handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: o)
+    try:
+        assert ensemble_forward(hooked) is None  # a global hook runs under functional_call too
+    finally:
+        handle.remove()
+    assert ensemble_forward(hooked) is hooked
 
     replaced = _mlp()
     replaced.body[1] = nn.Tanh()

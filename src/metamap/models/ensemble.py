@@ -11,7 +11,8 @@ lead over learn2learn's per-task loop (``benchmarks/speed_learn2learn.py``).
 A model that can do this itself provides :class:`EnsembleForward`; :func:`ensemble_forward` says
 whether a given model may use it. The answer is no for a subclass that redefines ``forward``
 below the class that wrote ``forward_each`` (the two would compute different functions), for a
-model with forward hooks (``functional_call`` would run them, ``forward_each`` does not), and
+model with forward hooks, its own or global ones (``functional_call`` would run them,
+``forward_each`` does not), and
 where the model itself says no (:meth:`EnsembleForward.can_forward_each`, e.g. after one of its
 layers was replaced). Callers fall back to ``vmap`` then.
 """
@@ -54,6 +55,9 @@ def ensemble_forward(model: nn.Module) -> EnsembleForward | None:
             break
         if "forward" in vars(c):
             return None
+    module = nn.modules.module  # torch's registries of hooks, per module and global
+    if module._global_forward_hooks or module._global_forward_pre_hooks:
+        return None
     if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return None
     ensemble = cast(EnsembleForward, model)
