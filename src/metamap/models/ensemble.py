@@ -12,9 +12,9 @@ A model that can do this itself provides :class:`EnsembleForward`; :func:`ensemb
 whether a given model may use it. The answer is no for a subclass that redefines ``forward``
 below the class that wrote ``forward_each`` (the two would compute different functions), for a
 model with forward hooks, its own or global ones (``functional_call`` would run them,
-``forward_each`` does not), and
-where the model itself says no (:meth:`EnsembleForward.can_forward_each`, e.g. after one of its
-layers was replaced). Callers fall back to ``vmap`` then.
+``forward_each`` does not), and where the model itself says no
+(:meth:`EnsembleForward.can_forward_each`, e.g. after one of its layers was replaced). Callers
+fall back to ``vmap`` then.
 """
 
 from __future__ import annotations
