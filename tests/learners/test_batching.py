@@ -170,7 +170,7 @@ class _PlainMLP(nn.Module):
         return out
 
 
-@pytest.mark.parametrize("make", DIFFERENTIABLE)
+@pytest.mark.parametrize("make", MLP_LEARNERS)
 def test_batched_path_runs_the_models_forward_each_or_vmap_and_both_equal_the_loop(
     make: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,6 +196,18 @@ def test_batched_path_runs_the_models_forward_each_or_vmap_and_both_equal_the_lo
         if calls:  # a support pass per inner step and the query pass, all B tasks at once
             support = [tuple(batch.support_x.shape)] * v.inner_steps
             assert calls == [*support, tuple(batch.query_x.shape)]
+
+
+def test_reptile_vmap_equals_the_loop_through_transductive_batchnorm() -> None:
+    """Through normalisation Reptile's vmap path solves each task under ``vmap``; without, it
+    adapts the batched copies (tested with the MLP learners above)."""
+    v, loop = _both(
+        lambda m, **kw: Reptile(m, loss="cross_entropy", inner_steps=2, inner_lr=0.3, **kw),
+        _conv4(),
+    )
+    a, b = v.meta_gradients(_images()), loop.meta_gradients(_images())
+    assert _norm(a.grads) > 0
+    assert_same_step(a, b)
 
 
 def _loss_at(learner: GradientLearner, meta: dict[str, Tensor], batch: TaskBatch) -> float:

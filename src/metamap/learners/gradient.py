@@ -333,17 +333,33 @@ class GradientLearner(MetaLearner):
         return MetaStep(loss, metric, {k: g.mean(0) for k, g in grads.items()})
 
     def _batched_step(self, batch: TaskBatch) -> MetaStep:
-        """The meta-gradient with the forward passes batched and autograd on the batched graph:
-        the inner loop adapts ``(B, *shape)`` copies of the adapted parameters by the gradient
-        of the summed support losses (each copy's is its own task's), then the mean query loss
-        is differentiated once, through every inner step, to the meta-parameters.
-
-        The B copies run as one call of the model's own ``forward_each`` where it has one
-        (:mod:`metamap.models.ensemble`: the MLP), else as ``vmap`` of ``functional_call``; the
-        B task losses are computed batched (:func:`task_loss_function`)."""
+        """The meta-gradient with the forward passes batched and autograd on the batched graph
+        (:meth:`_adapt_each`): the mean query loss is differentiated once, through every inner
+        step, to the meta-parameters."""
         names, values = zip(*self.named_parameters(), strict=True)
         meta = dict(zip(names, values, strict=True))
-        sx, sy, qx, qy = batch.tensors()
+        adapted, run_each = self._adapt_each(meta, batch, self.second_order)
+        pred = run_each(adapted, batch.query_x)
+        losses = self._task_losses(pred, batch.query_y)
+        metrics = self._task_metrics(pred.detach(), batch.query_y)
+        grads = torch.autograd.grad(losses.mean(), values, allow_unused=True)
+        zero = torch.zeros_like
+        out = {k: zero(v) if g is None else g for k, v, g in zip(names, values, grads, strict=True)}
+        loss, metric = _mean_loss(losses, metrics)
+        return MetaStep(loss, metric, out)
+
+    def _adapt_each(
+        self, meta: Params, batch: TaskBatch, create_graph: bool
+    ) -> tuple[Params, Callable[[Params, Tensor], Tensor]]:
+        """Every task of ``batch`` adapted at once from ``meta`` (which must require grad): the
+        inner loop adapts ``(B, *shape)`` copies of the adapted parameters by the gradient of
+        the summed support losses (each copy's is its own task's, tasks being independent).
+
+        Returns the adapted copies and ``run_each(copies, x)``: the model on ``x: (B, N, ...)``
+        with each task's copy, as one call of the model's own ``forward_each`` where it has one
+        (:mod:`metamap.models.ensemble`: the MLP), else as ``vmap`` of ``functional_call``. The
+        B task losses are computed batched (:func:`task_loss_function`)."""
+        sx, sy = batch.support_x, batch.support_y
         fast, frozen = self._split(meta)
         fast = {k: v.expand(len(batch), *v.shape) for k, v in fast.items()}
         vmap = torch.func.vmap
@@ -362,16 +378,10 @@ class GradientLearner(MetaLearner):
             lambda p: self._task_losses(run_each(p, zs, part), sy).sum(),
             fast,
             self.step_sizes(meta, self.inner_steps),
-            create_graph=self.second_order,
+            create_graph=create_graph,
             use_func=False,
         )
-        pred = run_each(adapted, qx)
-        losses, metrics = self._task_losses(pred, qy), self._task_metrics(pred.detach(), qy)
-        grads = torch.autograd.grad(losses.mean(), values, allow_unused=True)
-        zero = torch.zeros_like
-        out = {k: zero(v) if g is None else g for k, v, g in zip(names, values, grads, strict=True)}
-        loss, metric = _mean_loss(losses, metrics)
-        return MetaStep(loss, metric, out)
+        return adapted, run_each
 
     def _meta_gradients_loop(self, batch: TaskBatch) -> MetaStep:
         names, values = zip(*self.named_parameters(), strict=True)

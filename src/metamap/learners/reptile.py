@@ -70,7 +70,16 @@ class Reptile(GradientLearner):
     def meta_gradients(self, batch: TaskBatch) -> MetaStep:
         self.check_batch(batch)
         meta = {k: v.detach() for k, v in self.named_parameters()}
-        if self.batching == "vmap":
+        if self.batching == "vmap" and not self._normalises:  # every task at once, as MAML's
+            meta = {k: v.requires_grad_(True) for k, v in meta.items()}
+            fast, run_each = self._adapt_each(meta, batch, create_graph=False)
+            with torch.no_grad():
+                pred = run_each(fast, batch.query_x)
+                losses = self._task_losses(pred, batch.query_y)
+                metrics = self._task_metrics(pred, batch.query_y)
+            frozen = self._split(meta)[1]
+            mean_adapted = {**frozen, **{k: v.detach().mean(0) for k, v in fast.items()}}
+        elif self.batching == "vmap":
             adapted, losses, metrics = torch.func.vmap(
                 lambda sx, sy, qx, qy: self._solve(meta, sx, sy, qx, qy, use_func=True)
             )(*batch.tensors())
