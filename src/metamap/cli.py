@@ -157,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--data", help="MovieLens folder or zip, if not the run's task.root / $METAMAP_MOVIELENS"
     )
+    r.add_argument(
+        "--steps",
+        type=int,
+        help="inner steps of adaptation to the ratings (default: as trained; 0: the "
+        "meta-learned model unadapted)",
+    )
     r.add_argument("--out", help="also write the recommendations as JSON to this file")
 
     pl = sub.add_parser(
@@ -424,11 +430,13 @@ def _recommend(args: argparse.Namespace) -> None:
     out = None if args.out is None else check_output_file(args.out)
     if args.top < 1:
         raise MetamapError(f"--top must be at least 1, got {args.top}")
+    if args.steps is not None and args.steps < 0:
+        raise MetamapError(f"--steps must be 0 or more, got {args.steps}")
     user = _user_pairs(args.user)
     ratings = read_ratings_csv(args.ratings)  # before the checkpoint: a bad file fails at once
     rec = Recommender.from_checkpoint(args.checkpoint, args.data, args.overrides)
     shown = rec.describe_user(user)  # a bad value fails before the model adapts
-    top = rec.recommend(ratings, args.top, user)
+    top = rec.recommend(ratings, args.top, user, args.steps)
     unrated = rec.data.num_items - len(ratings)  # the candidates (a movie rated twice is refused)
     who = f" and {shown}" if shown else ""
     print(f"top {len(top)} of {unrated} unrated movies for {len(ratings)} ratings{who}:")

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MetamapError",
+    "NonFiniteAdaptationError",
     "NonFiniteLossError",
     "NonFiniteRolloutError",
     "OutputPathError",
@@ -66,6 +67,13 @@ class RunLockedError(MetamapError, RuntimeError):
 class NonFiniteRolloutError(MetamapError, FloatingPointError):
     """A policy gave NaN or infinite actions, or an environment NaN or infinite observations or
     rewards, during a rollout."""
+
+    exit_code = 3
+
+
+class NonFiniteAdaptationError(MetamapError, FloatingPointError):
+    """A trained model's adaptation to one task diverged: its predictions hold NaN or infinite
+    values (a product refuses to rank or return them)."""
 
     exit_code = 3
 

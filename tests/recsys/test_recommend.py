@@ -17,7 +17,7 @@ import torch
 import movielens_fake
 from metamap.cli import main
 from metamap.data.movielens import AGE_GROUPS
-from metamap.errors import CheckpointError, ConfigError, MetamapError
+from metamap.errors import CheckpointError, ConfigError, MetamapError, NonFiniteAdaptationError
 from metamap.recommend import Recommendation, Recommender, read_ratings_csv
 from metamap.tasks.users import encode_items
 from metamap.train import Trainer, load_config
@@ -250,6 +250,55 @@ def test_an_override_may_not_change_which_movies_the_run_knew(
     assert "task.scenario=user_cold; drop these overrides" in err, err
     # settings that leave the split as it was still apply
     assert main([*argv, "-o", "train.device=cpu", "-o", "task.scenario=user_cold"]) == 0
+
+
+# ---- inner steps, and an adaptation that diverges ---------------------------------------
+
+
+def test_steps_sets_the_inner_steps_of_adaptation(
+    rec: Recommender, movielens_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``steps=0`` ranks by the meta-learned model unadapted; the default adapts as trained
+    (MeLU's config: one step), equal to ``steps=1``; the CLI's ``--steps`` is the same."""
+    every = [i for i in FILMS if i not in RATINGS]
+    unadapted = rec.predict(RATINGS, every, steps=0)
+    stars = torch.tensor(list(RATINGS.values()))[:, None]
+    state = rec.learner.adapt(rec.rows(list(RATINGS)), stars, 0)
+    with torch.no_grad():
+        raw = rec.learner.predict(state, rec.rows(every))
+    assert torch.allclose(unadapted, raw.flatten().clamp(1, 5))
+    assert torch.equal(rec.predict(RATINGS, every, steps=1), rec.predict(RATINGS, every))
+    assert not torch.equal(unadapted, rec.predict(RATINGS, every))
+    ratings = write(tmp_path / "mine.csv", "".join(f"{i},{r}\n" for i, r in RATINGS.items()))
+    argv = ["recommend", str(movielens_ckpt), "--ratings", str(ratings), "--top", "3"]
+    assert main([*argv, "--steps", "0"]) == 0
+    shown = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert shown == [str(t.item_id) for t in rec.recommend(RATINGS, top=3, steps=0)]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(MetamapError, match=r"steps must be a whole number .* got"):
+            rec.recommend(RATINGS, top=3, steps=bad)  # type: ignore[arg-type]
+    assert main([*argv, "--steps", "-1"]) == 2
+    assert "--steps must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def test_a_diverged_adaptation_is_refused_not_ranked(movielens_ckpt: Path) -> None:
+    """Step sizes large enough to overflow the inner step give NaN or infinite predictions: the
+    recommender names the divergence and what to try instead of ranking or clipping them (an
+    infinite score used to come back as the bound of the scale)."""
+    rec = Recommender.from_checkpoint(movielens_ckpt)
+    with torch.no_grad():
+        for name, p in rec.learner.named_parameters():
+            if "inner_lr" in name:
+                p.fill_(1e38)
+    every = [i for i in FILMS if i not in RATINGS]
+    message = r"adaptation to these 5 ratings diverged: \d+ of 115 predicted scores are NaN or"
+    with pytest.raises(NonFiniteAdaptationError, match=message) as info:
+        rec.recommend(RATINGS, top=3)
+    assert info.value.exit_code == 3 and "fewer inner steps" in str(info.value)
+    with pytest.raises(NonFiniteAdaptationError, match=r"of 2 predicted scores"):
+        rec.predict(RATINGS, every[:2])
+    # unadapted, the same model still ranks
+    assert len(rec.recommend(RATINGS, top=3, steps=0)) == 3
 
 
 # ---- the user's demographics --------------------------------------------------------------

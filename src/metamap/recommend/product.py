@@ -22,7 +22,14 @@ unknown (code 0), as every feature of a user who gives none.
 
 Bad input is refused before any work, naming what is wrong: no ratings, an unknown movie id, the
 same movie twice, stars outside the scale, a malformed CSV line, an unknown user key or value (with
-the accepted ones), a checkpoint of another kind of run.
+the accepted ones), a checkpoint of another kind of run, a step count below 0.
+
+**Divergence.** A gradient-based model's inner loop of large steps can diverge for some users
+(MeLU trained with Reptile, 5 steps of α = 0.1, did for an item-cold validation user): the
+predictions then hold NaN or infinite values, which neither rank nor clip to a meaningful score.
+They are never returned: the recommender raises
+:class:`~metamap.errors.NonFiniteAdaptationError`, saying how many predictions were affected and
+what to try (fewer inner steps, ``steps=``; a smaller step size when training).
 """
 
 from __future__ import annotations
@@ -43,7 +50,12 @@ from torch import Tensor
 
 from metamap.core.learner import Learner
 from metamap.data.movielens import AGE_GROUPS, MovieLens, age_group, gender_code, zip_prefix
-from metamap.errors import CheckpointError, ConfigError, MetamapError
+from metamap.errors import (
+    CheckpointError,
+    ConfigError,
+    MetamapError,
+    NonFiniteAdaptationError,
+)
 from metamap.tasks.users import ColdStartTask, encode_items
 from metamap.train.config import parse_config
 from metamap.train.protocol import learner_from_checkpoint
@@ -297,48 +309,78 @@ class Recommender:
         items = self.data.item_positions(item_ids)
         return encode_items(self.data, items, None, self.known_items, codes)
 
-    def _scores(self, items: Tensor, stars: Tensor, candidates: Tensor, user: Tensor) -> Tensor:
+    def _scores(
+        self, items: Tensor, stars: Tensor, candidates: Tensor, user: Tensor, steps: int | None
+    ) -> Tensor:
         """The model's predictions ``(C,)`` for the movies at positions ``candidates`` after
-        adapting to the ratings ``stars`` of the movies at positions ``items`` by a user with
-        the demographic codes ``user``, not yet clipped to the rating scale (the order among
-        those predicted beyond it is the model's)."""
+        adapting (``steps`` inner steps; ``None``: as trained) to the ratings ``stars`` of the
+        movies at positions ``items`` by a user with the demographic codes ``user``, not yet
+        clipped to the rating scale (the order among those predicted beyond it is the model's).
+        Raises :class:`NonFiniteAdaptationError` if any is NaN or infinite."""
         p = next(self.learner.named_parameters())[1]
         support = encode_items(self.data, items, None, self.known_items, user)
-        state = self.learner.adapt(support.to(p.device), stars.to(p))
+        state = self.learner.adapt(support.to(p.device), stars.to(p), steps)
         with torch.no_grad():
             x = encode_items(self.data, candidates, None, self.known_items, user).to(p.device)
-            return self.learner.predict(state, x).flatten().cpu()
+            out = self.learner.predict(state, x).flatten().cpu()
+        bad = int((~torch.isfinite(out)).sum())
+        if bad:
+            took = "its trained number of" if steps is None else f"{steps}"
+            raise NonFiniteAdaptationError(
+                f"the model's adaptation to these {len(items)} ratings diverged: {bad} of "
+                f"{out.numel()} predicted scores are NaN or infinite after {took} inner steps, "
+                "so no ranking can be given. Adapt with fewer inner steps (steps=, or --steps "
+                "on the command line; 0 uses the meta-learned model unadapted), or train the "
+                "model with a smaller inner step size (learner.inner_lr)"
+            )
+        return out
 
     def predict(
-        self, ratings: Ratings, item_ids: Sequence[int], user: User | None = None
+        self,
+        ratings: Ratings,
+        item_ids: Sequence[int],
+        user: User | None = None,
+        steps: int | None = None,
     ) -> Tensor:
         """Predicted stars ``(len(item_ids),)`` of the given movies for the user who gave
         ``ratings`` (and the demographics ``user``, see the module), clipped to the rating
-        scale."""
+        scale; ``steps``: inner steps of adaptation (default: as trained)."""
+        _check_steps(steps)
         codes = self.user_codes(user)
         items, stars = self._support(ratings)
-        scores = self._scores(items, stars, self.data.item_positions(item_ids), codes)
+        scores = self._scores(items, stars, self.data.item_positions(item_ids), codes, steps)
         return scores.clamp(*self.data.scale)
 
     def recommend(
-        self, ratings: Ratings, top: int = 10, user: User | None = None
+        self,
+        ratings: Ratings,
+        top: int = 10,
+        user: User | None = None,
+        steps: int | None = None,
     ) -> list[Recommendation]:
         """The ``top`` movies the user has not rated, by predicted stars (ties: lower id);
-        ``user``: the user's demographics, if given (see the module).
+        ``user``: the user's demographics, if given (see the module); ``steps``: inner steps of
+        adaptation (default: as trained).
 
         They are ranked by the model's predictions before clipping, so that movies predicted
         beyond the top of the scale keep their order; ``score`` is clipped to the scale, as
         :meth:`predict` gives it."""
         if top < 1:
             raise MetamapError(f"top must be at least 1, got {top}")
+        _check_steps(steps)
         codes = self.user_codes(user)
         items, stars = self._support(ratings)
         rated = set(items.tolist())
         candidates = [i for i in range(self.data.num_items) if i not in rated]
         ids = self.data.item_ids[candidates].tolist()
-        raw = self._scores(items, stars, torch.tensor(candidates), codes)
+        raw = self._scores(items, stars, torch.tensor(candidates), codes, steps)
         order = sorted(range(len(ids)), key=lambda k: (-float(raw[k]), ids[k]))[:top]
         scores = raw.clamp(*self.data.scale)
         return [
             Recommendation(ids[k], self.data.titles[candidates[k]], float(scores[k])) for k in order
         ]
+
+
+def _check_steps(steps: int | None) -> None:
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise MetamapError(f"steps must be a whole number of inner steps, 0 or more, got {steps!r}")
