@@ -47,6 +47,12 @@ def _preprocess_option(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML") from None
 
 
+_SKIP_HELP = (
+    "leave out files that are not images (Thumbs.db, notes.txt) instead of refusing the folder "
+    "(hidden files are always left out)"
+)
+
+
 def _extractor_options(p: argparse.ArgumentParser, calibrate_help: str) -> None:
     """The options every command that embeds images has: preprocessing and BatchNorm."""
     p.add_argument(
@@ -67,6 +73,7 @@ def _extractor_options(p: argparse.ArgumentParser, calibrate_help: str) -> None:
         help="transductive-BatchNorm checkpoints: normalise each batch with its own statistics "
         "(features then depend on the batch) instead of calibrating",
     )
+    p.add_argument("--skip-non-images", action="store_true", help=_SKIP_HELP)
 
 
 def _load_extractor(args: argparse.Namespace, notes: list[str]) -> Any:
@@ -104,7 +111,7 @@ def _calibrated(
     if args.transductive or (not ext.batch_dependent and not asked):
         return ext
     if args.calibrate:
-        images = load_image_files(args.calibrate, ext.spec)
+        images = load_image_files(args.calibrate, ext.spec, skip_non_images=args.skip_non_images)
         what = f"the {len(images.files)} images of {args.calibrate}"
     else:
         images = default
@@ -178,6 +185,7 @@ def add_feature_commands(
         metavar="KEY=VALUE",
         help="override the model's preprocessing explicitly (recorded in features.json)",
     )
+    e.add_argument("--skip-non-images", action="store_true", help=_SKIP_HELP)
 
     x = sub.add_parser(
         "explain",
@@ -194,6 +202,7 @@ def add_feature_commands(
         "--data",
         help="a folder of class folders to draw episodes from (default: the run's test split)",
     )
+    x.add_argument("--skip-non-images", action="store_true", help=_SKIP_HELP)
 
 
 def _note(loaded: Any, spec: Any, what: str) -> None:
@@ -211,7 +220,7 @@ def _extract(args: argparse.Namespace) -> None:
     out = check_output_file(args.out, suffixes=(".npz", ".parquet"))
     notes: list[str] = []
     ext = _load_extractor(args, notes)
-    loaded = load_image_files(args.data, ext.spec)
+    loaded = load_image_files(args.data, ext.spec, skip_non_images=args.skip_non_images)
     _note(loaded, ext.spec, "input")
     ext = _calibrated(ext, args, loaded, f"the {len(loaded.files)} input images", notes)
     z = ext.embed(loaded, args.batch_size, progress=True).numpy()
@@ -253,8 +262,9 @@ def _fewshot(args: argparse.Namespace) -> None:
     out = check_output_file(args.out)
     notes: list[str] = []
     ext = _load_extractor(args, notes)
-    support = load_image_files(args.support, ext.spec, labelled=True)
-    query = load_image_files(args.query, ext.spec)
+    skip = args.skip_non_images
+    support = load_image_files(args.support, ext.spec, labelled=True, skip_non_images=skip)
+    query = load_image_files(args.query, ext.spec, skip_non_images=skip)
     _note(support, ext.spec, "support")
     _note(query, ext.spec, "query")
     ext = _calibrated(ext, args, support, f"the {len(support.files)} support images", notes)
@@ -316,7 +326,7 @@ def _export(args: argparse.Namespace) -> None:
     out = check_output_dir(args.out)
     ext = FeatureExtractor.from_checkpoint(args.checkpoint, preprocessing=dict(args.preprocess))
     if args.calibrate:
-        images = load_image_files(args.calibrate, ext.spec)
+        images = load_image_files(args.calibrate, ext.spec, skip_non_images=args.skip_non_images)
         ext = ext.calibrate(images)
     elif ext.batch_dependent:
         raise MetamapError(
@@ -347,7 +357,9 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
     else:
         if not cfg.task.images:
             raise MetamapError("--data is for image classifiers; this checkpoint is a regression")
-        loaded = load_image_files(args.data, input_spec(cfg), labelled=True)
+        loaded = load_image_files(
+            args.data, input_spec(cfg), labelled=True, skip_non_images=args.skip_non_images
+        )
         assert loaded.labels is not None
         smallest = int(np.bincount(loaded.labels).min())
         if smallest <= shots:

@@ -106,3 +106,19 @@ def test_split_fractions_must_be_positive_and_add_up_to_one(
         load_config(None, [*base, f"data.split_fractions={fractions}"])
     ok = load_config(None, [*base, "data.split_fractions=[0.7, 0.15, 0.15]"])
     assert ok.data.split_fractions == (0.7, 0.15, 0.15)  # type: ignore[attr-defined]
+
+
+def test_a_config_may_skip_files_that_are_not_images(tmp_path: Path, class_folder: Any) -> None:
+    """A stray ``Thumbs.db`` in a class folder is refused with the config key that skips it;
+    skipping changes no image the run trains on, so not its fingerprint either."""
+    root = class_folder(tmp_path / "images", list(range(10)), 3, 0)
+    (root / "class03" / "Thumbs.db").write_bytes(b"\0\1")
+    base = ["task.family=episodes", "model.name=conv4", "data.name=folder", f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    strict = load_config(None, base)
+    with pytest.raises(DataError, match=r"'Thumbs\.db'.*data\.skip_non_images: true in a config"):
+        load_images(strict, "train")
+    skipping = load_config(None, [*base, "data.skip_non_images=true"])
+    assert sum(load_images(skipping, p).num_classes for p in ("train", "val", "test")) == 10
+    assert "class03" in skipping.data.split_summary()
+    assert skipping.fingerprint() == strict.fingerprint()

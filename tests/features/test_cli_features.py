@@ -67,6 +67,35 @@ def test_fewshot_on_new_class_folders_writes_csv(
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_feature_commands_skip_non_images_only_when_asked(
+    protonet_ckpt: Path,
+    tmp_path: Path,
+    class_folder: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A ``Thumbs.db`` beside the images is refused, naming ``--skip-non-images``; with it the
+    commands give what they give on the images alone."""
+    support = class_folder(tmp_path / "support", [1, 6, 11], 2, 3)
+    query = class_folder(tmp_path / "query", [1, 6, 11], 4, 4)
+    clean = main(["extract", str(protonet_ckpt), str(query), "--out", str(tmp_path / "a.npz")])
+    assert clean == 0
+    for folder in (support / "class06", query, query / "class11"):
+        (folder / "Thumbs.db").write_bytes(b"\0")
+    extract = ["extract", str(protonet_ckpt), str(query), "--out", str(tmp_path / "b.npz")]
+    fewshot = ["fewshot", str(protonet_ckpt), "--support", str(support), "--query", str(query)]
+    fewshot += ["--out", str(tmp_path / "p.csv")]
+    capsys.readouterr()
+    for argv in (extract, fewshot):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "'Thumbs.db'" in err and "--skip-non-images on the command line" in err, err
+        assert main([*argv, "--skip-non-images"]) == 0
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "a.npz")["features"], np.load(tmp_path / "b.npz")["features"]
+    )
+    assert "accuracy" in capsys.readouterr().out
+
+
 def test_export_command(
     protonet_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

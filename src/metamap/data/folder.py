@@ -263,6 +263,9 @@ class FolderData(DatasetSection):
     invert: bool = False
     """Store ``255 - pixel`` (dark drawings on a light background become bright on black, as
     Omniglot is trained)."""
+    skip_non_images: bool = False
+    """Leave out files that are not images (``Thumbs.db``, ``notes.txt``) instead of refusing
+    the folder; hidden files (``.DS_Store``) are always left out."""
     mean: tuple[float, ...] | None = None
     """Per-channel mean subtracted from pixels in [0, 1] (with ``std``; one value, or one per
     channel), in training and by every feature tool."""
@@ -280,7 +283,13 @@ class FolderData(DatasetSection):
             )
         mode: Mode = "L" if self.channels == 1 else "RGB"
         full = image_folder(
-            self.root, self.image_size, mode, self.cache_dir, invert=self.invert, progress=progress
+            self.root,
+            self.image_size,
+            mode,
+            self.cache_dir,
+            invert=self.invert,
+            skip_non_images=self.skip_non_images,
+            progress=progress,
         )
         return class_split(full, split, self.split_fractions, lists=self.class_lists())
 
@@ -288,7 +297,14 @@ class FolderData(DatasetSection):
         if self.root is None:
             return ""
         mode: Mode = "L" if self.channels == 1 else "RGB"
-        full = image_folder(self.root, self.image_size, mode, self.cache_dir, invert=self.invert)
+        full = image_folder(
+            self.root,
+            self.image_size,
+            mode,
+            self.cache_dir,
+            invert=self.invert,
+            skip_non_images=self.skip_non_images,
+        )
         parts = folder_split_classes(full.class_names, self.split_fractions, self.class_lists())
         how = (
             "data.*_classes"

@@ -258,9 +258,10 @@ def image_names(folder: str | os.PathLike[str], *, skip_non_images: bool = False
         shown = ", ".join(repr(o) for o in others[:5])
         more = f" and {len(others) - 5} more" if len(others) > 5 else ""
         raise DataError(
-            f"{os.fspath(folder)!r} holds entries that are not image files: {shown}{more}. Each "
-            f"class folder must hold only images ({', '.join(sorted(IMAGE_EXTENSIONS))}); remove "
-            "them or pass skip_non_images=True to ignore them"
+            f"{os.fspath(folder)!r} holds entries that are not image files: {shown}{more}. An "
+            f"image folder may hold only images ({', '.join(sorted(IMAGE_EXTENSIONS))}); remove "
+            "them, or skip them: --skip-non-images on the command line, data.skip_non_images: "
+            "true in a config, skip_non_images=True to image_folder or load_image_files in Python"
         )
     names.sort()
     return names

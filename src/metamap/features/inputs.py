@@ -170,12 +170,15 @@ def load_image_files(
     spec: InputSpec,
     *,
     labelled: bool | None = None,
+    skip_non_images: bool = False,
 ) -> LoadedImages:
     """Decode a file, a list of files, a folder of images or a folder of class folders.
 
     ``labelled=True`` requires class folders, ``False`` a flat folder; ``None`` accepts either.
     Raises :class:`DataError` naming the path for a missing path, an empty folder, a class
-    folder with no images, a file that is not an image, or a folder mixing images and folders.
+    folder with no images, a file that is not an image (in a folder: unless
+    ``skip_non_images``, which leaves such files out; hidden files are always left out), or a
+    folder mixing images and folders.
     """
     if not isinstance(source, str | os.PathLike):
         paths = [Path(p) for p in source]
@@ -204,14 +207,18 @@ def load_image_files(
                 f"{str(root)!r} holds images but no class folders; put each class's images in "
                 "its own sub-folder (root/<class>/<image>)"
             )
-        files = list_images(root)  # names any non-image file
+        files = list_images(root, skip_non_images=skip_non_images)  # names any non-image file
+        if not files:
+            raise DataError(
+                f"folder {str(root)!r} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
         images, converted = _decode(files, spec)
         return LoadedImages(images, [str(p) for p in files], converted=converted)
     if labelled is False:
         raise DataError(f"{str(root)!r} holds folders; give a folder of images")
     files, labels = [], []
     for label, d in enumerate(dirs):
-        imgs = list_images(d)
+        imgs = list_images(d, skip_non_images=skip_non_images)
         if not imgs:
             raise DataError(
                 f"class folder {str(d)!r} holds no images; add images "

@@ -549,6 +549,8 @@ class RunConfig(Section):
             data = {**DATA_LEGACY_DEFAULTS, **aside, **data}
             for k in ("root", "splits_root", "cache_dir", "download", "verify_checksums"):
                 data.pop(k)
+            # a run that started without it had no non-image file to skip: the same images
+            data.pop("skip_non_images", None)
             if i == 0:
                 d["data"] = data
             else:
