@@ -197,8 +197,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_scores(results: dict[str, Any]) -> None:
     metric = results["metric"].upper()
-    print(results["protocol"])
-    print(f"{metric} on {results['tasks']} fixed tasks (seed {results['seed']}), mean ± 95% CI")
+    print(f"trained: {results['protocol']}")
+    ways = results.get("ways")
+    kind = f"{ways}-way tasks ({results['queries']} queries per class)" if ways else "tasks"
+    print(f"{metric} on {results['tasks']} fixed {kind} (seed {results['seed']}), mean ± 95% CI")
     for shots, by_step in results["scores"].items():
         cells = [
             f"{k} step{'s' if k != '1' else ''}: {v['mean']:.3f} ± {v['ci95']:.3f}"
