@@ -226,14 +226,14 @@ def _decode_from_archive(
     progress: bool,
 ) -> None:
     """One pass over the tar stream, decoding the listed images into ``out`` as they come."""
-    from tqdm import tqdm
+    from metamap.progress import progress_bar
 
     wanted = {f"{prefix}images/{f}": i for i, f in enumerate(files)}
     done = np.zeros(len(files), dtype=bool)
     try:
         with (
             tarfile.open(archive) as tf,
-            tqdm(total=len(files), desc="cub", unit="img", disable=not progress) as bar,
+            progress_bar(total=len(files), desc="cub", unit="img", disable=not progress) as bar,
         ):
             for member in tf:
                 i = wanted.get(member.name)

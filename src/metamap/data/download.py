@@ -223,11 +223,11 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> bool:
             total = int(length) if length and length.isdigit() else None
             have = 0
             mode = "wb"
-        from tqdm import tqdm
+        from metamap.progress import progress_bar
 
         with (
             open(part, mode) as f,
-            tqdm(
+            progress_bar(
                 total=total,
                 initial=have,
                 unit="B",

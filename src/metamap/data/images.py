@@ -193,9 +193,9 @@ def decode_images(
     """
     if out.shape[0] != len(paths):
         raise ValueError(f"{len(paths)} paths for an output of {out.shape[0]} images")
-    from tqdm import tqdm
+    from metamap.progress import progress_bar
 
-    for i, path in enumerate(tqdm(paths, desc=desc, disable=not progress, unit="img")):
+    for i, path in enumerate(progress_bar(paths, desc=desc, disable=not progress, unit="img")):
         out[i] = decode_image(path, size, mode, resample=resample, invert=invert, draft=draft)
         if on_image is not None:
             on_image(i)

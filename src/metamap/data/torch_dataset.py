@@ -108,12 +108,12 @@ def from_torch_dataset(
         ) from None
     if n == 0:
         raise DataError(f"{label} is empty: it has no (image, label) samples")
-    from tqdm import tqdm
+    from metamap.progress import progress_bar
 
     images = np.empty((n, channels, *hw), dtype=np.uint8)
     raw: list[int] = []
     first: tuple[int, int] | None = None  # (sample, channels) of the first array or tensor
-    for i in tqdm(range(n), desc=label, disable=not progress, unit="img"):
+    for i in progress_bar(range(n), desc=label, disable=not progress, unit="img"):
         sample = dataset[i]
         if not isinstance(sample, tuple | list) or len(sample) != 2:
             kind = type(sample).__name__

@@ -42,7 +42,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from metamap.data import ImageClassDataset
 from metamap.errors import CheckpointError, TaskShapeError
@@ -61,6 +60,7 @@ from metamap.learners import MetaLearner
 from metamap.models.layout import channels_last as to_channels_last
 from metamap.models.layout import set_channels_last
 from metamap.models.shapes import describe_input_shape, input_shape_of
+from metamap.progress import progress_bar
 from metamap.train import RunConfig, build_model, learner_from_checkpoint
 
 __all__ = ["FeatureExtractor", "PixelNormalize", "encoder_of"]
@@ -340,7 +340,7 @@ class FeatureExtractor:
         out = torch.empty(len(x), self.feature_dim, dtype=torch.float32)
         starts = range(0, len(x), batch_size)
         with torch.inference_mode():
-            for s in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
+            for s in progress_bar(starts, desc="embedding", unit="batch", disable=not progress):
                 out[s : s + batch_size] = self._forward(x[s : s + batch_size]).float().cpu()
         return out
 

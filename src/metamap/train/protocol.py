@@ -14,6 +14,7 @@ from metamap.data import OneShotRun
 from metamap.errors import CheckpointError, ConfigError
 from metamap.learners import MetaLearner
 from metamap.models.batchnorm import use_batch_statistics
+from metamap.progress import progress_bar
 from metamap.tasks import TaskBatch
 from metamap.train.build import build_metadataset, build_run_learner, build_tasks, describe
 from metamap.train.checkpoint import check_run_state, load_checkpoint
@@ -97,7 +98,7 @@ def _chunks(cfg: RunConfig, shots: int) -> Iterator[TaskBatch]:
 
 
 def _bar(total: int, progress: bool) -> tqdm[Any]:
-    return tqdm(
+    return progress_bar(
         total=total, desc="evaluating", unit="task", disable=not progress, dynamic_ncols=True,
         leave=False,
     )  # fmt: skip

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import yaml
-from tqdm import tqdm
 
 from metamap.core.problem import Problem
 from metamap.errors import CheckpointError, ConfigError, NonFiniteLossError, RunFolderError
 from metamap.fileio import atomic_write_text, check_output_dir, remove_stale_temporaries
 from metamap.learners import MetaLearner, MetaStep
 from metamap.models import reseed_drop_layers
+from metamap.progress import progress_bar
 from metamap.tasks import make_generator
 from metamap.train.build import build_run_learner, resolve_device
 from metamap.train.checkpoint import check_run_state, load_checkpoint, save_checkpoint
@@ -341,7 +341,7 @@ class Trainer:
         after a step that ends past ``deadline`` (``time.monotonic()``) on any process."""
         cfg, t = self.cfg, self.cfg.train
         device = torch.device(t.device)
-        bar = tqdm(
+        bar = progress_bar(
             total=t.steps,
             initial=self.step,
             disable=not t.progress or log is None,
