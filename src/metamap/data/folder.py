@@ -281,9 +281,14 @@ class FolderData(DatasetSection):
             raise DataError(
                 "data.name 'folder' needs data.root: a folder with one sub-folder per class"
             )
+        full = self._whole(self.root, progress)
+        return class_split(full, split, self.split_fractions, lists=self.class_lists())
+
+    def _whole(self, root: str, progress: bool = False) -> ImageClassDataset:
+        """Every class folder of ``root``, decoded as this section says."""
         mode: Mode = "L" if self.channels == 1 else "RGB"
-        full = image_folder(
-            self.root,
+        return image_folder(
+            root,
             self.image_size,
             mode,
             self.cache_dir,
@@ -291,20 +296,11 @@ class FolderData(DatasetSection):
             skip_non_images=self.skip_non_images,
             progress=progress,
         )
-        return class_split(full, split, self.split_fractions, lists=self.class_lists())
 
     def split_summary(self) -> str:
         if self.root is None:
             return ""
-        mode: Mode = "L" if self.channels == 1 else "RGB"
-        full = image_folder(
-            self.root,
-            self.image_size,
-            mode,
-            self.cache_dir,
-            invert=self.invert,
-            skip_non_images=self.skip_non_images,
-        )
+        full = self._whole(self.root)
         parts = folder_split_classes(full.class_names, self.split_fractions, self.class_lists())
         how = (
             "data.*_classes"
