@@ -79,6 +79,34 @@ def test_bad_keys_and_values_are_named(override: str, needle: str) -> None:
     assert needle in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("override", "suggested"),
+    [
+        ("train.stpes=5", "train.steps"),
+        ("model.hiden=[40]", "model.hidden"),  # the registered section of model.name (mlp)
+        ("learner.inner_lrr=0.1", "learner.inner_lr"),
+        ("eval.taks=3", "eval.tasks"),
+        ("sed=3", "seed"),
+        ("train.ways=3", "task.ways"),  # the same key, in the section that has it
+        ("ways=3", "task.ways"),
+        ("task.lr=0.1", "train.lr"),
+    ],
+)
+def test_an_unknown_key_names_the_key_it_most_likely_means(override: str, suggested: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    key = override.split("=")[0]
+    assert f"unknown key '{key}' (did you mean '{suggested}'? see configs/" in str(e.value)
+
+
+def test_an_unknown_key_far_from_every_key_gets_no_guess() -> None:
+    for override in ("train.zzzz=1", "data.augment.flop=true"):
+        with pytest.raises(ConfigError) as e:
+            load_config(None, [override])
+        assert "(check the spelling; see configs/ for examples)" in str(e.value)
+        assert "did you mean" not in str(e.value)
+
+
 def test_per_step_lrs_must_match_inner_steps() -> None:
     with pytest.raises(ConfigError, match="one per inner step"):
         load_config(None, ["learner.inner_steps=3", "learner.inner_lr=[0.1, 0.2]"])

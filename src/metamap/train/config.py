@@ -11,6 +11,7 @@ values; booleans, text or fractions where a number or an integer is expected (th
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import itertools
@@ -650,7 +651,9 @@ def _format(e: ValidationError) -> str:
                 f"{', '.join(sorted(registry))}"
             )
         elif err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{where}' (check the spelling; see configs/ for examples)")
+            near = _near_key(loc)
+            hint = f"did you mean '{near}'?" if near else "check the spelling;"
+            parts.append(f"unknown key '{where}' ({hint} see configs/ for examples)")
         elif not loc:  # a check across sections: its input is the whole config
             parts.append(msg)
         elif isinstance(err.get("input"), Mapping):  # a section's own check: not its whole input
@@ -663,6 +666,45 @@ def _format(e: ValidationError) -> str:
     if len(errors) > _MAX_PARTS:
         parts.append(f"and {len(errors) - _MAX_PARTS} more")
     return "invalid configuration: " + "; ".join(" ".join(p.split()) for p in parts)
+
+
+def _near_key(loc: Sequence[str]) -> str | None:
+    """The key the unknown one at ``loc`` most likely misspells (``train.stpes``:
+    ``train.steps``), among its section's keys (of every registered section, for ``model``,
+    ``learner``, ``data`` and ``task``, whose member is unknown here), else the same key of
+    another section (``train.ways``, or ``ways`` at the top: ``task.ways``); ``None`` if there
+    is none."""
+    near = _near_in_section(loc)
+    if near is not None or len(loc) > 2 or loc[0] == "extra_domains":
+        return near
+    name = loc[-1]
+    for other in ("data", "task", "model", "learner", "train", "eval"):
+        if other != loc[0] and _near_in_section([other, name]) == f"{other}.{name}":
+            return f"{other}.{name}"
+    return None
+
+
+def _near_in_section(loc: Sequence[str]) -> str | None:
+    *path, name = loc
+    at = 2 if path[:1] == ["extra_domains"] else 1
+    if len(path) > at:  # inside a nested setting (data.augment.…): not worth a guess
+        return None
+    section: Any = RunConfig
+    if path:
+        registry = _REGISTRIES.get(path[0], ("", "", None))[2]
+        field = RunConfig.model_fields.get(path[0])
+        if registry is not None:
+            keys = {k for member in registry.values() for k in member.model_fields}
+            return _closest(name, keys, path)
+        section = field.annotation if field is not None else None
+        if not (isinstance(section, type) and issubclass(section, Section)):
+            return None
+    return _closest(name, set(section.model_fields), path)
+
+
+def _closest(name: str, keys: set[str], path: Sequence[str]) -> str | None:
+    found = difflib.get_close_matches(name, sorted(keys), n=1, cutoff=0.75)
+    return ".".join([*path, found[0]]) if found else None
 
 
 class _Expander:
