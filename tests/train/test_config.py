@@ -99,6 +99,26 @@ def test_an_unknown_key_names_the_key_it_most_likely_means(override: str, sugges
     assert f"unknown key '{key}' (did you mean '{suggested}'? see configs/" in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("learner.inner_lr=abc", "'learner.inner_lr': Input should be a valid number"),
+        ("learner.inner_lr=[0.1, x]", "'learner.inner_lr.1': Input should be a valid number"),
+        ("learner.inner_lr=[0.1, -1]", "'learner.inner_lr.1': Input should be greater than 0"),
+    ],
+)
+def test_a_value_of_no_member_of_a_union_is_one_problem_of_its_own_shape(
+    override: str, message: str
+) -> None:
+    """``inner_lr`` takes a number or a list of numbers: a bad value is reported once, against
+    the member of its shape, without pydantic's member names (``constrained-float``)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["learner.inner_steps=2", override])
+    text = str(e.value)
+    assert text.startswith(f"invalid configuration: {message}"), text
+    assert "; " not in text and "constrained" not in text and "list[" not in text, text
+
+
 def test_an_unknown_key_far_from_every_key_gets_no_guess() -> None:
     for override in ("train.zzzz=1", "data.augment.flop=true"):
         with pytest.raises(ConfigError) as e:

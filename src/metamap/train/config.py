@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import json
 import operator
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -630,7 +631,7 @@ _REGISTRIES: dict[str, tuple[str, str, Mapping[str, type[Section]]]] = {
 def _format(e: ValidationError) -> str:
     """Pydantic's errors as one line: ``invalid configuration: <problem>; <problem>``."""
     parts = []
-    errors = e.errors()
+    errors = _one_union_member(e.errors())
     for err in errors[:_MAX_PARTS]:
         loc = [str(p) for p in err["loc"]]
         kind, key, registry = _REGISTRIES.get(loc[0], ("", "", None)) if loc else ("", "", None)
@@ -666,6 +667,38 @@ def _format(e: ValidationError) -> str:
     if len(errors) > _MAX_PARTS:
         parts.append(f"and {len(errors) - _MAX_PARTS} more")
     return "invalid configuration: " + "; ".join(" ".join(p.split()) for p in parts)
+
+
+_MEMBER = re.compile(r"(?:int|float|str|bool|[a-z]+(?:-[a-z]+)+|[a-z]+\[.*\])(?:\[.*\])?")
+"""How pydantic names a member of a type union in an error's location (``constrained-float``,
+``list[constrained-float]``); a config key has neither a hyphen nor brackets."""
+
+
+def _one_union_member(errors: Sequence[Any]) -> list[Any]:
+    """Each value that fits no member of a type union (``inner_lr: float | list[float]``)
+    reported once, against the member of its own shape: a list against the list member, else
+    against the others; pydantic reports it against every member, naming each in the
+    location."""
+    member_at: list[int | None] = []
+    given_list: dict[tuple[Any, ...], bool] = {}
+    for err in errors:
+        loc = err["loc"]
+        tags = (i for i, p in enumerate(loc) if isinstance(p, str) and _MEMBER.fullmatch(p))
+        at = next(tags, None)
+        member_at.append(at)
+        if at is not None and len(loc) == at + 1:  # the value itself, not an item of it
+            key = tuple(loc[:at])
+            given_list[key] = given_list.get(key, False) or isinstance(err["input"], list | tuple)
+    out = []
+    for err, at in zip(errors, member_at, strict=True):
+        if at is None:
+            out.append(err)
+            continue
+        loc = err["loc"]
+        listed = loc[at].startswith(("list[", "tuple["))
+        if given_list.get(tuple(loc[:at]), listed) == listed:
+            out.append({**err, "loc": (*loc[:at], *loc[at + 1 :])})
+    return out
 
 
 def _near_key(loc: Sequence[str]) -> str | None:
