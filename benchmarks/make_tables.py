@@ -18,7 +18,7 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ def sinusoid_table() -> str:
         "inner step, and the step they learn (Meta-SGD's per-parameter rates; ANIL's feature "
         "scale under a fixed rate) overshoots when it is repeated. Use them with the number of "
         "steps they were trained for, or train them with more inner steps.",
-        "Training time on this machine (1 CPU thread): "
+        f"Training time on {_cpus(runs.values())} (1 CPU thread): "
         + ", ".join(
             f"{NAMES[n]} {runs[n]['train_seconds'] / 60:.1f} min" for n in ORDER if n in runs
         )
@@ -174,6 +174,12 @@ def sinusoid_table() -> str:
         + ".",
     ]
     return "\n".join([*lines, *notes, provenance_note(list(runs.values()))])
+
+
+def _cpus(results: Iterable[dict[str, Any]]) -> str:
+    """The CPU model(s) the results' provenance names, or "this machine" for older results."""
+    cpus = sorted({str(r["provenance"]["cpu"]) for r in results if r.get("provenance")})
+    return " and ".join(cpus) or "this machine"
 
 
 PAPER_OMNIGLOT = {
