@@ -128,11 +128,9 @@ def _score(model: Any, problem: ColdStartProblem) -> dict[str, Any]:
 
 
 def _val_mae(problem: ColdStartProblem, learner: Any) -> float:
-    """Validation MAE, or infinity where a user's fine-tuned predictions diverge."""
-    try:
-        return problem.validate(learner)
-    except ValueError:  # a non-finite prediction
-        return math.inf
+    """Validation MAE, or infinity where a user's fine-tuned predictions diverge (NaN)."""
+    val = problem.validate(learner)
+    return val if math.isfinite(val) else math.inf
 
 
 def _pooled(
@@ -350,6 +348,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.set and not args.tag:
         ap.error("--set changes the protocol: name its results with --tag")
+    if BAR not in args.methods:
+        ap.error(f"--methods must include {BAR!r}: every method is compared with it, user by user")
     # The code that runs is the checkout as it is now: record it before, not after, the grid.
     where = provenance("cpu", 1)
     jobs = [(args, f, s, list(args.methods)) for s in args.seeds for f in args.folds]

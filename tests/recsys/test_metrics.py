@@ -163,9 +163,34 @@ def test_evaluate_users_scores_each_task_after_adapting() -> None:
     tasks = [Task(x, y, x, y), Task(x, y, x[[1, 0]], y)]
     out = evaluate_users(_EchoSideFeature(), tasks, ks=(2,))
     # Task 0: predictions 3, 5 vs 3, 4 — MAE 0.5, same order. Task 1: predictions 5, 3.
-    assert out[0] == pytest.approx({"mae": 0.5, "rmse": math.sqrt(0.5), "ndcg@2": 1.0})
+    want = {"mae": 0.5, "rmse": math.sqrt(0.5), "ndcg@2": 1.0, "diverged": 0.0}
+    assert out[0] == pytest.approx(want)
     assert out[1]["mae"] == pytest.approx(1.5)
     assert out[1]["ndcg@2"] < 1.0
+
+
+class _DivergesOnFeature(_EchoSideFeature):
+    """Predicts the side feature, but +inf (or NaN) where it is 7 (or 8): a diverged user."""
+
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        out = x[:, 1:2].float()
+        out[x[:, 1] == 7] = math.inf
+        out[x[:, 1] == 8] = math.nan
+        return out
+
+
+def test_evaluate_users_flags_a_user_whose_adaptation_diverged() -> None:
+    x = torch.tensor([[1, 3], [2, 5]])
+    y = torch.tensor([[3.0], [4.0]])
+    inf_x, nan_x = torch.tensor([[1, 7], [2, 5]]), torch.tensor([[1, 8], [2, 5]])
+    tasks = [Task(x, y, x, y), Task(x, y, inf_x, y), Task(x, y, nan_x, y)]
+    out = evaluate_users(_DivergesOnFeature(), tasks, ks=(2,), scale=(1.0, 5.0))
+    assert [u["diverged"] for u in out] == [0.0, 1.0, 1.0]
+    assert out[1]["mae"] == pytest.approx((2.0 + 1.0) / 2)  # +inf counted as the bound, 5
+    assert all(math.isnan(out[2][k]) for k in ("mae", "rmse", "ndcg@2"))
+    # without a scale an infinite prediction has no error either: NaN, not an exception
+    unscaled = evaluate_users(_DivergesOnFeature(), tasks, ks=(2,))
+    assert unscaled[0]["mae"] == pytest.approx(0.5) and math.isnan(unscaled[1]["rmse"])
 
 
 def test_evaluate_users_keeps_the_users_order_and_adapts_each_on_its_own_ratings() -> None:
@@ -177,7 +202,7 @@ def test_evaluate_users_keeps_the_users_order_and_adapts_each_on_its_own_ratings
         x = torch.randint(1, 6, (s + q, 2), generator=g)
         y = torch.randint(1, 6, (s + q, 1), generator=g).float()
         tasks.append(Task(x[:s], y[:s], x[s:], y[s:]))
-        expected.append(rating_metrics(x[s:, 1:2].float(), y[s:], (2,)))
+        expected.append({**rating_metrics(x[s:, 1:2].float(), y[s:], (2,)), "diverged": 0.0})
     model = _EchoSideFeature()
     out = evaluate_users(model, tasks, ks=(2,))
     assert out == expected

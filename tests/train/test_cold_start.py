@@ -27,6 +27,7 @@ from metamap.train import (
     load_checkpoint,
     load_config,
     read_metrics,
+    save_checkpoint,
 )
 from metamap.train.cold_start import ITEM_DAMPING, support_label
 from movielens_fake import write_fake_100k
@@ -135,6 +136,7 @@ def test_evaluate_scores_every_support_size_per_user(
         assert list(by_step) == ["0", str(learner.inner_steps)]  # none, and the trained number
         assert learner.inner_steps > 0
         trained_steps = by_step[str(learner.inner_steps)]
+        assert trained_steps["diverged"] == 0 and by_step["0"]["diverged"] == 0
         ranking = results["ranking"][label]
         assert set(ranking) == {"mae", "rmse", "ndcg@3", "ndcg@10", "users"}
         tasks, users = problem.fixed_tasks("test", support)
@@ -181,6 +183,31 @@ def test_metamap_eval_scores_the_checkpoint(
     cfg, learner, _ = learner_from_checkpoint(trainer.last_path)
     again = build_problem(cfg).evaluate(learner)
     assert results["scores"] == json.loads(json.dumps(again["scores"]))
+
+
+def test_metamap_eval_counts_and_names_adaptations_that_diverged(
+    trained: tuple[Trainer, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Meta-SGD step sizes large enough to overflow the inner step: every test user's
+    adaptation diverges; eval still reports (no exception from a NaN prediction) and says how
+    many diverged at each support size, in its output and its JSON."""
+    trainer, _ = trained
+    state = load_checkpoint(trainer.last_path)
+    lrs = [k for k in state["learner"] if "inner_lr" in k]
+    assert lrs, list(state["learner"])
+    for k in lrs:
+        state["learner"][k] = torch.full_like(state["learner"][k], 1e30)
+    broken = save_checkpoint(tmp_path / "diverges.pt", state)
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(broken), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    for label, by_step in results["scores"].items():
+        adapted = by_step[str(trainer.cfg.learner.inner_steps)]
+        assert adapted["diverged"] == adapted["n"] > 0, label
+        assert by_step["0"]["diverged"] == 0  # unadapted, nothing diverges
+        assert f"after 1 step: {adapted['n']} of {adapted['n']} adaptations diverged" in printed
+    assert "an infinite prediction as the rating scale's bound" in printed
 
 
 def test_a_support_size_no_test_user_has_is_refused_before_training(

@@ -247,13 +247,24 @@ def evaluate_users(
     ``scale``: the rating scale, to which the predictions are clipped for MAE and RMSE (a
     network's may leave it), not for the ranking (:func:`rating_metrics`);
     ``steps``: the learner's number of inner steps (default: the trained number).
-    Returns one dict per task, in order; summarise with :func:`summarize_users`, compare two
-    models with :func:`paired_difference` on one key.
+    Returns one dict per task, in order: its :func:`rating_metrics` and ``"diverged"``, 1.0 if
+    any of its predictions was NaN or infinite (an adaptation that diverged), else 0.0. Such a
+    user's errors count an infinite prediction as the scale's bound (:func:`rating_metrics`);
+    with a NaN prediction, or an infinite one and no ``scale``, every metric of the user is NaN
+    (counted by :func:`~metamap.train.evaluate.summarize` as not finite) instead of an error
+    that would stop the evaluation. Summarise
+    with :func:`summarize_users`, compare two models with :func:`paired_difference` on one key.
     """
     out: dict[int, dict[str, float]] = {}
     for group in size_groups(tasks, math.ceil(len(tasks) / EVAL_GROUP) or 1):
         mine = [tasks[i] for i in group]
         pred = model.predict_tasks(pad_tasks(mine), steps)
         for i, task, p in zip(group, mine, pred, strict=True):
-            out[i] = rating_metrics(p[: len(task.query_y)], task.query_y, ks, scale)
+            mine = p[: len(task.query_y)]
+            finite = bool(torch.isfinite(mine).all())
+            if finite or (scale is not None and not bool(mine.isnan().any())):
+                scores = rating_metrics(mine, task.query_y, ks, scale)
+            else:  # no error to give: a NaN prediction, or an infinite one without a scale
+                scores = dict.fromkeys(["mae", "rmse", *(f"ndcg@{k}" for k in ks)], math.nan)
+            out[i] = {**scores, "diverged": float(not finite)}
     return [out[i] for i in range(len(tasks))]

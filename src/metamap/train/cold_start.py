@@ -18,7 +18,9 @@ for every baseline of :mod:`metamap.recsys.baselines`): for each support size of
 MAE and RMSE (of the predictions clipped to the rating scale), nDCG@3 and nDCG@10 (of the
 ranking by the predictions as made) per user
 (:func:`~metamap.recsys.metrics.rating_metrics`), then mean ± 95% CI over users, with the
-per-user values kept so that paired comparisons between methods can be made.
+per-user values kept so that paired comparisons between methods can be made, and the number of
+users whose adaptation diverged (a NaN or infinite prediction: the errors count an infinite
+one as the scale's bound) beside each MAE (``"diverged"``).
 """
 
 from __future__ import annotations
@@ -177,7 +179,10 @@ class ColdStartProblem:
             by_step: dict[str, Any] = {}
             for k in steps:
                 per_user = evaluate_users(learner, tasks, scale=self.data.scale, steps=k)
-                by_step[str(k)] = summarize([u["mae"] for u in per_user]).to_dict()
+                by_step[str(k)] = {
+                    **summarize([u["mae"] for u in per_user]).to_dict(),
+                    "diverged": int(sum(u.pop("diverged") for u in per_user)),
+                }
                 if k == max(steps):
                     results["ranking"][label] = {
                         m: summarize([u[m] for u in per_user]).to_dict() for m in per_user[0]
