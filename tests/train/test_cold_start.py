@@ -208,6 +208,9 @@ def test_metamap_eval_counts_and_names_adaptations_that_diverged(
         assert by_step["0"]["diverged"] == 0  # unadapted, nothing diverges
         assert f"after 1 step: {adapted['n']} of {adapted['n']} adaptations diverged" in printed
     assert "an infinite prediction as the rating scale's bound" in printed
+    # validation (which training runs) gets a non-finite MAE, which is never "best", not an error
+    cfg, learner, _ = learner_from_checkpoint(broken)
+    assert not math.isfinite(build_problem(cfg).validate(learner))
 
 
 def test_a_support_size_no_test_user_has_is_refused_before_training(
