@@ -442,8 +442,8 @@ def _batch_norm_note(runs: list[dict[str, Any]]) -> str:
 def _lake_cell(r: dict[str, Any]) -> str:
     """The Lake column of a row: its error where the model never saw a run image."""
     lake = r["lake_one_shot"]
-    if lake.get("error") is None and "seen_run_images" not in lake:
-        return " | n/a | "
+    if lake.get("error") is None and ("seen_run_images" not in lake or lake.get("reason")):
+        return " | n/a | "  # the model cannot take Lake's runs (the reason is recorded)
     error = _lake_error(r)
     return f" | {100 * error:.1f}% | " if error is not None else " | – (saw run images) | "
 
