@@ -281,6 +281,30 @@ def test_steps_sets_the_inner_steps_of_adaptation(
     assert "--steps must be 0 or more, got -1" in capsys.readouterr().err
 
 
+def test_steps_is_refused_for_a_closed_form_model(movielens_root: Path, tmp_path: Path) -> None:
+    """MeLU-ridge fits its head in closed form: ``steps=0`` cannot mean "unadapted" there, so it
+    is refused rather than ignored."""
+    cfg = load_config(
+        CONFIGS / "movielens" / "melu-ridge.yaml",
+        [
+            f"task.root={movielens_root}",
+            f"task.cache_dir={movielens_root.parent / 'cache'}",
+            "train.steps=2",
+            "train.meta_batch=4",
+            "train.val_every=2",
+            "train.ckpt_every=2",
+            "train.progress=false",
+        ],
+    )
+    trainer = Trainer(cfg, tmp_path / "ridge")
+    trainer.fit()
+    ridge = Recommender.from_checkpoint(trainer.last_path)
+    assert len(ridge.recommend(RATINGS, top=3)) == 3
+    for steps in (0, 1):
+        with pytest.raises(MetamapError, match=r"adapts in closed form .*drop steps= \(--steps\)"):
+            ridge.recommend(RATINGS, top=3, steps=steps)
+
+
 def test_a_diverged_adaptation_is_refused_not_ranked(movielens_ckpt: Path) -> None:
     """Step sizes large enough to overflow the inner step give NaN or infinite predictions: the
     recommender names the divergence and what to try instead of ranking or clipping them (an

@@ -345,7 +345,7 @@ class Recommender:
         """Predicted stars ``(len(item_ids),)`` of the given movies for the user who gave
         ``ratings`` (and the demographics ``user``, see the module), clipped to the rating
         scale; ``steps``: inner steps of adaptation (default: as trained)."""
-        _check_steps(steps)
+        self._check_steps(steps)
         codes = self.user_codes(user)
         items, stars = self._support(ratings)
         scores = self._scores(items, stars, self.data.item_positions(item_ids), codes, steps)
@@ -367,7 +367,7 @@ class Recommender:
         :meth:`predict` gives it."""
         if top < 1:
             raise MetamapError(f"top must be at least 1, got {top}")
-        _check_steps(steps)
+        self._check_steps(steps)
         codes = self.user_codes(user)
         items, stars = self._support(ratings)
         rated = set(items.tolist())
@@ -380,7 +380,15 @@ class Recommender:
             Recommendation(ids[k], self.data.titles[candidates[k]], float(scores[k])) for k in order
         ]
 
-
-def _check_steps(steps: int | None) -> None:
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-        raise MetamapError(f"steps must be a whole number of inner steps, 0 or more, got {steps!r}")
+    def _check_steps(self, steps: int | None) -> None:
+        if steps is None:
+            return
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise MetamapError(
+                f"steps must be a whole number of inner steps, 0 or more, got {steps!r}"
+            )
+        if not self.learner.inner_steps:
+            raise MetamapError(
+                f"this model adapts in closed form (learner {type(self.learner).__name__}), "
+                "without inner steps: drop steps= (--steps)"
+            )
