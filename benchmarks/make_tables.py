@@ -1218,7 +1218,8 @@ def movielens_table(scenario: str, tag: str = "") -> str:
 
 
 def _diverged(r: dict[str, Any]) -> str:
-    """The runs whose training loss went non-finite: scored at their best validated step."""
+    """The runs whose training loss went non-finite (scored at their best validated step), and
+    the test users whose adaptation gave non-finite predictions (results that count them)."""
     parts = []
     for name, m in r["methods"].items():
         bad = [s for s in m["splits"] if "diverged_at" in s]
@@ -1227,13 +1228,25 @@ def _diverged(r: dict[str, Any]) -> str:
                 f"fold {s['fold']} seed {s['seed']} at step {s['diverged_at']}" for s in bad
             )
             parts.append(f"{name} in {len(bad)} of {len(m['splits'])} splits ({where})")
-    if not parts:
-        return ""
-    return (
-        " Training diverged (a non-finite loss) for "
-        + "; ".join(parts)
-        + ": those splits are scored at their best validated step before it."
-    )
+    adapted = [
+        f"{name} {s}: {k} of {m['cells'][s]['mae']['n']} users"
+        for name, m in r["methods"].items()
+        for s, k in m.get("diverged_users", {}).items()
+        if k
+    ]
+    text = ""
+    if parts:
+        text += (
+            " Training diverged (a non-finite loss) for "
+            + "; ".join(parts)
+            + ": those splits are scored at their best validated step before it."
+        )
+    if adapted:
+        text += (
+            " Test-time adaptations that diverged (NaN or infinite predictions; an infinite one "
+            "counts as the scale's bound): " + "; ".join(adapted) + "."
+        )
+    return text
 
 
 def _rl_rows(r: dict[str, Any]) -> list[str]:

@@ -123,6 +123,7 @@ def _score(model: Any, problem: ColdStartProblem) -> dict[str, Any]:
         out[support_label(support)] = {
             "users": [int(problem.data.user_ids[u]) for u in users],
             **{m: [round(s[m], 4) for s in per_user] for m in METRICS},
+            "diverged": [int(s["diverged"]) for s in per_user],  # non-finite predictions
         }
     return out
 
@@ -289,6 +290,9 @@ def summarise(jobs: list[dict[str, Any]], supports: list[str]) -> tuple[dict, di
             "job_seconds": round(sum(j["job_seconds"] for j in mine), 1),
             "splits": [{"fold": j["fold"], "seed": j["seed"], **j["info"]} for j in mine],
             "cells": {s: {m: _mean_ci(values[name][s][m]) for m in METRICS} for s in supports},
+            "diverged_users": {  # users whose test-time adaptation gave non-finite predictions
+                s: sum(sum(j["scores"][s].get("diverged", [])) for j in mine) for s in supports
+            },
         }
 
     def paired(reference: Callable[[str], str]) -> dict[str, Any]:

@@ -117,6 +117,37 @@ def test_lakes_error_is_shown_only_for_models_that_never_saw_a_run_image(
     assert not real_tables.lake_unseen(row("vinyals", {"error": 0.03}))
     assert real_tables.lake_unseen(row("metadataset", {"error": 0.1}))
     assert real_tables._lake_cell(row("vinyals", {"error": None})) == " | n/a | "
+    # a model that cannot take the runs (a fixed 5-way head) is n/a, whatever else it counted
+    five_way = {"error": None, "reason": "support labels must lie in [0, 5)", "seen_run_images": 9}
+    assert real_tables._lake_cell(row("vinyals", five_way)) == " | n/a | "
+
+
+def test_movielens_notes_name_diverged_training_and_diverged_adaptations(
+    real_tables: ModuleType,
+) -> None:
+    def method(splits: list[dict[str, int]], diverged: dict[str, int] | None) -> dict[str, object]:
+        m: dict[str, object] = {
+            "splits": splits,
+            "cells": {"support 5": {"mae": {"n": 40}}, "support all": {"mae": {"n": 40}}},
+        }
+        if diverged is not None:  # results from before the count have none
+            m["diverged_users"] = diverged
+        return m
+
+    quiet = {"methods": {"a": method([{"fold": 0, "seed": 0}], None)}}
+    assert real_tables._diverged(quiet) == ""
+    loud = {
+        "methods": {
+            "MeLU (Reptile)": method(
+                [{"fold": 0, "seed": 0, "diverged_at": 120}], {"support 5": 2, "support all": 0}
+            ),
+            "b": method([{"fold": 0, "seed": 0}], {"support 5": 0, "support all": 0}),
+        }
+    }
+    text = real_tables._diverged(loud)
+    assert "Training diverged (a non-finite loss) for MeLU (Reptile) in 1 of 1 splits" in text
+    assert "adaptations that diverged" in text and "MeLU (Reptile) support 5: 2 of 40 users" in text
+    assert "support all" not in text and " b " not in text
 
 
 def test_an_inline_figure_is_read_from_its_result_file(make_tables: ModuleType) -> None:
