@@ -201,21 +201,19 @@ def _print_scores(results: dict[str, Any]) -> None:
     ways = results.get("ways")
     kind = f"{ways}-way tasks ({results['queries']} queries per class)" if ways else "tasks"
     print(f"{metric} on {results['tasks']} fixed {kind} (seed {results['seed']}), mean ± 95% CI")
-    any_diverged = False
     for shots, by_step in results["scores"].items():
         cells = [
             f"{k} step{'s' if k != '1' else ''}: {v['mean']:.3f} ± {v['ci95']:.3f}"
             for k, v in by_step.items()
         ]
         print(f"  {shots:>8}  " + "   ".join(cells))
-        diverged = {k: v["diverged"] for k, v in by_step.items() if v.get("diverged")}
-        for k, n in diverged.items():
-            print(
-                f"  {'':>8}  after {k} step{'s' if k != '1' else ''}: {n} of {by_step[k]['n']} "
-                "adaptations diverged (NaN or infinite predictions)"
-            )
-            any_diverged = True
-    if any_diverged:
+        for k, v in by_step.items():
+            if v.get("diverged"):
+                print(
+                    f"  {'':>8}  after {k} step{'s' if k != '1' else ''}: {v['diverged']} of "
+                    f"{v['n']} adaptations diverged (NaN or infinite predictions)"
+                )
+    if any(v.get("diverged") for s in results["scores"].values() for v in s.values()):
         print(
             "A diverged adaptation's errors count an infinite prediction as the rating scale's "
             "bound; a NaN prediction makes them NaN. Fewer inner steps (-o eval.steps=[...]) "

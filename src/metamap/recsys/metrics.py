@@ -260,10 +260,10 @@ def evaluate_users(
         mine = [tasks[i] for i in group]
         pred = model.predict_tasks(pad_tasks(mine), steps)
         for i, task, p in zip(group, mine, pred, strict=True):
-            mine = p[: len(task.query_y)]
-            finite = bool(torch.isfinite(mine).all())
-            if finite or (scale is not None and not bool(mine.isnan().any())):
-                scores = rating_metrics(mine, task.query_y, ks, scale)
+            own = p[: len(task.query_y)]  # the padding's rows dropped
+            finite = bool(torch.isfinite(own).all())
+            if finite or (scale is not None and not bool(own.isnan().any())):
+                scores = rating_metrics(own, task.query_y, ks, scale)
             else:  # no error to give: a NaN prediction, or an infinite one without a scale
                 scores = dict.fromkeys(["mae", "rmse", *(f"ndcg@{k}" for k in ks)], math.nan)
             out[i] = {**scores, "diverged": float(not finite)}

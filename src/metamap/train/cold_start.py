@@ -181,11 +181,13 @@ class ColdStartProblem:
                 per_user = evaluate_users(learner, tasks, scale=self.data.scale, steps=k)
                 by_step[str(k)] = {
                     **summarize([u["mae"] for u in per_user]).to_dict(),
-                    "diverged": int(sum(u.pop("diverged") for u in per_user)),
+                    "diverged": int(sum(u["diverged"] for u in per_user)),
                 }
                 if k == max(steps):
                     results["ranking"][label] = {
-                        m: summarize([u[m] for u in per_user]).to_dict() for m in per_user[0]
+                        m: summarize([u[m] for u in per_user]).to_dict()
+                        for m in per_user[0]
+                        if m != "diverged"  # a count beside each MAE, not a ranking metric
                     }
                     results["ranking"][label]["users"] = [int(self.data.user_ids[u]) for u in users]
             results["scores"][label] = by_step
