@@ -178,6 +178,29 @@ def test_learning_curve_of_a_classification_run_is_accuracy() -> None:
         assert acc_ax.yaxis.get_major_formatter()(0.75, 0) in ("75%", "75.0%")
 
 
+def test_learning_curve_keeps_a_loss_that_is_not_positive() -> None:
+    """Meta-RL logs minus the mean return, negative where rewards are positive: a log axis
+    would drop those points without a word, so the loss axis turns linear."""
+    records = [
+        {"step": 1, "loss": 3.0},
+        {"step": 2, "loss": -1.5, "val_return": 1.0},
+        {"step": 3, "loss": -4.0, "val_return": 2.5},
+    ]
+    loss_ax, return_ax = learning_curve_figure(records, "run").axes
+    assert loss_ax.get_yscale() == "linear"
+    assert list(loss_ax.get_lines()[0].get_ydata()) == [3.0, -1.5, -4.0]
+    assert return_ax.get_ylabel() == "validation return"
+    positive = [{**r, "loss": abs(r["loss"])} for r in records]
+    assert learning_curve_figure(positive, "run").axes[0].get_yscale() == "log"
+
+
+def test_learning_curve_steps_are_whole_numbers() -> None:
+    fig = learning_curve_figure([{"step": s, "loss": 1.0 / s} for s in (1, 2, 3)], "run")
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
 @pytest.fixture
 def figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     """The learning-curve figures ``metamap plot`` draws, kept for their labels."""

@@ -366,9 +366,8 @@ class Trainer:
                 if log is not None:
                     self._record(log, start, checkpoint=stopped)
                     bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", refresh=False
-                    )
+                    best = f"{self.best_val:.4f}" if math.isfinite(self.best_val) else "–"
+                    bar.set_postfix(loss=f"{self.last_loss:.4f}", best_val=best, refresh=False)
                 if stopped:
                     break
         finally:

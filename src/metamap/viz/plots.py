@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from metamap.learners import MetaLearner
 from metamap.tasks import RegressionTasks, Task
@@ -92,9 +92,11 @@ def learning_curve_figure(
     records: Sequence[dict[str, Any]], title: str = "", metric: str | None = None
 ) -> Figure:
     """The learning-curve figure: for MSE, the training meta-loss (query MSE) and the
-    validation MSE on one log-scale axis; for any other metric (accuracy), the training
-    meta-loss on a log-scale left axis and the validation metric on a linear right axis
-    (accuracy as a percentage), labelled with its name."""
+    validation MSE on one log-scale axis; for any other metric (accuracy, return), the
+    training meta-loss on a left axis and the validation metric on a linear right axis
+    (accuracy as a percentage), labelled with its name. The left axis is logarithmic unless
+    a training loss is zero or negative (meta-RL's loss is minus the mean return, negative
+    wherever rewards are positive), which a log axis would silently leave out."""
     metric = metric or _logged_metric(records)
     key = f"val_{metric}"
     train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
@@ -106,7 +108,10 @@ def learning_curve_figure(
     ax.set_xlabel("meta-iteration")
     ax.set_title(title or "learning curve")
     ax.grid(alpha=0.3)
-    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left = [loss for _, loss in train] + ([v for _, v in val] if metric == "mse" else [])
+    if all(v > 0 for v in left):
+        ax.set_yscale("log")
     if metric == "mse":  # the training loss is a query MSE too: one axis
         if train:
             ax.plot(*zip(*train, strict=True), lw=1, alpha=0.7, label="train meta-loss (query MSE)")
