@@ -192,11 +192,21 @@ def add_feature_commands(
         parents=[overrides],
         help="interpretability plots: embeddings, adaptation, per-task losses",
     )
-    x.add_argument("checkpoint")
+    x.add_argument("checkpoint", help="a checkpoint of any run (last.pt, best.pt)")
     x.add_argument("--out", required=True, help="output folder for the PNGs and explain.json")
-    x.add_argument("--tasks", type=_positive, default=200, help="fixed test tasks (default 200)")
     x.add_argument(
-        "--steps", type=_positive, default=10, help="inner steps to profile (default 10)"
+        "--tasks",
+        type=_positive,
+        default=None,
+        help="fixed test tasks (default 200; environments: eval.tasks; cold-start "
+        "recommendation explains every test user)",
+    )
+    x.add_argument(
+        "--steps",
+        type=_positive,
+        default=None,
+        help="inner (adaptation) steps to profile (default 10; environments and users: the "
+        "run's eval.steps)",
     )
     x.add_argument(
         "--data",
@@ -411,14 +421,19 @@ def _explain(args: argparse.Namespace) -> None:
     from metamap.train.config import apply_overrides
     from metamap.viz.explain import adaptation_profile_plot, embedding_plot, task_scores_plot
 
-    if args.tasks < 2:
+    if args.tasks is not None and args.tasks < 2:
         raise MetamapError(f"--tasks must be at least 2 (a spread needs two), got {args.tasks}")
     out = check_output_dir(args.out)
     cfg, learner, state = learner_from_checkpoint(Path(args.checkpoint))
     if args.overrides:
         cfg = parse_config(apply_overrides(cfg.model_dump(mode="json"), args.overrides))
-    tasks, names = _explain_tasks(args, cfg)
     title = f"{cfg.learner.name} ({cfg.name}, step {int(state['step'])})"
+    if not cfg.task.tensor_tasks:  # users, environments: what their evaluation shows
+        _explain_evaluation(args, cfg, learner, title, out)
+        return
+    args.tasks = 200 if args.tasks is None else args.tasks
+    args.steps = 10 if args.steps is None else args.steps
+    tasks, names = _explain_tasks(args, cfg)
     losses, metrics = per_task_scores(learner, tasks)
     metric = "mse" if learner.loss_name == "mse" else "accuracy"
     written = [task_scores_plot(losses, metrics, metric, out / "task_scores.png", title)]
@@ -452,6 +467,65 @@ def _explain(args: argparse.Namespace) -> None:
         print(f"wrote {p}")
     worst = metrics.min() if metric == "accuracy" else metrics.max()
     print(f"per-task {metric}: mean {metrics.mean():.4f}, worst {worst:.4f} ({len(tasks)} tasks)")
+
+
+def _explain_evaluation(
+    args: argparse.Namespace, cfg: Any, learner: Any, title: str, out: Path
+) -> None:
+    """``explain`` for tasks that are not tensors of one shape (users, environments): the
+    problem's own evaluation after 0 to ``--steps`` adaptation steps, drawn as adaptation
+    curves (``adaptation.png``) and each test task before against after adapting
+    (``task_scores.png``), with every task's score in ``explain.json``."""
+    import json
+
+    from metamap.features.explain import adaptation_gains
+    from metamap.train import apply_overrides, build_problem, parse_config
+    from metamap.viz.explain import before_after_plot, score_curves_plot
+    from metamap.viz.plots import METRIC_NAMES
+
+    if args.data is not None:
+        raise MetamapError(
+            f"--data is for image classifiers; this checkpoint's tasks are {cfg.task.describe()}"
+        )
+    if args.tasks is not None:
+        cfg = parse_config(
+            apply_overrides(cfg.model_dump(mode="json"), [f"eval.tasks={args.tasks}"])
+        )
+    problem = build_problem(cfg)
+    steps = None if args.steps is None else range(args.steps + 1)
+    results = problem.evaluate(learner, steps)
+    scores = results["scores"]
+    metric = METRIC_NAMES.get(results["metric"], results["metric"])
+    gains = adaptation_gains(scores, problem.higher_is_better)
+    what = f"{title}: the fixed test tasks"
+    written = [score_curves_plot(scores, metric, out / "adaptation.png", what)]
+    if gains:
+        higher = problem.higher_is_better
+        written.append(before_after_plot(scores, metric, higher, out / "task_scores.png", what))
+    report = {
+        "checkpoint": args.checkpoint,
+        "tasks": results["tasks"],
+        "metric": results["metric"],
+        "higher_is_better": problem.higher_is_better,
+        "adaptation_gains": gains,
+        "evaluation": results,
+    }
+    atomic_write_text(out / "explain.json", json.dumps(report, indent=1) + "\n")
+    for p in written:
+        print(f"wrote {p}")
+    for label, by_step in scores.items():
+        first, last = min(by_step, key=int), max(by_step, key=int)
+        line = (
+            f"{label}: {metric} {by_step[first]['mean']:.4f} ± {by_step[first]['ci95']:.4f} "
+            f"after {first} steps, {by_step[last]['mean']:.4f} ± {by_step[last]['ci95']:.4f} "
+            f"after {last}"
+        )
+        if label in gains:
+            g = gains[label]
+            line += f"; better on {g['improved']} of {g['tasks']} tasks, worse on {g['worse']}"
+        print(line)
+    if not gains:
+        print("no adaptation steps to compare (this learner maps a task in one closed form)")
 
 
 def run_feature_command(args: argparse.Namespace) -> bool:

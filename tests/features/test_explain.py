@@ -156,3 +156,28 @@ def test_explain_a_normalised_checkpoint_normalises_its_episodes(
     sampler = EpisodeSampler(data, ways, 1, 2, normalize=((0.4,), (0.2,)))
     losses, _ = per_task_scores(learner, sampler.fixed_tasks(3, cfg.eval.seed, shots=1))
     np.testing.assert_allclose(report["per_task"]["loss"], losses, rtol=1e-5)
+
+
+def test_adaptation_gains_count_the_tasks_adapting_helped() -> None:
+    from metamap.features.explain import adaptation_gains
+
+    def step(values: list[float]) -> dict[str, object]:
+        return {"mean": float(np.nanmean(values)), "ci95": 0.0, "n": len(values), "values": values}
+
+    scores = {
+        "a": {"0": step([1.0, 2.0, 3.0, 4.0]), "1": step([0.0]), "5": step([2.0, 1.0, 3.0, nan])},
+        "closed form": {"0": step([1.0, 2.0])},  # nothing to compare
+        "no zero": {"1": step([1.0]), "2": step([2.0])},
+    }
+    scores["a"]["1"] = step([9.0, 9.0, 9.0, 9.0])  # not the last step: ignored
+    higher = adaptation_gains(scores, higher_is_better=True)
+    assert list(higher) == ["a"]
+    assert higher["a"] == {"steps": 5, "tasks": 4, "improved": 1, "worse": 1, "gain": 0.0}
+    lower = adaptation_gains(scores, higher_is_better=False)["a"]
+    assert (lower["improved"], lower["worse"]) == (1, 1)
+    scores["a"]["5"] = step([0.5, 1.0, 2.0, 3.0])
+    assert adaptation_gains(scores, higher_is_better=False)["a"]["gain"] == pytest.approx(0.875)
+    assert adaptation_gains(scores, higher_is_better=True)["a"]["improved"] == 0
+
+
+nan = float("nan")

@@ -185,6 +185,30 @@ def test_metamap_eval_scores_the_checkpoint(
     assert results["scores"] == json.loads(json.dumps(again["scores"]))
 
 
+def test_metamap_explain_draws_each_user_before_and_after_adapting(
+    trained: tuple[Trainer, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Users are not tensors of one shape: ``explain`` shows what the problem's evaluation
+    measures, per support size and per user, at 0 to ``--steps`` steps."""
+    trainer, _ = trained
+    out = tmp_path / "x"
+    assert main(["explain", str(trainer.last_path), "--out", str(out), "--steps", "2"]) == 0
+    report = json.loads((out / "explain.json").read_text())
+    assert report["metric"] == "mae" and report["higher_is_better"] is False
+    cfg, learner, _ = learner_from_checkpoint(trainer.last_path)
+    again = build_problem(cfg).evaluate(learner, [0, 1, 2])
+    assert report["evaluation"]["scores"] == json.loads(json.dumps(again["scores"]))
+    for label, gain in report["adaptation_gains"].items():
+        by_step = again["scores"][label]
+        before, after = by_step["0"]["values"], by_step["2"]["values"]
+        assert gain["improved"] == sum(a < b for a, b in zip(after, before, strict=True))  # MAE
+        change = by_step["0"]["mean"] - by_step["2"]["mean"]  # from values to 6 digits:
+        assert gain["gain"] == pytest.approx(change, rel=1e-4, abs=1e-6)
+    assert {p.name for p in out.glob("*.png")} == {"adaptation.png", "task_scores.png"}
+    printed = capsys.readouterr().out
+    assert "support all: MAE" in printed and "after 2;" in printed
+
+
 def test_metamap_eval_counts_and_names_adaptations_that_diverged(
     trained: tuple[Trainer, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

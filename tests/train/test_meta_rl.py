@@ -92,6 +92,29 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     assert (run / "learning_curve.png").is_file() and (run / "adaptation.png").is_file()
     assert main(["plot", str(run), "--steps", "2,0"]) == 0  # --steps in place of eval.steps
     assert drawn == [["0", "1", "2", "3"], ["0", "2"]]
+    # explain: the same evaluation, to 2 steps, drawn per goal, with every goal's return
+    ckpt = str(run / "checkpoints" / "last.pt")
+    assert main(["explain", ckpt, "--out", str(tmp_path / "x"), "--steps", "2"]) == 0
+    report = json.loads((tmp_path / "x" / "explain.json").read_text())
+    by_step = report["evaluation"]["scores"]["6 test tasks"]
+    assert {k: v["values"] for k, v in by_step.items()} == {
+        k: scores[k]["values"] for k in ("0", "1", "2")
+    }  # the goals and rollouts `eval` scored, one step fewer
+    gain = report["adaptation_gains"]["6 test tasks"]
+    before, after = by_step["0"]["values"], by_step["2"]["values"]
+    assert gain["steps"] == 2 and gain["tasks"] == 6
+    assert gain["improved"] == sum(a > b for a, b in zip(after, before, strict=True))
+    assert {p.name for p in (tmp_path / "x").glob("*.png")} == {"adaptation.png", "task_scores.png"}
+    assert "better on" in capsys.readouterr().out
+    assert (
+        main(["explain", ckpt, "--out", str(tmp_path / "y"), "--steps", "1", "--tasks", "3"]) == 0
+    )
+    assert len(json.loads((tmp_path / "y" / "explain.json").read_text())["evaluation"]["scores"]
+               ["3 test tasks"]["1"]["values"]) == 3  # fmt: skip
+    assert main(["explain", ckpt, "--out", str(tmp_path / "z"), "--data", str(tmp_path)]) == 2
+    assert "--data is for image classifiers; this checkpoint's tasks are 2D navigation" in (
+        capsys.readouterr().err
+    )
     # a policy for 2-d observations and actions, evaluated on pendulums (3-d, 1-d): named
     capsys.readouterr()
     assert main(["eval", str(run / "checkpoints" / "last.pt"), "-o", "task={family: pendulum}"])

@@ -13,7 +13,7 @@ Two small but real problems, each trained by the unchanged :class:`~metamap.trai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -88,7 +88,7 @@ class ToyUsers:
     def validate(self, learner: MetaLearner) -> float:
         return evaluate(learner, self.fixed, [learner.inner_steps])[learner.inner_steps].mean
 
-    def evaluate(self, learner: MetaLearner) -> dict[str, Any]:
+    def evaluate(self, learner: MetaLearner, steps: Sequence[int] | None = None) -> dict[str, Any]:
         return {"mse": self.validate(learner)}
 
 
@@ -274,7 +274,7 @@ class Bandits:
             total += float(torch.softmax(adapted.detach(), -1)[good])
         return total / len(self.fixed)
 
-    def evaluate(self, learner: MetaLearner) -> dict[str, Any]:
+    def evaluate(self, learner: MetaLearner, steps: Sequence[int] | None = None) -> dict[str, Any]:
         return {"return": self.validate(learner)}
 
 

@@ -37,6 +37,7 @@ from the adapted policy), trained by the unchanged :class:`~metamap.train.Traine
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -69,6 +70,10 @@ class Problem(Protocol):
         inner steps)."""
         ...
 
-    def evaluate(self, learner: Learner) -> dict[str, Any]:
-        """Scores on the fixed test tasks, as JSON-ready values (``metamap eval``)."""
+    def evaluate(self, learner: Learner, steps: Sequence[int] | None = None) -> dict[str, Any]:
+        """Scores on the fixed test tasks, as JSON-ready values (``metamap eval``): under
+        ``"scores"``, ``{label: {"<inner steps>": {"mean", "ci95", "n", "nonfinite",
+        "values"}}}``, each task's score in ``values``. ``steps``: the inner-step counts to
+        score after (default: the run's own, as ``metamap eval`` reports them); ``metamap
+        explain`` asks for a longer adaptation curve."""
         ...

@@ -7,6 +7,8 @@
   ``‖θ_k − θ_0‖`` (Raghu et al. 2020 use it to show that MAML's body barely moves: feature reuse).
 * :func:`per_task_scores` — the distribution of query losses and metrics over tasks: the mean
   hides hard tasks.
+* :func:`adaptation_gains` — for any kind of task (users, environments too), from a problem's
+  evaluation: on how many test tasks adapting helped, and by how much.
 
 Everything takes tensors (tasks, images) and returns plain arrays; :mod:`metamap.viz.explain`
 draws them.
@@ -14,8 +16,9 @@ draws them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +36,7 @@ from metamap.train.evaluate import Summary, summarize
 __all__ = [
     "AdaptationProfile",
     "Projection",
+    "adaptation_gains",
     "adaptation_profile",
     "per_task_scores",
     "project_episode",
@@ -153,3 +157,32 @@ def per_task_scores(
     finally:
         learner.train(was_training)
     return np.asarray(losses), np.asarray(metrics)
+
+
+def adaptation_gains(
+    scores: Mapping[str, Mapping[str, Mapping[str, Any]]], higher_is_better: bool
+) -> dict[str, dict[str, Any]]:
+    """Per label of an evaluation's ``scores`` (``{label: {"<steps>": {"values": [...]}}}``, as
+    every problem's ``evaluate`` returns them): each test task's metric before adapting (0
+    steps) against after the most steps scored. Returns ``{label: {"steps", "tasks",
+    "improved", "worse", "gain"}}``: the counts of tasks whose metric got better or worse (a
+    task that is not finite on either side counts as neither) and the mean change in the
+    direction of better (positive: adapting helped). Labels without a 0-step score are left
+    out."""
+    gains: dict[str, dict[str, Any]] = {}
+    for label, by_step in scores.items():
+        steps = sorted(int(k) for k in by_step)
+        if "0" not in by_step or len(steps) < 2:
+            continue
+        before = np.asarray(by_step["0"]["values"], dtype=np.float64)
+        after = np.asarray(by_step[str(steps[-1])]["values"], dtype=np.float64)
+        change = (after - before) * (1.0 if higher_is_better else -1.0)
+        finite = np.isfinite(change)
+        gains[label] = {
+            "steps": steps[-1],
+            "tasks": int(change.size),
+            "improved": int((change[finite] > 0).sum()),
+            "worse": int((change[finite] < 0).sum()),
+            "gain": float(change[finite].mean()) if finite.any() else float("nan"),
+        }
+    return gains

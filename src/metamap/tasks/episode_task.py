@@ -43,6 +43,7 @@ class EpisodeTask(TaskSection):
     """Query images per class."""
 
     images: ClassVar[bool] = True
+    tensor_tasks: ClassVar[bool] = True
     loss: ClassVar[TaskLoss] = "cross_entropy"
 
     def problem(self) -> str:

@@ -61,6 +61,10 @@ class TaskSection(Section):
     loss: ClassVar[TaskLoss] = "mse"
     """What learners minimise on its tasks (and whether a regression learner can take them:
     ``mse``)."""
+    tensor_tasks: ClassVar[bool] = False
+    """Its test tasks are equal-shaped tensors that ``metamap.train.build_tasks`` draws (image
+    episodes, regression families): ``metamap explain`` profiles parameters and embeddings on
+    them. Other kinds (users, environments) are explained from their problem's evaluation."""
     unfingerprinted: ClassVar[tuple[str, ...]] = ()
     """Its settings that say where data live, not what is trained (a data root, a cache):
     they do not count in a run's fingerprint, so moving the data does not stop a resume."""

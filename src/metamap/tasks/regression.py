@@ -226,6 +226,7 @@ class RegressionTaskSection(TaskSection):
     queries: PositiveInt = 10
     noise_std: NonNegativeFloat = 0.0
 
+    tensor_tasks: ClassVar[bool] = True
     tasks: ClassVar[type[RegressionTasks]]
     """The family's distribution, built from ``shots``, ``queries``, ``noise_std`` and the
     section's own settings (:meth:`options`)."""

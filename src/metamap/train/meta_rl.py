@@ -19,6 +19,7 @@ environments that report success (Meta-World), each goal's success rate too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
@@ -141,10 +142,12 @@ class MetaRLProblem:
         returns, _ = self._returns(policy, goals.to(self.device), [k], self._generator(seed))
         return float(returns[k].mean())
 
-    def evaluate(self, learner: Learner) -> dict[str, Any]:
+    def evaluate(self, learner: Learner, steps: Sequence[int] | None = None) -> dict[str, Any]:
+        """Each test goal's return after 0 and each count of ``steps`` (default
+        ``eval.steps``) adaptation steps."""
         e = self.cfg.eval
         goals = self._test_goals()
-        steps = sorted(set(e.steps) | {0})
+        steps = sorted(set(e.steps if steps is None else steps) | {0})
         policy = cast(PolicyLearner, learner)
         returns, success = self._returns(policy, goals, steps, self._generator(e.seed))
         label = f"{e.tasks} test tasks"

@@ -22,7 +22,7 @@ evaluate_run` on the test split.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 import torch
@@ -148,10 +148,11 @@ class _FixedTasksProblem:
             scores += evaluate_scores(learner, chunk, [k])[k]  # type: ignore[arg-type]
         return summarize(scores).mean
 
-    def evaluate(self, learner: Learner) -> dict[str, Any]:
+    def evaluate(self, learner: Learner, steps: Sequence[int] | None = None) -> dict[str, Any]:
         from metamap.train.protocol import evaluate_run  # the test split, built on demand
 
-        return evaluate_run(self.cfg, learner, self.cfg.train.progress)  # type: ignore[arg-type]
+        progress = self.cfg.train.progress
+        return evaluate_run(self.cfg, learner, progress, steps)  # type: ignore[arg-type]
 
 
 @register_problem("regression")

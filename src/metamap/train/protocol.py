@@ -104,13 +104,19 @@ def _bar(total: int, progress: bool) -> tqdm[Any]:
     )  # fmt: skip
 
 
-def evaluate_run(cfg: RunConfig, learner: MetaLearner, progress: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    cfg: RunConfig,
+    learner: MetaLearner,
+    progress: bool = False,
+    steps: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Scores on ``cfg.eval``'s fixed tasks: under ``"scores"``, ``{"<shots>-shot": {"<steps>":
     {"mean", "ci95", "n", "nonfinite", "values"}}}`` (``values``: each task's score, in task
     order, so that the interval can be recomputed), and ``"meta_dataset"``
     (:func:`evaluate_meta_dataset`) when ``eval.metadataset_tasks`` asks for it.
 
-    ``progress`` shows a progress bar of the tasks scored (on stderr)."""
+    ``progress`` shows a progress bar of the tasks scored (on stderr); ``steps`` replaces
+    ``eval.steps`` (a learner without inner steps reports its one mapping under 0)."""
     e = cfg.eval
     results: dict[str, Any] = {
         "protocol": describe(cfg),
@@ -121,7 +127,7 @@ def evaluate_run(cfg: RunConfig, learner: MetaLearner, progress: bool = False) -
         "seed": e.seed,
         "scores": {},
     }
-    steps = e.steps if learner.inner_steps else [0]
+    steps = sorted(set(e.steps if steps is None else steps)) if learner.inner_steps else [0]
     with _bar(len(e.shots) * e.tasks + e.metadataset_tasks, progress) as bar:
         for shots in e.shots:
             bar.set_postfix_str(f"{shots}-shot", refresh=False)

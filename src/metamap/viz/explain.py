@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,16 @@ import numpy.typing as npt
 
 from metamap.features.explain import AdaptationProfile, Projection
 
-__all__ = ["adaptation_profile_plot", "embedding_plot", "task_scores_plot"]
+__all__ = [
+    "adaptation_profile_plot",
+    "before_after_plot",
+    "embedding_plot",
+    "score_curves_plot",
+    "task_scores_plot",
+]
+
+Scores = Mapping[str, Mapping[str, Mapping[str, Any]]]
+"""An evaluation's ``scores``: ``{label: {"<steps>": {"mean", "ci95", "values", ...}}}``."""
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -96,4 +105,70 @@ def task_scores_plot(
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title} ({len(losses)} tasks)", fontsize=10)
+    return _save(fig, path)
+
+
+def _panels(count: int, height: float) -> tuple[Any, list[Any]]:
+    size = (max(6.4, 4.6 * count), height)
+    fig, axes = plt.subplots(1, count, figsize=size, dpi=120, squeeze=False)
+    return fig, list(axes[0])
+
+
+def _measure(label: str, metric: str) -> str:
+    """What a label's scores measure: the evaluation's ``metric``, unless the label names its
+    own after a comma (meta-RL's ``"40 test tasks, success rate"``)."""
+    return label.rpartition(", ")[2] if ", " in label else metric
+
+
+def _tasks_title(label: str, n: int) -> str:
+    return label if label.startswith(f"{n} ") else f"{label} ({n} tasks)"
+
+
+def score_curves_plot(scores: Scores, metric: str, path: str | Path, title: str) -> Path:
+    """One panel per label of an evaluation's ``scores`` (a support size, a metric such as a
+    success rate): the mean over the test tasks ± 95% CI against adaptation steps."""
+    fig, axes = _panels(len(scores), 3.8)
+    for ax, (label, by_step) in zip(axes, scores.items(), strict=True):
+        steps = sorted(int(k) for k in by_step)
+        means = np.array([by_step[str(k)]["mean"] for k in steps])
+        cis = np.array([by_step[str(k)]["ci95"] for k in steps])
+        ax.errorbar(steps, means, yerr=cis, marker="o", ms=4, capsize=3)
+        ax.set_xticks(steps)
+        ax.set_xlabel("adaptation steps")
+        ax.set_ylabel(f"{_measure(label, metric)} (mean ± 95% CI)")
+        ax.set_title(_tasks_title(label, by_step[str(steps[0])]["n"]), fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def before_after_plot(
+    scores: Scores, metric: str, higher_is_better: bool, path: str | Path, title: str
+) -> Path:
+    """One panel per label with a 0-step score: each test task's metric before adapting
+    against after the most steps scored, with the diagonal (no change); the tasks adapting
+    helped lie above it when higher is better, below it otherwise."""
+    labels = [k for k, v in scores.items() if "0" in v and len(v) > 1]
+    if not labels:
+        raise ValueError("no label of the evaluation has a 0-step score and a later one")
+    fig, axes = _panels(len(labels), 4.4)
+    for ax, label in zip(axes, labels, strict=True):
+        by_step = scores[label]
+        last = max(int(k) for k in by_step)
+        before = np.asarray(by_step["0"]["values"], dtype=np.float64)
+        after = np.asarray(by_step[str(last)]["values"], dtype=np.float64)
+        ax.scatter(before, after, s=12, alpha=0.6)
+        both = np.concatenate([before, after])
+        both = both[np.isfinite(both)]
+        if both.size:
+            lo, hi = float(both.min()), float(both.max())
+            ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="no change")
+            ax.legend(fontsize=7, loc="upper left" if higher_is_better else "lower right")
+        measure = _measure(label, metric)
+        ax.set_xlabel(f"{measure} before adapting")
+        ax.set_ylabel(f"{measure} after {last} step{'s' * (last != 1)}")
+        better = "above" if higher_is_better else "below"
+        ax.set_title(f"{label}: a dot a task, helped {better} the line", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
