@@ -480,7 +480,7 @@ def _explain_evaluation(
 
     from metamap.features.explain import adaptation_gains
     from metamap.train import apply_overrides, build_problem, parse_config
-    from metamap.viz.explain import before_after_plot, score_curves_plot
+    from metamap.viz.explain import per_task_plot, score_curves_plot
     from metamap.viz.plots import METRIC_NAMES
 
     if args.data is not None:
@@ -498,10 +498,11 @@ def _explain_evaluation(
     metric = METRIC_NAMES.get(results["metric"], results["metric"])
     gains = adaptation_gains(scores, problem.higher_is_better)
     what = f"{title}: the fixed test tasks"
-    written = [score_curves_plot(scores, metric, out / "adaptation.png", what)]
-    if gains:
-        higher = problem.higher_is_better
-        written.append(before_after_plot(scores, metric, higher, out / "task_scores.png", what))
+    written = [
+        per_task_plot(scores, metric, problem.higher_is_better, out / "task_scores.png", what)
+    ]
+    if any(len(by_step) > 1 for by_step in scores.values()):  # a curve needs two points
+        written.insert(0, score_curves_plot(scores, metric, out / "adaptation.png", what))
     report = {
         "checkpoint": args.checkpoint,
         "tasks": results["tasks"],
@@ -514,18 +515,20 @@ def _explain_evaluation(
     for p in written:
         print(f"wrote {p}")
     for label, by_step in scores.items():
-        first, last = min(by_step, key=int), max(by_step, key=int)
-        line = (
-            f"{label}: {metric} {by_step[first]['mean']:.4f} ± {by_step[first]['ci95']:.4f} "
-            f"after {first} steps, {by_step[last]['mean']:.4f} ± {by_step[last]['ci95']:.4f} "
-            f"after {last}"
-        )
+        counts = sorted(by_step, key=int)
+        first, last = by_step[counts[0]], by_step[counts[-1]]
+        line = f"{label}: {metric} {first['mean']:.4f} ± {first['ci95']:.4f}"
+        if len(counts) > 1:
+            line += (
+                f" after {counts[0]} steps, {last['mean']:.4f} ± {last['ci95']:.4f} "
+                f"after {counts[-1]}"
+            )
         if label in gains:
             g = gains[label]
             line += f"; better on {g['improved']} of {g['tasks']} tasks, worse on {g['worse']}"
         print(line)
     if not gains:
-        print("no adaptation steps to compare (this learner maps a task in one closed form)")
+        print("no adaptation steps to compare: this learner maps a task in one closed form")
 
 
 def run_feature_command(args: argparse.Namespace) -> bool:

@@ -273,6 +273,13 @@ def test_the_closed_form_config_starts_as_fold_in_and_trains(root: Path, tmp_pat
     tasks, _ = problem.fixed_tasks("test", 5)
     scores = evaluate_users(learner, tasks[:5], scale=problem.data.scale)
     assert all(0 <= s["mae"] <= 4 for s in scores)
+    # explain: one closed-form mapping, so each support size's MAEs as a histogram, no curve
+    out = tmp_path / "explained"
+    assert main(["explain", str(trainer.result_path), "--out", str(out)]) == 0
+    assert {p.name for p in out.glob("*.png")} == {"task_scores.png"}
+    report = json.loads((out / "explain.json").read_text())
+    assert report["adaptation_gains"] == {}
+    assert all(list(v) == ["0"] for v in report["evaluation"]["scores"].values())
 
 
 def test_melu_runs_from_before_item_factors_keep_their_fingerprint(root: Path) -> None:

@@ -17,8 +17,8 @@ from metamap.features.explain import AdaptationProfile, Projection
 
 __all__ = [
     "adaptation_profile_plot",
-    "before_after_plot",
     "embedding_plot",
+    "per_task_plot",
     "score_curves_plot",
     "task_scores_plot",
 ]
@@ -142,21 +142,30 @@ def score_curves_plot(scores: Scores, metric: str, path: str | Path, title: str)
     return _save(fig, path)
 
 
-def before_after_plot(
+def per_task_plot(
     scores: Scores, metric: str, higher_is_better: bool, path: str | Path, title: str
 ) -> Path:
-    """One panel per label with a 0-step score: each test task's metric before adapting
-    against after the most steps scored, with the diagonal (no change); the tasks adapting
-    helped lie above it when higher is better, below it otherwise."""
-    labels = [k for k, v in scores.items() if "0" in v and len(v) > 1]
-    if not labels:
-        raise ValueError("no label of the evaluation has a 0-step score and a later one")
-    fig, axes = _panels(len(labels), 4.4)
-    for ax, label in zip(axes, labels, strict=True):
-        by_step = scores[label]
+    """One panel per label of an evaluation's ``scores``. With a 0-step score and a later
+    one: each test task's metric before adapting against after the most steps scored, with
+    the diagonal (no change); the tasks adapting helped lie above it when higher is better,
+    below it otherwise. With one step count (a closed-form mapping): the histogram of the
+    tasks' metric, with its mean."""
+    fig, axes = _panels(len(scores), 4.4)
+    for ax, (label, by_step) in zip(axes, scores.items(), strict=True):
+        measure = _measure(label, metric)
         last = max(int(k) for k in by_step)
-        before = np.asarray(by_step["0"]["values"], dtype=np.float64)
         after = np.asarray(by_step[str(last)]["values"], dtype=np.float64)
+        if "0" not in by_step or last == 0:
+            finite = after[np.isfinite(after)]
+            ax.hist(finite, bins=30, alpha=0.8)
+            ax.axvline(float(finite.mean()), color="black", ls="--", label="mean")
+            ax.legend(fontsize=7)
+            ax.set_xlabel(f"{measure} after {last} step{'s' * (last != 1)}")
+            ax.set_ylabel("tasks")
+            ax.set_title(_tasks_title(label, after.size), fontsize=9)
+            ax.grid(alpha=0.3)
+            continue
+        before = np.asarray(by_step["0"]["values"], dtype=np.float64)
         ax.scatter(before, after, s=12, alpha=0.6)
         both = np.concatenate([before, after])
         both = both[np.isfinite(both)]
@@ -164,7 +173,6 @@ def before_after_plot(
             lo, hi = float(both.min()), float(both.max())
             ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="no change")
             ax.legend(fontsize=7, loc="upper left" if higher_is_better else "lower right")
-        measure = _measure(label, metric)
         ax.set_xlabel(f"{measure} before adapting")
         ax.set_ylabel(f"{measure} after {last} step{'s' * (last != 1)}")
         better = "above" if higher_is_better else "below"
