@@ -183,6 +183,12 @@ def test_metamap_eval_scores_the_checkpoint(
     cfg, learner, _ = learner_from_checkpoint(trainer.last_path)
     again = build_problem(cfg).evaluate(learner)
     assert results["scores"] == json.loads(json.dumps(again["scores"]))
+    assert "evaluating" not in capsys.readouterr().err  # train.progress=false: no bar
+    shown = tmp_path / "shown.json"
+    argv = ["eval", str(trainer.last_path), "-o", "train.progress=true", "--out", str(shown)]
+    assert main(argv) == 0
+    assert "evaluating" in capsys.readouterr().err  # a bar of the passes over the test users
+    assert json.loads(shown.read_text())["scores"] == results["scores"]
 
 
 def test_metamap_explain_draws_each_user_before_and_after_adapting(

@@ -80,6 +80,11 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     assert set(scores) == {"0", "1", "2", "3"} and result["metric"] == "return"
     assert all(len(s["values"]) == 6 and s["mean"] < 0 for s in scores.values())
     assert "6 test tasks" in capsys.readouterr().out
+    shown = tmp_path / "shown.json"  # with progress: a bar of the rounds on stderr, same scores
+    ckpt_path = str(run / "checkpoints" / "last.pt")
+    assert main(["eval", ckpt_path, "-o", "train.progress=true", "--out", str(shown)]) == 0
+    assert "evaluating" in capsys.readouterr().err
+    assert json.loads(shown.read_text())["scores"] == result["scores"]
     drawn: list[list[str]] = []
     draw = runs.return_curve_plot
 

@@ -37,6 +37,7 @@ from metamap.core.learner import Learner
 from metamap.data.movielens import MovieLens
 from metamap.errors import ConfigError
 from metamap.models import Baseline
+from metamap.progress import progress_bar
 from metamap.recsys.baselines import ItemUserBias, MatrixFactorization
 from metamap.recsys.metrics import evaluate_users
 from metamap.tasks.users import (
@@ -173,25 +174,47 @@ class ColdStartProblem:
             "scores": {},
             "ranking": {},
         }
-        for support in self.section.supports:
-            tasks, users = self.fixed_tasks("test", support)
-            label = support_label(support)
-            by_step: dict[str, Any] = {}
-            for k in steps:
-                per_user = evaluate_users(learner, tasks, scale=self.data.scale, steps=k)
-                by_step[str(k)] = {
-                    **summarize([u["mae"] for u in per_user]).to_dict(),
-                    "diverged": int(sum(u["diverged"] for u in per_user)),
-                }
-                if k == max(steps):
-                    results["ranking"][label] = {
-                        m: summarize([u[m] for u in per_user]).to_dict()
-                        for m in per_user[0]
-                        if m != "diverged"  # a count beside each MAE, not a ranking metric
-                    }
-                    results["ranking"][label]["users"] = [int(self.data.user_ids[u]) for u in users]
-            results["scores"][label] = by_step
+        bar = progress_bar(
+            total=len(self.section.supports) * len(steps),
+            desc="evaluating",
+            unit="pass",
+            disable=not self.cfg.train.progress,
+            leave=False,
+        )
+        with bar:
+            for support in self.section.supports:
+                self._evaluate_support(learner, support, steps, results, bar)
         return results
+
+    def _evaluate_support(
+        self,
+        learner: Learner,
+        support: int | None,
+        steps: list[int],
+        results: dict[str, Any],
+        bar: Any,
+    ) -> None:
+        """Score every test user with ``support`` support ratings after each count of
+        ``steps`` (one bar update each) into ``results``."""
+        tasks, users = self.fixed_tasks("test", support)
+        label = support_label(support)
+        by_step: dict[str, Any] = {}
+        for k in steps:
+            bar.set_postfix_str(f"{label}, {k} steps", refresh=False)
+            per_user = evaluate_users(learner, tasks, scale=self.data.scale, steps=k)
+            by_step[str(k)] = {
+                **summarize([u["mae"] for u in per_user]).to_dict(),
+                "diverged": int(sum(u["diverged"] for u in per_user)),
+            }
+            if k == max(steps):
+                results["ranking"][label] = {
+                    m: summarize([u[m] for u in per_user]).to_dict()
+                    for m in per_user[0]
+                    if m != "diverged"  # a count beside each MAE, not a ranking metric
+                }
+                results["ranking"][label]["users"] = [int(self.data.user_ids[u]) for u in users]
+            bar.update(1)
+        results["scores"][label] = by_step
 
     def describe(self) -> str:
         s, m, lr = self.section, self.cfg.model, self.cfg.learner

@@ -29,6 +29,7 @@ from metamap.core import MetaStep
 from metamap.core.learner import Learner, Params
 from metamap.errors import ConfigError, NonFiniteRolloutError
 from metamap.models import Baseline
+from metamap.progress import progress_bar
 from metamap.rl import rollout
 from metamap.rl.protocol import EnvTaskSection, PolicyLearner, TaskFamily
 from metamap.rl.rollout import Rollouts
@@ -116,22 +117,35 @@ class MetaRLProblem:
         return policy.meta_update(support, query, reduce)
 
     def _returns(
-        self, learner: PolicyLearner, goals: Tensor, steps: list[int], g: torch.Generator
+        self,
+        learner: PolicyLearner,
+        goals: Tensor,
+        steps: list[int],
+        g: torch.Generator,
+        progress: bool = False,
     ) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
         """Each goal's mean return ``(T,)`` after each count of ``steps`` adaptation steps, and
-        its success rate where the environments report success (else no entries)."""
+        its success rate where the environments report success (else no entries).
+        ``progress``: a bar of the rounds of rollouts (one per adaptation step), on stderr."""
         envs = self.family.envs(goals, self.section.rollouts)
         out: dict[int, Tensor] = {}
         success: dict[int, Tensor] = {}
         params: Params | None = None
-        for k in range(max(steps) + 1):
-            r: Rollouts = rollout(learner.policy_fn(params), envs, g)
-            if k in steps:
-                out[k] = r.returns.mean(1)
-                if r.successes is not None:
-                    success[k] = r.successes.mean(1)
-            if k < max(steps):
-                params = learner.adapt_policy(r, params, step=k)
+        rounds = max(steps) + 1
+        bar = progress_bar(
+            total=rounds, desc="evaluating", unit="round", disable=not progress, leave=False
+        )
+        with bar:
+            for k in range(rounds):
+                bar.set_postfix_str(f"{len(goals)} goals, {k} adaptation steps", refresh=False)
+                r: Rollouts = rollout(learner.policy_fn(params), envs, g)
+                if k in steps:
+                    out[k] = r.returns.mean(1)
+                    if r.successes is not None:
+                        success[k] = r.successes.mean(1)
+                if k < max(steps):
+                    params = learner.adapt_policy(r, params, step=k)
+                bar.update(1)
         return out, success
 
     def validate(self, learner: Learner) -> float:
@@ -149,7 +163,8 @@ class MetaRLProblem:
         goals = self._test_goals()
         steps = sorted(set(e.steps if steps is None else steps) | {0})
         policy = cast(PolicyLearner, learner)
-        returns, success = self._returns(policy, goals, steps, self._generator(e.seed))
+        progress = self.cfg.train.progress
+        returns, success = self._returns(policy, goals, steps, self._generator(e.seed), progress)
         label = f"{e.tasks} test tasks"
         by_step = {str(k): summarize(v.tolist()).to_dict() for k, v in returns.items()}
         scores = {label: by_step}
