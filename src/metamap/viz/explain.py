@@ -152,31 +152,37 @@ def per_task_plot(
     tasks' metric, with its mean."""
     fig, axes = _panels(len(scores), 4.4)
     for ax, (label, by_step) in zip(axes, scores.items(), strict=True):
-        measure = _measure(label, metric)
         last = max(int(k) for k in by_step)
         after = np.asarray(by_step[str(last)]["values"], dtype=np.float64)
-        if "0" not in by_step or last == 0:
+        measure, steps = _measure(label, metric), f"{last} step{'s' * (last != 1)}"
+        if "0" in by_step and last > 0:
+            before = np.asarray(by_step["0"]["values"], dtype=np.float64)
+            _before_after_panel(ax, before, after, higher_is_better)
+            ax.set_xlabel(f"{measure} before adapting")
+            ax.set_ylabel(f"{measure} after {steps}")
+            better = "above" if higher_is_better else "below"
+            ax.set_title(f"{label}: a dot a task, helped {better} the line", fontsize=9)
+        else:
             finite = after[np.isfinite(after)]
             ax.hist(finite, bins=30, alpha=0.8)
             ax.axvline(float(finite.mean()), color="black", ls="--", label="mean")
             ax.legend(fontsize=7)
-            ax.set_xlabel(f"{measure} after {last} step{'s' * (last != 1)}")
+            ax.set_xlabel(f"{measure} after {steps}")
             ax.set_ylabel("tasks")
             ax.set_title(_tasks_title(label, after.size), fontsize=9)
-            ax.grid(alpha=0.3)
-            continue
-        before = np.asarray(by_step["0"]["values"], dtype=np.float64)
-        ax.scatter(before, after, s=12, alpha=0.6)
-        both = np.concatenate([before, after])
-        both = both[np.isfinite(both)]
-        if both.size:
-            lo, hi = float(both.min()), float(both.max())
-            ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="no change")
-            ax.legend(fontsize=7, loc="upper left" if higher_is_better else "lower right")
-        ax.set_xlabel(f"{measure} before adapting")
-        ax.set_ylabel(f"{measure} after {last} step{'s' * (last != 1)}")
-        better = "above" if higher_is_better else "below"
-        ax.set_title(f"{label}: a dot a task, helped {better} the line", fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def _before_after_panel(
+    ax: Any, before: npt.NDArray[np.float64], after: npt.NDArray[np.float64], higher: bool
+) -> None:
+    """A dot a task, and the diagonal of no change over the finite scores' range."""
+    ax.scatter(before, after, s=12, alpha=0.6)
+    both = np.concatenate([before, after])
+    both = both[np.isfinite(both)]
+    if both.size:
+        lo, hi = float(both.min()), float(both.max())
+        ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="no change")
+        ax.legend(fontsize=7, loc="upper left" if higher else "lower right")
