@@ -416,7 +416,12 @@ def _explain(args: argparse.Namespace) -> None:
     import json
 
     from metamap.features import FeatureExtractor, encoder_of, input_spec
-    from metamap.features.explain import adaptation_profile, per_task_scores, project_episode
+    from metamap.features.explain import (
+        adaptation_gains,
+        adaptation_profile,
+        per_task_scores,
+        project_episode,
+    )
     from metamap.train import learner_from_checkpoint, parse_config
     from metamap.train.config import apply_overrides
     from metamap.viz.explain import adaptation_profile_plot, embedding_plot, task_scores_plot
@@ -451,6 +456,9 @@ def _explain(args: argparse.Namespace) -> None:
             "loss": [[s.mean, s.ci95] for s in prof.loss],
             "delta_norms": prof.delta_norms,
         }
+        by_step = {str(k): m.to_dict() for k, m in zip(prof.steps, prof.metric, strict=True)}
+        gains = adaptation_gains({"tasks": by_step}, higher_is_better=metric == "accuracy")
+        report["adaptation_gains"] = gains.get("tasks")
     if cfg.task.images:
         spec = input_spec(cfg)
         ext = FeatureExtractor(  # one episode, as it is evaluated
@@ -467,6 +475,12 @@ def _explain(args: argparse.Namespace) -> None:
         print(f"wrote {p}")
     worst = metrics.min() if metric == "accuracy" else metrics.max()
     print(f"per-task {metric}: mean {metrics.mean():.4f}, worst {worst:.4f} ({len(tasks)} tasks)")
+    gain = report.get("adaptation_gains")
+    if gain is not None:
+        print(
+            f"after {gain['steps']} steps against 0: better on {gain['improved']} of "
+            f"{gain['tasks']} tasks, worse on {gain['worse']}"
+        )
 
 
 def _explain_evaluation(

@@ -97,6 +97,16 @@ def test_explain_command_writes_plots(
     assert len(report["per_task"]["accuracy"]) == 6
     if ckpt == "maml_ckpt":
         assert report["adaptation"]["steps"] == [0, 1, 2, 3]
+        gain = report["adaptation_gains"]  # after 3 steps against 0, task by task
+        assert gain["steps"] == 3 and gain["tasks"] == 6
+        assert gain["improved"] + gain["worse"] <= 6
+        before, after = (
+            report["adaptation"]["accuracy"][0][0],
+            report["adaptation"]["accuracy"][3][0],
+        )
+        assert gain["gain"] == pytest.approx(after - before, abs=1e-6)
+    else:
+        assert "adaptation_gains" not in report  # one mapping: nothing to compare
 
 
 def test_explain_regression_checkpoint_and_bad_input(
