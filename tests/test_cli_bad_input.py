@@ -421,7 +421,7 @@ ARG_CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
     (
         "lake-on-regression",
         lambda e: ["eval", e.best, "--lake", str(e.tmp)],
-        "--lake scores Omniglot",
+        "(this one: task.family 'sinusoid', not images)",
     ),
 ]
 

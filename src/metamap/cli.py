@@ -378,8 +378,8 @@ def _lake(cfg: RunConfig, learner: MetaLearner, root: str) -> dict[str, Any]:
     if not cfg.task.images or cfg.data.channels != 1:
         raise ConfigError(
             "--lake scores Omniglot's grey one-shot runs: it needs an image checkpoint with "
-            f"data.channels 1 (this one: task.family {cfg.task.family!r}, "
-            f"data.channels {cfg.data.channels})"
+            f"data.channels 1 (this one: task.family {cfg.task.family!r}"
+            + (f", data.channels {cfg.data.channels})" if cfg.task.images else ", not images)")
         )
     where = root or cfg.data.root
     runs = omniglot_one_shot_runs(where or None, image_size=cfg.data.image_size)

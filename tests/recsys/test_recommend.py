@@ -207,6 +207,8 @@ def test_bad_calls_are_refused(
         assert message in err and "internal error" not in err, err
     with pytest.raises(MetamapError, match="does not exist"):
         read_ratings_csv(tmp_path / "missing.csv")
+    with pytest.raises(MetamapError, match="is not a file; give a CSV"):
+        read_ratings_csv(tmp_path)  # a folder
     with pytest.raises(MetamapError, match="top must be at least 1, got 0"):
         rec.recommend(RATINGS, top=0)
     with pytest.raises(MetamapError, match=r"no ratings given"):

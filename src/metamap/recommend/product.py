@@ -102,7 +102,8 @@ def read_ratings_csv(path: str | os.PathLike[str]) -> list[tuple[int, float]]:
     read). Raises :class:`MetamapError` naming the file and line."""
     p = Path(path)
     if not p.is_file():
-        raise MetamapError(f"ratings file {str(p)!r} does not exist; give a CSV of item_id,rating")
+        what = "is not a file" if p.exists() else "does not exist"
+        raise MetamapError(f"ratings file {str(p)!r} {what}; give a CSV of item_id,rating")
     out: list[tuple[int, float]] = []
     with open(p, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's byte-order mark
         for n, row in enumerate(csv.reader(f), 1):
