@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from metamap.core import MetaStep, Task
 from metamap.core.learner import Learner
@@ -183,38 +184,34 @@ class ColdStartProblem:
         )
         with bar:
             for support in self.section.supports:
-                self._evaluate_support(learner, support, steps, results, bar)
+                label = support_label(support)
+                scores, ranking = self._evaluate_support(learner, support, steps, bar)
+                results["scores"][label], results["ranking"][label] = scores, ranking
         return results
 
     def _evaluate_support(
-        self,
-        learner: Learner,
-        support: int | None,
-        steps: list[int],
-        results: dict[str, Any],
-        bar: Any,
-    ) -> None:
-        """Score every test user with ``support`` support ratings after each count of
-        ``steps`` (one bar update each) into ``results``."""
+        self, learner: Learner, support: int | None, steps: list[int], bar: tqdm[Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every test user with ``support`` support ratings, scored after each count of
+        ``steps`` (one ``bar`` update each): the MAE summary per count, and the ranking
+        metrics after the most steps."""
         tasks, users = self.fixed_tasks("test", support)
-        label = support_label(support)
         by_step: dict[str, Any] = {}
         for k in steps:
-            bar.set_postfix_str(f"{label}, {k} steps", refresh=False)
+            bar.set_postfix_str(f"{support_label(support)}, {k} steps", refresh=False)
             per_user = evaluate_users(learner, tasks, scale=self.data.scale, steps=k)
             by_step[str(k)] = {
                 **summarize([u["mae"] for u in per_user]).to_dict(),
                 "diverged": int(sum(u["diverged"] for u in per_user)),
             }
-            if k == max(steps):
-                results["ranking"][label] = {
-                    m: summarize([u[m] for u in per_user]).to_dict()
-                    for m in per_user[0]
-                    if m != "diverged"  # a count beside each MAE, not a ranking metric
-                }
-                results["ranking"][label]["users"] = [int(self.data.user_ids[u]) for u in users]
             bar.update(1)
-        results["scores"][label] = by_step
+        ranking: dict[str, Any] = {
+            m: summarize([u[m] for u in per_user]).to_dict()
+            for m in per_user[0]
+            if m != "diverged"  # a count beside each MAE, not a ranking metric
+        }
+        ranking["users"] = [int(self.data.user_ids[u]) for u in users]
+        return by_step, ranking
 
     def describe(self) -> str:
         s, m, lr = self.section, self.cfg.model, self.cfg.learner
