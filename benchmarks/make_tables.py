@@ -1481,11 +1481,19 @@ def _grid_times(results: dict[str, dict[str, Any]]) -> str:
             return ""
         return f", {_minutes(r['process_cpu_seconds'])} counted by the OS for all its processes"
 
+    def wall(r: dict[str, Any]) -> str:  # a resumed grid's clock saw only its last part
+        if r.get("jobs_resumed"):
+            return (
+                f"no wall time of the whole: {r['jobs_resumed']} of its {r['jobs']} jobs were "
+                "done by earlier invocations"
+            )
+        return f"{_minutes(r['wall_seconds'])} of wall time on {r['workers']} worker" + (
+            "s" * (r["workers"] > 1)
+        )
+
     parts = [
         f"{_minutes(r['cpu_seconds'])} of CPU ({ML_PROTOCOLS[t]}: {len(r['methods'])} methods × "
-        f"{len(r['folds']) * len(r['seeds'])} splits{counted(r)}; "
-        f"{_minutes(r['wall_seconds'])} of wall time on {r['workers']} "
-        f"worker{'s' * (r['workers'] > 1)})"
+        f"{len(r['folds']) * len(r['seeds'])} splits{counted(r)}; {wall(r)})"
         for t, r in timed.items()
     ]
     return (

@@ -190,3 +190,28 @@ def test_no_page_types_a_measured_figure_by_hand(real_tables: ModuleType) -> Non
             assert page in real_tables.PAGES.values(), page.relative_to(ROOT)
         # A marker that opens a line is a block of its own to Markdown: it splits the paragraph.
         assert not re.search(r"^\s*<!-- fig ", page.read_text(), re.M), page.relative_to(ROOT)
+
+
+def test_a_resumed_movielens_grid_states_no_wall_time_of_the_whole(
+    real_tables: ModuleType,
+) -> None:
+    """A grid whose jobs an earlier invocation did was timed only for its last part: its
+    wall clock is not the grid's, so the table says so instead of quoting it."""
+    fresh = {
+        "cpu_seconds": 1950.0,
+        "process_cpu_seconds": 2000.0,
+        "wall_seconds": 990.0,
+        "workers": 2,
+        "jobs": 150,
+        "jobs_resumed": 0,
+        "methods": ["a", "b"],
+        "folds": [0, 1],
+        "seeds": [0],
+    }
+    line = real_tables._grid_times({"": fresh})
+    assert "32.5 min of CPU" in line and "16.5 min of wall time on 2 workers" in line
+    assert "33.3 min counted by the OS" in line
+    resumed = {**fresh, "wall_seconds": 3.1, "jobs_resumed": 150}
+    line = real_tables._grid_times({"": resumed})
+    assert "wall time on" not in line and "counted by the OS" not in line
+    assert "no wall time of the whole: 150 of its 150 jobs were done by earlier" in line
