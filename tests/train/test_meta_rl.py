@@ -95,6 +95,7 @@ def test_metamap_eval_scores_an_rl_checkpoint_before_and_after_adaptation(
     monkeypatch.setattr(runs, "return_curve_plot", keep)
     assert main(["plot", str(run)]) == 0  # the learning curve and return against steps
     assert (run / "learning_curve.png").is_file() and (run / "adaptation.png").is_file()
+    assert (run / "trajectories.png").is_file()  # navigation is planar: its paths are drawn
     assert main(["plot", str(run), "--steps", "2,0"]) == 0  # --steps in place of eval.steps
     assert drawn == [["0", "1", "2", "3"], ["0", "2"]]
     # explain: the same evaluation, to 2 steps, drawn per goal, with every goal's return

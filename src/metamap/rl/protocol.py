@@ -59,6 +59,8 @@ class EnvTaskSection(Protocol):
 
     rollouts: int
     """Episodes per task and adaptation step."""
+    planar: bool
+    """Its observations are positions in the plane, whose paths can be drawn."""
 
     def family_of_tasks(self) -> TaskFamily: ...
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 from pydantic import PositiveInt, model_validator
@@ -245,6 +245,7 @@ class NavigationTask(EnvironmentTaskSection):
     task's support and query data are ``rollouts`` episodes of ``horizon`` steps."""
 
     family: Literal["navigation"] = "navigation"
+    planar: ClassVar[bool] = True
     horizon: PositiveInt = 100
     low: float = -0.5
     high: float = 0.5

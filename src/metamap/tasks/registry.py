@@ -124,6 +124,9 @@ class EnvironmentTaskSection(TaskSection):
     """Episodes per task and adaptation step (MAML: 20 trajectories)."""
 
     loss: ClassVar[TaskLoss] = "return"
+    planar: ClassVar[bool] = False
+    """Its observations are positions in the plane (2D navigation): ``metamap plot`` draws the
+    paths a policy takes before and after adapting."""
 
     def problem(self) -> str:
         return "meta_rl"

@@ -19,7 +19,7 @@ environments that report success (Meta-World), each goal's success rate too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import torch
@@ -127,26 +127,39 @@ class MetaRLProblem:
         """Each goal's mean return ``(T,)`` after each count of ``steps`` adaptation steps, and
         its success rate where the environments report success (else no entries).
         ``progress``: a bar of the rounds of rollouts (one per adaptation step), on stderr."""
-        envs = self.family.envs(goals, self.section.rollouts)
         out: dict[int, Tensor] = {}
         success: dict[int, Tensor] = {}
+        for k, r in self.adaptation_rollouts(learner, goals, max(steps), g, progress):
+            if k in steps:
+                out[k] = r.returns.mean(1)
+                if r.successes is not None:
+                    success[k] = r.successes.mean(1)
+        return out, success
+
+    def adaptation_rollouts(
+        self,
+        learner: PolicyLearner,
+        goals: Tensor,
+        steps: int,
+        g: torch.Generator,
+        progress: bool = False,
+    ) -> Iterator[tuple[int, Rollouts]]:
+        """``task.rollouts`` episodes in each of ``goals: (T, P)`` before adapting and after
+        each of ``steps`` adaptation steps, ``(k, rollouts)``: each step adapts from the
+        previous step's rollouts, as evaluation does. ``progress``: a bar of the rounds."""
+        envs = self.family.envs(goals, self.section.rollouts)
         params: Params | None = None
-        rounds = max(steps) + 1
         bar = progress_bar(
-            total=rounds, desc="evaluating", unit="round", disable=not progress, leave=False
+            total=steps + 1, desc="evaluating", unit="round", disable=not progress, leave=False
         )
         with bar:
-            for k in range(rounds):
+            for k in range(steps + 1):
                 bar.set_postfix_str(f"{len(goals)} goals, {k} adaptation steps", refresh=False)
                 r: Rollouts = rollout(learner.policy_fn(params), envs, g)
-                if k in steps:
-                    out[k] = r.returns.mean(1)
-                    if r.successes is not None:
-                        success[k] = r.successes.mean(1)
-                if k < max(steps):
+                yield k, r
+                if k < steps:
                     params = learner.adapt_policy(r, params, step=k)
                 bar.update(1)
-        return out, success
 
     def validate(self, learner: Learner) -> float:
         policy = cast(PolicyLearner, learner)

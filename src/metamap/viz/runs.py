@@ -3,9 +3,10 @@
 Each kind of task draws its own picture of adaptation: a regression family's task with the
 model's predictions after each step count, one MovieLens test user's predicted against true
 ratings before and after adapting, a meta-RL policy's mean return against adaptation steps on
-test goals. A problem registers its drawing under its registered name
-(:func:`register_run_plot`); :func:`run_plots` draws what the run's problem registered (nothing
-for problems without one: the learning curve is drawn for every run by the caller).
+test goals (and, in 2D navigation, its paths before and after adapting). A problem registers
+its drawing under its registered name (:func:`register_run_plot`); :func:`run_plots` draws what
+the run's problem registered (nothing for problems without one: the learning curve is drawn for
+every run by the caller).
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
 from metamap.core import Learner
 from metamap.core.problem import Problem
 from metamap.errors import MetamapError
 from metamap.learners import MetaLearner
-from metamap.rl.protocol import PolicyLearner
+from metamap.rl.protocol import EnvTaskSection, PolicyLearner
 from metamap.train import ColdStartProblem, MetaRLProblem, RunConfig
 from metamap.train.build import build_regression
 from metamap.viz.plots import adaptation_plot
 from metamap.viz.recsys import user_adaptation_plot
-from metamap.viz.rl import return_curve_plot
+from metamap.viz.rl import navigation_plot, return_curve_plot
 
 __all__ = ["RunPlot", "register_run_plot", "run_plots"]
 
@@ -97,12 +100,19 @@ def _meta_rl(
     cfg: RunConfig, learner: Learner, problem: Problem, run_dir: Path, steps: Sequence[int] | None
 ) -> list[Path]:
     """Mean return on the test goals against adaptation steps: ``metamap eval``'s figures, at
-    ``steps`` in place of ``eval.steps`` where given."""
+    ``steps`` in place of ``eval.steps`` where given. For tasks in the plane (2D navigation),
+    also one episode's path in each of the first four test goals before adapting and after
+    each step, as the MAML paper's Figure 5 draws them (``trajectories.png``)."""
     policy = typing.cast(PolicyLearner, learner)
-    if steps is not None:
-        e = cfg.eval.model_copy(update={"steps": sorted(set(steps))})
-        problem = MetaRLProblem(cfg.model_copy(update={"eval": e}))
-    scores = typing.cast(MetaRLProblem, problem).evaluate(policy)
+    envs = typing.cast(MetaRLProblem, problem)
+    scores = envs.evaluate(policy, steps)
     by_step = next(iter(scores["scores"].values()))
     result = {"methods": {cfg.learner.name: {"scores": by_step}}}
-    return [return_curve_plot(result, run_dir / "adaptation.png")]
+    written = [return_curve_plot(result, run_dir / "adaptation.png")]
+    if typing.cast(EnvTaskSection, cfg.task).planar:
+        goals = envs.family.fixed_goals(4, cfg.eval.seed, envs.dtype).to(envs.device)
+        g = torch.Generator(device=envs.device).manual_seed(cfg.eval.seed)
+        last = max(int(k) for k in by_step)
+        paths = list(envs.adaptation_rollouts(policy, goals, last, g))
+        written.append(navigation_plot(goals, paths, run_dir / "trajectories.png"))
+    return written
