@@ -40,7 +40,6 @@ from typing import Any
 import torch
 
 from machine import command_line, provenance, write_result  # benchmarks/machine.py
-from metamap.rl import rollout
 from metamap.rl.protocol import PolicyLearner
 from metamap.train import MetaRLProblem, Trainer, learner_from_checkpoint, load_config
 from metamap.train.build import build_run_learner
@@ -185,13 +184,9 @@ def main() -> None:
     write_result(args.results / f"{name}.json", result)
     lead: PolicyLearner = next(iter(learners.values()))[0]  # MAML-TRPO, or RL²
     goals = problem.family.fixed_goals(4, cfg.eval.seed, torch.float32)
-    envs = problem.family.envs(goals, cfg.task.rollouts)  # type: ignore[attr-defined]
     g = torch.Generator().manual_seed(cfg.eval.seed)
-    paths, params = [], None
-    for k in range(3):  # before adaptation, after 1 and 2 steps (each from 20 episodes)
-        r = rollout(lead.policy_fn(params), envs, g)
-        paths.append((k, r))
-        params = lead.adapt_policy(r, params, step=k)
+    # before adaptation, after 1 and 2 steps (each from task.rollouts episodes)
+    paths = list(problem.adaptation_rollouts(lead, goals, 2, g))
     stem = name.removeprefix("rl_")
     navigation_plot(goals, paths, args.plots / f"{stem}_trajectories.png")
     return_curve_plot(result, args.plots / f"{stem}_returns.png")
