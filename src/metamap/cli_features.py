@@ -353,8 +353,9 @@ def _export(args: argparse.Namespace) -> None:
         )
 
 
-def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] | None]:
-    """The fixed tasks to explain on, and the class names of the first one (if known)."""
+def _explain_tasks(args: argparse.Namespace, cfg: Any, count: int) -> tuple[Any, list[str] | None]:
+    """The ``count`` fixed tasks to explain on, and the class names of the first one (if
+    known)."""
     from metamap.data import ImageClassDataset
     from metamap.features import input_spec, load_image_files
     from metamap.tasks import EpisodeSampler
@@ -390,7 +391,7 @@ def _explain_tasks(args: argparse.Namespace, cfg: Any) -> tuple[Any, list[str] |
         norm = None if spec.mean is None else (spec.mean, spec.std or ())
         dist = EpisodeSampler(data, ways, shots, min(e.queries, smallest - shots), normalize=norm)
     names = dist.fixed_task_class_names(e.seed, shots)
-    return dist.fixed_tasks(args.tasks, e.seed, shots=shots), names
+    return dist.fixed_tasks(count, e.seed, shots=shots), names
 
 
 def _unnormalised(task: Any, spec: Any) -> Any:
@@ -436,9 +437,8 @@ def _explain(args: argparse.Namespace) -> None:
     if not cfg.task.tensor_tasks:  # users, environments: what their evaluation shows
         _explain_evaluation(args, cfg, learner, title, out)
         return
-    args.tasks = 200 if args.tasks is None else args.tasks
-    args.steps = 10 if args.steps is None else args.steps
-    tasks, names = _explain_tasks(args, cfg)
+    steps = 10 if args.steps is None else args.steps
+    tasks, names = _explain_tasks(args, cfg, 200 if args.tasks is None else args.tasks)
     losses, metrics = per_task_scores(learner, tasks)
     metric = "mse" if learner.loss_name == "mse" else "accuracy"
     written = [task_scores_plot(losses, metrics, metric, out / "task_scores.png", title)]
@@ -448,7 +448,7 @@ def _explain(args: argparse.Namespace) -> None:
         "per_task": {"loss": losses.tolist(), metric: metrics.tolist()},
     }
     if learner.inner_steps:  # an adaptation curve needs inner steps
-        prof = adaptation_profile(learner, tasks, range(args.steps + 1))
+        prof = adaptation_profile(learner, tasks, range(steps + 1))
         written.append(adaptation_profile_plot(prof, out / "adaptation.png", title))
         report["adaptation"] = {
             "steps": prof.steps,
@@ -528,6 +528,12 @@ def _explain_evaluation(
     atomic_write_text(out / "explain.json", json.dumps(report, indent=1) + "\n")
     for p in written:
         print(f"wrote {p}")
+    if args.tasks is not None and results["tasks"] != args.tasks:
+        print(
+            f"note: --tasks {args.tasks} does not apply here: this evaluation scores all "
+            f"its {results['tasks']} fixed test tasks",
+            file=sys.stderr,
+        )
     for label, by_step in scores.items():
         counts = sorted(by_step, key=int)
         first, last = by_step[counts[0]], by_step[counts[-1]]

@@ -213,6 +213,14 @@ def test_metamap_explain_draws_each_user_before_and_after_adapting(
     assert {p.name for p in out.glob("*.png")} == {"adaptation.png", "task_scores.png"}
     printed = capsys.readouterr().out
     assert "support all: MAE" in printed and "after 2;" in printed
+    # every test user is scored: --tasks does not apply, and says so
+    assert (
+        main(["explain", str(trainer.last_path), "--out", str(tmp_path / "y"), "--tasks", "5"]) == 0
+    )
+    users = report["evaluation"]["tasks"]
+    assert f"--tasks 5 does not apply here: this evaluation scores all its {users}" in (
+        capsys.readouterr().err
+    )
 
 
 def test_metamap_eval_counts_and_names_adaptations_that_diverged(
