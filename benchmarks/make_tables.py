@@ -1246,6 +1246,8 @@ def _diverged(r: dict[str, Any]) -> str:
             " Test-time adaptations that diverged (NaN or infinite predictions; an infinite one "
             "counts as the scale's bound): " + "; ".join(adapted) + "."
         )
+    elif all("diverged_users" in m for m in r["methods"].values()):  # counted, and none
+        text += " No test-time adaptation diverged (NaN or infinite predictions; counted per user)."
     return text
 
 

@@ -148,6 +148,10 @@ def test_movielens_notes_name_diverged_training_and_diverged_adaptations(
     assert "Training diverged (a non-finite loss) for MeLU (Reptile) in 1 of 1 splits" in text
     assert "adaptations that diverged" in text and "MeLU (Reptile) support 5: 2 of 40 users" in text
     assert "support all" not in text and " b " not in text
+    counted = {"methods": {"b": method([{"fold": 0, "seed": 0}], {"support 5": 0})}}
+    assert real_tables._diverged(counted) == (
+        " No test-time adaptation diverged (NaN or infinite predictions; counted per user)."
+    )  # counted and none: said, unlike results from before the count (quiet)
 
 
 def test_an_inline_figure_is_read_from_its_result_file(make_tables: ModuleType) -> None:
