@@ -1197,7 +1197,7 @@ def movielens_table(scenario: str, tag: str = "") -> str:
     if "cpu_seconds" in r:  # every job from start to end (data, training, tuning, scoring)
         wall += (
             f"; the whole grid, every job from start to end (data, fitting, tuning, training, "
-            f"scoring), took {_minutes(r['cpu_seconds'])} of CPU"
+            f"scoring), took {_minutes(r['cpu_seconds'])} of job time"
         )
     lines += [
         "",
@@ -1208,9 +1208,10 @@ def movielens_table(scenario: str, tag: str = "") -> str:
         f"({last}). Δ: mean per-user MAE difference (negative: better), bold where its "
         f"95% CI excludes zero; the strongest baseline ({last}) is {best}. Training "
         f"time: summed over the {len(r['folds']) * len(r['seeds'])} splits (tuning and early "
-        f"stopping on validation users included; a network's from its trainer's clock), one "
-        f"thread each, on {prov['cpu']}; all methods together {_minutes(total)} of CPU, "
-        f"{_minutes(total / r['workers'])} on {r['workers']} cores ({wall}). Produced by "
+        f"stopping on validation users included; a network's from its trainer's clock), each "
+        f"job's wall clock on one thread, on {prov['cpu']}; all methods together "
+        f"{_minutes(total)}, {_minutes(total / r['workers'])} on {r['workers']} workers ({wall}). "
+        f"Beside other work a job's clock runs longer than its CPU time. Produced by "
         f"`{shell(r['command'])}`." + _diverged(r),
         provenance_note([r]),
     ]
@@ -1481,7 +1482,10 @@ def _grid_times(results: dict[str, dict[str, Any]]) -> str:
     def counted(r: dict[str, Any]) -> str:  # the operating system's count, where recorded
         if "process_cpu_seconds" not in r or r.get("jobs_resumed"):
             return ""
-        return f", {_minutes(r['process_cpu_seconds'])} counted by the OS for all its processes"
+        shared = r["process_cpu_seconds"] < 0.8 * r["cpu_seconds"]
+        return f", {_minutes(r['process_cpu_seconds'])} of CPU counted by the OS for all its " + (
+            "processes: they shared the CPU with other work" if shared else "processes"
+        )
 
     def wall(r: dict[str, Any]) -> str:  # a resumed grid's clock saw only its last part
         if r.get("jobs_resumed"):
@@ -1494,13 +1498,14 @@ def _grid_times(results: dict[str, dict[str, Any]]) -> str:
         )
 
     parts = [
-        f"{_minutes(r['cpu_seconds'])} of CPU ({ML_PROTOCOLS[t]}: {len(r['methods'])} methods × "
-        f"{len(r['folds']) * len(r['seeds'])} splits{counted(r)}; {wall(r)})"
+        f"{_minutes(r['cpu_seconds'])} of job time ({ML_PROTOCOLS[t]}: "
+        f"{len(r['methods'])} methods × {len(r['folds']) * len(r['seeds'])} splits"
+        f"{counted(r)}; {wall(r)})"
         for t, r in timed.items()
     ]
     return (
         " The whole grid, every job from start to end (data, tuning, training, scoring), one "
-        "thread a job: " + "; ".join(parts) + "."
+        "thread a job, by the jobs' wall clocks: " + "; ".join(parts) + "."
     )
 
 

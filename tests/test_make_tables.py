@@ -213,8 +213,12 @@ def test_a_resumed_movielens_grid_states_no_wall_time_of_the_whole(
         "seeds": [0],
     }
     line = real_tables._grid_times({"": fresh})
-    assert "32.5 min of CPU" in line and "16.5 min of wall time on 2 workers" in line
-    assert "33.3 min counted by the OS" in line
+    assert "32.5 min of job time" in line and "16.5 min of wall time on 2 workers" in line
+    assert "33.3 min of CPU counted by the OS for all its processes;" in line
+    shared = {**fresh, "process_cpu_seconds": 960.0}  # half a core a job: other work ran too
+    assert "16.0 min of CPU counted by the OS for all its processes: they shared the CPU" in (
+        real_tables._grid_times({"": shared})
+    )
     resumed = {**fresh, "wall_seconds": 3.1, "jobs_resumed": 150}
     line = real_tables._grid_times({"": resumed})
     assert "wall time on" not in line and "counted by the OS" not in line
