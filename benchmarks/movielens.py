@@ -35,7 +35,7 @@ import math
 import multiprocessing as mp
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +187,20 @@ def run_split(job: tuple[argparse.Namespace, int, int, list[str]]) -> list[dict[
         if done.is_file():
             out.append({**json.loads(done.read_text()), "resumed": True})
             continue
-        setup = 0.0
+        setup = setup_cpu = 0.0
         if problem is None:  # the split's problem: the config's task, every method's
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             built = build_problem(load_config(CONFIG, _split_overrides(args, fold, seed)))
             assert isinstance(built, ColdStartProblem)
             built.prepare()
             built.baseline()
             problem, setup = built, time.perf_counter() - start
-        result = {**_run_job(args, fold, seed, method, problem), "setup_seconds": setup}
+            setup_cpu = time.process_time() - cpu_start
+        result = {
+            **_run_job(args, fold, seed, method, problem),
+            "setup_seconds": setup,
+            "setup_cpu_seconds": setup_cpu,
+        }
         text = json.dumps(result)
         atomic_write(done, lambda f, text=text: f.write(text.encode()))
         out.append(result)
@@ -206,9 +211,11 @@ def _run_job(
     args: argparse.Namespace, fold: int, seed: int, method: str, problem: ColdStartProblem
 ) -> dict[str, Any]:
     start = time.perf_counter()  # the whole method: fitting or training, tuning, scoring
+    cpu_start = time.process_time()  # the same, as CPU time: not inflated by other work
     over = _split_overrides(args, fold, seed)
     cfg = load_config(CONFIG, over + META.get(method, [*MAML5, "learner.name=maml"]))
     t0 = time.perf_counter()
+    c0: float | None = time.process_time()
     info: dict[str, Any] = {}
     model: Any
     if method in BASELINES:
@@ -244,7 +251,10 @@ def _run_job(
                 "best_val_mae": result.best_val,
             }
             t0 = time.perf_counter() - result.train_seconds  # the trainer's clock: over resumes
+            cpu = result.train_cpu_seconds  # None: resumed from a checkpoint that did not count
+            c0 = None if cpu is None else time.process_time() - cpu
     train_s = time.perf_counter() - t0
+    train_cpu = None if c0 is None else time.process_time() - c0
     scores = _score(model, problem)
     if method == PLOTTED and (fold, seed) == (args.folds[0], args.seeds[0]):
         tasks, users = problem.fixed_tasks("test", None)
@@ -254,9 +264,17 @@ def _run_job(
         out = args.plots / f"movielens_{args.variant}_{args.scenario}{tag}_user.png"
         user_adaptation_plot(model, tasks[0], out, [0, model.inner_steps], title=title)
     print(f"{method} fold {fold} seed {seed}: {train_s:.0f} s", flush=True)
-    job_s = time.perf_counter() - start
+    job_s, job_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return {"method": method, "fold": fold, "seed": seed, "seconds": train_s, "info": info,
-            "job_seconds": job_s, "scores": scores}  # fmt: skip
+            "job_seconds": job_s, "cpu_seconds": train_cpu, "job_cpu_seconds": job_cpu,
+            "scores": scores}  # fmt: skip
+
+
+def _total(seconds: Iterable[float | None]) -> float | None:
+    """The sum of ``seconds``, rounded to 0.1 s; ``None`` if any is ``None`` (not counted)."""
+    values = list(seconds)
+    known = [v for v in values if v is not None]
+    return round(sum(known), 1) if len(known) == len(values) else None
 
 
 def _mean_ci(values: list[float]) -> dict[str, Any]:
@@ -288,6 +306,9 @@ def summarise(jobs: list[dict[str, Any]], supports: list[str]) -> tuple[dict, di
         methods[name] = {
             "train_seconds": round(sum(j["seconds"] for j in mine), 1),
             "job_seconds": round(sum(j["job_seconds"] for j in mine), 1),
+            # CPU time of the same (None where a job predates the count)
+            "train_cpu_seconds": _total(j.get("cpu_seconds") for j in mine),
+            "job_cpu_seconds": _total(j.get("job_cpu_seconds") for j in mine),
             "splits": [{"fold": j["fold"], "seed": j["seed"], **j["info"]} for j in mine],
             "cells": {s: {m: _mean_ci(values[name][s][m]) for m in METRICS} for s in supports},
             "diverged_users": {  # users whose test-time adaptation gave non-finite predictions
@@ -384,6 +405,12 @@ def main() -> None:
         # what the operating system counted: this process and its workers, user + system time,
         # start-up and imports included (meaningful when no job was resumed)
         "process_cpu_seconds": round(processes, 1),
+        # the jobs' own CPU time (each job's process, start to end; None where a job predates
+        # the count): unlike the clocks above, not inflated when other work shares the machine
+        "job_cpu_seconds": _total(
+            None if (c := j.get("job_cpu_seconds")) is None else c + j.get("setup_cpu_seconds", 0.0)
+            for j in done
+        ),
     }
     summary, per_user = summarise(done, supports)
     stem = f"movielens_{args.variant}_{args.scenario}{args.tag and '_' + args.tag}"

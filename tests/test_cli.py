@@ -1,6 +1,7 @@
 """The command line: end-to-end train → eval → plot, errors with exit status 2, and a real kill."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def test_train_minutes_stops_checkpointed_and_the_same_command_continues(
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert "trained 1 steps" in out and "no validation yet (every 10 steps)" in out
+    assert re.search(r"into \S+ \(\d+\.\d s, \d+\.\d s of CPU\)", out), out  # its cost
     assert "stopped by the 1e-09-minute budget at step 1 of 30" in err
     assert "not evaluated: the run stopped at step 1 of 30" in err
     assert not (tmp_path / "eval.json").exists()

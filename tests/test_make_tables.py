@@ -223,3 +223,24 @@ def test_a_resumed_movielens_grid_states_no_wall_time_of_the_whole(
     line = real_tables._grid_times({"": resumed})
     assert "wall time on" not in line and "counted by the OS" not in line
     assert "no wall time of the whole: 150 of its 150 jobs were done by earlier" in line
+
+
+def test_times_are_cpu_time_where_counted_and_labelled_clocks_where_not(
+    real_tables: ModuleType,
+) -> None:
+    """A result that counted CPU time is timed by it (other work on the machine does not inflate
+    it); an older one keeps its clock figures, called job time."""
+    grid = {"cpu_seconds": 1950.0, "wall_seconds": 990.0, "workers": 2, "jobs": 150,
+            "methods": ["a"], "folds": [0], "seeds": [0]}  # fmt: skip
+    assert real_tables._grid_cost(grid) == "32.5 min of job time"
+    counted = {**grid, "job_cpu_seconds": 990.0}
+    assert real_tables._grid_cost(counted) == "16.5 min of CPU in its jobs (32.5 min of job time)"
+    assert "16.5 min of CPU in its jobs" in real_tables._grid_times({"": counted})
+    assert real_tables._train_time({"train_seconds": 600.0}) == 600.0
+    method = {"train_seconds": 600.0, "train_cpu_seconds": 290.0}
+    assert real_tables._train_time(method) == 290.0
+    row = {"device": "cpu", "train_seconds": 7200.0}
+    assert real_tables._cpu_minutes(row) == ""  # trained before the count
+    assert real_tables._cpu_minutes({**row, "train_cpu_seconds": 3600.0}) == " (60 CPU min)"
+    gpu = {"device": "cuda", "train_seconds": 600.0, "train_cpu_seconds": 590.0}
+    assert real_tables._cpu_minutes(gpu) == ""  # a GPU row's cost is not its host's CPU

@@ -265,7 +265,9 @@ def _train(
         if result.best_step
         else f"no validation yet (every {cfg.train.val_every} steps)"
     )
-    print(f"trained {result.step} steps into {result.out_dir}; {best} [{describe(cfg)}]")
+    cpu = result.train_cpu_seconds  # None: part of the run predates the count
+    spent = _duration(result.train_seconds) + ("" if cpu is None else f", {_duration(cpu)} of CPU")
+    print(f"trained {result.step} steps into {result.out_dir} ({spent}); {best} [{describe(cfg)}]")
     if result.budget_stopped:
         print(
             f"stopped by the {minutes:g}-minute budget at step {result.step} of "
@@ -273,6 +275,11 @@ def _train(
             file=sys.stderr,
         )
     return trainer
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` for a person: ``12.3 s`` or, from two minutes, ``4.5 min``."""
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _last_step(paths: RunPaths) -> int:

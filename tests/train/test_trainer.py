@@ -280,3 +280,35 @@ def test_the_result_is_the_best_or_the_last_checkpoint_as_eval_checkpoint_says(
         paths = RunPaths(t.out_dir)
         assert t.result_path == paths.result(which) == getattr(paths, which)
         assert load_checkpoint(t.result_path)["step"] == (t.best_step if which == "best" else 12)
+
+
+def test_cpu_time_is_counted_over_resumes_and_unknown_after_an_older_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """``train_cpu_seconds`` sums this process's CPU time over every resumed session (so a run
+    on a shared machine reports its own cost); a checkpoint from a metamap that did not count
+    it leaves the total unknown (``None``) rather than short."""
+    cfg = load_config(None, FAST)
+    part = Trainer(cfg, tmp_path / "a")
+    first = part.fit(stop_after=6)
+    assert first.train_cpu_seconds is not None and first.train_cpu_seconds > 0
+    stored = load_checkpoint(part.last_path)["train_cpu_seconds"]
+    assert stored == pytest.approx(first.train_cpu_seconds)
+    whole = Trainer(cfg, tmp_path / "a").fit()
+    assert whole.train_cpu_seconds is not None and whole.train_cpu_seconds > stored
+    assert load_checkpoint(RunPaths(tmp_path / "a").last)["train_cpu_seconds"] == pytest.approx(
+        whole.train_cpu_seconds
+    )
+
+    Trainer(cfg, tmp_path / "b").fit(stop_after=6)
+    old = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    del old["train_cpu_seconds"]
+    save_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", old)
+    resumed = Trainer(cfg, tmp_path / "b").fit()
+    assert resumed.step == 12 and resumed.train_cpu_seconds is None
+    assert load_checkpoint(RunPaths(tmp_path / "b").last)["train_cpu_seconds"] is None
+
+    old["train_cpu_seconds"] = "3 s"
+    save_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt", old)
+    with pytest.raises(CheckpointError, match="'train_cpu_seconds' must be a number"):
+        Trainer(cfg, tmp_path / "b").fit()

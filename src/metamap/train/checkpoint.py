@@ -147,9 +147,12 @@ def check_run_state(state: Mapping[str, Any], path: str | Path, resumable: bool 
     best = state.get("best_val")
     if isinstance(best, bool) or not isinstance(best, int | float) or math.isnan(best):
         raise CheckpointError(f"{where}: 'best_val' must be a number, got {best!r}; {_FIX}")
-    seconds = state.get("train_seconds", 0.0)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise CheckpointError(f"{where}: 'train_seconds' must be a number, got {seconds!r}")
+    for key in ("train_seconds", "train_cpu_seconds"):
+        seconds = state.get(key, 0.0)
+        if key == "train_cpu_seconds" and seconds is None:  # not counted by an older metamap
+            continue
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise CheckpointError(f"{where}: '{key}' must be a number, got {seconds!r}")
     weights = state["learner"]
     odd = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
     if odd or not weights:

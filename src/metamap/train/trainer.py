@@ -124,6 +124,11 @@ class TrainResult:
     last_loss: float
     train_seconds: float
     """Wall-clock seconds spent training, summed over every resumed session."""
+    train_cpu_seconds: float | None = None
+    """CPU seconds this process spent training (user + system, every thread; rank 0's with
+    several processes), summed over every resumed session; unlike the wall clock, not inflated
+    when other work shares the machine. ``None`` when part of the run was made by a metamap that
+    did not count it."""
     budget_stopped: bool = False
     """Whether this call's time budget (``fit(minutes=...)``) ended it before ``train.steps``:
     its last step is checkpointed, and the same call continues the run."""
@@ -178,6 +183,7 @@ class Trainer:
         self.best_val = -math.inf if self.higher_is_better else math.inf
         self.last_loss = math.nan
         self.train_seconds = 0.0
+        self.train_cpu_seconds: float | None = 0.0
         self.rank, self.world = rank_and_world()
         """This process's rank among ``world`` data-parallel processes (``0, 1``: alone)."""
         self._resumed_from: tuple[Path, int, int] | None = None
@@ -217,6 +223,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "train_seconds": self.train_seconds,
+            "train_cpu_seconds": self.train_cpu_seconds,
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
@@ -256,6 +263,8 @@ class Trainer:
         self.best_step = int(state["best_step"])
         self.best_val = float(state["best_val"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        cpu = state.get("train_cpu_seconds")  # absent from checkpoints before it was counted
+        self.train_cpu_seconds = None if cpu is None else float(cpu)
 
     def resume_source(self) -> Path | None:
         """The checkpoint a resume starts from: ``last.pt``, else ``best.pt`` (a whole state at
@@ -350,6 +359,7 @@ class Trainer:
             leave=False,
         )
         start = time.perf_counter() - self.train_seconds
+        cpu_start = time.process_time() - (self.train_cpu_seconds or 0.0)
         stopped = False
         try:
             while self.step < t.steps:
@@ -357,6 +367,8 @@ class Trainer:
                     break
                 self._one_step(self._gradients(device))
                 self.train_seconds = time.perf_counter() - start
+                if self.train_cpu_seconds is not None:
+                    self.train_cpu_seconds = time.process_time() - cpu_start
                 # every process stops at the same step once any has spent the budget
                 stopped = (
                     deadline is not None
@@ -379,6 +391,7 @@ class Trainer:
             self.best_val,
             self.last_loss,
             self.train_seconds,
+            self.train_cpu_seconds,
             budget_stopped=stopped,
         )
 
