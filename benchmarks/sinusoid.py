@@ -50,6 +50,7 @@ def run(
         "best_step": result.best_step,
         "best_val_mse": result.best_val,
         "train_seconds": round(result.train_seconds, 1),
+        "train_cpu_seconds": None if (c := result.train_cpu_seconds) is None else round(c, 1),
         "train_seconds_this_invocation": round(train_s, 1),
         "eval_seconds": round(time.perf_counter() - t0, 1),
         "batching": best.batching,
