@@ -66,6 +66,7 @@ def test_the_migration_page_has_the_snippets_it_promises() -> None:
         "KShots",
         "higher.innerloop_ctx",
         "diffopt.step(",
+        "torchopt.MetaAdam",
         "torchmeta.datasets.helpers import omniglot",
         "BatchMetaDataLoader",
         "MetaModule",

@@ -3,7 +3,10 @@ from pathlib import Path
 import pytest
 
 from metamap.errors import ConfigError
+from metamap.learners import GradientLearner
+from metamap.learners.inner_optim import SGD, Adam
 from metamap.train import RunConfig, apply_overrides, load_config, parse_config
+from metamap.train.build import build_run_learner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -297,3 +300,30 @@ def test_disjoint_splits_keep_the_best_checkpoint_and_the_choice_is_not_trained(
     assert last.fingerprint() == cfg.fingerprint()  # a finished run may be scored either way
     with pytest.raises(ConfigError, match=r"'eval\.checkpoint'"):
         load_config(None, [*EPISODES, "eval.checkpoint=final"])
+
+
+def test_config_chooses_the_inner_optimizer_and_refuses_settings_of_another() -> None:
+    cfg = load_config(None, ["learner.inner_optimizer={name: adam, betas: [0.5, 0.9]}"])
+    learner = build_run_learner(cfg)
+    assert isinstance(learner, GradientLearner)
+    assert learner.inner_optimizer == Adam(betas=(0.5, 0.9))
+    assert "inner adam β=(0.5, 0.9) ε=1e-08" in cfg.learner.notes()
+    plain = load_config(None, [])
+    assert cfg.fingerprint() != plain.fingerprint()  # a run with Adam never resumes a plain one
+    said = load_config(None, ["learner.inner_optimizer={name: sgd, momentum: 0}"])
+    assert said.fingerprint() == plain.fingerprint()  # plain steps, said: the same weights
+    default = build_run_learner(load_config(None, []))
+    assert isinstance(default, GradientLearner) and default.inner_optimizer is None
+    momentum = load_config(None, ["learner.inner_optimizer={momentum: 0.9, nesterov: true}"])
+    assert build_run_learner(momentum).inner_optimizer == SGD(0.9, True)  # type: ignore[union-attr]
+    for override, message in [
+        ("learner.inner_optimizer={name: adam, momentum: 0.9}", "momentum and nesterov are sgd"),
+        ("learner.inner_optimizer={eps: 1e-6}", "betas and eps are adam's settings"),
+        ("learner.inner_optimizer={nesterov: true}", "nesterov needs a momentum above 0"),
+        ("learner.inner_optimizer={name: adam, betas: [1.5, 0.9]}", r"betas\[0\] must be in"),
+        ("learner.inner_optimizer={name: rmsprop}", "inner_optimizer.name"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [override])
+    with pytest.raises(ConfigError, match=r"MAML\+\+ adapts with plain gradient steps"):
+        load_config(None, ["learner.name=mamlpp", "learner.inner_optimizer={name: adam}"])

@@ -83,6 +83,7 @@ class ANIL(MAML):
             self.step_sizes(meta, self.inner_steps),
             create_graph=self.second_order,
             use_func=use_func,
+            optimizer=self.inner_optimizer,
         )
         pred = run_head(fast, zq)
         return self._loss(pred, qy), self._metric(pred.detach(), qy)

@@ -7,13 +7,16 @@ with ``torch.func`` (``grad``, ``vmap``) as well as with ``torch.autograd``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from metamap.core.learner import LossName, Params
+
+if TYPE_CHECKING:
+    from metamap.learners.inner_optim import InnerOptimizer
 
 __all__ = [
     "LossName",
@@ -118,8 +121,12 @@ def inner_loop(
     *,
     create_graph: bool,
     use_func: bool,
+    optimizer: InnerOptimizer[Any] | None = None,
 ) -> tuple[Params, list[Tensor]]:
     """Run ``len(step_sizes)`` steps of gradient descent on ``loss_of`` from ``params``.
+
+    ``optimizer`` (:mod:`metamap.learners.inner_optim`: momentum SGD, Adam) makes the steps its
+    updates, from its initial state, each with its step size; ``None`` is plain gradient descent.
 
     ``create_graph=True`` keeps the graph of each step so that the outer gradient is the exact
     second-order one (MAML); ``False`` treats inner gradients as constants (first-order MAML).
@@ -136,8 +143,14 @@ def inner_loop(
     """
     if create_graph and torch.compiler.is_compiling():
         return _eager_inner_loop(
-            loss_of, params, step_sizes, create_graph=create_graph, use_func=use_func
+            loss_of,
+            params,
+            step_sizes,
+            create_graph=create_graph,
+            use_func=use_func,
+            optimizer=optimizer,
         )
+    state = None if optimizer is None else optimizer.init(params)
     losses: list[Tensor] = []
     for lr in step_sizes:
         if use_func:
@@ -148,7 +161,10 @@ def inner_loop(
             loss = loss_of(params)
             gs = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
             grads = dict(zip(params, gs, strict=True))
-        params = gd_step(params, grads, lr)
+        if optimizer is None:
+            params = gd_step(params, grads, lr)
+        else:
+            params, state = optimizer.step(params, grads, state, lr)
         losses.append(loss.detach())
     return params, losses
 

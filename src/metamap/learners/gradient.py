@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
@@ -48,6 +48,7 @@ from metamap.learners.functional import (
     task_loss_function,
     task_metric_function,
 )
+from metamap.learners.inner_optim import InnerOptimizer, InnerOptimizerSection
 from metamap.learners.registry import BuildContext, LearnerSection
 from metamap.models.dropblock import DropBlock2d
 from metamap.models.ensemble import ensemble_forward
@@ -135,6 +136,9 @@ class GradientLearner(MetaLearner):
         self._metric = metric_function(loss)
         self._task_losses = task_loss_function(loss)
         self._task_metrics = task_metric_function(loss)
+        self.inner_optimizer: InnerOptimizer[Any] | None = None
+        """The inner loop's update rule (:mod:`metamap.learners.inner_optim`); ``None``: plain
+        gradient descent."""
         # Channels-last pays only where the model pins the layout through second-order gradients
         # (Conv-4 does: 1.33x learn2learn on Omniglot-shaped MAML); elsewhere layouts mix.
         self.use_channels_last(pins_layout(model) and self.batching == "loop")
@@ -147,6 +151,13 @@ class GradientLearner(MetaLearner):
                 "channels-last weights; use batching='loop' (the default for convolutions)"
             )
         super().use_channels_last(enabled)
+        return self
+
+    def use_inner_optimizer(self: G, optimizer: InnerOptimizer[Any] | None) -> G:
+        """Adapt with ``optimizer``'s updates (momentum SGD, Adam: differentiable, so the
+        meta-gradient stays exact) instead of plain gradient steps; ``None`` restores those.
+        Each adaptation starts from the optimizer's initial state (zero moments)."""
+        self.inner_optimizer = optimizer
         return self
 
     # ---- hooks -------------------------------------------------------------------------
@@ -217,6 +228,7 @@ class GradientLearner(MetaLearner):
                 sizes,
                 create_graph=create_graph,
                 use_func=use_func,
+                optimizer=self.inner_optimizer,
             )
             return {**frozen, **fast}, losses
         support_frozen = frozen
@@ -236,6 +248,7 @@ class GradientLearner(MetaLearner):
                 sizes,
                 create_graph=create_graph,
                 use_func=use_func,
+                optimizer=self.inner_optimizer,
             )
         return {**frozen, **fast}, losses
 
@@ -267,7 +280,10 @@ class GradientLearner(MetaLearner):
         out: dict[int, AdaptedState] = {}
         losses: list[float] = []
         done = 0
+        start = dict(meta)
         for k in sorted(set(steps)):
+            if k > done and self.inner_optimizer is not None:  # its state starts at step 0
+                meta, losses, done = dict(start), [], 0
             if k > done:
                 sizes = self.step_sizes(meta, k)[done:]
                 with torch.enable_grad():
@@ -380,6 +396,7 @@ class GradientLearner(MetaLearner):
             self.step_sizes(meta, self.inner_steps),
             create_graph=create_graph,
             use_func=False,
+            optimizer=self.inner_optimizer,
         )
         return adapted, run_each
 
@@ -432,9 +449,18 @@ class GradientSection(LearnerSection):
     adapt: list[str] = Field(default_factory=list)
     """Prefixes of the parameter names the inner loop adapts (MeLU's local update:
     ``[decision.]``); empty: the learner's own choice (every parameter; the head for ANIL)."""
+    inner_optimizer: InnerOptimizerSection = Field(default_factory=InnerOptimizerSection)
+    """The inner loop's update rule: plain gradient descent (``sgd``, the default), momentum
+    SGD or Adam, all differentiated exactly (:mod:`metamap.learners.inner_optim`)."""
+
+    def notes(self) -> list[str]:
+        optimizer = self.inner_optimizer.build()
+        return [] if optimizer is None else [f"inner {optimizer.describe()}"]
 
     def restrict(self, learner: G) -> G:
-        """``learner`` adapting only the parameters ``adapt`` names (all when it is empty)."""
+        """``learner`` adapting only the parameters ``adapt`` names (all when it is empty), with
+        the update rule ``inner_optimizer`` names."""
+        learner.use_inner_optimizer(self.inner_optimizer.build())
         if self.adapt:
             try:
                 learner.adapt_only(self.adapt)

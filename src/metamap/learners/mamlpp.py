@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, model_validator
@@ -50,6 +50,7 @@ from metamap.learners.base import AdaptedState
 from metamap.learners.checks import check_step_counts
 from metamap.learners.functional import LossName, Params, StepSize, inner_loop
 from metamap.learners.gradient import Batching, GradientLearner, GradientSection
+from metamap.learners.inner_optim import InnerOptimizer
 from metamap.learners.registry import BuildContext, register_learner
 from metamap.models.layout import default_layout, pinning
 
@@ -137,6 +138,15 @@ class MAMLPlusPlus(GradientLearner):
         self.set_training_step(0)
 
     # ---- the training iteration t: MSL and DA are functions of it ------------------------
+    def use_inner_optimizer(self, optimizer: InnerOptimizer[Any] | None) -> MAMLPlusPlus:
+        """MAML++ takes plain gradient steps with its learned per-layer, per-step rates (LSLR)."""
+        if optimizer is not None:
+            raise ValueError(
+                "MAML++ adapts with plain gradient steps at its learned per-layer, per-step rates; "
+                "another inner optimizer does not apply to it: use maml or metasgd for that"
+            )
+        return self
+
     def set_training_step(self, step: int) -> None:
         """Set the training iteration t about to be taken (the trainer calls it each step)."""
         if step < 0:
@@ -271,6 +281,12 @@ class MAMLPlusPlusSection(GradientSection):
 
     @model_validator(mode="after")
     def _adapts_all(self) -> MAMLPlusPlusSection:
+        if self.inner_optimizer.build() is not None:
+            raise ValueError(
+                "MAML++ adapts with plain gradient steps at its learned per-layer, per-step "
+                "rates; learner.inner_optimizer does not apply to it: drop it, or use maml or "
+                "metasgd with learner.inner_optimizer"
+            )
         if self.adapt:
             raise ValueError(
                 "MAML++ adapts every parameter but its per-step BatchNorm ones; learner.adapt "

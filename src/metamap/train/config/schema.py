@@ -570,6 +570,9 @@ class RunConfig(Section):
             d["learner"].pop("class_feature")
         if d["learner"].get("adapt") == []:  # as before the option existed
             d["learner"].pop("adapt")
+        inner = getattr(self.learner, "inner_optimizer", None)
+        if inner is not None and inner.build() is None:  # plain steps: as before the option
+            d["learner"].pop("inner_optimizer")
         for k in (
             "val_every",
             "val_tasks",
