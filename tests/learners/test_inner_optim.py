@@ -203,6 +203,7 @@ def test_bad_settings_are_refused_with_the_reason(make: Callable[[], Any], messa
 def test_describe_names_the_settings() -> None:
     assert SGD().describe() == "sgd"
     assert SGD(momentum=0.9, nesterov=True).describe() == "sgd, nesterov 0.9"
+    assert SGD(weight_decay=0.01).describe() == "sgd, weight decay 0.01"
     assert Adam().describe() == "adam β=(0.9, 0.999) ε=1e-08"
 
 

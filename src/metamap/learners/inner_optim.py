@@ -110,11 +110,10 @@ class SGD:
         return new, SGDState(buf)
 
     def describe(self) -> str:
-        if not self.momentum:
-            return "sgd" + f" weight decay {self.weight_decay:g}" * bool(self.weight_decay)
         kind = "nesterov" if self.nesterov else "momentum"
-        decay = f", weight decay {self.weight_decay:g}" if self.weight_decay else ""
-        return f"sgd, {kind} {self.momentum:g}{decay}"
+        parts = [f"{kind} {self.momentum:g}"] if self.momentum else []
+        parts += [f"weight decay {self.weight_decay:g}"] if self.weight_decay else []
+        return ", ".join(["sgd", *parts])
 
 
 @dataclass(frozen=True)
