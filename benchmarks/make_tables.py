@@ -1237,7 +1237,9 @@ def movielens_table(scenario: str, tag: str = "") -> str:
         f"({last}). Δ: mean per-user MAE difference (negative: better), bold where its "
         f"95% CI excludes zero; the strongest baseline ({last}) is {best}. Training "
         f"time: summed over the {len(r['folds']) * len(r['seeds'])} splits (tuning and early "
-        f"stopping on validation users included; a network's from its trainer's clock), each "
+        f"stopping on validation users included; a network's from its trainer's "
+        + ("count" if cpu else "clock")
+        + "), each "
         + (
             "job's CPU time on one thread (its process's, which other work on the machine does "
             "not inflate)"
