@@ -198,10 +198,7 @@ class InnerOptimizerSection(Section):
             raise ValueError(
                 "betas and eps are adam's settings; sgd's are momentum, nesterov and weight_decay"
             )
-        try:
-            self.build()
-        except ValueError as e:  # the optimizer's own checks (betas in [0, 1), nesterov, ...)
-            raise ValueError(str(e)) from None
+        self.build()  # the optimizer's own checks (betas in [0, 1), nesterov with momentum)
         return self
 
     def build(self) -> InnerOptimizer[Any] | None:
