@@ -86,11 +86,11 @@ def main() -> None:
     ckpt = trainer.result_path  # the best validated; the last before any validation
     ckpt = ckpt if ckpt.exists() else trainer.last_path
     _, learner, state = learner_from_checkpoint(ckpt, test_lr)
-    seconds = round(trainer.train_seconds, 1)
+    seconds = (trainer.train_seconds, trainer.train_cpu_seconds)
     untrained = build_run_learner(load_config(config, [*over, *test_lr]))
     learners = {
         "MAML-TRPO": (learner, seconds, int(state["step"])),
-        "random initialisation": (untrained, 0.0, 0),
+        "random initialisation": (untrained, (0.0, 0.0), 0),
     }
     result = {
         "benchmark": f"rl_halfcheetah_{args.family}",

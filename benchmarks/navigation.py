@@ -61,33 +61,35 @@ TEST_LR: list[str] = []
 
 def _trained(
     name: str, steps: int, over: list[str], runs: Path, config: Path = CONFIG
-) -> tuple[Any, float, int]:
+) -> tuple[Any, tuple[float, float | None], int]:
     cfg = load_config(config, [f"train.steps={steps}", "train.progress=false", *over])
     trainer = Trainer(cfg, runs / name)
     result = trainer.fit(resume=True)
     adapts_by_steps = "test_lr" in type(cfg.learner).model_fields  # not RL²: no step size
     _, learner, _ = learner_from_checkpoint(trainer.result_path, TEST_LR * adapts_by_steps)
-    return learner, result.train_seconds, result.step
+    return learner, (result.train_seconds, result.train_cpu_seconds), result.step
 
 
 def scored(
     problem: MetaRLProblem,
     cfg: Any,
-    learners: dict[str, tuple[Any, float, int]],
+    learners: dict[str, tuple[Any, tuple[float, float | None], int]],
     paper: dict[str, list[float]],
     test_lr: list[float],
 ) -> dict[str, Any]:
-    """Every method of ``learners`` (name → learner, training seconds, meta-iterations) scored
+    """Every method of ``learners`` (name → learner, training seconds of wall clock and of CPU
+    (``None`` where not counted), meta-iterations) scored
     by ``problem``'s evaluation, beside ``paper``'s figures: the result file's protocol and
     ``methods``."""
     methods: dict[str, Any] = {}
     protocol = ""
-    for name, (learner, seconds, steps) in learners.items():
+    for name, (learner, (seconds, cpu), steps) in learners.items():
         t0 = time.perf_counter()
         scores = problem.evaluate(learner)
         protocol = scores["protocol"]
         methods[name] = {
             "train_seconds": round(seconds, 1),
+            "train_cpu_seconds": None if cpu is None else round(cpu, 1),
             "steps": steps,
             "eval_seconds": round(time.perf_counter() - t0, 1),
             "scores": next(iter(scores["scores"].values())),
@@ -137,7 +139,7 @@ def main() -> None:
     threads = [f"train.threads={args.threads}"]
     cfg = load_config(CONFIG, threads)
     problem = MetaRLProblem(cfg)
-    learners: dict[str, tuple[Any, float, int]] = {}
+    learners: dict[str, tuple[Any, tuple[float, float | None], int]] = {}
     pretrain = [*threads, "learner.inner_lr=0", "learner.test_lr=0.1"]
     if args.train == "pretrain":
         _trained("rl-navigation-pretrain", args.pretrain_steps, pretrain, args.runs)
@@ -174,7 +176,7 @@ def main() -> None:
         if args.rl2:
             learners["RL²"] = _trained(*rl2)
     untrained = load_config(CONFIG, [*threads, *TEST_LR])
-    learners["random initialisation"] = (build_run_learner(untrained), 0.0, 0)
+    learners["random initialisation"] = (build_run_learner(untrained), (0.0, 0.0), 0)
     result = {
         "benchmark": name,
         **scored(problem, cfg, learners, PAPER, args.test_lr),

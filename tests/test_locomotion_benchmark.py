@@ -41,4 +41,6 @@ def test_a_budget_stops_training_and_the_next_call_resumes(tmp_path: Path) -> No
     maml = second["methods"]["MAML-TRPO"]
     assert maml["steps"] == second["scored_step"] and set(maml["scores"]) == {"0", "1", "2", "3"}
     assert second["methods"]["random initialisation"]["steps"] == 0
+    # the training's cost over both calls: its wall clock and its CPU time, counted over resumes
+    assert maml["train_cpu_seconds"] > 0 and maml["train_seconds"] > 0
     assert second["provenance"]["commit"] and (tmp_path / "plots").is_dir()
