@@ -185,10 +185,8 @@ def main() -> None:
     }
     write_result(args.results / f"{name}.json", result)
     lead: PolicyLearner = next(iter(learners.values()))[0]  # MAML-TRPO, or RL²
-    goals = problem.family.fixed_goals(4, cfg.eval.seed, torch.float32)
-    g = torch.Generator().manual_seed(cfg.eval.seed)
     # before adaptation, after 1 and 2 steps (each from task.rollouts episodes)
-    paths = list(problem.adaptation_rollouts(lead, goals, 2, g))
+    goals, paths = problem.example_paths(lead, 2)
     stem = name.removeprefix("rl_")
     navigation_plot(goals, paths, args.plots / f"{stem}_trajectories.png")
     return_curve_plot(result, args.plots / f"{stem}_returns.png")

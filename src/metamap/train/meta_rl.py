@@ -161,6 +161,16 @@ class MetaRLProblem:
                     params = learner.adapt_policy(r, params, step=k)
                 bar.update(1)
 
+    def example_paths(
+        self, learner: PolicyLearner, steps: int, count: int = 4
+    ) -> tuple[Tensor, list[tuple[int, Rollouts]]]:
+        """The first ``count`` fixed test goals ``(count, P)`` and their rollouts before adapting
+        and after each of ``steps`` steps (:meth:`adaptation_rollouts`, seeded by ``eval.seed``):
+        what a drawing of a policy's paths shows, as the MAML paper's Figure 5."""
+        seed = self.cfg.eval.seed
+        goals = self.family.fixed_goals(count, seed, self.dtype).to(self.device)
+        return goals, list(self.adaptation_rollouts(learner, goals, steps, self._generator(seed)))
+
     def validate(self, learner: Learner) -> float:
         policy = cast(PolicyLearner, learner)
         seed = self.cfg.seed + VAL_SEED_OFFSET

@@ -15,8 +15,6 @@ import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
-
 from metamap.core import Learner
 from metamap.core.problem import Problem
 from metamap.errors import MetamapError
@@ -110,9 +108,6 @@ def _meta_rl(
     result = {"methods": {cfg.learner.name: {"scores": by_step}}}
     written = [return_curve_plot(result, run_dir / "adaptation.png")]
     if typing.cast(EnvTaskSection, cfg.task).planar:
-        goals = envs.family.fixed_goals(4, cfg.eval.seed, envs.dtype).to(envs.device)
-        g = torch.Generator(device=envs.device).manual_seed(cfg.eval.seed)
-        last = max(int(k) for k in by_step)
-        paths = list(envs.adaptation_rollouts(policy, goals, last, g))
+        goals, paths = envs.example_paths(policy, max(int(k) for k in by_step))
         written.append(navigation_plot(goals, paths, run_dir / "trajectories.png"))
     return written
