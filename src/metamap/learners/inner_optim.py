@@ -69,6 +69,14 @@ def _check(name: str, value: float, low: float, high: float | None = None) -> No
         raise ValueError(f"{name} must be {span}, got {value!r}")
 
 
+def _with_decay(grads: Params, params: Params, weight_decay: float) -> Params:
+    """The gradients with L2 weight decay added (``g + λ θ``), as torch.optim's
+    ``weight_decay`` does; the gradients themselves for ``λ = 0``."""
+    if not weight_decay:
+        return grads
+    return {k: grads[k] + weight_decay * p for k, p in params.items()}
+
+
 @dataclass(frozen=True)
 class SGDState:
     """The momentum buffer of each parameter; ``None`` before the first step."""
@@ -99,8 +107,7 @@ class SGD:
     def step(
         self, params: Params, grads: Params, state: SGDState, lr: StepSize
     ) -> tuple[Params, SGDState]:
-        g = {k: grads[k] + self.weight_decay * p if self.weight_decay else grads[k]
-             for k, p in params.items()}  # fmt: skip
+        g = _with_decay(grads, params, self.weight_decay)
         if not self.momentum:
             return {k: p - _rate(lr, k) * g[k] for k, p in params.items()}, state
         prev = state.momentum
@@ -159,8 +166,7 @@ class Adam:
     ) -> tuple[Params, AdamState]:
         b1, b2 = self.betas
         t = state.count + 1
-        g = {k: grads[k] + self.weight_decay * p if self.weight_decay else grads[k]
-             for k, p in params.items()}  # fmt: skip
+        g = _with_decay(grads, params, self.weight_decay)
         m = {k: b1 * state.m[k] + (1 - b1) * g[k] for k in params}
         v = {k: b2 * state.v[k] + (1 - b2) * g[k] * g[k] for k in params}
         c1, c2 = 1 - b1**t, (1 - b2**t) ** 0.5
@@ -184,8 +190,8 @@ class InnerOptimizerSection(Section):
     name: Literal["sgd", "adam"] = "sgd"
     momentum: NonNegativeFloat = 0.0
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
+    betas: tuple[float, float] = Adam.betas
+    eps: PositiveFloat = Adam.eps
     weight_decay: NonNegativeFloat = 0.0
 
     @model_validator(mode="after")
@@ -194,7 +200,7 @@ class InnerOptimizerSection(Section):
             raise ValueError(
                 "momentum and nesterov are sgd's settings; adam's are betas, eps and weight_decay"
             )
-        if self.name == "sgd" and (self.betas != (0.9, 0.999) or self.eps != 1e-8):
+        if self.name == "sgd" and (self.betas, self.eps) != (Adam.betas, Adam.eps):
             raise ValueError(
                 "betas and eps are adam's settings; sgd's are momentum, nesterov and weight_decay"
             )
