@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,14 +28,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(
-    learner: str, steps: int | None, out_root: Path, threads: int, where: dict[str, object]
+    learner: str,
+    steps: int | None,
+    out_root: Path,
+    threads: int,
+    where: dict[str, object],
+    overrides: Sequence[str] = (),
+    run_name: str | None = None,
 ) -> dict[str, object]:
+    """Train ``configs/sinusoid/<learner>.yaml`` (with ``overrides``) in
+    ``out_root/sinusoid-<run_name or learner>``, resuming, and evaluate its best checkpoint."""
     torch.set_num_threads(threads)
-    overrides = ["train.progress=false"]
+    settings = ["train.progress=false", *overrides]
     if steps is not None:
-        overrides.append(f"train.steps={steps}")
-    cfg = load_config(ROOT / "configs" / "sinusoid" / f"{learner}.yaml", overrides)
-    trainer = Trainer(cfg, out_root / f"sinusoid-{learner}")
+        settings.append(f"train.steps={steps}")
+    cfg = load_config(ROOT / "configs" / "sinusoid" / f"{learner}.yaml", settings)
+    trainer = Trainer(cfg, out_root / f"sinusoid-{run_name or learner}")
     t0 = time.perf_counter()
     result = trainer.fit(resume=True)
     train_s = time.perf_counter() - t0
