@@ -81,12 +81,21 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/inner_optimizers.json")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="for every variant")
     args = ap.parse_args()
     where = provenance("cpu", args.threads)  # the checkout as it is when the runs start
     rows: dict[str, Any] = {}
     for name in args.variants:
         config, overrides, rule = VARIANTS[name]
-        res = run(config, args.steps, args.runs, args.threads, where, overrides, f"inner-{name}")
+        res = run(
+            config,
+            args.steps,
+            args.runs,
+            args.threads,
+            where,
+            [*overrides, *args.set],
+            f"inner-{name}",
+        )
         rows[name] = {"base_config": config, "overrides": overrides, "rule": rule, **res}
         s = res["scores"]["5-shot"]  # type: ignore[index]
         print(
