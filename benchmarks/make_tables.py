@@ -18,6 +18,7 @@ import json
 import math
 import re
 import shlex
+import statistics
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,94 @@ def sinusoid_table() -> str:
         + ".",
     ]
     return "\n".join([*lines, *notes, provenance_note(list(runs.values()))])
+
+
+def _paired(d: dict[str, Any] | None) -> str:
+    """A paired difference of query MSE, bold where its 95% CI excludes zero."""
+    if d is None:
+        return "–"
+    if not (math.isfinite(d["mean"]) and math.isfinite(d["ci95"])):
+        return "diverges"
+    text = f"{d['mean']:+.3f} ± {d['ci95']:.3f}"
+    return f"**{text}**" if abs(d["mean"]) > d["ci95"] else text
+
+
+def inner_optimizers_table() -> str:
+    """benchmarks/inner_optimizers.py: the sinusoid configs trained once per inner update rule,
+    with each variant's paired difference to its plain-steps control on the same tasks."""
+    data = _result("inner_optimizers")
+    rows = data["variants"]
+    cols = [("5-shot", "1"), ("5-shot", "5"), ("5-shot", "10"), ("10-shot", "5"), ("20-shot", "5")]
+    diffs = [("5-shot", "5"), ("10-shot", "5")]
+    head = " | ".join(f"{s}, {k} step{'s' * (k != '1')}" for s, k in cols)
+    dhead = " | ".join(f"Δ {s}, {k} steps" for s, k in diffs)
+    lines = [
+        f"| learner | inner update | inner lr | {head} | {dhead} | training |",
+        "|" + "---|" * (4 + len(cols) + len(diffs)),
+    ]
+    for r in rows.values():
+        learner = r["config"]["learner"]
+        cpu = r.get("train_cpu_seconds")
+        time = (
+            f"{cpu / 60:.1f} CPU min" if cpu is not None else f"{r['train_seconds'] / 60:.1f} min"
+        )
+        vs = r.get("vs_control", {})
+        lines.append(
+            f"| {NAMES[r['base_config']]}, {learner['inner_steps']} steps | {r['rule']} | "
+            f"{learner['inner_lr']:g} | "
+            + " | ".join(_cell(r["scores"][s].get(k)) for s, k in cols)
+            + " | "
+            + " | ".join(_paired(vs.get(s, {}).get(k)) if vs else "control" for s, k in diffs)
+            + f" | {time} |"
+        )
+
+    def named(r: dict[str, Any]) -> str:
+        return f"{NAMES[r['base_config']]} ({r['rule']}; {r['config']['learner']['inner_lr']:g})"
+
+    verdict: dict[str, list[str]] = {"better than": [], "worse than": [], "not told from": []}
+    for r in rows.values():
+        d = r.get("vs_control", {}).get("5-shot", {}).get("5")
+        if d is not None:
+            sure = abs(d["mean"]) > d["ci95"]
+            verdict[
+                ("worse than" if d["mean"] > 0 else "better than") if sure else "not told from"
+            ].append(named(r))
+    longer = []  # worse after 10 steps than after 5, task by task (95% CI above zero)
+    for r in rows.values():
+        at = r["scores"]["5-shot"]
+        diffs = [a - b for a, b in zip(at["10"]["values"], at["5"]["values"], strict=True)]
+        half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        if statistics.fmean(diffs) > half:
+            longer.append(named(r))
+    first = next(iter(rows.values()))
+    c, threads = first["config"], data["provenance"]["threads"]
+    lines += [
+        "",
+        "At 5 shots and 5 steps, "
+        + "; ".join(f"{how} plain steps: {', '.join(v)}" for how, v in verdict.items() if v)
+        + ". "
+        + (
+            "Worse after 10 steps than after 5, task by task (adapting longer than trained "
+            f"hurts): {', '.join(longer)}."
+            if longer
+            else "No variant is worse after 10 steps than after 5, task by task."
+        ),
+    ]
+    lines += [
+        "",
+        f"Query MSE (mean ± 95% CI) on the sinusoid table's {first['tasks']} fixed tasks (seed "
+        f"{first['seed']}, {first['queries']} query points each) after adapting from 5, 10 or 20 "
+        "support points with the update rule each variant was meta-trained with. Δ: the "
+        "variant's MSE minus its control's (the same learner with plain steps) task by task, "
+        "mean ± 95% CI, in bold where the interval excludes zero (negative: the rule helps). "
+        f"Training: {c['train']['steps']:,} meta-iterations, meta-batch "
+        f"{c['train']['meta_batch']}, K={c['task']['shots']}, Adam {c['train']['lr']} outside; "
+        f"best checkpoint by validation MSE; {_cpus([data])}, {threads} CPU "
+        f"thread{'s' * (threads != 1)}, torch {first['torch']}. "
+        f"Produced by `{shell(data['command'])}`.",
+        provenance_note([data]),
+    ]
+    return "\n".join(lines)
 
 
 def _cpus(results: Iterable[dict[str, Any]]) -> str:
@@ -1638,6 +1727,7 @@ TABLES = {
     "demo": demo_table,
     "usage_demo": demo_table,
     "sinusoid": sinusoid_table,
+    "inner_optimizers": inner_optimizers_table,
     "omniglot": omniglot_table,
     "speed": speed_table,
     "batching": batching_table,
@@ -1670,6 +1760,7 @@ PAGES = {
     "demo": ROOT / "README.md",
     "usage_demo": ROOT / "docs" / "usage.md",
     "sinusoid": RESULTS_DOCS / "sinusoid.md",
+    "inner_optimizers": RESULTS_DOCS / "sinusoid.md",
     "omniglot": RESULTS_DOCS / "omniglot.md",
     "first_order_gap": RESULTS_DOCS / "omniglot.md",
     "downsample_speed": RESULTS_DOCS / "downsampling.md",

@@ -244,3 +244,23 @@ def test_times_are_cpu_time_where_counted_and_labelled_clocks_where_not(
     assert real_tables._cpu_minutes({**row, "train_cpu_seconds": 3600.0}) == " (60 CPU min)"
     gpu = {"device": "cuda", "train_seconds": 600.0, "train_cpu_seconds": 590.0}
     assert real_tables._cpu_minutes(gpu) == ""  # a GPU row's cost is not its host's CPU
+
+
+def test_inner_rules_are_judged_task_by_task(make_tables: ModuleType, tmp_path: Path) -> None:
+    """The line under the inner-update table says better / worse / not told apart from each
+    variant's paired interval, and flags a rule that is worse after 10 steps than after 5 only
+    where the per-task differences say so."""
+    real = json.loads((ROOT / "benchmarks" / "results" / "inner_optimizers.json").read_text())
+    rows = real["variants"]
+    control, adam = rows["maml-sgd"], rows["maml-adam"]
+    adam["vs_control"]["5-shot"]["5"] = {"mean": -0.5, "ci95": 0.1, "n": 600}  # better
+    rows["maml-momentum"]["vs_control"]["5-shot"]["5"] = {"mean": 0.05, "ci95": 0.1, "n": 600}
+    five = control["scores"]["5-shot"]["5"]["values"]
+    control["scores"]["5-shot"]["10"]["values"] = [v + 1.0 for v in five]  # every task worse
+    (tmp_path / "inner_optimizers.json").write_text(json.dumps(real))
+    line = make_tables.inner_optimizers_table().split("\n\n")[1]
+    assert "better than plain steps: MAML (Adam; 0.01)" in line
+    assert "not told from plain steps: MAML (SGD, momentum 0.9; 0.01)" in line
+    worse_later = line.split("Worse after 10 steps than after 5")[1]
+    assert "MAML (SGD; 0.01)" in worse_later
+    assert "Reptile (SGD; 0.01)" not in worse_later  # its 10-step scores are its own
