@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
+import random
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from metamap.data.download import download_url
 from metamap.errors import DataError
 
-DATA = os.urandom(200_000)
+DATA = random.Random(0).randbytes(200_000)  # the same bytes (and test ids) in every process
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
