@@ -26,6 +26,7 @@ OPTIMIZERS: dict[str, Callable[[], InnerOptimizer[Any]]] = {
     "nesterov": lambda: SGD(momentum=0.8, nesterov=True, weight_decay=0.01),
     "adam": Adam,
     "adam-decay": lambda: Adam(betas=(0.8, 0.95), eps=1e-6, weight_decay=0.05),
+    "adamw": lambda: Adam(betas=(0.8, 0.95), weight_decay=0.3, decoupled=True),
 }
 TORCH: dict[str, Callable[[list[Tensor], float], torch.optim.Optimizer]] = {
     "sgd": lambda p, lr: torch.optim.SGD(p, lr=lr),
@@ -37,6 +38,7 @@ TORCH: dict[str, Callable[[list[Tensor], float], torch.optim.Optimizer]] = {
     "adam-decay": lambda p, lr: torch.optim.Adam(
         p, lr=lr, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.05
     ),
+    "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr, betas=(0.8, 0.95), weight_decay=0.3),
 }
 
 
@@ -115,7 +117,7 @@ def _fd_errors(meta_loss: Callable[[Params], Tensor], theta: Params) -> list[tup
     return pairs
 
 
-@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam", "adam-decay"])
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam", "adam-decay", "adamw"])
 def test_second_order_meta_gradient_equals_finite_differences(name: str) -> None:
     model = _mlp()
     theta = {k: v.detach() for k, v in model.named_parameters()}
@@ -179,7 +181,7 @@ def test_per_parameter_step_sizes_scale_each_update() -> None:
     theta = {"w": torch.tensor([1.0, 2.0], dtype=torch.float64)}
     grads = {"w": torch.tensor([0.5, -0.5], dtype=torch.float64)}
     lr = {"w": torch.tensor([0.1, 0.0], dtype=torch.float64)}
-    for opt in (SGD(momentum=0.9), Adam()):
+    for opt in (SGD(momentum=0.9), Adam(), Adam(weight_decay=0.5, decoupled=True)):
         new, _ = opt.step(theta, grads, opt.init(theta), lr)
         assert float(new["w"][1]) == 2.0 and float(new["w"][0]) < 1.0
 
@@ -205,6 +207,8 @@ def test_describe_names_the_settings() -> None:
     assert SGD(momentum=0.9, nesterov=True).describe() == "sgd, nesterov 0.9"
     assert SGD(weight_decay=0.01).describe() == "sgd, weight decay 0.01"
     assert Adam().describe() == "adam β=(0.9, 0.999) ε=1e-08"
+    decoupled = Adam(weight_decay=0.01, decoupled=True).describe()
+    assert decoupled == "adamw β=(0.9, 0.999) ε=1e-08, decoupled weight decay 0.01"
 
 
 # ---- in the learners: MAML, Meta-SGD, ANIL, Reptile with an inner optimizer ---------------------

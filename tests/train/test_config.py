@@ -314,11 +314,18 @@ def test_config_chooses_the_inner_optimizer_and_refuses_settings_of_another() ->
     assert said.fingerprint() == plain.fingerprint()  # plain steps, said: the same weights
     default = build_run_learner(load_config(None, []))
     assert isinstance(default, GradientLearner) and default.inner_optimizer is None
+    adamw = load_config(None, ["learner.inner_optimizer={name: adamw, weight_decay: 0.01}"])
+    assert build_run_learner(adamw).inner_optimizer == Adam(weight_decay=0.01, decoupled=True)  # type: ignore[union-attr]
+    assert "decoupled weight decay 0.01" in adamw.learner.notes()[-1]
+    coupled = load_config(None, ["learner.inner_optimizer={name: adam, weight_decay: 0.01}"])
+    assert adamw.fingerprint() != coupled.fingerprint()  # not the same rule: never resumed as one
     momentum = load_config(None, ["learner.inner_optimizer={momentum: 0.9, nesterov: true}"])
     assert build_run_learner(momentum).inner_optimizer == SGD(0.9, True)  # type: ignore[union-attr]
     for override, message in [
         ("learner.inner_optimizer={name: adam, momentum: 0.9}", "momentum and nesterov are sgd"),
-        ("learner.inner_optimizer={eps: 1e-6}", "betas and eps are adam's settings"),
+        ("learner.inner_optimizer={eps: 1e-6}", "betas and eps are adam's and adamw's settings"),
+        ("learner.inner_optimizer={name: adamw, momentum: 0.9}", "adamw's are betas, eps and"),
+        ("learner.inner_optimizer={name: adamw}", "adamw without weight_decay is adam: set"),
         ("learner.inner_optimizer={nesterov: true}", "nesterov needs a momentum above 0"),
         ("learner.inner_optimizer={name: adam, betas: [1.5, 0.9]}", r"betas\[0\] must be in"),
         ("learner.inner_optimizer={name: rmsprop}", "inner_optimizer.name"),

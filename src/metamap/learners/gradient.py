@@ -451,7 +451,7 @@ class GradientSection(LearnerSection):
     ``[decision.]``); empty: the learner's own choice (every parameter; the head for ANIL)."""
     inner_optimizer: InnerOptimizerSection = Field(default_factory=InnerOptimizerSection)
     """The inner loop's update rule: plain gradient descent (``sgd``, the default), momentum
-    SGD or Adam, all differentiated exactly (:mod:`metamap.learners.inner_optim`)."""
+    SGD, Adam or AdamW, all differentiated exactly (:mod:`metamap.learners.inner_optim`)."""
 
     def notes(self) -> list[str]:
         optimizer = self.inner_optimizer.build()

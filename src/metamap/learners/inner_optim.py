@@ -1,4 +1,4 @@
-"""Differentiable inner-loop optimizers: momentum SGD and Adam as pure functions.
+"""Differentiable inner-loop optimizers: momentum SGD, Adam and AdamW as pure functions.
 
 ``torch.optim`` updates parameters in place, which autograd cannot differentiate through, so an
 inner loop that adapts with momentum or Adam (higher's ``diffopt``, torchopt's ``MetaAdam``)
@@ -20,7 +20,8 @@ Adam: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (Algo
 ``torch.optim.Adam``'s form: ε added to the bias-corrected √v̂). Where a coordinate's gradient has
 been exactly zero at every step so far (a dead ReLU unit), v̂ = 0 and √ has no derivative; the
 update there is 0 · g / (√v̂ + ε), whose derivative is finite, and :func:`_sqrt` gives √ the
-derivative 0 at 0 so that autograd finds it instead of ∞ · 0 = NaN.
+derivative 0 at 0 so that autograd finds it instead of ∞ · 0 = NaN. AdamW: Loshchilov & Hutter,
+"Decoupled Weight Decay Regularization", ICLR 2019 (``torch.optim.AdamW``'s form).
 """
 
 from __future__ import annotations
@@ -144,11 +145,16 @@ class Adam:
     """Adam (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it, with optional L2 weight
     decay (added to the gradient, as torch's ``weight_decay``):
     ``m ← β₁ m + (1 − β₁) g``, ``v ← β₂ v + (1 − β₂) g²`` and
-    ``θ ← θ − α m / (1 − β₁ᵗ) / (√(v / (1 − β₂ᵗ)) + ε)``."""
+    ``θ ← θ − α m / (1 − β₁ᵗ) / (√(v / (1 − β₂ᵗ)) + ε)``.
+
+    ``decoupled=True`` is AdamW (Loshchilov & Hutter 2019, ``torch.optim.AdamW``): the decay
+    leaves the gradient and the moments alone and shrinks the weights directly,
+    ``θ ← θ (1 − α λ)`` before the step above."""
 
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
+    decoupled: bool = False
 
     def __post_init__(self) -> None:
         _check("betas[0]", self.betas[0], 0.0, 1.0)
@@ -166,28 +172,36 @@ class Adam:
     ) -> tuple[Params, AdamState]:
         b1, b2 = self.betas
         t = state.count + 1
-        g = _with_decay(grads, params, self.weight_decay)
+        g = grads if self.decoupled else _with_decay(grads, params, self.weight_decay)
         m = {k: b1 * state.m[k] + (1 - b1) * g[k] for k in params}
         v = {k: b2 * state.v[k] + (1 - b2) * g[k] * g[k] for k in params}
         c1, c2 = 1 - b1**t, (1 - b2**t) ** 0.5
+        shrunk = (
+            {k: p * (1 - _rate(lr, k) * self.weight_decay) for k, p in params.items()}
+            if self.decoupled and self.weight_decay
+            else params
+        )
         new = {
             k: p - (_rate(lr, k) / c1) * m[k] / (_sqrt(v[k]) / c2 + self.eps)
-            for k, p in params.items()
+            for k, p in shrunk.items()
         }
         return new, AdamState(t, m, v)
 
     def describe(self) -> str:
-        decay = f", weight decay {self.weight_decay:g}" if self.weight_decay else ""
-        return f"adam β=({self.betas[0]:g}, {self.betas[1]:g}) ε={self.eps:g}{decay}"
+        kind = "decoupled weight decay" if self.decoupled else "weight decay"
+        decay = f", {kind} {self.weight_decay:g}" if self.weight_decay else ""
+        name = "adamw" if self.decoupled else "adam"
+        return f"{name} β=({self.betas[0]:g}, {self.betas[1]:g}) ε={self.eps:g}{decay}"
 
 
 class InnerOptimizerSection(Section):
     """``learner.inner_optimizer`` — the update rule of a gradient learner's inner loop:
     ``{name: sgd}`` (the default: plain gradient descent, as MAML), ``{name: sgd, momentum: 0.9,
-    nesterov: true}`` or ``{name: adam, betas: [0.9, 0.999], eps: 1e-8}``; ``weight_decay`` for
-    either. The step sizes stay the learner's (``inner_lr``, learned ones for Meta-SGD)."""
+    nesterov: true}``, ``{name: adam, betas: [0.9, 0.999], eps: 1e-8}`` or ``{name: adamw,
+    weight_decay: 0.01}`` (decoupled decay, which it needs); ``weight_decay`` for each. The step
+    sizes stay the learner's (``inner_lr``, learned ones for Meta-SGD)."""
 
-    name: Literal["sgd", "adam"] = "sgd"
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
     momentum: NonNegativeFloat = 0.0
     nesterov: bool = False
     betas: tuple[float, float] = Adam.betas
@@ -196,21 +210,28 @@ class InnerOptimizerSection(Section):
 
     @model_validator(mode="after")
     def _settings_of_its_rule(self) -> InnerOptimizerSection:
-        if self.name == "adam" and (self.momentum or self.nesterov):
+        if self.name != "sgd" and (self.momentum or self.nesterov):
             raise ValueError(
-                "momentum and nesterov are sgd's settings; adam's are betas, eps and weight_decay"
+                f"momentum and nesterov are sgd's settings; {self.name}'s are betas, eps and "
+                "weight_decay"
+            )
+        if self.name == "adamw" and not self.weight_decay:
+            raise ValueError(
+                "adamw without weight_decay is adam: set weight_decay (torch.optim.AdamW's "
+                "default is 0.01), or use name: adam"
             )
         if self.name == "sgd" and (self.betas, self.eps) != (Adam.betas, Adam.eps):
             raise ValueError(
-                "betas and eps are adam's settings; sgd's are momentum, nesterov and weight_decay"
+                "betas and eps are adam's and adamw's settings; sgd's are momentum, nesterov and "
+                "weight_decay"
             )
         self.build()  # the optimizer's own checks (betas in [0, 1), nesterov with momentum)
         return self
 
     def build(self) -> InnerOptimizer[Any] | None:
         """The optimizer, or ``None`` for plain gradient descent (the inner loop's own step)."""
-        if self.name == "adam":
-            return Adam(self.betas, self.eps, self.weight_decay)
+        if self.name != "sgd":
+            return Adam(self.betas, self.eps, self.weight_decay, decoupled=self.name == "adamw")
         if self.momentum or self.weight_decay:
             return SGD(self.momentum, self.nesterov, self.weight_decay)
         if self.nesterov:
