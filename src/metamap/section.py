@@ -12,7 +12,7 @@ from __future__ import annotations
 import reprlib
 import types
 from collections.abc import Mapping, MutableMapping
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -116,6 +116,10 @@ def _strict_problem(value: Any, tp: Any, key: str) -> tuple[str, str] | None:
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    unused_fields: ClassVar[frozenset[str]] = frozenset()
+    """Fields a section inherits but refuses to be set (MAML++: ``inner_optimizer``): an error
+    that lists the sections having a setting leaves this one out."""
+
     @model_validator(mode="before")
     @classmethod
     def _strict_numbers(cls, data: Any) -> Any:
@@ -189,7 +193,11 @@ def split_section(
     own: dict[str, Any] = {key: name}
     aside: dict[str, Any] = {}
     for field, value in data.items():
-        owners = [n for n, s in registry.items() if field in s.__pydantic_fields__]
+        owners = [
+            n
+            for n, s in registry.items()
+            if field in s.__pydantic_fields__ and field not in s.unused_fields
+        ]
         if field in section.__pydantic_fields__ or not owners:
             own[field] = value
         elif field in legacy_defaults and _same(value, legacy_defaults[field]):

@@ -75,6 +75,10 @@ def test_messages_name_the_learners_that_have_a_setting_and_the_choices() -> Non
         load_config(None, ["learner.msl_steps=3"])
     with pytest.raises(ConfigError, match=r"'learner.name' 'mamI' is not a learner; choose one of"):
         load_config(None, ["learner.name=mamI"])
+    # MAML++ inherits inner_optimizer but refuses it: the list of learners that have it omits it
+    base = ["task.family=episodes", "model.name=conv4", "learner.name=protonet"]
+    with pytest.raises(ConfigError, match=r"is a setting of maml, fomaml, anil, metasgd, reptile;"):
+        load_config(None, [*base, "learner.inner_optimizer={name: adam}"])
     with pytest.raises(ConfigError, match=r"'learner.inner_steps': Input should be greater"):
         load_config(None, ["learner.inner_steps=0"])
 

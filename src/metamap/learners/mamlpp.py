@@ -271,6 +271,7 @@ class MAMLPlusPlusSection(GradientSection):
     annealing of the meta learning rate is ``train.schedule: cosine``."""
 
     name: Literal["mamlpp"] = "mamlpp"
+    unused_fields: ClassVar[frozenset[str]] = frozenset({"inner_optimizer", "adapt"})
     inner_steps: PositiveInt = 5
     inner_lr: PositiveFloat = 0.1
     """The initial value of every learned per-layer, per-step rate."""
