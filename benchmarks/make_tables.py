@@ -178,13 +178,10 @@ def sinusoid_table() -> str:
 
 
 def _paired(d: dict[str, Any] | None) -> str:
-    """A paired difference of query MSE, bold where its 95% CI excludes zero."""
-    if d is None:
-        return "–"
-    if not (math.isfinite(d["mean"]) and math.isfinite(d["ci95"])):
+    """A paired difference of query MSE (:func:`_delta`), or "diverges" where it is not finite."""
+    if d is not None and not (math.isfinite(d["mean"]) and math.isfinite(d["ci95"])):
         return "diverges"
-    text = f"{d['mean']:+.3f} ± {d['ci95']:.3f}"
-    return f"**{text}**" if abs(d["mean"]) > d["ci95"] else text
+    return _delta(d, digits=3)
 
 
 def inner_optimizers_table() -> str:
@@ -1247,11 +1244,11 @@ ML_PROTOCOLS = {"": "13-100 ratings only", "other": "every training user"}
 users outside 13-100 ratings; never validation or test users)."""
 
 
-def _delta(d: dict[str, Any] | None) -> str:
-    """A paired MAE difference, bold where its 95% CI excludes zero."""
+def _delta(d: dict[str, Any] | None, digits: int = 4) -> str:
+    """A paired difference (MAE, MSE), bold where its 95% CI excludes zero."""
     if d is None:
         return "–"
-    text = f"{d['mean']:+.4f} ± {d['ci95']:.4f}"
+    text = f"{d['mean']:+.{digits}f} ± {d['ci95']:.{digits}f}"
     return f"**{text}**" if abs(d["mean"]) > d["ci95"] else text
 
 
