@@ -78,6 +78,10 @@ def msl_weights(inner_steps: int, msl_steps: int, step: int) -> list[float]:
     return [early] * (n - 1) + [1.0 - (n - 1) * early]
 
 
+_PLAIN_STEPS = "MAML++ adapts with plain gradient steps at its learned per-layer, per-step rates"
+"""Why neither ``use_inner_optimizer`` nor ``learner.inner_optimizer`` applies to MAML++."""
+
+
 class MAMLPlusPlus(GradientLearner):
     """MAML++: MSL, DA, LSLR and per-step BatchNorm (BNWB + BNRS) on any model."""
 
@@ -142,8 +146,8 @@ class MAMLPlusPlus(GradientLearner):
         """MAML++ takes plain gradient steps with its learned per-layer, per-step rates (LSLR)."""
         if optimizer is not None:
             raise ValueError(
-                "MAML++ adapts with plain gradient steps at its learned per-layer, per-step rates; "
-                "another inner optimizer does not apply to it: use maml or metasgd for that"
+                f"{_PLAIN_STEPS}; another inner optimizer does not apply to it: use maml or "
+                "metasgd for that"
             )
         return self
 
@@ -284,9 +288,8 @@ class MAMLPlusPlusSection(GradientSection):
     def _adapts_all(self) -> MAMLPlusPlusSection:
         if self.inner_optimizer.build() is not None:
             raise ValueError(
-                "MAML++ adapts with plain gradient steps at its learned per-layer, per-step "
-                "rates; learner.inner_optimizer does not apply to it: drop it, or use maml or "
-                "metasgd with learner.inner_optimizer"
+                f"{_PLAIN_STEPS}; learner.inner_optimizer does not apply to it: drop it, or use "
+                "maml or metasgd with learner.inner_optimizer"
             )
         if self.adapt:
             raise ValueError(
