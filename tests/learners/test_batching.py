@@ -210,6 +210,24 @@ def test_reptile_vmap_equals_the_loop_through_transductive_batchnorm() -> None:
     assert_same_step(a, b)
 
 
+@pytest.mark.parametrize("model", ["mlp", "conv4"])
+def test_reptile_inner_minibatches_are_the_same_on_both_paths(model: str) -> None:
+    """With ``inner_batch`` each step takes a minibatch: the batched copies of the MLP and the
+    per-task ``vmap`` through BatchNorm take each task's own, as the loop does."""
+    if model == "mlp":
+        net: nn.Module = _mlp()
+        batch = SinusoidTasks(6, 6).sample(4, make_generator(0)).to("cpu", torch.float64)
+        kw: dict[str, object] = {"loss": "mse", "inner_lr": 0.05}
+    else:
+        net, batch, kw = _conv4(), _images(ways=3, shots=4), {"loss": "cross_entropy"}
+    v, loop = _both(lambda m, **k: Reptile(m, inner_steps=3, inner_batch=4, **kw, **k), net)
+    whole = Reptile(copy.deepcopy(net), inner_steps=3, **kw).double()  # type: ignore[arg-type]
+    a, b = v.meta_gradients(batch), loop.meta_gradients(batch)
+    assert_same_step(a, b)
+    c = whole.meta_gradients(batch)
+    assert any(not torch.allclose(a.grads[k], c.grads[k]) for k in a.grads)  # minibatches used
+
+
 def _loss_at(learner: GradientLearner, meta: dict[str, Tensor], batch: TaskBatch) -> float:
     """``learner.meta_loss`` with the meta-parameters set to ``meta`` (then restored)."""
     saved = {k: p.detach().clone() for k, p in learner.named_parameters()}

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metamap.learners import Reptile
+from metamap.learners.minibatch import step_indices
 from metamap.models import MLP
 from metamap.tasks import SinusoidTasks, TaskBatch, make_generator
 
@@ -107,9 +108,60 @@ def test_reptile_defaults_and_invalid_arguments() -> None:
         Reptile(MLP(1, 1, (4,)), inner_lr=-0.5)
     with pytest.raises(ValueError, match="inner_steps must be at least 1, got 0"):
         Reptile(MLP(1, 1, (4,)), inner_steps=0)
+    assert learner.inner_batch is None
+    with pytest.raises(ValueError, match=r"inner_batch must be at least 1 \(None: the whole"):
+        Reptile(MLP(1, 1, (4,)), inner_batch=0)
 
 
 def test_reptile_has_no_meta_loss() -> None:
     learner = Reptile(MLP(1, 1, (8,)))
     with pytest.raises(NotImplementedError, match="meta_gradients"):
         learner.meta_loss(SinusoidTasks(5, 5).sample(2, make_generator(0)))
+
+
+# ---- inner minibatches (Nichol et al.'s inner-batch) ---------------------------------------------
+def _solve_on_minibatches(
+    model: nn.Module, sx: Tensor, sy: Tensor, k: int, lr: float, size: int
+) -> nn.Module:
+    """θ̃_T: k steps of torch.optim.SGD, step i on the support rows ``step_indices`` gives it."""
+    net = copy.deepcopy(model)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    for rows in step_indices(sy, size, k):
+        opt.zero_grad()
+        F.mse_loss(net(sx[rows]), sy[rows]).backward()
+        opt.step()
+    return net
+
+
+@pytest.mark.parametrize("batching", ["vmap", "loop"])
+def test_reptile_with_inner_minibatches_takes_each_step_on_its_minibatch(batching: str) -> None:
+    eps, inner_lr, k = 0.5, 0.05, 4
+    model = _mlp()
+    batch = _batch(shots=10)
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+    solved = [
+        dict(_solve_on_minibatches(model, sx, sy, k, inner_lr, 3).named_parameters())
+        for sx, sy, *_ in zip(*batch.tensors(), strict=True)
+    ]
+    learner = Reptile(model, inner_steps=k, inner_lr=inner_lr, batching=batching, inner_batch=3)
+    opt = torch.optim.SGD(learner.parameters(), lr=eps)
+    learner.apply_gradients(learner.meta_gradients(batch))
+    opt.step()
+    for n, p in model.named_parameters():
+        mean_tilde = torch.stack([s[n].detach() for s in solved]).mean(0)
+        torch.testing.assert_close(p.detach(), theta[n] + eps * (mean_tilde - theta[n]))
+
+
+def test_reptile_adapts_test_tasks_on_the_same_minibatches() -> None:
+    model = _mlp()
+    task = _batch(n=1, shots=10)[0]
+    learner = Reptile(model, inner_steps=2, inner_lr=0.05, inner_batch=4)
+    trace = learner.adapt_trace(task.support_x, task.support_y, [2, 5])  # 5 continues from 2
+    by_hand = _solve_on_minibatches(model, task.support_x, task.support_y, 5, 0.05, 4)
+    for n, p in by_hand.named_parameters():
+        torch.testing.assert_close(trace[5].params[n], p.detach())
+    whole = Reptile(model, inner_steps=2, inner_lr=0.05, inner_batch=10)  # no smaller than S
+    state = whole.adapt(task.support_x, task.support_y)
+    by_hand = _solve_by_hand(model, task.support_x, task.support_y, 2, 0.05)
+    for n, p in by_hand.named_parameters():
+        torch.testing.assert_close(state.params[n], p.detach())

@@ -334,3 +334,19 @@ def test_config_chooses_the_inner_optimizer_and_refuses_settings_of_another() ->
             load_config(None, [override])
     with pytest.raises(ConfigError, match=r"MAML\+\+ adapts with plain gradient steps"):
         load_config(None, ["learner.name=mamlpp", "learner.inner_optimizer={name: adam}"])
+
+
+def test_reptile_inner_minibatches_in_a_config() -> None:
+    cfg = load_config(None, ["learner.name=reptile", "learner.inner_batch=10"])
+    learner = build_run_learner(cfg)
+    assert isinstance(learner, GradientLearner) and learner.inner_batch == 10
+    assert "inner minibatches of 10" in cfg.learner.notes()
+    plain = load_config(None, ["learner.name=reptile"])
+    assert cfg.fingerprint() != plain.fingerprint()  # other weights: never resumed as one
+    # the fingerprint metamap gave this config before the option existed (977309f): old
+    # Reptile runs still resume
+    assert plain.fingerprint() == "3105b18c18b0a41c"
+    with pytest.raises(ConfigError, match=r"'learner\.inner_batch'.*greater than 0"):
+        load_config(None, ["learner.name=reptile", "learner.inner_batch=0"])
+    with pytest.raises(ConfigError, match="inner_batch"):
+        load_config(None, ["learner.inner_batch=10"])  # MAML takes every step on all of them

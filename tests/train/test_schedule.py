@@ -18,6 +18,9 @@ def test_each_schedule_gives_its_formula() -> None:
     assert piecewise == [1, 1, 0.1, 0.1, 0.01, 0.01]
     assert _rates(5, schedule="cosine", steps=4) == pytest.approx([1, 0.8536, 0.5, 0.1464, 0], 1e-3)
     assert _rates(4, warmup_steps=2, schedule="step", decay_every=3) == [0.5, 1, 1, 0.5]
+    # Reptile's meta step size: 1 - i/N at iteration i (Nichol et al.'s frac_done), 0 at N on
+    assert _rates(6, schedule="linear", steps=4) == [1, 0.75, 0.5, 0.25, 0, 0]
+    assert _rates(5, schedule="linear", steps=4, warmup_steps=2) == [0.5, 1, 1, 0.5, 0]
 
 
 def test_a_mismatch_names_the_first_step_taken_whose_rate_differs() -> None:

@@ -115,7 +115,7 @@ def gd_step(params: Params, grads: Params, lr: StepSize) -> Params:
 
 
 def inner_loop(
-    loss_of: Callable[[Params], Tensor],
+    loss_of: Callable[[Params], Tensor] | Sequence[Callable[[Params], Tensor]],
     params: Params,
     step_sizes: Sequence[StepSize],
     *,
@@ -124,6 +124,9 @@ def inner_loop(
     optimizer: InnerOptimizer[Any] | None = None,
 ) -> tuple[Params, list[Tensor]]:
     """Run ``len(step_sizes)`` steps of gradient descent on ``loss_of`` from ``params``.
+
+    ``loss_of`` is one loss for every step, or a sequence of one per step (inner minibatches:
+    :mod:`metamap.learners.minibatch`).
 
     ``optimizer`` (:mod:`metamap.learners.inner_optim`: momentum SGD, Adam) makes the steps its
     updates, from its initial state, each with its step size; ``None`` is plain gradient descent.
@@ -152,13 +155,16 @@ def inner_loop(
         )
     state = None if optimizer is None else optimizer.init(params)
     losses: list[Tensor] = []
-    for lr in step_sizes:
+    if not callable(loss_of) and len(loss_of) != len(step_sizes):
+        raise ValueError(f"{len(loss_of)} step losses for {len(step_sizes)} inner steps")
+    for i, lr in enumerate(step_sizes):
+        step_loss = loss_of if callable(loss_of) else loss_of[i]
         if use_func:
-            grads, loss = torch.func.grad_and_value(loss_of)(params)
+            grads, loss = torch.func.grad_and_value(step_loss)(params)
             if not create_graph:
                 grads = {k: g.detach() for k, g in grads.items()}
         else:
-            loss = loss_of(params)
+            loss = step_loss(params)
             gs = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
             grads = dict(zip(params, gs, strict=True))
         if optimizer is None:

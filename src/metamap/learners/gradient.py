@@ -49,6 +49,7 @@ from metamap.learners.functional import (
     task_metric_function,
 )
 from metamap.learners.inner_optim import InnerOptimizer, InnerOptimizerSection
+from metamap.learners.minibatch import step_indices
 from metamap.learners.registry import BuildContext, LearnerSection
 from metamap.models.dropblock import DropBlock2d
 from metamap.models.ensemble import ensemble_forward
@@ -136,6 +137,9 @@ class GradientLearner(MetaLearner):
         self._metric = metric_function(loss)
         self._task_losses = task_loss_function(loss)
         self._task_metrics = task_metric_function(loss)
+        self.inner_batch: int | None = None
+        """Examples of the support set each inner step trains on (Reptile's inner minibatches,
+        :mod:`metamap.learners.minibatch`); ``None``: all of them."""
         self.inner_optimizer: InnerOptimizer[Any] | None = None
         """The inner loop's update rule (:mod:`metamap.learners.inner_optim`); ``None``: plain
         gradient descent."""
@@ -209,6 +213,22 @@ class GradientLearner(MetaLearner):
         names = [n for n, _ in self.model.named_parameters() if self._adapted(n)]
         return bool(names) and all(any(n.startswith(t) for t in top) for n in names)
 
+    def _step_losses(
+        self,
+        loss_on: Callable[[Tensor, Tensor], Callable[[Params], Tensor]],
+        x: Tensor,
+        y: Tensor,
+        steps: int,
+        first: int,
+    ) -> Callable[[Params], Tensor] | list[Callable[[Params], Tensor]]:
+        """``loss_on(x, y)`` for every inner step, or with :attr:`inner_batch` each step's loss
+        on its own minibatch of the support ``x: (S, ...)``, ``y: (S, ...)``
+        (:func:`~metamap.learners.minibatch.step_indices`; steps ``first``, ``first + 1``, …)."""
+        size = self.inner_batch
+        if size is None or size >= y.shape[0]:
+            return loss_on(x, y)
+        return [loss_on(x[i], y[i]) for i in step_indices(y, size, steps, first).unbind(0)]
+
     def _adapt(
         self,
         meta: Params,
@@ -217,13 +237,22 @@ class GradientLearner(MetaLearner):
         sizes: Sequence[StepSize],
         create_graph: bool,
         use_func: bool,
+        first_step: int = 0,
     ) -> tuple[Params, list[Tensor]]:
-        """Adapt from the meta-parameters; returns the full adapted model parameter dict."""
+        """Adapt from the meta-parameters; returns the full adapted model parameter dict.
+        ``first_step``: the index of the first of these steps (which minibatch it takes)."""
         fast, frozen = self._split(meta)
+        steps = len(sizes)
         if self.stem_once:  # the stem's output does not depend on what the steps adapt
             z = self._run(frozen, sx, "stem")
             fast, losses = inner_loop(
-                lambda p: self._loss(self._run({**frozen, **p}, z, "top"), sy),
+                self._step_losses(
+                    lambda x, y: lambda p: self._loss(self._run({**frozen, **p}, x, "top"), y),
+                    z,
+                    sy,
+                    steps,
+                    first_step,
+                ),
                 fast,
                 sizes,
                 create_graph=create_graph,
@@ -243,7 +272,13 @@ class GradientLearner(MetaLearner):
             layout = pinning(self.model, False)
         with layout:
             fast, losses = inner_loop(
-                lambda p: self._loss(self._run({**support_frozen, **p}, sx), sy),
+                self._step_losses(
+                    lambda x, y: lambda p: self._loss(self._run({**support_frozen, **p}, x), y),
+                    sx,
+                    sy,
+                    steps,
+                    first_step,
+                ),
                 fast,
                 sizes,
                 create_graph=create_graph,
@@ -287,7 +322,9 @@ class GradientLearner(MetaLearner):
             if k > done:
                 sizes = self.step_sizes(meta, k)[done:]
                 with torch.enable_grad():
-                    adapted, ls = self._adapt(meta, support_x, support_y, sizes, False, False)
+                    adapted, ls = self._adapt(
+                        meta, support_x, support_y, sizes, False, False, first_step=done
+                    )
                 meta.update(
                     {_MODEL + n: v.detach().requires_grad_(True) for n, v in adapted.items()}
                 )
@@ -390,8 +427,19 @@ class GradientLearner(MetaLearner):
             out: Tensor = vmap(lambda q, xi: self._run({**frozen, **q}, xi, part))(p, x)
             return out
 
+        def summed_on(x: Tensor, y: Tensor) -> Callable[[Params], Tensor]:
+            return lambda p: self._task_losses(run_each(p, x, part), y).sum()
+
+        size, steps = self.inner_batch, self.inner_steps
+        losses_of: Callable[[Params], Tensor] | list[Callable[[Params], Tensor]]
+        if size is None or size >= sy.shape[1]:
+            losses_of = summed_on(zs, sy)
+        else:  # each task's own minibatch at each step, as _step_losses takes it
+            idx = torch.stack([step_indices(y, size, steps) for y in sy])  # (B, steps, size)
+            rows = torch.arange(len(batch), device=sy.device)[:, None]
+            losses_of = [summed_on(zs[rows, i], sy[rows, i]) for i in idx.unbind(1)]
         adapted, _ = inner_loop(
-            lambda p: self._task_losses(run_each(p, zs, part), sy).sum(),
+            losses_of,
             fast,
             self.step_sizes(meta, self.inner_steps),
             create_graph=create_graph,

@@ -8,6 +8,11 @@ batched version). Each task is solved by k steps of SGD from θ, giving θ̃_T; 
 metamap expresses it as the meta-gradient g = θ − mean_T θ̃_T, so plain SGD with learning rate ε
 is exactly Reptile, and Adam on g is the paper's Adam variant. The inner loop runs on the support
 set; the logged loss is the query loss after adaptation.
+
+The paper's Omniglot and mini-ImageNet runs take each inner step on a minibatch of the task
+(``inner_batch``: 10 examples of 5 ways × 10 training shots, 5 steps), adapt with Adam (β₁ = 0;
+``use_inner_optimizer``) and anneal the meta step size ε linearly to 0 (``train.schedule:
+linear`` with SGD at ``lr`` ε); configs/omniglot/reptile-5w1s.yaml sets all three.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import PositiveFloat
+from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from metamap.core.task import TaskBatch
@@ -28,7 +33,12 @@ __all__ = ["Reptile", "ReptileSection"]
 
 
 class Reptile(GradientLearner):
-    """k steps of SGD with step size ``inner_lr`` per task; meta-gradient θ − mean θ̃."""
+    """k steps of SGD with step size ``inner_lr`` per task; meta-gradient θ − mean θ̃.
+
+    ``inner_batch``: examples of the support set per inner step (Nichol et al.'s inner
+    minibatches, :mod:`metamap.learners.minibatch`); ``None``: every step on all of them. It
+    applies when adapting to test tasks too, where a support set no larger than it is taken
+    whole."""
 
     second_order = False
 
@@ -39,11 +49,17 @@ class Reptile(GradientLearner):
         inner_steps: int = 5,
         inner_lr: float = 0.01,
         batching: Batching = "auto",
+        inner_batch: int | None = None,
     ) -> None:
         super().__init__(model, loss, inner_steps, batching)
         if inner_lr <= 0:
             raise ValueError(f"inner_lr must be positive, got {inner_lr}")
+        if inner_batch is not None and inner_batch < 1:
+            raise ValueError(
+                f"inner_batch must be at least 1 (None: the whole support set), got {inner_batch}"
+            )
         self.inner_lr = float(inner_lr)
+        self.inner_batch = inner_batch
 
     def step_sizes(self, meta: Params, steps: int) -> list[StepSize]:
         return [self.inner_lr] * steps
@@ -110,8 +126,21 @@ class ReptileSection(GradientSection):
 
     name: Literal["reptile"] = "reptile"
     inner_lr: PositiveFloat = 0.01
+    inner_batch: PositiveInt | None = None
+    """Support examples per inner step (Nichol et al.: 10 on Omniglot); omitted: all of them."""
+
+    def notes(self) -> list[str]:
+        batch = [] if self.inner_batch is None else [f"inner minibatches of {self.inner_batch}"]
+        return [*super().notes(), *batch]
 
     def build(self, ctx: BuildContext) -> Reptile:
         return self.restrict(
-            Reptile(ctx.model(), ctx.loss, self.inner_steps, self.inner_lr, self.batching)
+            Reptile(
+                ctx.model(),
+                ctx.loss,
+                self.inner_steps,
+                self.inner_lr,
+                self.batching,
+                self.inner_batch,
+            )
         )

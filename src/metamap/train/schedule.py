@@ -20,7 +20,7 @@ __all__ = ["lr_factor", "schedule_mismatch"]
 def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     """``step ↦`` the factor on ``cfg.lr`` for that step (0-based): linear warm-up, then the
     constant, step (``decay_factor`` every ``decay_every``), piecewise (``factors[i]`` from
-    ``milestones[i]`` on) or cosine (to 0 at ``cfg.steps``) schedule."""
+    ``milestones[i]`` on), cosine or linear (both to 0 at ``cfg.steps``) schedule."""
     schedule, warmup, total = cfg.schedule, cfg.warmup_steps, cfg.steps
 
     def f(step: int) -> float:
@@ -31,9 +31,11 @@ def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
         if schedule == "piecewise":
             passed = [f for m, f in zip(cfg.milestones, cfg.factors, strict=True) if step >= m]
             return passed[-1] if passed else 1.0
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
         if schedule == "cosine":
-            t = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        if schedule == "linear":
+            return 1.0 - t
         return 1.0
 
     return f

@@ -146,7 +146,9 @@ class TrainConfig(Section):
     nesterov: bool = False
     weight_decay: NonNegativeFloat = 0.0
     """L2 penalty added to the gradients by the optimizer (MetaOptNet: 5e-4)."""
-    schedule: Literal["constant", "cosine", "step", "piecewise"] = "constant"
+    schedule: Literal["constant", "cosine", "linear", "step", "piecewise"] = "constant"
+    """The rate's factor by step: ``cosine`` and ``linear`` fall to 0 at ``steps`` (after any
+    ``warmup_steps``; ``linear`` is Reptile's annealed meta step size, Nichol et al. 2018)."""
     warmup_steps: NonNegativeInt = 0
     decay_every: PositiveInt = 2000
     """``schedule: step`` multiplies the rate by ``decay_factor`` every ``decay_every`` steps."""
@@ -508,10 +510,10 @@ class RunConfig(Section):
         The learning-rate schedule does not count here (``steps``, ``schedule``, warm-up, decay
         and milestones): a run may resume under another schedule when both give the same rates
         for every step it has taken, which the trainer checks (:func:`schedule_mismatch`). So a
-        finished run can be extended by raising ``train.steps`` (not under cosine, whose rates
-        depend on the total), or annealed by a piecewise decay from the step it reached. Where
-        the data, its split lists and its cache live, and whether it may be downloaded, do not
-        count either: moving the data does not stop a run from resuming.
+        finished run can be extended by raising ``train.steps`` (not under cosine or linear,
+        whose rates depend on the total), or annealed by a piecewise decay from the step it
+        reached. Where the data, its split lists and its cache live, and whether it may be
+        downloaded, do not count either: moving the data does not stop a run from resuming.
         """
         d = self.model_dump(mode="json")
         for k in ("name", "out_dir", "eval"):
@@ -570,6 +572,8 @@ class RunConfig(Section):
             d["learner"].pop("class_feature")
         if d["learner"].get("adapt") == []:  # as before the option existed
             d["learner"].pop("adapt")
+        if "inner_batch" in d["learner"] and d["learner"]["inner_batch"] is None:  # as before
+            d["learner"].pop("inner_batch")
         inner = getattr(self.learner, "inner_optimizer", None)
         if inner is not None and inner.build() is None:  # plain steps: as before the option
             d["learner"].pop("inner_optimizer")
