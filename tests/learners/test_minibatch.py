@@ -43,8 +43,8 @@ def test_regression_points_come_mixed_and_padding_is_never_drawn() -> None:
 
 def test_the_same_order_under_vmap_as_task_by_task() -> None:
     g = torch.Generator().manual_seed(0)
-    y = torch.stack([torch.randperm(12, generator=g) % 3 for _ in range(4)])
-    batched = torch.func.vmap(lambda t: step_indices(t, 6, 4))(y)
+    y = torch.stack([torch.randperm(13, generator=g) % 3 for _ in range(4)])
+    batched = torch.func.vmap(lambda t: step_indices(t, 6, 4))(y)  # first with 13 rows
     assert torch.equal(batched, torch.stack([step_indices(t, 6, 4) for t in y]))
 
 

@@ -8,8 +8,8 @@ here the order is fixed, so a run and its resume take the same minibatches witho
 state to carry:
 
 * the positions are put in one pseudo-random order, the same for every task of that size
-  (``torch.randperm`` from a generator seeded with 0), so data stored sorted (a regression
-  task's points by ``x``) still gives mixed minibatches;
+  (a permutation from NumPy's generator seeded with 0, drawn outside any ``vmap``), so data
+  stored sorted (a regression task's points by ``x``) still gives mixed minibatches;
 * with class labels (integer targets) the examples are then *stratified*: every class's first
   example in that order, then every class's second, … so each minibatch holds the classes as
   evenly as its size allows, where a shuffle would leave some out;
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,8 +33,10 @@ __all__ = ["step_indices"]
 
 @cache
 def _shuffle(n: int) -> Tensor:
-    """A fixed pseudo-random order of ``n`` positions (CPU), the same on every machine."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    """A fixed pseudo-random order of ``n`` positions (CPU), the same on every machine. NumPy's,
+    not torch's: under ``torch.func.vmap`` a torch random op is refused (and one draw serves
+    every task)."""
+    return torch.from_numpy(np.random.default_rng(0).permutation(n))
 
 
 def step_indices(y: Tensor, size: int, steps: int, first: int = 0) -> Tensor:
