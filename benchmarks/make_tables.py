@@ -276,6 +276,8 @@ PAPER_OMNIGLOT = {
     "mamlpp": {"5w1s": 99.47, "20w1s": 97.65},  # Antoniou et al. 2019, Table 1 (1-shot)
     "matching": {"5w1s": 98.1, "5w5s": 98.9, "20w1s": 93.8, "20w5s": 98.5},
     "relation": {"5w1s": 99.6, "5w5s": 99.8, "20w1s": 97.6, "20w5s": 99.1},  # Sung et al. 2018
+    # Nichol et al. 2018, Table 1, "Reptile + Transduction" (as these rows' BatchNorm)
+    "reptile": {"5w1s": 97.68, "5w5s": 99.48, "20w1s": 89.43, "20w5s": 97.12},
 }
 
 
@@ -352,6 +354,8 @@ def omniglot_table() -> str:
         if train["schedule"] == "piecewise":
             cuts = zip(train["milestones"], train["factors"], strict=True)
             budget += "; lr " + ", ".join(f"×{f:g} from {m:,}" for m, f in cuts)
+        elif train["schedule"] == "linear":  # Reptile's meta step, annealed over this budget
+            budget += f"; lr linearly to 0 over {train['steps']:,}"
         task, model = r["config_dump"]["task"], r["config_dump"]["model"]
         bn = model["batch_norm"] + (", strided" if model.get("downsample") == "stride" else "")
         if _tested_transductively(r):
@@ -420,11 +424,12 @@ def omniglot_table() -> str:
         "and BatchNorm policy are in that column (the full protocol line of each run is in its "
         "result file).",
         "Gradient-based rows report accuracy after the most test-time inner steps (MAML 5-way: 3, "
-        "20-way: 5); a fixed 5-way head cannot take Lake's 20-way runs (n/a). Lake's error is "
-        "given only for models that never trained on a run image, checked on pixels "
-        "(`metamap.data.run_images_seen`): Lake's runs are drawn from the 20 evaluation "
-        "alphabets, and the Vinyals training characters include 312 of their 800 images (the "
-        "MAML split 560), so the errors earlier tables gave for those rows — "
+        "20-way: 5; Reptile: 50, as its paper); a fixed 5-way head cannot take Lake's 20-way "
+        "runs (n/a). Lake's error is given only for models that never trained on a run "
+        "image, checked on pixels (`metamap.data.run_images_seen`): Lake's runs are drawn "
+        "from the 20 evaluation alphabets, and the Vinyals training characters include 312 "
+        "of their 800 images (the MAML split 560), so the errors earlier tables gave for "
+        "those rows — "
         + ", ".join(
             f"{_run_name(r)} {100 * r['lake_one_shot']['error']:.1f}%"
             for r in runs
@@ -490,6 +495,7 @@ OMNIGLOT_NAMES = {
     "mamlpp": "MAML++",
     "fomaml": "first-order MAML",
     "anil": "ANIL",
+    "reptile": "Reptile",
     "r2d2": "R2D2",
     "pretrain": "supervised pre-training",
 }
