@@ -111,6 +111,8 @@ def test_reptile_defaults_and_invalid_arguments() -> None:
     assert learner.inner_batch is None
     with pytest.raises(ValueError, match=r"inner_batch must be at least 1 \(None: the whole"):
         Reptile(MLP(1, 1, (4,)), inner_batch=0)
+    with pytest.raises(ValueError, match=r"inner_batch must be at least 1 .*got 2\.5"):
+        Reptile(MLP(1, 1, (4,)), inner_batch=2.5)  # type: ignore[arg-type]
 
 
 def test_reptile_has_no_meta_loss() -> None:

@@ -54,7 +54,7 @@ class Reptile(GradientLearner):
         super().__init__(model, loss, inner_steps, batching)
         if inner_lr <= 0:
             raise ValueError(f"inner_lr must be positive, got {inner_lr}")
-        if inner_batch is not None and inner_batch < 1:
+        if inner_batch is not None and (not isinstance(inner_batch, int) or inner_batch < 1):
             raise ValueError(
                 f"inner_batch must be at least 1 (None: the whole support set), got {inner_batch}"
             )
