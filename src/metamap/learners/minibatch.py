@@ -1,11 +1,11 @@
 """Inner minibatches: which support examples each inner step trains on.
 
-Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms", 2018 (§7, the
-``inner-batch`` setting): Reptile's inner loop takes its k steps on minibatches of the task's
-data rather than on all of it (Omniglot: 5 steps of 10 examples over 5 ways × 10 shots, so one
-pass over the task). The reference code draws them from a fresh shuffle of each task's data;
-here the order is fixed, so a run and its resume take the same minibatches without a random
-state to carry:
+Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms", 2018 (their Omniglot
+and mini-ImageNet runs; the reference code's ``--inner-batch``): Reptile's inner loop takes its
+k steps on minibatches of the task's data rather than on all of it (Omniglot: 5 steps of 10
+examples over 5 ways × 10 shots, so one pass over the task). The reference code draws them
+from a fresh shuffle of each task's data; here the order is fixed, so a run and its resume take
+the same minibatches without a random state to carry:
 
 * the positions are put in one pseudo-random order, the same for every task of that size
   (a permutation from NumPy's generator seeded with 0, drawn outside any ``vmap``), so data
