@@ -213,6 +213,20 @@ class GradientLearner(MetaLearner):
         names = [n for n, _ in self.model.named_parameters() if self._adapted(n)]
         return bool(names) and all(any(n.startswith(t) for t in top) for n in names)
 
+    def _minibatches(
+        self, y: Tensor, steps: int, first: int = 0, tasks: bool = False
+    ) -> list[Tensor] | None:
+        """The support rows of inner steps ``first … first + steps - 1`` with
+        :attr:`inner_batch` (:func:`~metamap.learners.minibatch.step_indices`), one tensor per
+        step: ``(size,)`` for one task's targets ``y: (S, ...)``, ``(B, size)`` for a batch's
+        ``y: (B, S, ...)`` with ``tasks``; ``None`` where every step takes the whole support."""
+        size = self.inner_batch
+        if size is None or size >= y.shape[int(tasks)]:
+            return None
+        if not tasks:
+            return list(step_indices(y, size, steps, first).unbind(0))
+        return list(torch.stack([step_indices(t, size, steps, first) for t in y]).unbind(1))
+
     def _step_losses(
         self,
         loss_on: Callable[[Tensor, Tensor], Callable[[Params], Tensor]],
@@ -222,12 +236,10 @@ class GradientLearner(MetaLearner):
         first: int,
     ) -> Callable[[Params], Tensor] | list[Callable[[Params], Tensor]]:
         """``loss_on(x, y)`` for every inner step, or with :attr:`inner_batch` each step's loss
-        on its own minibatch of the support ``x: (S, ...)``, ``y: (S, ...)``
-        (:func:`~metamap.learners.minibatch.step_indices`; steps ``first``, ``first + 1``, …)."""
-        size = self.inner_batch
-        if size is None or size >= y.shape[0]:
-            return loss_on(x, y)
-        return [loss_on(x[i], y[i]) for i in step_indices(y, size, steps, first).unbind(0)]
+        on its own minibatch (:meth:`_minibatches`) of the support ``x: (S, ...)``,
+        ``y: (S, ...)``."""
+        rows = self._minibatches(y, steps, first)
+        return loss_on(x, y) if rows is None else [loss_on(x[i], y[i]) for i in rows]
 
     def _adapt(
         self,
@@ -430,16 +442,12 @@ class GradientLearner(MetaLearner):
         def summed_on(x: Tensor, y: Tensor) -> Callable[[Params], Tensor]:
             return lambda p: self._task_losses(run_each(p, x, part), y).sum()
 
-        size, steps = self.inner_batch, self.inner_steps
-        losses_of: Callable[[Params], Tensor] | list[Callable[[Params], Tensor]]
-        if size is None or size >= sy.shape[1]:
-            losses_of = summed_on(zs, sy)
-        else:  # each task's own minibatch at each step, as _step_losses takes it
-            idx = torch.stack([step_indices(y, size, steps) for y in sy])  # (B, steps, size)
-            rows = torch.arange(len(batch), device=sy.device)[:, None]
-            losses_of = [summed_on(zs[rows, i], sy[rows, i]) for i in idx.unbind(1)]
+        picks = self._minibatches(sy, self.inner_steps, tasks=True)  # each task's own rows
+        task = torch.arange(len(batch), device=sy.device)[:, None]
         adapted, _ = inner_loop(
-            losses_of,
+            summed_on(zs, sy)
+            if picks is None
+            else [summed_on(zs[task, i], sy[task, i]) for i in picks],
             fast,
             self.step_sizes(meta, self.inner_steps),
             create_graph=create_graph,
